@@ -1,0 +1,30 @@
+"""``qkdnet bench NAME``: the benchmarks. Each bench module exposes ``add_parser``."""
+from __future__ import annotations
+
+import argparse
+import importlib
+
+BENCH_MODULES = (
+    "mininet_topos.bench_topology",   # topology: load + validate synthetic meshes
+    "quseccontroller.bench_routing",  # routing: delivered key rate vs multi-commodity bound
+    "quseccontroller.bench_setup",    # setup: relay path setup latency in Mininet
+    "kms_agents.bench",               # latency, throughput: ETSI 014 over mutual TLS
+    "mininet_topos.bench_scale",      # scale: Mininet bring-up time, reroute time
+)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "bench", help="run a benchmark and record it in docs/benchmarks.md",
+        description="Run a benchmark. Results (with machine and date) are written to "
+                    "docs/benchmarks.md; --json prints one JSON object instead of a table.")
+    benches = parser.add_subparsers(dest="bench", metavar="NAME")
+    for name in BENCH_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        module.add_parser(benches)
+    parser.set_defaults(func=lambda args: parser.print_help() or 2)
