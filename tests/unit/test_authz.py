@@ -1,0 +1,83 @@
+"""The relay node's table of live authorisations from QuSeC."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from kms_agents.authz import Authorisation, AuthTable, NotAuthorised
+from quseccontroller.proto import control_pb2
+
+
+def auth(path_id: str = "p1", prev: str = "A", nxt: str = "C", exp: float = 100.0,
+         share: tuple[int, int] = (1, 1)) -> Authorisation:
+    return Authorisation(path_id=path_id, prev_hop=prev, next_hop=nxt, prev_hop_addr="a:1",
+                         next_hop_addr="c:1", expires_at=exp, src_node="A", dst_node="E",
+                         share_index=share[0], share_count=share[1])
+
+
+def check(t: AuthTable, path_id: str = "p1", frm: str = "A", now: float = 10.0, **kw):
+    kw.setdefault("src_node", "A")
+    kw.setdefault("dst_node", "E")
+    return t.check(path_id, from_node=frm, now=now, **kw)
+
+
+def test_live_authorisation_for_path_and_hop() -> None:
+    t = AuthTable()
+    t.grant(auth())
+    assert check(t).next_hop == "C"
+
+
+def test_refusals_name_the_failed_check() -> None:
+    t = AuthTable()
+    with pytest.raises(NotAuthorised, match="no authorisation from QuSeC"):
+        check(t)
+    t.grant(auth())
+    with pytest.raises(NotAuthorised, match="previous hop is A, message came from X"):
+        check(t, frm="X")
+    with pytest.raises(NotAuthorised, match="expired"):
+        check(t, now=100.0)
+    with pytest.raises(NotAuthorised, match="authorised for A->E, message is A->F"):
+        check(t, dst_node="F")
+    with pytest.raises(NotAuthorised, match="share 1/1, message carries 1/2"):
+        check(t, share_count=2)
+    with pytest.raises(NotAuthorised, match="no authorisation") as info:
+        check(t, path_id="p2")
+    assert info.value.path_id == "p2"
+
+
+def test_revoke_and_expire() -> None:
+    t = AuthTable()
+    t.grant(auth("p1"))
+    t.grant(auth("p2", exp=5.0))
+    assert t.expire(now=10.0) == ["p2"]
+    assert t.revoke("p1", "link down") is True
+    with pytest.raises(NotAuthorised, match=r"revoked \(link down\)"):
+        check(t)
+    assert t.revoke("p1") is False
+    t.grant(auth("p1"))  # re-granted after a reroute
+    check(t)
+    t.clear()
+    assert len(t) == 0
+
+
+def test_source_has_no_previous_hop() -> None:
+    t = AuthTable()
+    t.grant(auth(prev=""))
+    assert check(t, frm="").prev_hop == ""
+    with pytest.raises(NotAuthorised, match=r"\(none: source\)"):
+        check(t, frm="A")
+
+
+def test_from_proto() -> None:
+    msg = control_pb2.RelayAuthorisation(path_id="p", prev_hop="A", next_hop="C",
+                                         expires_unix_ms=12_500, src_node="A", dst_node="E")
+    a = Authorisation.from_proto(msg)
+    assert a.expires_at == 12.5 and (a.share_index, a.share_count) == (1, 1)
+
+
+def test_wait_for_returns_when_granted() -> None:
+    t = AuthTable()
+    threading.Timer(0.05, t.grant, args=(auth("late"),)).start()
+    assert t.wait_for("late", timeout=5.0) is not None
+    assert t.wait_for("never", timeout=0.05) is None
