@@ -1,0 +1,231 @@
+"""SQLite store of link-key state and end-to-end keys awaiting delivery (WAL, synchronous=FULL).
+
+Every change is one transaction, fsync'd before the call returns, so a killed agent
+restarted on the same file loses no undelivered key and never hands a key out twice.
+Delivered keys are deleted (with ``secure_delete`` so their bytes are overwritten).
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS link_cursor (
+    link_id TEXT NOT NULL, direction TEXT NOT NULL, fingerprint TEXT NOT NULL,
+    next_index INTEGER NOT NULL DEFAULT 0, claim_floor INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (link_id, direction));
+CREATE TABLE IF NOT EXISTS link_claimed (
+    link_id TEXT NOT NULL, direction TEXT NOT NULL, idx INTEGER NOT NULL,
+    PRIMARY KEY (link_id, direction, idx));
+CREATE TABLE IF NOT EXISTS e2e_key (
+    key_id TEXT PRIMARY KEY, master_sae TEXT NOT NULL, slaves TEXT NOT NULL,
+    material BLOB NOT NULL, size_bits INTEGER NOT NULL, created REAL NOT NULL,
+    meta TEXT NOT NULL DEFAULT '{}');
+CREATE TABLE IF NOT EXISTS e2e_pending (
+    key_id TEXT NOT NULL, sae TEXT NOT NULL, master_sae TEXT NOT NULL,
+    PRIMARY KEY (key_id, sae));
+CREATE INDEX IF NOT EXISTS e2e_pending_pair ON e2e_pending (master_sae, sae);
+"""
+
+
+class KeyNotFound(Exception):
+    """One or more key IDs are not stored here (or not for that master SAE / this caller)."""
+
+
+class NotAuthorised(Exception):
+    """The caller is not a named recipient of one or more of the keys."""
+
+
+class DuplicateKey(Exception):
+    """A key ID is already stored."""
+
+
+@dataclass
+class StoredKey:
+    """An end-to-end key waiting here for its recipients (``slaves``) to fetch it."""
+    key_id: str
+    master_sae: str
+    slaves: list[str]
+    material: bytes
+    created: float = field(default_factory=time.time)
+    meta: dict = field(default_factory=dict)   # route_type, hops, security_level, path ...
+
+    @property
+    def size_bits(self) -> int:
+        return len(self.material) * 8
+
+
+class KeyStore:
+    """Durable key state of one agent; thread-safe (one connection behind a lock)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA secure_delete=ON")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        with self._lock:
+            self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def _tx(self):
+        return _Tx(self._db, self._lock)
+
+    # -- link key state (LinkStateStore) --------------------------------------------
+    def _cursor_row(self, link_id: str, direction: str, fp: str) -> tuple[int, int]:
+        row = self._db.execute(
+            "SELECT fingerprint, next_index, claim_floor FROM link_cursor WHERE link_id=? AND direction=?",
+            (link_id, direction)).fetchone()
+        if row is None or row[0] != fp:
+            # New link or a new secret (network rebuilt): its old state means nothing now.
+            self._db.execute("DELETE FROM link_claimed WHERE link_id=? AND direction=?", (link_id, direction))
+            self._db.execute(
+                "INSERT OR REPLACE INTO link_cursor (link_id, direction, fingerprint, next_index, claim_floor) "
+                "VALUES (?, ?, ?, 0, 0)", (link_id, direction, fp))
+            return 0, 0
+        return int(row[1]), int(row[2])
+
+    def link_cursor(self, link_id: str, direction: str, fingerprint: str) -> int:
+        with self._tx():
+            return self._cursor_row(link_id, direction, fingerprint)[0]
+
+    def advance_link_cursor(self, link_id: str, direction: str, fingerprint: str,
+                            old: int, new: int) -> None:
+        """Move the take cursor forward (never back); durable on return."""
+        with self._tx():
+            current, _ = self._cursor_row(link_id, direction, fingerprint)
+            if current != old or new < old:
+                raise RuntimeError(f"link {link_id} {direction}: cursor moved concurrently ({current} != {old})")
+            self._db.execute("UPDATE link_cursor SET next_index=? WHERE link_id=? AND direction=?",
+                             (new, link_id, direction))
+
+    def claim_link_indices(self, link_id: str, direction: str, fingerprint: str,
+                           indices: list[int], floor: int) -> bool:
+        """Record block indices as claimed; False (and no change) if any was claimed or expired."""
+        with self._tx():
+            _, old_floor = self._cursor_row(link_id, direction, fingerprint)
+            if min(indices) < old_floor:
+                return False
+            marks = ",".join("?" * len(indices))
+            hit = self._db.execute(
+                f"SELECT 1 FROM link_claimed WHERE link_id=? AND direction=? AND idx IN ({marks}) LIMIT 1",
+                (link_id, direction, *indices)).fetchone()
+            if hit:
+                return False
+            self._db.executemany("INSERT INTO link_claimed (link_id, direction, idx) VALUES (?, ?, ?)",
+                                 [(link_id, direction, i) for i in indices])
+            if floor > old_floor:
+                self._db.execute("UPDATE link_cursor SET claim_floor=? WHERE link_id=? AND direction=?",
+                                 (floor, link_id, direction))
+                self._db.execute("DELETE FROM link_claimed WHERE link_id=? AND direction=? AND idx<?",
+                                 (link_id, direction, floor))
+            return True
+
+    # -- end-to-end keys ---------------------------------------------------------------
+    def put(self, keys: Sequence[StoredKey]) -> None:
+        """Store keys for their recipients, all or none; durable on return."""
+        with self._tx():
+            for k in keys:
+                if not k.slaves:
+                    raise ValueError(f"key {k.key_id}: no recipients")
+                try:
+                    self._db.execute(
+                        "INSERT INTO e2e_key (key_id, master_sae, slaves, material, size_bits, created, meta) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (k.key_id, k.master_sae, json.dumps(sorted(set(k.slaves))), k.material,
+                         k.size_bits, k.created, json.dumps(k.meta)))
+                except sqlite3.IntegrityError as exc:
+                    raise DuplicateKey(f"key ID {k.key_id} is already stored") from exc
+                self._db.executemany(
+                    "INSERT INTO e2e_pending (key_id, sae, master_sae) VALUES (?, ?, ?)",
+                    [(k.key_id, s, k.master_sae) for s in sorted(set(k.slaves))])
+
+    def fetch(self, master_sae: str, caller: str, key_ids: Sequence[str]) -> list[StoredKey]:
+        """Deliver keys to ``caller`` (all or none) and forget them once every recipient has them.
+
+        Raises :class:`NotAuthorised` if a key exists but ``caller`` is not one of its named
+        recipients, :class:`KeyNotFound` if a key is missing, belongs to another master SAE,
+        or was already delivered to ``caller``.
+        """
+        if len(set(key_ids)) != len(key_ids):
+            raise KeyNotFound("duplicate key IDs in request")
+        out = []
+        with self._tx():
+            for kid in key_ids:
+                row = self._db.execute(
+                    "SELECT master_sae, slaves, material, created, meta FROM e2e_key WHERE key_id=?",
+                    (kid,)).fetchone()
+                if row is None or row[0] != master_sae:
+                    raise KeyNotFound(kid)
+                if caller not in json.loads(row[1]):
+                    raise NotAuthorised(kid)
+                if not self._db.execute("SELECT 1 FROM e2e_pending WHERE key_id=? AND sae=?",
+                                        (kid, caller)).fetchone():
+                    raise KeyNotFound(kid)
+                out.append(StoredKey(kid, row[0], json.loads(row[1]), bytes(row[2]), row[3], json.loads(row[4])))
+            for kid in key_ids:
+                self._db.execute("DELETE FROM e2e_pending WHERE key_id=? AND sae=?", (kid, caller))
+                if not self._db.execute("SELECT 1 FROM e2e_pending WHERE key_id=? LIMIT 1", (kid,)).fetchone():
+                    self._db.execute("DELETE FROM e2e_key WHERE key_id=?", (kid,))
+        return out
+
+    def peek(self, key_id: str) -> StoredKey | None:
+        """A stored key without delivering it (for checks and 004 metadata), or None."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT master_sae, slaves, material, created, meta FROM e2e_key WHERE key_id=?",
+                (key_id,)).fetchone()
+        if row is None:
+            return None
+        return StoredKey(key_id, row[0], json.loads(row[1]), bytes(row[2]), row[3], json.loads(row[4]))
+
+    def pending_count(self, master_sae: str, sae: str) -> int:
+        """Keys from ``master_sae`` waiting for ``sae`` to fetch them."""
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM e2e_pending WHERE master_sae=? AND sae=?",
+                                        (master_sae, sae)).fetchone()[0])
+
+    def pending_ids(self, master_sae: str, sae: str) -> list[str]:
+        with self._lock:
+            return [r[0] for r in self._db.execute(
+                "SELECT key_id FROM e2e_pending WHERE master_sae=? AND sae=? ORDER BY rowid",
+                (master_sae, sae))]
+
+    def discard(self, key_ids: Iterable[str]) -> None:
+        """Forget keys (e.g. a relay that was voided)."""
+        with self._tx():
+            for kid in key_ids:
+                self._db.execute("DELETE FROM e2e_pending WHERE key_id=?", (kid,))
+                self._db.execute("DELETE FROM e2e_key WHERE key_id=?", (kid,))
+
+
+class _Tx:
+    """BEGIN IMMEDIATE .. COMMIT under the store's lock (ROLLBACK on error)."""
+
+    def __init__(self, db: sqlite3.Connection, lock: threading.RLock) -> None:
+        self._db, self._lock = db, lock
+        self._outer = False
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+        self._outer = not self._db.in_transaction
+        if self._outer:
+            self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if self._outer:
+                self._db.execute("ROLLBACK" if exc_type else "COMMIT")
+        finally:
+            self._lock.release()

@@ -1,0 +1,71 @@
+"""End-to-end key store: all-or-none delivery, 401 vs not found, multicast, durability."""
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from kms_agents.keystore import DuplicateKey, KeyNotFound, KeyStore, NotAuthorised, StoredKey
+
+
+def test_sqlite_settings(tmp_path: Path) -> None:
+    store = KeyStore(tmp_path / "k.db")
+    assert store._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert store._db.execute("PRAGMA synchronous").fetchone()[0] == 2   # FULL
+
+
+def test_fetch_delivers_once_and_checks_the_caller(tmp_path: Path) -> None:
+    store = KeyStore(tmp_path / "k.db")
+    store.put([StoredKey("k1", "m", ["s"], b"\x01" * 32), StoredKey("k2", "m", ["s"], b"\x02" * 32)])
+    assert store.pending_count("m", "s") == 2
+    with pytest.raises(NotAuthorised):
+        store.fetch("m", "eve", ["k1"])
+    with pytest.raises(KeyNotFound):
+        store.fetch("other-master", "s", ["k1"])
+    with pytest.raises(KeyNotFound):          # all or none: k3 is missing, k1 stays
+        store.fetch("m", "s", ["k1", "k3"])
+    got = store.fetch("m", "s", ["k2", "k1"])
+    assert [k.key_id for k in got] == ["k2", "k1"] and got[1].material == b"\x01" * 32
+    with pytest.raises(KeyNotFound):
+        store.fetch("m", "s", ["k1"])
+    assert store.peek("k1") is None and store.pending_count("m", "s") == 0
+
+
+def test_multicast_key_stays_until_every_slave_has_it(tmp_path: Path) -> None:
+    store = KeyStore(tmp_path / "k.db")
+    store.put([StoredKey("k1", "m", ["s1", "s2"], b"x" * 16)])
+    store.fetch("m", "s1", ["k1"])
+    assert store.peek("k1") is not None
+    store.fetch("m", "s2", ["k1"])
+    assert store.peek("k1") is None
+
+
+def test_duplicates_and_empty_recipients(tmp_path: Path) -> None:
+    store = KeyStore(tmp_path / "k.db")
+    store.put([StoredKey("k1", "m", ["s"], b"x")])
+    with pytest.raises(DuplicateKey):
+        store.put([StoredKey("k2", "m", ["s"], b"y"), StoredKey("k1", "m", ["s"], b"z")])
+    assert store.peek("k2") is None        # the whole batch was rolled back
+    with pytest.raises(ValueError, match="k9"):
+        store.put([StoredKey("k9", "m", [], b"x")])
+    with pytest.raises(KeyNotFound):
+        store.fetch("m", "s", ["k1", "k1"])
+
+
+def test_undelivered_keys_survive_reopen_and_delivered_bytes_are_gone(tmp_path: Path) -> None:
+    path = tmp_path / "k.db"
+    store = KeyStore(path)
+    secret = bytes.fromhex("5eed" * 16)
+    store.put([StoredKey("gone", "m", ["s"], secret), StoredKey("kept", "m", ["s"], b"\x07" * 32,
+                                                                 meta={"hops": 0})])
+    store.fetch("m", "s", ["gone"])
+    store.close()
+    again = KeyStore(path)
+    kept = again.peek("kept")
+    assert kept is not None and kept.meta == {"hops": 0} and kept.slaves == ["s"]
+    again.close()
+    con = sqlite3.connect(path)
+    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    con.close()
+    assert secret not in path.read_bytes()
