@@ -1,0 +1,264 @@
+"""Agent side of control.proto: the long-lived Connect stream to QuSeC and the RequestPath call.
+
+One background thread keeps one bidirectional stream open over mutual TLS (the
+node's certificate; its CN is the node id). It registers first, then sends link
+reports every ``report_interval`` and early when a link's key level crosses a
+threshold, and applies the RelayAuthorisation / Revocation messages QuSeC pushes
+down to the node's AuthTable (acking each authorisation). When the stream breaks
+(QuSeC restarting) it reconnects with bounded exponential back-off and registers
+again. Nothing here blocks key delivery: direct-link keys never wait for QuSeC.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import threading
+import time
+from bisect import bisect_right
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from grpc_status import rpc_status
+
+from kms_agents.authz import Authorisation, AuthTable
+from quseccontroller.proto import control_pb2, control_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+DEFAULT_THRESHOLDS_BITS = (8 * 1024, 64 * 1024, 1024 * 1024)
+
+
+class PathRefused(Exception):
+    """QuSeC refused (or could not answer) a path request; ``code`` is the gRPC status."""
+
+    def __init__(self, code: grpc.StatusCode, reason: str, message: str, rule: str = "") -> None:
+        super().__init__(f"QuSeC refused the path ({code.name}, {reason or 'no reason'}): {message}")
+        self.code, self.reason, self.message, self.rule = code, reason, message, rule
+
+
+@dataclass
+class ControlSettings:
+    """Where QuSeC is and how the agent talks to it (defaults documented here, nowhere else)."""
+
+    target: str                        # QuSeC gRPC host:port
+    ca_cert: Path
+    cert: Path                         # the node's certificate (CN = node id)
+    key: Path
+    server_name: str = ""              # override the TLS name checked on QuSeC's cert
+    report_interval_s: float = 2.0     # until QuSeC's Registered says otherwise
+    poll_interval_s: float = 0.25      # how often link levels are looked at for thresholds
+    thresholds_bits: Sequence[int] = DEFAULT_THRESHOLDS_BITS
+    backoff_initial_s: float = 0.2
+    backoff_max_s: float = 5.0
+    path_deadline_s: float = 10.0
+
+
+def band(bits: int, thresholds: Sequence[int]) -> int:
+    """Which band (0 = below the lowest threshold) a key level falls in."""
+    return bisect_right(sorted(thresholds), bits)
+
+
+def crossed(prev: dict[str, int], cur: dict[str, int], thresholds: Sequence[int]) -> list[str]:
+    """Links whose stored bits moved into another threshold band (or appeared/vanished)."""
+    out = [lid for lid in cur
+           if lid not in prev or band(prev[lid], thresholds) != band(cur[lid], thresholds)]
+    return sorted(out + [lid for lid in prev if lid not in cur])
+
+
+def backoff_delays(initial: float, maximum: float, rng: random.Random | None = None):
+    """Endless bounded exponential back-off with jitter (each delay in [d/2, d])."""
+    rng = rng or random.Random()
+    delay = initial
+    while True:
+        yield rng.uniform(delay / 2, delay)
+        delay = min(maximum, delay * 2)
+
+
+class ControlClient:
+    """The agent's connection to QuSeC (stream thread + unary calls)."""
+
+    def __init__(self, settings: ControlSettings, *, register: Callable[[], control_pb2.Register],
+                 links: Callable[[], list[control_pb2.QkdLinkState]], authz: AuthTable,
+                 on_revoke: Callable[[str, str], None] | None = None) -> None:
+        self.settings = settings
+        self._register = register
+        self._links = links
+        self.authz = authz
+        self._on_revoke = on_revoke
+        self.registered = threading.Event()
+        self.registrations = 0          # how many times the stream registered (1 + reconnects)
+        self.reports_sent = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._call: grpc.Future | None = None
+        self._outbox: queue.Queue = queue.Queue()
+        self._report_interval = settings.report_interval_s
+        self._channel = self._make_channel()
+        self._stub = control_pb2_grpc.QuSeCControlStub(self._channel)
+
+    def _make_channel(self) -> grpc.Channel:
+        s = self.settings
+        creds = grpc.ssl_channel_credentials(root_certificates=Path(s.ca_cert).read_bytes(),
+                                             private_key=Path(s.key).read_bytes(),
+                                             certificate_chain=Path(s.cert).read_bytes())
+        options = [("grpc.keepalive_time_ms", 10_000), ("grpc.keepalive_timeout_ms", 5_000),
+                   ("grpc.keepalive_permit_without_calls", 1),
+                   ("grpc.initial_reconnect_backoff_ms", int(s.backoff_initial_s * 1000)),
+                   ("grpc.max_reconnect_backoff_ms", int(s.backoff_max_s * 1000))]
+        if s.server_name:
+            options.append(("grpc.ssl_target_name_override", s.server_name))
+        return grpc.secure_channel(s.target, creds, options=options)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the stream thread (returns at once; see ``registered``)."""
+        self._thread = threading.Thread(target=self._run, name="qusec-control", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Close the stream and the channel."""
+        self._stop.set()
+        self._outbox.put(None)
+        call = self._call
+        if call is not None:
+            call.cancel()
+        if self._thread:
+            self._thread.join(timeout=5)
+        self._channel.close()
+
+    def report_now(self) -> None:
+        """Ask the stream to send a report at once (e.g. after a large key consumption)."""
+        self._outbox.put("report")
+
+    # -- the stream --------------------------------------------------------------------------
+    def _run(self) -> None:
+        delays = backoff_delays(self.settings.backoff_initial_s, self.settings.backoff_max_s)
+        while not self._stop.is_set():
+            try:
+                self._stream_once()
+                reason = "stream ended"
+            except grpc.RpcError as exc:
+                reason = f"{exc.code().name}: {exc.details()}"
+            except Exception:  # keep the agent alive whatever the controller sends
+                log.exception("control stream failed")
+                reason = "internal error"
+            if self._stop.is_set():
+                break
+            if self.registered.is_set():
+                delays = backoff_delays(self.settings.backoff_initial_s,
+                                        self.settings.backoff_max_s)
+            self.registered.clear()
+            delay = next(delays)
+            log.warning("control stream to QuSeC %s lost (%s); reconnecting in %.2f s",
+                        self.settings.target, reason, delay)
+            self._stop.wait(delay)
+
+    def _requests(self, outbox: queue.Queue, first: control_pb2.Register):
+        yield control_pb2.AgentMessage(register=first)
+        last_bits: dict[str, int] = {}
+        next_report = time.monotonic() + self._report_interval
+        while not self._stop.is_set():
+            try:
+                item = outbox.get(timeout=self.settings.poll_interval_s)
+            except queue.Empty:
+                item = "poll"
+            if item is None:
+                return
+            if isinstance(item, control_pb2.AgentMessage):
+                yield item
+                continue
+            try:
+                links = self._links()
+            except Exception:  # a broken key source must not kill the control stream
+                log.exception("reading link states failed")
+                continue
+            bits = {ln.link_id: int(ln.stored_bits) for ln in links}
+            changed = crossed(last_bits, bits, self.settings.thresholds_bits) if last_bits else []
+            if not last_bits:
+                last_bits = bits
+            now = time.monotonic()
+            if item == "report" or changed or now >= next_report:
+                last_bits = bits
+                next_report = now + self._report_interval
+                self.reports_sent += 1
+                yield control_pb2.AgentMessage(report=control_pb2.LinkReport(
+                    links=links, threshold_crossed=bool(changed)))
+
+    def _stream_once(self) -> None:
+        # a fresh outbox per stream: the previous stream's generator may still be parked on its own
+        self._outbox = queue.Queue()
+        call = self._stub.Connect(self._requests(self._outbox, self._register()))
+        self._call = call
+        try:
+            for msg in call:
+                self._handle(msg)
+        finally:
+            self._call = None
+            call.cancel()
+
+    def _handle(self, msg: control_pb2.ControllerMessage) -> None:
+        kind = msg.WhichOneof("body")
+        if kind == "registered":
+            if msg.registered.report_interval_ms:
+                self._report_interval = msg.registered.report_interval_ms / 1000.0
+            self.registrations += 1
+            self.registered.set()
+            log.info("registered with QuSeC as %s (report every %.1f s)",
+                     msg.registered.node_id, self._report_interval)
+        elif kind == "authorise":
+            auth = Authorisation.from_proto(msg.authorise)
+            self.authz.grant(auth)
+            self._outbox.put(control_pb2.AgentMessage(
+                auth_ack=control_pb2.AuthorisationAck(path_id=auth.path_id)))
+            log.debug("authorised for path %s (%s -> here -> %s)", auth.path_id,
+                      auth.prev_hop or "-", auth.next_hop or "-")
+        elif kind == "revoke":
+            self.authz.revoke(msg.revoke.path_id, msg.revoke.reason or "revoked by QuSeC")
+            if self._on_revoke:
+                self._on_revoke(msg.revoke.path_id, msg.revoke.reason)
+        else:
+            log.warning("ignoring unknown controller message %r", kind)
+
+    # -- unary calls -------------------------------------------------------------------------
+    def request_path(self, req: control_pb2.PathRequest,
+                     timeout: float | None = None) -> control_pb2.PathReply:
+        """Ask QuSeC for a relay path; raises PathRefused with the controller's reason."""
+        try:
+            return self._stub.RequestPath(req, timeout=timeout or self.settings.path_deadline_s)
+        except grpc.RpcError as exc:
+            raise refusal_from(exc) from None
+
+    def release_path(self, path_id: str, timeout: float = 2.0) -> bool:
+        """Release a path early; False if QuSeC could not be told (it expires anyway)."""
+        try:
+            return self._stub.ReleasePath(control_pb2.ReleaseRequest(path_id=path_id),
+                                          timeout=timeout).released
+        except grpc.RpcError as exc:
+            log.info("release of path %s failed: %s", path_id, exc.code().name)
+            return False
+
+
+def refusal_from(exc: grpc.RpcError) -> PathRefused:
+    """Turn a RequestPath error into PathRefused, reading the PathRefusal status detail if any."""
+    code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
+    details = exc.details() if hasattr(exc, "details") else str(exc)
+    reason, rule = "", ""
+    try:
+        status = rpc_status.from_call(exc)
+    except (ValueError, AttributeError):
+        status = None
+    if status is not None:
+        for detail in status.details:
+            refusal = control_pb2.PathRefusal()
+            if detail.Unpack(refusal):
+                reason, rule = refusal.reason, refusal.rule
+                details = refusal.message or details
+                break
+    if not reason and code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        reason = "timeout"
+    elif not reason and code == grpc.StatusCode.UNAVAILABLE:
+        reason = "controller_unavailable"
+    return PathRefused(code, reason, details or "", rule)
