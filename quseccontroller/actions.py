@@ -1,0 +1,94 @@
+"""What the QuSeC core asks the shim to do: flow messages, relay authorisations, revocations."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+REFUSALS = ("policy_deny", "disconnected", "no_key", "trust", "unknown_node",
+            "rate_limit", "max_hops")
+
+
+@dataclass(frozen=True)
+class PathRequest:
+    """A vKMS asks for a relay path (mirrors control.proto PathRequest)."""
+    src_node: str
+    dst_node: str
+    src_sae: str = ""
+    dst_sae: str = ""
+    key_size_bits: int = 256
+    key_count: int = 1
+    application: str = ""
+
+    @property
+    def bits(self) -> int:
+        """Key bits one path carries for this request (every hop burns this much link key)."""
+        return max(1, int(self.key_size_bits)) * max(1, int(self.key_count))
+
+    @classmethod
+    def from_proto(cls, msg: Any) -> "PathRequest":
+        return cls(src_node=msg.src_node, dst_node=msg.dst_node, src_sae=msg.src_sae,
+                   dst_sae=msg.dst_sae, key_size_bits=msg.key_size_bits or 256,
+                   key_count=msg.key_count or 1, application=msg.application)
+
+
+@dataclass(frozen=True)
+class RelayAuthorisation:
+    """Permission for one vKMS to take part in one relay path (mirrors control.proto)."""
+    path_id: str
+    prev_hop: str
+    next_hop: str
+    prev_hop_addr: str
+    next_hop_addr: str
+    expires_unix_ms: int
+    src_node: str
+    dst_node: str
+    share_index: int = 0
+    share_count: int = 1
+
+    def to_proto(self) -> Any:
+        from quseccontroller.proto import control_pb2
+        return control_pb2.RelayAuthorisation(**self.__dict__)
+
+
+@dataclass(frozen=True)
+class FlowMods:
+    """OpenFlow messages (built with datapath=None) for one switch; the shim binds, sends, barriers."""
+    dpid: int
+    msgs: list = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Authorise:
+    """Push a relay authorisation down the node's control stream."""
+    node_id: str
+    auth: RelayAuthorisation
+
+
+@dataclass(frozen=True)
+class Revoke:
+    """Withdraw a relay authorisation (path released, expired or rerouted)."""
+    node_id: str
+    path_id: str
+    reason: str
+
+
+Action = Union[FlowMods, Authorise, Revoke]
+
+
+@dataclass
+class PathDecision:
+    """The answer to a PathRequest: granted paths, or why not."""
+    granted: bool
+    paths: list[list[str]] = field(default_factory=list)
+    path_ids: list[str] = field(default_factory=list)
+    security_level: str = "qkd"
+    rule: str = ""
+    reason: str = ""
+    cost: float = 0.0
+    refusal: str = ""
+    expires_at: float = 0.0
+    costs: list[float] = field(default_factory=list)
+    flows_installed: int = 0
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)

@@ -1,0 +1,129 @@
+"""Flow planning: loop-free ARP/IPv4 forwarding, relay-port lockdown, and per-path relay flows."""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import networkx as nx
+
+from quseccontroller.ofmsgs import (CONTROLLER, ETH_ARP, ETH_IPV4, IPPROTO_TCP, PRIORITY_ARP_FLOOD,
+                                    PRIORITY_MISS, PRIORITY_RELAY, PRIORITY_RELAY_DROP,
+                                    PRIORITY_UNICAST, FlowSpec, spec)
+from quseccontroller.state import HostInfo, NetworkState
+
+
+def bfs_parents(g: nx.Graph, root) -> dict:
+    """Deterministic BFS tree toward ``root``: node -> next node on its way to root."""
+    parent = {root: None}
+    queue = deque([root])
+    while queue:
+        u = queue.popleft()
+        for v in sorted(g.adj[u]):
+            if v not in parent:
+                parent[v] = u
+                queue.append(v)
+    return parent
+
+
+def spanning_tree_ports(g: nx.Graph) -> dict[int, set[int]]:
+    """Ports on a deterministic spanning forest (BFS from the smallest dpid of each component)."""
+    ports: dict[int, set[int]] = {d: set() for d in g}
+    seen: set = set()
+    for root in sorted(g):
+        if root in seen:
+            continue
+        parent = bfs_parents(g, root)
+        seen |= set(parent)
+        for child, up in parent.items():
+            if up is not None:
+                p = g.edges[child, up]["ports"]
+                ports[child].add(p[child])
+                ports[up].add(p[up])
+    return ports
+
+
+def _port_toward(g: nx.Graph, dpid, nxt) -> int:
+    return g.edges[dpid, nxt]["ports"][dpid]
+
+
+def base_flows(state: NetworkState, relay_ports: set[int]) -> dict[int, list[FlowSpec]]:
+    """Per switch: table-miss to controller, ARP flooding on a spanning tree (no storms on rings),
+    unicast ARP/IPv4 to known hosts along shortest-path trees, and a drop of relay-port traffic
+    that no authorised path allows."""
+    g = state.classical
+    tree = spanning_tree_ports(g)
+    host_ports: dict[int, set[int]] = {d: set() for d in g}
+    for h in state.hosts.values():
+        if h.dpid in host_ports:
+            host_ports[h.dpid].add(h.port)
+    out: dict[int, list[FlowSpec]] = {}
+    for dpid in g:
+        flows = [spec(PRIORITY_MISS, (CONTROLLER,))]
+        for port in sorted(relay_ports):
+            flows.append(spec(PRIORITY_RELAY_DROP, (), eth_type=ETH_IPV4, ip_proto=IPPROTO_TCP, tcp_dst=port))
+            flows.append(spec(PRIORITY_RELAY_DROP, (), eth_type=ETH_IPV4, ip_proto=IPPROTO_TCP, tcp_src=port))
+        flood = tree[dpid] | host_ports[dpid]
+        for port in sorted(flood):
+            outs = tuple(sorted(flood - {port}))
+            flows.append(spec(PRIORITY_ARP_FLOOD, outs, in_port=port, eth_type=ETH_ARP))
+        for port in sorted(state.link_ports(dpid) - tree[dpid]):
+            flows.append(spec(PRIORITY_ARP_FLOOD, (), in_port=port, eth_type=ETH_ARP))
+        out[dpid] = flows
+    for h in sorted(state.hosts.values(), key=lambda h: h.ip):
+        if h.dpid not in g:
+            continue
+        parent = bfs_parents(g, h.dpid)
+        for dpid, up in parent.items():
+            port = h.port if up is None else _port_toward(g, dpid, up)
+            out[dpid].append(spec(PRIORITY_UNICAST, (port,), eth_type=ETH_IPV4, ipv4_dst=h.ip))
+            out[dpid].append(spec(PRIORITY_UNICAST, (port,), eth_type=ETH_ARP, arp_tpa=h.ip))
+    return out
+
+
+@dataclass(frozen=True)
+class Hop:
+    """One relay hop a -> b on the classical network: a connects to b's relay port."""
+    src_ip: str
+    dst_ip: str
+    dst_port: int
+
+
+def switch_route(g: nx.Graph, a: HostInfo, b: HostInfo) -> list[tuple[int, int, int]] | None:
+    """(dpid, port toward a, port toward b) for every switch between hosts a and b."""
+    if a.dpid not in g or b.dpid not in g:
+        return None
+    parent = bfs_parents(g, b.dpid)
+    if a.dpid not in parent:
+        return None
+    route, dpid, back = [], a.dpid, a.port
+    while True:
+        up = parent[dpid]
+        fwd = b.port if up is None else _port_toward(g, dpid, up)
+        route.append((dpid, back, fwd))
+        if up is None:
+            return route
+        back = _port_toward(g, up, dpid)
+        dpid = up
+
+
+def relay_flows(state: NetworkState, hops: list[Hop], cookie: int, hard_timeout: int,
+                ) -> tuple[dict[int, list[FlowSpec]], list[Hop]]:
+    """Flows letting each hop's relay connection through (both directions), and the hops that
+    cannot be planned yet (host attachment unknown or no switch route)."""
+    out: dict[int, list[FlowSpec]] = {}
+    missing: list[Hop] = []
+    for hop in hops:
+        a, b = state.hosts.get(hop.src_ip), state.hosts.get(hop.dst_ip)
+        route = switch_route(state.classical, a, b) if a and b else None
+        if route is None:
+            missing.append(hop)
+            continue
+        for dpid, toward_a, toward_b in route:
+            out.setdefault(dpid, []).extend((
+                spec(PRIORITY_RELAY, (toward_b,), cookie, hard_timeout, hard_timeout,
+                     eth_type=ETH_IPV4, ip_proto=IPPROTO_TCP, ipv4_src=hop.src_ip,
+                     ipv4_dst=hop.dst_ip, tcp_dst=hop.dst_port),
+                spec(PRIORITY_RELAY, (toward_a,), cookie, hard_timeout, hard_timeout,
+                     eth_type=ETH_IPV4, ip_proto=IPPROTO_TCP, ipv4_src=hop.dst_ip,
+                     ipv4_dst=hop.src_ip, tcp_src=hop.dst_port)))
+    return out, missing

@@ -1,0 +1,102 @@
+"""OpenFlow 1.3 message builders (datapath=None; the os-ken shim binds and sends them)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from os_ken.ofproto import ofproto_v1_3 as ofp
+from os_ken.ofproto import ofproto_v1_3_parser as parser
+
+# One cookie space for every flow QuSeC owns: the top 16 bits say "QuSeC" ('QS'), so deletes and
+# audits never touch another app's flows. Base forwarding flows carry KIND_BASE, each relay path
+# its own cookie (KIND_PATH | sequence number).
+COOKIE_APP = 0x5153 << 48
+COOKIE_APP_MASK = 0xFFFF << 48
+KIND_BASE = 0x1 << 40
+KIND_PATH = 0x2 << 40
+COOKIE_KIND_MASK = COOKIE_APP_MASK | (0xFF << 40)
+COOKIE_BASE = COOKIE_APP | KIND_BASE
+COOKIE_FULL_MASK = 0xFFFF_FFFF_FFFF_FFFF
+
+PRIORITY_MISS = 0
+PRIORITY_ARP_FLOOD = 900
+PRIORITY_UNICAST = 1000
+PRIORITY_RELAY_DROP = 20000
+PRIORITY_RELAY = 30000
+
+ETH_IPV4 = 0x0800
+ETH_ARP = 0x0806
+IPPROTO_TCP = 6
+CONTROLLER = "controller"
+MAX_TIMEOUT = 0xFFFF
+
+
+def path_cookie(seq: int) -> int:
+    """The cookie of relay path number ``seq`` (40 bits of sequence)."""
+    return COOKIE_APP | KIND_PATH | (seq & 0xFF_FFFF_FFFF)
+
+
+@dataclass(frozen=True)
+class FlowSpec:
+    """A flow as data: match items (sorted), outputs (ports or CONTROLLER; empty = drop)."""
+    priority: int
+    match: tuple[tuple[str, object], ...]
+    outputs: tuple = ()
+    cookie: int = COOKIE_BASE
+    idle_timeout: int = 0
+    hard_timeout: int = 0
+
+    @property
+    def key(self) -> tuple:
+        """Identity in a flow table (OpenFlow: priority + exact match)."""
+        return (self.priority, self.match)
+
+    @property
+    def body(self) -> tuple:
+        """What a re-install must change (timeouts are refreshed only with a changed body)."""
+        return (self.outputs, self.cookie)
+
+
+def spec(priority: int, outputs: tuple = (), cookie: int = COOKIE_BASE, idle: int = 0,
+         hard: int = 0, **match: object) -> FlowSpec:
+    return FlowSpec(priority, tuple(sorted(match.items())), tuple(outputs), cookie,
+                    min(int(idle), MAX_TIMEOUT), min(int(hard), MAX_TIMEOUT))
+
+
+def _actions(outputs: tuple) -> list:
+    acts = []
+    for port in outputs:
+        if port == CONTROLLER:
+            acts.append(parser.OFPActionOutput(ofp.OFPP_CONTROLLER, ofp.OFPCML_NO_BUFFER))
+        else:
+            acts.append(parser.OFPActionOutput(int(port)))
+    return acts
+
+
+def add(fs: FlowSpec) -> parser.OFPFlowMod:
+    """OFPFC_ADD of a FlowSpec (replaces a flow with the same priority and match)."""
+    acts = _actions(fs.outputs)
+    inst = [parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, acts)] if acts else []
+    return parser.OFPFlowMod(None, cookie=fs.cookie, command=ofp.OFPFC_ADD,
+                             idle_timeout=fs.idle_timeout, hard_timeout=fs.hard_timeout,
+                             priority=fs.priority, flags=ofp.OFPFF_SEND_FLOW_REM if fs.hard_timeout else 0,
+                             match=parser.OFPMatch(**dict(fs.match)), instructions=inst)
+
+
+def delete_strict(fs: FlowSpec) -> parser.OFPFlowMod:
+    """Delete exactly this flow (priority + match), only if it carries our cookie."""
+    return parser.OFPFlowMod(None, cookie=fs.cookie, cookie_mask=COOKIE_FULL_MASK,
+                             command=ofp.OFPFC_DELETE_STRICT, priority=fs.priority,
+                             out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY, table_id=ofp.OFPTT_ALL,
+                             match=parser.OFPMatch(**dict(fs.match)))
+
+
+def delete_cookie(cookie: int, mask: int = COOKIE_FULL_MASK) -> parser.OFPFlowMod:
+    """Delete every flow whose cookie matches ``cookie`` under ``mask``."""
+    return parser.OFPFlowMod(None, cookie=cookie, cookie_mask=mask, command=ofp.OFPFC_DELETE,
+                             out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY, table_id=ofp.OFPTT_ALL,
+                             match=parser.OFPMatch())
+
+
+def delete_all_ours() -> parser.OFPFlowMod:
+    """Delete every QuSeC flow on a switch (used when a switch (re)connects)."""
+    return delete_cookie(COOKIE_APP, COOKIE_APP_MASK)

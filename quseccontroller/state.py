@@ -1,0 +1,251 @@
+"""QuSeC's view of the network: the QKD overlay and the classical switch topology (networkx)."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import networkx as nx
+
+log = logging.getLogger(__name__)
+
+# control.proto LinkStatus, by name.
+LINK_UNSPECIFIED, LINK_ACTIVE, LINK_PASSIVE, LINK_OFF = "UNSPECIFIED", "ACTIVE", "PASSIVE", "OFF"
+_STATUS_BY_NUMBER = {0: LINK_UNSPECIFIED, 1: LINK_ACTIVE, 2: LINK_PASSIVE, 3: LINK_OFF}
+
+
+@dataclass(frozen=True)
+class LinkState:
+    """One QKD link end as seen by the reporting node (mirrors control.proto QkdLinkState)."""
+    link_id: str
+    peer_node: str
+    skr_bps: float = 0.0
+    stored_bits: int = 0
+    consumption_bps: float = 0.0
+    status: str = LINK_ACTIVE
+    kms_kind: str = "simulated"
+
+    @classmethod
+    def from_proto(cls, msg: Any) -> "LinkState":
+        return cls(link_id=msg.link_id, peer_node=msg.peer_node, skr_bps=msg.skr_bps,
+                   stored_bits=int(msg.stored_bits), consumption_bps=msg.consumption_bps,
+                   status=_STATUS_BY_NUMBER.get(int(msg.status), LINK_UNSPECIFIED),
+                   kms_kind=msg.kms_kind)
+
+
+@dataclass(frozen=True)
+class AgentInfo:
+    """A vKMS agent's registration (mirrors control.proto Register)."""
+    node_id: str
+    relay_addr: str = ""
+    etsi014_url: str = ""
+    etsi004_addr: str = ""
+    data_ip: str = ""
+    trust_level: int = 3
+    links: tuple[LinkState, ...] = ()
+    saes: tuple[str, ...] = ()
+    agent_version: str = ""
+
+    @property
+    def relay_port(self) -> int | None:
+        """TCP port of the node's relay service (from relay_addr 'host:port')."""
+        _, sep, port = self.relay_addr.rpartition(":")
+        return int(port) if sep and port.isdigit() else None
+
+    @classmethod
+    def from_proto(cls, msg: Any) -> "AgentInfo":
+        return cls(node_id=msg.node_id, relay_addr=msg.relay_addr, etsi014_url=msg.etsi014_url,
+                   etsi004_addr=msg.etsi004_addr, data_ip=msg.data_ip,
+                   trust_level=int(msg.trust_level) or 3,
+                   links=tuple(LinkState.from_proto(x) for x in msg.links),
+                   saes=tuple(msg.saes), agent_version=msg.agent_version)
+
+
+@dataclass
+class QkdLinkRecord:
+    """Both ends of one QKD link as last reported; key is directional (each end's own half)."""
+    link_id: str
+    a: str
+    b: str
+    skr_bps: float = 0.0
+    stored: dict[str, int] = field(default_factory=dict)       # node -> bits at that end
+    consumption: dict[str, float] = field(default_factory=dict)
+    status: dict[str, str] = field(default_factory=dict)
+    kms_kind: str = "simulated"
+    updated: float = 0.0
+
+    def usable(self) -> bool:
+        """Neither end says OFF, and at least one end has reported it."""
+        return bool(self.status) and LINK_OFF not in self.status.values()
+
+    def stored_from(self, node: str) -> int:
+        """Key available for a relay hop initiated at ``node`` (falls back to the peer's report)."""
+        if node in self.stored:
+            return self.stored[node]
+        other = self.b if node == self.a else self.a
+        return self.stored.get(other, 0)
+
+    def consumption_from(self, node: str) -> float:
+        return self.consumption.get(node, 0.0)
+
+    def overall_status(self) -> str:
+        if not self.status or LINK_OFF in self.status.values():
+            return LINK_OFF
+        if LINK_ACTIVE in self.status.values():
+            return LINK_ACTIVE
+        return LINK_PASSIVE
+
+
+@dataclass(frozen=True)
+class HostInfo:
+    mac: str
+    ip: str
+    dpid: int
+    port: int
+    seen: float
+
+
+class NetworkState:
+    """The QKD overlay (``qkd``: node pairs, edge attribute ``links``) and the classical network
+    (``classical``: switches by dpid, edge attribute ``ports`` {dpid: port}), updated by events."""
+
+    def __init__(self) -> None:
+        self.qkd = nx.Graph()
+        self.links: dict[str, QkdLinkRecord] = {}
+        self.agents: dict[str, AgentInfo] = {}
+        self.online: set[str] = set()
+        self.classical = nx.Graph()
+        self.switch_ports: dict[int, set[int]] = {}
+        self.hosts: dict[str, HostInfo] = {}          # by IPv4
+        self.reserved: dict[tuple[str, str], int] = {}  # (link_id, from_node) -> bits
+        self.version = 0  # bumped on every change that can change a path
+
+    # -- QKD overlay ---------------------------------------------------------------------
+    def add_node(self, node_id: str, trust: int = 3) -> None:
+        if node_id not in self.qkd:
+            self.qkd.add_node(node_id, trust=trust)
+        else:
+            self.qkd.nodes[node_id]["trust"] = trust
+        self.version += 1
+
+    def register(self, info: AgentInfo, now: float) -> None:
+        self.agents[info.node_id] = info
+        self.online.add(info.node_id)
+        self.add_node(info.node_id, info.trust_level)
+        self.report(info.node_id, info.links, now)
+
+    def report(self, node_id: str, links: Iterable[LinkState], now: float) -> None:
+        for ls in links:
+            self.update_link(node_id, ls, now)
+        self.version += 1
+
+    def update_link(self, node_id: str, ls: LinkState, now: float) -> QkdLinkRecord:
+        rec = self.links.get(ls.link_id)
+        if rec is None:
+            a, b = sorted((node_id, ls.peer_node))
+            rec = self.links[ls.link_id] = QkdLinkRecord(ls.link_id, a, b, kms_kind=ls.kms_kind)
+            for n in (a, b):
+                if n not in self.qkd:
+                    self.qkd.add_node(n, trust=3)
+            if self.qkd.has_edge(a, b):
+                self.qkd.edges[a, b]["links"].append(ls.link_id)
+                self.qkd.edges[a, b]["links"].sort()
+            else:
+                self.qkd.add_edge(a, b, links=[ls.link_id])
+        if node_id not in (rec.a, rec.b):
+            log.warning("node %s reported link %s it is not an end of", node_id, ls.link_id)
+            return rec
+        if ls.skr_bps:
+            rec.skr_bps = float(ls.skr_bps)
+        rec.stored[node_id] = int(ls.stored_bits)
+        rec.consumption[node_id] = float(ls.consumption_bps)
+        rec.status[node_id] = ls.status if ls.status != LINK_UNSPECIFIED else LINK_ACTIVE
+        rec.updated = now
+        return rec
+
+    def agent_gone(self, node_id: str) -> None:
+        """The agent's control stream closed: the node can no longer relay; its links go OFF."""
+        self.online.discard(node_id)
+        for rec in self.links.values():
+            if node_id in (rec.a, rec.b):
+                rec.status[node_id] = LINK_OFF
+        self.version += 1
+
+    def available(self, link_id: str, from_node: str) -> int:
+        """Stored key for a hop from ``from_node`` minus what granted paths have reserved."""
+        rec = self.links[link_id]
+        return rec.stored_from(from_node) - self.reserved.get((link_id, from_node), 0)
+
+    def reserve(self, link_id: str, from_node: str, bits: int) -> None:
+        key = (link_id, from_node)
+        self.reserved[key] = self.reserved.get(key, 0) + bits
+
+    def unreserve(self, link_id: str, from_node: str, bits: int) -> None:
+        key = (link_id, from_node)
+        left = self.reserved.get(key, 0) - bits
+        if left > 0:
+            self.reserved[key] = left
+        else:
+            self.reserved.pop(key, None)
+
+    def trust(self, node: str) -> int:
+        return int(self.qkd.nodes[node].get("trust", 3)) if node in self.qkd else 0
+
+    def node_of_sae(self, sae: str) -> str | None:
+        for info in self.agents.values():
+            if sae in info.saes:
+                return info.node_id
+        return None
+
+    # -- classical network ---------------------------------------------------------------
+    def switch_up(self, dpid: int, ports: Iterable[int]) -> None:
+        self.switch_ports[dpid] = set(int(p) for p in ports)
+        self.classical.add_node(dpid)
+
+    def switch_down(self, dpid: int) -> None:
+        self.switch_ports.pop(dpid, None)
+        if dpid in self.classical:
+            self.classical.remove_node(dpid)
+        for ip in [ip for ip, h in self.hosts.items() if h.dpid == dpid]:
+            del self.hosts[ip]
+
+    def link_up(self, a: tuple[int, int], b: tuple[int, int]) -> bool:
+        (da, pa), (db, pb) = a, b
+        if da == db:
+            return False
+        for d in (da, db):
+            self.classical.add_node(d)
+        ports = {da: pa, db: pb}
+        if self.classical.has_edge(da, db) and self.classical.edges[da, db]["ports"] == ports:
+            return False
+        self.classical.add_edge(da, db, ports=ports)
+        # A port that turns out to be a switch link never had a host behind it.
+        for ip in [ip for ip, h in self.hosts.items() if (h.dpid, h.port) in ((da, pa), (db, pb))]:
+            del self.hosts[ip]
+        return True
+
+    def link_down(self, a: tuple[int, int], b: tuple[int, int] | None = None) -> bool:
+        da, pa = a
+        for nbr in list(self.classical.adj.get(da, {})):
+            if self.classical.edges[da, nbr]["ports"][da] == pa:
+                self.classical.remove_edge(da, nbr)
+                return True
+        return False
+
+    def port_down(self, dpid: int, port: int) -> bool:
+        changed = self.link_down((dpid, port))
+        for ip in [ip for ip, h in self.hosts.items() if (h.dpid, h.port) == (dpid, port)]:
+            del self.hosts[ip]
+            changed = True
+        return changed
+
+    def link_ports(self, dpid: int) -> set[int]:
+        return {d["ports"][dpid] for _, _, d in self.classical.edges(dpid, data=True)}
+
+    def host_seen(self, mac: str, ip: str, dpid: int, port: int, now: float) -> bool:
+        """Record a host's attachment point; ignored on switch-to-switch ports."""
+        if port in self.link_ports(dpid) if dpid in self.classical else False:
+            return False
+        old = self.hosts.get(ip)
+        self.hosts[ip] = HostInfo(mac, ip, dpid, port, now)
+        return old is None or (old.mac, old.dpid, old.port) != (mac, dpid, port)
