@@ -170,27 +170,45 @@ class Initiator:
         return _derive(self.level, qkd_key, secret, self.offer + body, len(qkd_key))
 
 
+class Responder:
+    """Destination end: checks the offer and encapsulates; ``answer`` goes back, ``derive`` makes the key.
+
+    Split from the derivation so a multipath destination can answer when the first
+    share arrives and derive once it has combined all of them.
+    """
+
+    def __init__(self, me: NodeIdentity, offer: bytes, *, src_node: str, key_id: str, level: str,
+                 now: _dt.datetime) -> None:
+        body, sig = _unlp(offer, 2, "hybrid offer")
+        tag, o_level, src, dst, o_key_id, ek, cert_der = _unlp(body, 7, "hybrid offer body")
+        if tag != _OFFER_TAG:
+            raise HybridError("hybrid offer: wrong type tag")
+        got = (o_level.decode(), src.decode(), dst.decode(), o_key_id.decode())
+        want = (level, src_node, me.node_id, key_id)
+        if got != want:
+            raise HybridError(f"hybrid offer binds level/src/dst/key {got}, relay message says {want}")
+        cert = check_peer_cert(cert_der, me.ca, src_node, now)
+        _verify(cert, sig, body)
+        try:
+            self._secret, ct = MLKEM768PublicKey.from_public_bytes(ek).encapsulate()
+        except ValueError as exc:
+            raise HybridError(f"ML-KEM encapsulation key rejected: {exc}") from None
+        a_body = _lp(_ANSWER_TAG, hashlib.sha256(offer).digest(), me.node_id.encode(),
+                     key_id.encode(), ct, me.cert.public_bytes(serialization.Encoding.DER))
+        self.level = level
+        self.answer = _lp(a_body, _sign(me.key, a_body))
+        self._transcript = offer + a_body
+
+    def derive(self, qkd_key: bytes) -> bytes:
+        """The end-to-end key (same length as the relayed QKD key)."""
+        return _derive(self.level, qkd_key, self._secret, self._transcript, len(qkd_key))
+
+
 def respond(me: NodeIdentity, offer: bytes, *, src_node: str, key_id: str, level: str,
             qkd_key: bytes, now: _dt.datetime) -> tuple[bytes, bytes]:
-    """Destination end: check the offer, encapsulate; returns (signed answer, final key)."""
-    body, sig = _unlp(offer, 2, "hybrid offer")
-    tag, o_level, src, dst, o_key_id, ek, cert_der = _unlp(body, 7, "hybrid offer body")
-    if tag != _OFFER_TAG:
-        raise HybridError("hybrid offer: wrong type tag")
-    got = (o_level.decode(), src.decode(), dst.decode(), o_key_id.decode())
-    want = (level, src_node, me.node_id, key_id)
-    if got != want:
-        raise HybridError(f"hybrid offer binds level/src/dst/key {got}, relay message says {want}")
-    cert = check_peer_cert(cert_der, me.ca, src_node, now)
-    _verify(cert, sig, body)
-    try:
-        secret, ct = MLKEM768PublicKey.from_public_bytes(ek).encapsulate()
-    except ValueError as exc:
-        raise HybridError(f"ML-KEM encapsulation key rejected: {exc}") from None
-    a_body = _lp(_ANSWER_TAG, hashlib.sha256(offer).digest(), me.node_id.encode(), key_id.encode(),
-                 ct, me.cert.public_bytes(serialization.Encoding.DER))
-    answer = _lp(a_body, _sign(me.key, a_body))
-    return answer, _derive(level, qkd_key, secret, offer + a_body, len(qkd_key))
+    """Destination end in one step: check the offer, encapsulate; returns (signed answer, key)."""
+    r = Responder(me, offer, src_node=src_node, key_id=key_id, level=level, now=now)
+    return r.answer, r.derive(qkd_key)
 
 
 def b64(data: bytes) -> str:
