@@ -331,3 +331,11 @@ def test_ring_and_grid_shape(name: str, n: int, m: int) -> None:
     a, b = topo.saes["sae-a"].node, topo.saes["sae-b"].node
     assert topology.hops(topo, a, b) == 4
     assert len(list(nx.node_disjoint_paths(nx.Graph(topo.qkd_graph()), a, b))) == 2
+
+
+def test_documented_example_loads() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "topologies.md").read_text()
+    example = doc.split("```toml\n", 1)[1].split("```", 1)[0]
+    topo = topology.loads(example, "docs/topologies.md")
+    assert [link.id for link in topo.links] == ["A-B", "B-C#2"]
+    assert topo.links[1].kms == "etsi014" and topo.classical[0].latency_ms == 2.5
