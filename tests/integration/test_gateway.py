@@ -1,0 +1,225 @@
+"""The real controller (osken-manager + app + gateway process, no switches) over mutual TLS."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+import urllib.error
+import urllib.request
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from quseccontroller.launch import Controller
+from quseccontroller.proto import control_pb2, control_pb2_grpc
+from tests.helpers_agent import TestAgent, channel, link, status_details
+from tests.helpers_tls import make_pki
+
+pytestmark = pytest.mark.integration
+
+NODES = ["A", "B", "C", "D"]
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    return make_pki(tmp_path_factory.mktemp("pki"), NODES)
+
+
+@pytest.fixture(scope="module")
+def ctl(tmp_path_factory, pki):
+    c = Controller(tmp_path_factory.mktemp("qusec"), ca_cert=pki.ca_cert, cert=pki.qusec_cert,
+                   key=pki.qusec_key, gone_grace=0.5)
+    c.start()
+    try:
+        c.wait_ready(30)
+        yield c
+    finally:
+        c.stop()
+
+
+def agent(ctl, pki, node, **kw) -> TestAgent:
+    cert, key = pki.node(node)
+    return TestAgent(ctl.grpc_addr, pki.ca_cert, cert, key, node, **kw)
+
+
+def wait_for(cond, timeout=10.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = cond()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def http(ctl, path):
+    try:
+        with urllib.request.urlopen(ctl.http_url + path, timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def test_health_and_reflection(ctl, pki):
+    cert, key = pki.node("A")
+    with channel(ctl.grpc_addr, pki.ca_cert, cert, key) as ch:
+        for svc in ("", "qusec.control.v1.QuSeCControl"):
+            resp = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=svc), timeout=5)
+            assert resp.status == health_pb2.HealthCheckResponse.SERVING
+        stub = reflection_pb2_grpc.ServerReflectionStub(ch)
+        (resp,) = list(stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(
+            list_services="")]), timeout=5))
+        names = {s.name for s in resp.list_services_response.service}
+        assert {"qusec.control.v1.QuSeCControl", "grpc.health.v1.Health"} <= names
+
+
+def test_unauthenticated_and_foreign_ca_clients_are_refused(ctl, pki, tmp_path):
+    with channel(ctl.grpc_addr, pki.ca_cert) as ch:  # no client certificate
+        with pytest.raises(grpc.RpcError) as err:
+            health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=5)
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+    other = make_pki(tmp_path / "other", ["A"])
+    cert, key = other.node("A")
+    with channel(ctl.grpc_addr, pki.ca_cert, cert, key) as ch:  # right CN, wrong CA
+        with pytest.raises(grpc.RpcError) as err:
+            control_pb2_grpc.QuSeCControlStub(ch).RequestPath(
+                control_pb2.PathRequest(src_node="A", dst_node="B"), timeout=5)
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def test_agent_cannot_register_as_another_node_and_controller_keeps_serving(ctl, pki):
+    cert, key = pki.node("A")
+    impostor = TestAgent(ctl.grpc_addr, pki.ca_cert, cert, key, "B").connect()
+    try:
+        assert impostor.closed.wait(5) and not impostor.registered.is_set()
+        assert impostor.error.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert "may not register as node 'B'" in impostor.error.details()
+        (info,) = status_details(impostor.error)
+        assert info.reason == "NODE_ID_MISMATCH" and info.metadata["cn"] == "A"
+    finally:
+        impostor.close()
+    # First message not a Register: INVALID_ARGUMENT with a BadRequest naming the field.
+    bad = agent(ctl, pki, "C").connect(first=control_pb2.AgentMessage(
+        report=control_pb2.LinkReport()))
+    try:
+        assert bad.closed.wait(5)
+        assert bad.error.code() == grpc.StatusCode.INVALID_ARGUMENT
+        (br,) = status_details(bad.error)
+        assert br.field_violations[0].field == "register"
+    finally:
+        bad.close()
+    good = agent(ctl, pki, "A").connect()
+    try:
+        assert good.registered.is_set(), good.error
+        assert good.received[0].registered.node_id == "A"
+    finally:
+        good.close()
+    assert http(ctl, "/healthz")[0] == 200
+
+
+def test_bad_and_refused_path_requests_carry_details(ctl, pki):
+    a = agent(ctl, pki, "A", links=[link("AB", "B")]).connect()
+    try:
+        assert a.registered.is_set()
+        with pytest.raises(grpc.RpcError) as err:
+            a.stub.RequestPath(control_pb2.PathRequest(src_node="A"), timeout=5)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        (br,) = status_details(err.value)
+        assert br.field_violations[0].field == "dst_node"
+        with pytest.raises(grpc.RpcError) as err:
+            a.request_path("nowhere")
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND
+        (refusal,) = status_details(err.value)
+        assert isinstance(refusal, control_pb2.PathRefusal) and refusal.reason == "unknown_node"
+        assert "nowhere" in refusal.message and refusal.rule == "default"
+        with pytest.raises(grpc.RpcError) as err:  # A's certificate asking on behalf of C
+            a.stub.RequestPath(control_pb2.PathRequest(src_node="C", dst_node="A"), timeout=5)
+        assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert isinstance(status_details(err.value)[0], error_details_pb2.ErrorInfo)
+        with pytest.raises(grpc.RpcError) as err:
+            a.stub.ReleasePath(control_pb2.ReleaseRequest(), timeout=5)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert a.stub.ReleasePath(control_pb2.ReleaseRequest(path_id="nope"), timeout=5).released is False
+    finally:
+        a.close()
+    status, body = http(ctl, "/metrics")
+    assert status == 200
+    assert 'qusec_paths_refused_total{reason="unknown_node"}' in body
+    assert 'qusec_paths_refused_total{reason="invalid_argument"}' in body
+
+
+def test_granted_path_is_answered_after_every_authorisation_is_acked(ctl, pki):
+    a = agent(ctl, pki, "A", links=[link("AB", "B")]).connect()
+    b = agent(ctl, pki, "B", links=[link("AB", "A"), link("BD", "D")]).connect()
+    d = agent(ctl, pki, "D", links=[link("BD", "B")]).connect()
+    try:
+        assert a.registered.is_set() and b.registered.is_set() and d.registered.is_set()
+        reply, call = a.request_path_with_call("D")
+        (path,) = reply.paths
+        assert [h.node_id for h in path.hops] == ["A", "B", "D"]
+        assert [h.relay_addr for h in path.hops] == ["127.0.0.1:7000"] * 3
+        # Every node on the path had its authorisation before the answer came back.
+        for ag, prev, nxt in ((a, "", "B"), (b, "A", "D"), (d, "B", "")):
+            auth = ag.authorised[path.path_id]
+            assert (auth.prev_hop, auth.next_hop) == (prev, nxt)
+            assert (auth.src_node, auth.dst_node) == ("A", "D")
+        assert reply.expires_unix_ms > time.time() * 1000 and reply.rule == "default"
+        trailers = dict(call.trailing_metadata())
+        assert float(trailers["qusec-gateway-ms"]) >= float(trailers["qusec-app-ms"]) >= 0
+        assert a.stub.ReleasePath(control_pb2.ReleaseRequest(path_id=path.path_id), timeout=5).released
+        wait_for(lambda: path.path_id in b.revoked, what="revocation at B")
+        assert b.revoked[path.path_id] == "released"
+        status, body = http(ctl, "/metrics")
+        granted = [float(line.split()[-1]) for line in body.splitlines()
+                   if line.startswith("qusec_paths_granted_total ")]
+        assert granted and granted[0] >= 1
+        assert "qusec_path_setup_seconds_count" in body
+        assert 'qusec_link_key_bits{link="BD",node="D"} 1e+08' in body
+        status, body = http(ctl, "/etsi015")
+        assert status == 200 and isinstance(json.loads(body), dict)
+        # A report that takes BD down: new requests avoid it.
+        d.report([link("BD", "B", stored_bits=0, status=control_pb2.LINK_STATUS_OFF)])
+        def refused():
+            try:
+                a.request_path("D", timeout=5)
+            except grpc.RpcError as e:
+                return e
+        err = wait_for(refused, what="refusal over a link that is OFF")
+        assert status_details(err)[0].reason in ("disconnected", "no_key")
+    finally:
+        for ag in (a, b, d):
+            ag.close()
+
+
+def test_lost_stream_marks_node_gone_after_grace(ctl, pki):
+    a = agent(ctl, pki, "A", links=[link("AC", "C")]).connect()
+    c = agent(ctl, pki, "C", links=[link("AC", "A")]).connect()
+    try:
+        assert a.request_path("C").paths
+        c.close()
+        def gone():
+            try:
+                a.request_path("C", timeout=5)
+            except grpc.RpcError as e:
+                return e.code() == grpc.StatusCode.NOT_FOUND
+        assert wait_for(gone, timeout=10, what="node C marked gone")
+        assert "C" not in json.loads(http(ctl, "/healthz")[1])["nodes"]
+    finally:
+        a.close()
+
+
+def test_gateway_crash_is_restarted_by_the_app(ctl, pki):
+    old = ctl.gateway_info()["pid"]
+    os.kill(old, signal.SIGKILL)
+    wait_for(lambda: ctl.gateway_info().get("pid") != old and ctl.grpc_serving(), timeout=20,
+             what="gateway restart")
+    a = agent(ctl, pki, "A").connect()
+    try:
+        assert a.registered.is_set()
+    finally:
+        a.close()
+    assert ctl.proc.poll() is None and ctl.of_listening()
