@@ -1,0 +1,144 @@
+"""Flow planning, tested semantically on a fake OpenFlow 1.3 table: where do packets go?"""
+from __future__ import annotations
+
+from fakeoftable import CONTROLLER
+from qusec_net import RELAY_PORT, core_with, relay_pkt, ring_switches
+
+from quseccontroller import ofmsgs
+from quseccontroller.actions import FlowMods, PathRequest
+
+# QKD chain A-B-C-D plus a chord A-D; classical: a ring of 4 switches, node i on switch i+1.
+EDGES = [("A", "B"), ("B", "C"), ("C", "D")]
+IPS = {"A": "10.0.0.1", "B": "10.0.0.2", "C": "10.0.0.3", "D": "10.0.0.4"}
+STRANGER = "10.0.0.99"
+
+
+def setup(n_switches=4):
+    core, agents = core_with(EDGES)
+    net = ring_switches(core, agents, n_switches, extra_hosts={STRANGER: (3, 4)})
+    return core, agents, net
+
+
+def grant(core, net, src="A", dst="D", now=1.0):
+    d, acts = core.request_path(PathRequest(src, dst), now)
+    assert d.granted, d.reason
+    net.apply(acts)
+    return d
+
+
+def test_relay_hop_forwarded_both_directions_only_when_authorised():
+    core, _, net = setup()
+    # Before any path: A -> B on the relay port is dropped at A's switch.
+    assert net.trace(1, 1, relay_pkt(IPS["A"], IPS["B"])) == []
+    d = grant(core, net)
+    assert d.paths == [["A", "B", "C", "D"]]
+    # Each hop a -> b reaches b's host port (switch of b, port 1), and b's answers come back.
+    for a, b, sw_a, sw_b in (("A", "B", 1, 2), ("B", "C", 2, 3), ("C", "D", 3, 4)):
+        assert net.trace(sw_a, 1, relay_pkt(IPS[a], IPS[b])) == [(sw_b, 1)]
+        back = dict(relay_pkt(IPS[b], IPS[a], dst_port=40000, src_port=RELAY_PORT))
+        assert net.trace(sw_b, 1, back) == [(sw_a, 1)]
+    # Not a hop of the path: A straight to D on the relay port stays dropped.
+    assert net.trace(1, 1, relay_pkt(IPS["A"], IPS["D"])) == []
+
+
+def test_unauthorised_host_to_relay_port_is_dropped_but_ordinary_traffic_flows():
+    core, _, net = setup()
+    grant(core, net)
+    assert net.trace(3, 4, relay_pkt(STRANGER, IPS["B"])) == []
+    assert net.trace(3, 4, relay_pkt(STRANGER, IPS["D"])) == []
+    # The lockdown is for relay ports only: other TCP traffic to a vKMS host is forwarded.
+    web = dict(relay_pkt(STRANGER, IPS["B"], dst_port=443))
+    assert net.trace(3, 4, web) == [(2, 1)]
+
+
+def test_relay_flows_priority_cookie_and_timeouts():
+    core, _, net = setup()
+    d = grant(core, net, now=10.0)
+    ap = core.paths[d.path_ids[0]]
+    relay = [e for t in net.tables.values() for e in t.entries if e.priority == ofmsgs.PRIORITY_RELAY]
+    assert relay and d.flows_installed == len(relay)
+    assert all(e.cookie == ap.cookie and e.cookie & ofmsgs.COOKIE_APP_MASK == ofmsgs.COOKIE_APP
+               for e in relay)
+    assert all(e.hard_timeout == 60 and 0 < e.idle_timeout <= 60 for e in relay)
+    assert ofmsgs.PRIORITY_RELAY > ofmsgs.PRIORITY_RELAY_DROP > ofmsgs.PRIORITY_UNICAST
+    # Everything we installed carries the app's cookie prefix.
+    assert all(e.cookie & ofmsgs.COOKIE_APP_MASK == ofmsgs.COOKIE_APP
+               for t in net.tables.values() for e in t.entries)
+
+
+def test_release_removes_relay_flows_and_drops_again():
+    core, _, net = setup()
+    d = grant(core, net)
+    assert net.trace(1, 1, relay_pkt(IPS["A"], IPS["B"])) == [(2, 1)]
+    acts = core.release_path(d.path_ids[0], 2.0)
+    assert any(isinstance(a, FlowMods) and any(m.command == 3 for m in a.msgs) for a in acts)
+    net.apply(acts)
+    assert net.trace(1, 1, relay_pkt(IPS["A"], IPS["B"])) == []
+    assert not [e for t in net.tables.values() for e in t.entries if e.priority == ofmsgs.PRIORITY_RELAY]
+
+
+def test_expiry_deletes_flows():
+    core, _, net = setup()
+    grant(core, net, now=0.0)
+    net.apply(core.expire(30.0))
+    assert core.paths
+    net.apply(core.expire(60.0))
+    assert not core.paths
+    assert net.trace(1, 1, relay_pkt(IPS["A"], IPS["B"])) == []
+
+
+def test_arp_broadcast_on_a_ring_reaches_every_host_once_without_loops():
+    core, _, net = setup()
+    arp = dict(eth_type=0x0806, arp_op=1, arp_tpa="10.0.0.200")
+    exits = net.trace(1, 1, arp)   # trace raises on a loop
+    assert exits == sorted([(2, 1), (3, 1), (4, 1), (3, 4)], key=repr)
+    # ARP for a known host goes straight to it.
+    assert net.trace(1, 1, dict(arp, arp_tpa=IPS["C"])) == [(3, 1)]
+
+
+def test_ipv4_unicast_shortest_and_unknown_destination_to_controller():
+    core, _, net = setup()
+    ping = dict(eth_type=0x0800, ip_proto=1, ipv4_src=IPS["A"], ipv4_dst=IPS["C"])
+    assert net.trace(1, 1, ping) == [(3, 1)]
+    unknown = dict(ping, ipv4_dst="10.9.9.9")
+    assert net.trace(1, 1, unknown) == [(1, CONTROLLER)]
+
+
+def test_link_down_reroutes_relay_flows_around_the_ring():
+    core, _, net = setup()
+    grant(core, net)
+    # Cut switch 1 <-> switch 2 (ports 1:2 and 2:3): A -> B relay must go the long way round.
+    net.unplug((1, 2))
+    acts = core.link_down((1, 2), (2, 3), 5.0)
+    assert acts
+    net.apply(acts)
+    assert net.trace(1, 1, relay_pkt(IPS["A"], IPS["B"])) == [(2, 1)]
+    assert net.trace(2, 1, relay_pkt(IPS["B"], IPS["A"], 40000, RELAY_PORT)) == [(1, 1)]
+    arp = dict(eth_type=0x0806, arp_op=1, arp_tpa="10.0.0.200")
+    assert len(net.trace(2, 1, arp)) == 4
+    # port_down on the other side of another link behaves the same.
+    net.unplug((3, 2))
+    net.apply(core.port_down(3, 2, 6.0))
+    # The ring is now cut twice ({1, 4} and {2, 3}): A->B and C->D cannot be planned, B->C can.
+    assert net.trace(3, 1, relay_pkt(IPS["C"], IPS["D"])) == []
+    assert net.trace(2, 1, relay_pkt(IPS["B"], IPS["C"])) == [(3, 1)]
+    assert core.status()["paths"][next(iter(core.paths))]["unplanned_hops"] == 2
+
+
+def test_switch_reconnect_reinstalls_everything_after_deleting_our_flows():
+    core, _, net = setup()
+    grant(core, net)
+    acts = core.switch_up(2, [1, 2, 3, 4], 3.0)
+    first = acts[0]
+    assert isinstance(first, FlowMods) and first.dpid == 2
+    assert first.msgs[0].command == 3 and first.msgs[0].cookie_mask == ofmsgs.COOKIE_APP_MASK
+    net.tables[2].entries.clear()   # what a real reconnect looks like
+    net.apply(acts)
+    assert net.trace(1, 1, relay_pkt(IPS["A"], IPS["B"])) == [(2, 1)]
+
+
+def test_no_switches_means_paths_without_flows():
+    core, _ = core_with(EDGES, data_ip=False)
+    d, acts = core.request_path(PathRequest("A", "D"), 1.0)
+    assert d.granted and d.flows_installed == 0
+    assert not [a for a in acts if isinstance(a, FlowMods)]
