@@ -78,6 +78,7 @@ def report(rows: list[dict], seed: int, repeat: int) -> str:
 
 def run(args: argparse.Namespace) -> int:
     sizes = args.sizes or list(DEFAULT_SIZES)
+    synthetic.mesh(synthetic.MIN_NODES * 5, args.seed)   # warm-up: imports (scipy) out of the timings
     rows = [measure(n, args.seed, args.repeat) for n in sizes]
     body = report(rows, args.seed, args.repeat)
     command = "qkdnet bench topology" + (f" --sizes {' '.join(map(str, sizes))}" if args.sizes else "")

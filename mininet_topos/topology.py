@@ -26,6 +26,7 @@ DEFAULT_TOPOLOGY = "metro8"
 ROLES = ("trusted", "end")
 TRUST_LEVELS = range(1, 6)
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
+SUGGEST_LIMIT = 2000     # suggest close node names only in files up to this many nodes
 LINK_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:#-]*$")
 
 TOP_KEYS = ("network", "nodes", "links", "saes", "classical_links")
@@ -261,8 +262,9 @@ def _endpoints(chk: _Checker, entry: str, item: dict, nodes: dict[str, Node]) ->
 
 
 def _suggest(name: str, nodes: dict) -> str:
-    close = [n for n in nodes if n.lower() == name.lower()] or \
-        difflib.get_close_matches(name, list(nodes), n=1)
+    close = [n for n in nodes if n.lower() == name.lower()]
+    if not close and len(nodes) <= SUGGEST_LIMIT:   # difflib is quadratic-ish: skip on huge files
+        close = difflib.get_close_matches(name, list(nodes), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
