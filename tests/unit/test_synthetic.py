@@ -5,6 +5,8 @@ import statistics
 
 import networkx as nx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mininet_topos import keyrate, synthetic, topology
 
@@ -64,3 +66,13 @@ def test_saes_far_apart_and_file_round_trip(tmp_path) -> None:
 def test_size_limits(n: int) -> None:
     with pytest.raises(ValueError, match="mesh size"):
         synthetic.mesh(n, 1)
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(min_value=4, max_value=80), seed=st.integers(min_value=0, max_value=2**31))
+def test_any_mesh_is_a_valid_connected_topology(n: int, seed: int) -> None:
+    topo = synthetic.mesh(n, seed)
+    g = topo.qkd_graph()
+    assert nx.is_connected(g) and min(d for _, d in g.degree) >= min(3, n - 1)
+    again = topology.loads(topology.dumps(topo), "<mesh>")
+    assert again.links == topo.links and again.saes == topo.saes
