@@ -167,7 +167,7 @@ class SeqCounter:
 @dataclass
 class _Window:
     highest: int = 0
-    seen: int = 0  # bitmap: bit i set = (highest - i) was accepted
+    seen: set[int] = field(default_factory=set)  # accepted numbers within the window
 
 
 @dataclass
@@ -176,11 +176,13 @@ class ReplayWindow:
 
     Concurrent relays on one hop may arrive slightly out of order, hence a
     window (as IPsec's anti-replay) rather than a bare "greater than last" rule.
-    ``check`` does not record; ``accept`` records after the MAC verified, so a
-    forged message cannot burn a legitimate number.
+    Senders number by microseconds (SeqCounter), so the default window is 60 s
+    of reordering; anything older is refused. ``check`` does not record;
+    ``accept`` records after the MAC verified, so a forged message cannot burn a
+    legitimate number.
     """
 
-    size: int = 1024
+    size: int = 60_000_000
     _hops: dict[str, _Window] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -194,11 +196,10 @@ class ReplayWindow:
             raise ReplayError(f"hop {hop}: sequence number {seq} is not positive")
         if seq > win.highest:
             return
-        age = win.highest - seq
-        if age >= self.size:
+        if win.highest - seq >= self.size:
             raise ReplayError(f"hop {hop}: sequence number {seq} is older than the replay window "
                               f"(highest {win.highest}, window {self.size})")
-        if win.seen >> age & 1:
+        if seq in win.seen:
             raise ReplayError(f"hop {hop}: sequence number {seq} already seen (replay)")
 
     def accept(self, hop: str, seq: int) -> None:
@@ -206,10 +207,9 @@ class ReplayWindow:
         with self._lock:
             win = self._hops.setdefault(hop, _Window())
             self._check(win, hop, seq)
+            win.seen.add(seq)
             if seq > win.highest:
-                shift = seq - win.highest
-                win.seen = ((win.seen << shift) | 1) if shift < self.size else 1
-                win.seen &= (1 << self.size) - 1
                 win.highest = seq
-            else:
-                win.seen |= 1 << (win.highest - seq)
+                if len(win.seen) > 4096:  # forget what fell out of the window
+                    floor = seq - self.size
+                    win.seen = {s for s in win.seen if s > floor}

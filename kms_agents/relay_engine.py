@@ -1,0 +1,502 @@
+"""Hop-by-hop key relay between vKMSs: the source, relay-node and destination roles.
+
+The source asks QuSeC for a path, makes the end-to-end key (XOR-shared over k
+node-disjoint paths when the policy asks for multipath), and sends each share to
+the first hop padded and MAC'd with fresh link key. Every relay node checks that
+the sender is the authorised previous hop of a live path, claims the same link key
+by its IDs, verifies the one-time MAC and the sequence number, and forwards with
+fresh link key toward the authorised next hop. The destination stores the key for
+the slave SAE and acknowledges; the ack returns along the chain, so when the
+source's call returns the key is already available to the slave. On any failure
+the source voids the key along every path, charges no key to the SAE and raises
+:class:`RelayFailure` (HTTP 503 / a gRPC status at the edges).
+
+Transport is injected (``send``: a function (peer, addr, request) -> ack), so this
+module holds the protocol and nothing about sockets.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import grpc
+
+from kms_agents import hybrid, relay_crypto, shares
+from kms_agents.authz import AuthTable, NotAuthorised
+from kms_agents.keystore import DuplicateKey, KeyStore, StoredKey
+from kms_agents.qkd_module import InsufficientKey, KeySourceError, UnknownKeyIds
+from kms_agents.proto import relay_pb2
+from quseccontroller.proto import control_pb2
+
+log = logging.getLogger(__name__)
+
+AUTH_WAIT_S = 1.0          # an authorisation push may trail the path reply by a few ms
+PATH_REUSE_MARGIN_S = 2.0  # stop reusing a granted path this long before it expires
+PENDING_SHARES_TTL_S = 30.0
+EXT_PATH = "qusec_path"    # relay request extension: the path's node ids, comma-separated
+
+
+class RelayFailure(Exception):
+    """A relay could not be completed; ``code`` is the gRPC status the edge reports."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass
+class RelayedKey:
+    """An end-to-end key the source hands back to the master SAE."""
+
+    key_id: str
+    key: bytes
+    meta: dict
+
+
+@dataclass
+class _Pending:
+    shares: dict[int, bytes] = field(default_factory=dict)
+    responder: hybrid.Responder | None = None
+    created: float = field(default_factory=time.monotonic)
+
+
+Send = Callable[[str, str, relay_pb2.RelayRequest, float], relay_pb2.RelayAck]
+VoidSend = Callable[[str, str, relay_pb2.VoidRequest, float], relay_pb2.RelayAck]
+
+
+class RelayEngine:
+    """One node's relay protocol state: seq counters, replay windows, pending multipath shares."""
+
+    def __init__(self, node_id: str, *, sources: Callable[[str], object | None],
+                 all_sources: Callable[[], Iterable[object]] = lambda: (), store: KeyStore,
+                 authz: AuthTable, request_path: Callable[[control_pb2.PathRequest],
+                                                          control_pb2.PathReply] | None,
+                 send: Send, send_void: VoidSend, identity: hybrid.NodeIdentity | None = None,
+                 hop_timeout_s: float = 10.0, max_parallel: int = 8,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.node_id = node_id
+        self._sources = sources
+        self._all_sources = all_sources
+        self._store = store
+        self._authz = authz
+        self._request_path = request_path
+        self._send = send
+        self._send_void = send_void
+        self._identity = identity
+        self._hop_timeout = hop_timeout_s
+        self._clock = clock
+        self._seq = relay_crypto.SeqCounter()
+        self._replay = relay_crypto.ReplayWindow()
+        self._pending: dict[str, _Pending] = {}
+        self._lock = threading.Lock()
+        self._paths: dict[tuple, control_pb2.PathReply] = {}
+        self._pool = ThreadPoolExecutor(max_workers=max_parallel, thread_name_prefix="relay")
+        self.link_bytes_used = 0  # link key this node took for relaying (pad + MAC)
+
+    def close(self) -> None:
+        """Stop the worker pool."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    # ----------------------------------------------------------------------------------------
+    # source
+    # ----------------------------------------------------------------------------------------
+    def path_for(self, dst_node: str, src_sae: str, dst_sae: str, size_bits: int, number: int,
+                 fresh: bool = False) -> control_pb2.PathReply:
+        """A granted path to ``dst_node`` (reused while its authorisation is live)."""
+        if self._request_path is None:
+            raise RelayFailure(grpc.StatusCode.UNAVAILABLE,
+                               f"node {dst_node} is not a neighbour and this vKMS has no QuSeC "
+                               f"controller configured to find a relay path")
+        cache_key = (dst_node, src_sae, dst_sae)
+        now = self._clock()
+        with self._lock:
+            reply = self._paths.get(cache_key)
+        if (not fresh and reply is not None
+                and reply.expires_unix_ms / 1000.0 - PATH_REUSE_MARGIN_S > now):
+            return reply
+        from kms_agents.control_client import PathRefused
+        try:
+            reply = self._request_path(control_pb2.PathRequest(
+                src_node=self.node_id, dst_node=dst_node, src_sae=src_sae, dst_sae=dst_sae,
+                key_size_bits=size_bits, key_count=number))
+        except PathRefused as exc:
+            raise RelayFailure(exc.code, f"QuSeC refused a path {self.node_id}->{dst_node}: "
+                                         f"{exc.reason or exc.code.name}: {exc.message}") from None
+        if not reply.paths:
+            raise RelayFailure(grpc.StatusCode.UNAVAILABLE,
+                               f"QuSeC granted no path {self.node_id}->{dst_node}")
+        with self._lock:
+            self._paths[cache_key] = reply
+        return reply
+
+    def forget_path(self, dst_node: str, src_sae: str, dst_sae: str) -> None:
+        """Drop a cached path (revoked or failing)."""
+        with self._lock:
+            self._paths.pop((dst_node, src_sae, dst_sae), None)
+
+    def on_revoke(self, path_id: str, _reason: str = "") -> None:
+        """QuSeC revoked a path: stop reusing any cached reply that contains it."""
+        with self._lock:
+            for k, reply in list(self._paths.items()):
+                if any(p.path_id == path_id for p in reply.paths):
+                    del self._paths[k]
+
+    def relay_keys(self, *, master_sae: str, slave_saes: list[str], dst_node: str,
+                   keys: Sequence[tuple[str, bytes]],
+                   level_for: Callable[[str], str] = lambda policy: policy or "qkd",
+                   ) -> tuple[list[RelayedKey], control_pb2.PathReply, str]:
+        """Relay ``keys`` (key id, material) to ``dst_node`` for ``slave_saes``; all or none.
+
+        ``level_for`` maps the policy's security level to the one used (or raises
+        RelayFailure). Returns the keys as the master must get them (derived for
+        hybrid/pqc), the path reply and the level. On failure every key of the
+        request is voided at the destination and RelayFailure is raised; the
+        caller charges nothing to the SAE.
+        """
+        if not keys:
+            raise RelayFailure(grpc.StatusCode.INVALID_ARGUMENT, "no keys to relay")
+        size_bits = 8 * len(keys[0][1])
+        if any(len(m) * 8 != size_bits for _, m in keys) or size_bits == 0:
+            raise RelayFailure(grpc.StatusCode.INVALID_ARGUMENT, "keys of one request differ in size")
+        reply = self.path_for(dst_node, master_sae, slave_saes[0], size_bits, len(keys))
+        try:
+            return self._relay_batch(reply, master_sae, slave_saes, dst_node, keys, level_for)
+        except RelayFailure as exc:
+            if exc.code not in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.NOT_FOUND):
+                raise
+            # the path was revoked or rerouted under us: ask once more for a fresh one
+            log.info("relay on a cached path failed (%s); asking QuSeC again", exc.message)
+            self.forget_path(dst_node, master_sae, slave_saes[0])
+            reply = self.path_for(dst_node, master_sae, slave_saes[0], size_bits, len(keys),
+                                  fresh=True)
+            return self._relay_batch(reply, master_sae, slave_saes, dst_node, keys, level_for)
+
+    def relayable_keys(self, key_size_bits: int) -> int:
+        """Upper bound on keys this node could relay now: its best link / (key + MAC key)."""
+        best = 0
+        for src in self._all_sources():
+            try:
+                best = max(best, src.available_bytes())
+            except KeySourceError:
+                continue
+        return best // (key_size_bits // 8 + relay_crypto.MAC_KEY_BYTES)
+
+    def _relay_batch(self, reply: control_pb2.PathReply, master_sae: str, slave_saes: list[str],
+                     dst_node: str, keys: Sequence[tuple[str, bytes]],
+                     level_for: Callable[[str], str]
+                     ) -> tuple[list[RelayedKey], control_pb2.PathReply, str]:
+        paths = list(reply.paths)
+        hop_lists = [[h.node_id for h in p.hops] for p in paths]
+        if len(paths) > 1:
+            try:
+                shares.check_node_disjoint(hop_lists)
+            except shares.ShareError as exc:
+                raise RelayFailure(grpc.StatusCode.INTERNAL, f"QuSeC paths unusable: {exc}") from None
+        for hops in hop_lists:
+            if len(hops) < 2 or hops[0] != self.node_id or hops[-1] != dst_node:
+                raise RelayFailure(grpc.StatusCode.INTERNAL,
+                                   f"QuSeC path {hops} does not join {self.node_id} to {dst_node}")
+        level = level_for(reply.security_level or "qkd")
+        if level not in hybrid.LEVELS:
+            raise RelayFailure(grpc.StatusCode.INTERNAL, f"unknown security level {level!r}")
+        if level != "qkd" and self._identity is None:
+            raise RelayFailure(grpc.StatusCode.FAILED_PRECONDITION,
+                               f"security level {level} needs the node's TLS identity")
+        futures = [self._pool.submit(self._relay_one, paths, level, key_id, key, master_sae,
+                                     slave_saes, dst_node) for key_id, key in keys]
+        out, failure = [], None
+        for fut in futures:
+            try:
+                out.append(fut.result())
+            except RelayFailure as exc:
+                failure = failure or exc
+            except Exception as exc:  # a bug must still void and fail cleanly
+                log.exception("relay failed")
+                failure = failure or RelayFailure(grpc.StatusCode.INTERNAL, f"relay failed: {exc}")
+        if failure is not None:
+            for key_id, _ in keys:
+                self.void(paths, key_id, failure.message)
+            raise failure
+        return out, reply, level
+
+    def _relay_one(self, paths: list[control_pb2.RelayPath], level: str, key_id: str,
+                   key: bytes, master_sae: str, slave_saes: list[str],
+                   dst_node: str) -> RelayedKey:
+        parts = shares.split(key, len(paths))
+        initiator = None
+        if level in ("hybrid", "pqc"):
+            initiator = hybrid.Initiator(self._identity, dst_node, key_id, level)
+        answer = None
+        for index, (path, share) in enumerate(zip(paths, parts), start=1):
+            ext = {EXT_PATH: ",".join(h.node_id for h in path.hops)}
+            if initiator is not None and index == 1:
+                ext[hybrid.EXT_OFFER] = hybrid.b64(initiator.offer)
+            # the path reply is the source's authorisation; the hops check theirs
+            ack = self._send_hop(path.hops[1].node_id, path.hops[1].relay_addr,
+                                 path_id=path.path_id, key_id=key_id, src=self.node_id,
+                                 dst=dst_node, share=share, index=index, count=len(paths),
+                                 level=level, initiator_sae=master_sae, targets=slave_saes,
+                                 extensions=ext)
+            if index == 1 and initiator is not None:
+                answer = ack.extensions.get(hybrid.EXT_ANSWER)
+        final = key
+        if initiator is not None:
+            if not answer:
+                raise RelayFailure(grpc.StatusCode.INTERNAL,
+                                   f"destination {dst_node} sent no {level} answer")
+            try:
+                final = initiator.finish(hybrid.unb64(answer, "hybrid answer"), key,
+                                         _dt.datetime.now(_dt.timezone.utc))
+            except hybrid.HybridError as exc:
+                raise RelayFailure(grpc.StatusCode.UNAUTHENTICATED,
+                                   f"{level} answer from {dst_node} rejected: {exc}") from None
+        hops = [[h.node_id for h in p.hops] for p in paths]
+        meta = {"route_type": "indirect", "security_level": level, "path": hops[0],
+                "paths": hops, "hops": len(hops[0]) - 2, "path_ids": [p.path_id for p in paths]}
+        return RelayedKey(key_id=key_id, key=final, meta=meta)
+
+    def _authorised(self, path_id: str, from_node: str, src: str, dst: str, index: int,
+                    count: int):
+        try:
+            return self._authz.check(path_id, from_node=from_node, src_node=src, dst_node=dst,
+                                     now=self._clock(), share_index=index, share_count=count)
+        except NotAuthorised as first:
+            if self._authz.get(path_id) is None and self._authz.wait_for(path_id, AUTH_WAIT_S):
+                try:
+                    return self._authz.check(path_id, from_node=from_node, src_node=src,
+                                             dst_node=dst, now=self._clock(),
+                                             share_index=index, share_count=count)
+                except NotAuthorised as exc:
+                    first = exc
+            raise RelayFailure(grpc.StatusCode.PERMISSION_DENIED,
+                               f"node {self.node_id}: {first}") from None
+
+    def _send_hop(self, peer: str, addr: str, *, path_id: str, key_id: str, src: str, dst: str,
+                  share: bytes, index: int, count: int, level: str, initiator_sae: str,
+                  targets: list[str], extensions: dict[str, str]) -> relay_pb2.RelayAck:
+        source = self._sources(peer)
+        if source is None:
+            raise RelayFailure(grpc.StatusCode.FAILED_PRECONDITION,
+                               f"node {self.node_id} has no QKD link to next hop {peer}")
+        n = len(share)
+        try:
+            if source.available_bytes() < n + relay_crypto.MAC_KEY_BYTES:
+                raise InsufficientKey(f"link {source.link_id}: {n + relay_crypto.MAC_KEY_BYTES} "
+                                      f"bytes of link key needed, {source.available_bytes()} "
+                                      f"available")
+            pad = source.take(n)
+            mac = source.take(relay_crypto.MAC_KEY_BYTES)
+        except KeySourceError as exc:
+            raise RelayFailure(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                               f"node {self.node_id}: not enough link key toward {peer}: "
+                               f"{exc}") from None
+        with self._lock:
+            self.link_bytes_used += n + relay_crypto.MAC_KEY_BYTES
+        header = relay_crypto.RelayHeader(
+            path_id=path_id, seq=self._seq.next(f"{peer}|{source.link_id}", self._clock()),
+            key_id=key_id, from_node=self.node_id, src_node=src, dst_node=dst,
+            share_index=index, share_count=count, size_bits=8 * n, security_level=level,
+            link_id=source.link_id, pad_key_ids=tuple(pad.key_ids), mac_key_ids=tuple(mac.key_ids),
+            initiator_sae_id=initiator_sae, target_sae_ids=tuple(targets),
+            extensions=tuple(sorted(extensions.items())))
+        ciphertext, tag = relay_crypto.seal(header, share, pad.material, mac.material)
+        req = to_request(header, ciphertext, tag)
+        return self._send(peer, addr, req, self._hop_timeout)
+
+    def void(self, paths: list[control_pb2.RelayPath], key_id: str, reason: str) -> None:
+        """Tell every path's destination (through its relays) to forget ``key_id``; best effort."""
+        for path in paths:
+            if len(path.hops) < 2:
+                continue
+            nxt = path.hops[1]
+            try:
+                self._send_void(nxt.node_id, nxt.relay_addr, relay_pb2.VoidRequest(
+                    version=relay_crypto.VERSION, path_id=path.path_id, key_id=key_id,
+                    reason=reason[:200], from_node=self.node_id), self._hop_timeout)
+            except Exception as exc:  # the destination drops unfinished shares on its own
+                log.info("void of key %s on path %s not delivered: %s", key_id, path.path_id, exc)
+
+    # ----------------------------------------------------------------------------------------
+    # relay node and destination
+    # ----------------------------------------------------------------------------------------
+    def handle_relay(self, req: relay_pb2.RelayRequest, peer: str) -> relay_pb2.RelayAck:
+        """Receive one hop from authenticated neighbour ``peer``; forward or deliver.
+
+        Raises RelayFailure (the servicer turns it into a gRPC status).
+        """
+        if req.version != relay_crypto.VERSION:
+            raise RelayFailure(grpc.StatusCode.INVALID_ARGUMENT,
+                               f"relay protocol version {req.version!r} not supported "
+                               f"(this node speaks {relay_crypto.VERSION})")
+        if req.from_node != peer:
+            raise RelayFailure(grpc.StatusCode.PERMISSION_DENIED,
+                               f"message claims to come from {req.from_node!r} but the TLS peer "
+                               f"is {peer!r}")
+        try:
+            header = header_of(req)
+        except relay_crypto.RelayCryptoError as exc:
+            raise RelayFailure(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
+        if header.dst_node == self.node_id and header.from_node == header.src_node == self.node_id:
+            raise RelayFailure(grpc.StatusCode.INVALID_ARGUMENT, "relay to self")
+        auth = self._authorised(header.path_id, peer, header.src_node, header.dst_node,
+                                header.share_index, header.share_count)
+        hop = f"{peer}|{header.link_id}"
+        try:
+            self._replay.check(hop, header.seq)
+        except relay_crypto.ReplayError as exc:
+            raise RelayFailure(grpc.StatusCode.ALREADY_EXISTS, f"node {self.node_id}: {exc}") from None
+        source = self._sources(peer)
+        if source is None or source.link_id != header.link_id:
+            raise RelayFailure(grpc.StatusCode.FAILED_PRECONDITION,
+                               f"node {self.node_id} has no QKD link {header.link_id} to {peer}")
+        n = header.size_bits // 8
+        try:
+            pad = source.claim(header.pad_key_ids, n)
+            mac = source.claim(header.mac_key_ids, relay_crypto.MAC_KEY_BYTES)
+        except UnknownKeyIds as exc:
+            raise RelayFailure(grpc.StatusCode.UNAUTHENTICATED,
+                               f"node {self.node_id}: link key of this message unknown or "
+                               f"already used: {exc}") from None
+        except KeySourceError as exc:
+            raise RelayFailure(grpc.StatusCode.UNAVAILABLE,
+                               f"node {self.node_id}: link key source failed: {exc}") from None
+        if len(pad) != n or len(mac) != relay_crypto.MAC_KEY_BYTES:
+            raise RelayFailure(grpc.StatusCode.UNAUTHENTICATED,
+                               f"node {self.node_id}: link key IDs cover {len(pad)}+{len(mac)} "
+                               f"bytes, message needs {n}+{relay_crypto.MAC_KEY_BYTES}")
+        try:
+            share = relay_crypto.open_sealed(header, req.ciphertext, req.tag, pad, mac)
+            self._replay.accept(hop, header.seq)
+        except relay_crypto.ReplayError as exc:
+            raise RelayFailure(grpc.StatusCode.ALREADY_EXISTS, f"node {self.node_id}: {exc}") from None
+        except relay_crypto.RelayCryptoError as exc:
+            raise RelayFailure(grpc.StatusCode.UNAUTHENTICATED, f"node {self.node_id}: {exc}") from None
+        if auth.next_hop:
+            return self._send_hop(auth.next_hop, auth.next_hop_addr, path_id=header.path_id,
+                                  key_id=header.key_id, src=header.src_node, dst=header.dst_node,
+                                  share=share, index=header.share_index,
+                                  count=header.share_count, level=header.security_level,
+                                  initiator_sae=header.initiator_sae_id,
+                                  targets=list(header.target_sae_ids),
+                                  extensions=dict(header.extensions))
+        if header.dst_node != self.node_id:
+            raise RelayFailure(grpc.StatusCode.PERMISSION_DENIED,
+                               f"node {self.node_id} is the end of path {header.path_id} but the "
+                               f"message is for {header.dst_node}")
+        return self._deliver(header, share, auth)
+
+    def _deliver(self, header: relay_crypto.RelayHeader, share: bytes, auth) -> relay_pb2.RelayAck:
+        level = header.security_level
+        ack = relay_pb2.RelayAck(status=relay_pb2.RELAYED, key_id=header.key_id)
+        self._drop_stale_pending()
+        with self._lock:
+            pending = self._pending.setdefault(header.key_id, _Pending())
+            if header.share_index in pending.shares:
+                raise RelayFailure(grpc.StatusCode.ALREADY_EXISTS,
+                                   f"share {header.share_index} of key {header.key_id} already here")
+            pending.shares[header.share_index] = share
+        ext = dict(header.extensions)
+        if level in ("hybrid", "pqc") and hybrid.EXT_OFFER in ext:
+            if self._identity is None:
+                raise RelayFailure(grpc.StatusCode.FAILED_PRECONDITION,
+                                   f"node {self.node_id} has no TLS identity for {level} keys")
+            try:
+                responder = hybrid.Responder(
+                    self._identity, hybrid.unb64(ext[hybrid.EXT_OFFER], "hybrid offer"),
+                    src_node=header.src_node, key_id=header.key_id, level=level,
+                    now=_dt.datetime.now(_dt.timezone.utc))
+            except hybrid.HybridError as exc:
+                self._drop_pending(header.key_id)
+                raise RelayFailure(grpc.StatusCode.UNAUTHENTICATED,
+                                   f"node {self.node_id}: {level} offer rejected: {exc}") from None
+            with self._lock:
+                pending.responder = responder
+            ack.extensions[hybrid.EXT_ANSWER] = hybrid.b64(responder.answer)
+        with self._lock:
+            complete = (len(pending.shares) == header.share_count
+                        and (level == "qkd" or pending.responder is not None))
+            if complete:
+                self._pending.pop(header.key_id, None)
+        if not complete:
+            return ack
+        key = shares.combine([pending.shares[i] for i in sorted(pending.shares)])
+        if level in ("hybrid", "pqc"):
+            key = pending.responder.derive(key)
+        path = ext.get(EXT_PATH, "").split(",") if ext.get(EXT_PATH) else []
+        meta = {"route_type": "indirect", "security_level": level, "src_node": header.src_node,
+                "path": path, "hops": max(0, len(path) - 2), "path_id": header.path_id,
+                "shares": header.share_count}
+        try:
+            self._store.put([StoredKey(key_id=header.key_id, master_sae=header.initiator_sae_id,
+                                       slaves=list(header.target_sae_ids), material=key, meta=meta)])
+        except DuplicateKey:
+            raise RelayFailure(grpc.StatusCode.ALREADY_EXISTS,
+                               f"key {header.key_id} is already stored at {self.node_id}") from None
+        except ValueError as exc:
+            raise RelayFailure(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
+        log.info("stored relayed key %s from %s for %s (%s, %d share(s))", header.key_id,
+                 header.src_node, ",".join(header.target_sae_ids), level, header.share_count)
+        return ack
+
+    def _drop_pending(self, key_id: str) -> None:
+        with self._lock:
+            self._pending.pop(key_id, None)
+
+    def _drop_stale_pending(self) -> None:
+        cutoff = time.monotonic() - PENDING_SHARES_TTL_S
+        with self._lock:
+            for key_id in [k for k, p in self._pending.items() if p.created < cutoff]:
+                del self._pending[key_id]
+
+    def handle_void(self, req: relay_pb2.VoidRequest, peer: str) -> relay_pb2.RelayAck:
+        """Forget ``req.key_id`` here and pass the void on along the authorised path."""
+        if req.from_node != peer:
+            raise RelayFailure(grpc.StatusCode.PERMISSION_DENIED,
+                               f"void claims to come from {req.from_node!r} but the TLS peer is "
+                               f"{peer!r}")
+        auth = self._authz.get(req.path_id)
+        if auth is None or auth.prev_hop != peer:
+            raise RelayFailure(grpc.StatusCode.PERMISSION_DENIED,
+                               f"node {self.node_id}: no authorisation on path {req.path_id} "
+                               f"from {peer}")
+        if auth.next_hop:
+            return self._send_void(auth.next_hop, auth.next_hop_addr, relay_pb2.VoidRequest(
+                version=relay_crypto.VERSION, path_id=req.path_id, key_id=req.key_id,
+                reason=req.reason, from_node=self.node_id), self._hop_timeout)
+        self._drop_pending(req.key_id)
+        present = self._store.peek(req.key_id) is not None
+        self._store.discard([req.key_id])
+        log.info("voided key %s (%s)", req.key_id, req.reason)
+        return relay_pb2.RelayAck(status=relay_pb2.VOIDED if present else relay_pb2.KEY_NOT_PRESENT,
+                                  key_id=req.key_id, message=req.reason)
+
+
+def to_request(h: relay_crypto.RelayHeader, ciphertext: bytes, tag: bytes) -> relay_pb2.RelayRequest:
+    """The wire message for a sealed hop."""
+    return relay_pb2.RelayRequest(
+        version=h.version, path_id=h.path_id, share_index=h.share_index,
+        share_count=h.share_count, seq=h.seq, key_id=h.key_id,
+        initiator_sae_id=h.initiator_sae_id, target_sae_ids=list(h.target_sae_ids),
+        src_node=h.src_node, dst_node=h.dst_node, from_node=h.from_node, link_id=h.link_id,
+        pad_key_ids=list(h.pad_key_ids), mac_key_ids=list(h.mac_key_ids), ciphertext=ciphertext,
+        tag=tag, size_bits=h.size_bits, security_level=h.security_level,
+        extensions=dict(h.extensions))
+
+
+def header_of(req: relay_pb2.RelayRequest) -> relay_crypto.RelayHeader:
+    """The authenticated header fields of a received message (raises RelayCryptoError)."""
+    return relay_crypto.RelayHeader(
+        path_id=req.path_id, seq=req.seq, key_id=req.key_id, from_node=req.from_node,
+        src_node=req.src_node, dst_node=req.dst_node, share_index=req.share_index,
+        share_count=req.share_count, size_bits=req.size_bits, security_level=req.security_level,
+        link_id=req.link_id, pad_key_ids=tuple(req.pad_key_ids),
+        mac_key_ids=tuple(req.mac_key_ids), initiator_sae_id=req.initiator_sae_id,
+        target_sae_ids=tuple(req.target_sae_ids), extensions=tuple(sorted(req.extensions.items())),
+        version=req.version)

@@ -1,0 +1,200 @@
+"""Relay plugin of the vKMS agent: KeyRelay gRPC service, QuSeC control client, network relayer.
+
+``attach(agent)`` is called by the agent at start (``AGENT_PLUGINS``). It registers the
+KeyRelay servicer (relay.proto) on the agent's gRPC server (mutual TLS; the peer vKMS
+is identified by its certificate CN), starts the control client when the config names
+a QuSeC address, and replaces the agent's relayer with :class:`NetworkRelayer`, which
+relays keys for non-neighbour SAEs hop by hop (:mod:`kms_agents.relay_engine`).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from kms_agents import relay_crypto
+from kms_agents.authz import AuthTable
+from kms_agents.hybrid import NodeIdentity
+from kms_agents.proto import relay_pb2, relay_pb2_grpc
+from kms_agents.relay_engine import RelayEngine, RelayFailure
+from quseccontroller.proto import control_pb2
+
+log = logging.getLogger(__name__)
+
+LEVEL_ORDER = ("qkd", "hybrid", "pqc")
+
+
+def peer_cn(context: grpc.ServicerContext) -> str:
+    """The common name of the TLS client certificate ('' without one)."""
+    names = context.auth_context().get("x509_common_name") or []
+    return names[0].decode() if names else ""
+
+
+class PeerChannels:
+    """Mutual-TLS channels to neighbour vKMSs, one per (node, address), checked against the node id."""
+
+    def __init__(self, ca_cert: str | Path, cert: str | Path, key: str | Path) -> None:
+        self._creds = grpc.ssl_channel_credentials(
+            root_certificates=Path(ca_cert).read_bytes(), private_key=Path(key).read_bytes(),
+            certificate_chain=Path(cert).read_bytes())
+        self._stubs: dict[tuple[str, str], relay_pb2_grpc.KeyRelayStub] = {}
+        self._channels: list[grpc.Channel] = []
+        self._lock = threading.Lock()
+
+    def stub(self, node: str, addr: str) -> relay_pb2_grpc.KeyRelayStub:
+        if not addr:
+            raise RelayFailure(grpc.StatusCode.FAILED_PRECONDITION,
+                               f"no relay address known for next hop {node}")
+        with self._lock:
+            stub = self._stubs.get((node, addr))
+            if stub is None:
+                # the peer's certificate must name the node we mean to reach (SAN = node id)
+                channel = grpc.secure_channel(addr, self._creds, options=[
+                    ("grpc.ssl_target_name_override", node)])
+                self._channels.append(channel)
+                stub = self._stubs[(node, addr)] = relay_pb2_grpc.KeyRelayStub(channel)
+            return stub
+
+    def relay(self, node: str, addr: str, req: relay_pb2.RelayRequest,
+              timeout: float) -> relay_pb2.RelayAck:
+        try:
+            return self.stub(node, addr).Relay(req, timeout=timeout)
+        except grpc.RpcError as exc:
+            raise RelayFailure(exc.code(), exc.details() or f"next hop {node}: {exc.code().name}")
+
+    def void(self, node: str, addr: str, req: relay_pb2.VoidRequest,
+             timeout: float) -> relay_pb2.RelayAck:
+        try:
+            return self.stub(node, addr).Void(req, timeout=timeout)
+        except grpc.RpcError as exc:
+            raise RelayFailure(exc.code(), exc.details() or f"next hop {node}: {exc.code().name}")
+
+    def close(self) -> None:
+        with self._lock:
+            for channel in self._channels:
+                channel.close()
+            self._channels.clear()
+            self._stubs.clear()
+
+
+class KeyRelayServicer(relay_pb2_grpc.KeyRelayServicer):
+    """Thin adapter: proto in -> engine -> proto out; RelayFailure -> gRPC status."""
+
+    def __init__(self, engine: RelayEngine) -> None:
+        self.engine = engine
+
+    def _run(self, fn: Callable, request: Any, context: grpc.ServicerContext):
+        peer = peer_cn(context)
+        if not peer:
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, "relay needs a client certificate")
+        try:
+            return fn(request, peer)
+        except RelayFailure as exc:
+            log.warning("relay from %s refused: %s: %s", peer, exc.code.name, exc.message)
+            context.abort(exc.code, exc.message)
+        except Exception as exc:  # keep serving; the caller gets a status, not a hang
+            log.exception("relay from %s failed", peer)
+            context.abort(grpc.StatusCode.INTERNAL, f"node {self.engine.node_id}: {exc}")
+
+    def Relay(self, request: relay_pb2.RelayRequest,
+              context: grpc.ServicerContext) -> relay_pb2.RelayAck:
+        return self._run(self.engine.handle_relay, request, context)
+
+    def Void(self, request: relay_pb2.VoidRequest,
+             context: grpc.ServicerContext) -> relay_pb2.RelayAck:
+        return self._run(self.engine.handle_void, request, context)
+
+
+def effective_level(policy_level: str, requested: str | None) -> str:
+    """The security level a relay uses: the policy's, upgraded to hybrid when the SAE asks for it.
+
+    ``pqc`` is only ever used when the policy says so (a fallback, never a request).
+    """
+    policy_level = policy_level or "qkd"
+    if not requested or requested == policy_level:
+        return policy_level
+    if requested == "hybrid" and policy_level == "qkd":
+        return "hybrid"  # strictly stronger: HKDF over the QKD key and an ML-KEM secret
+    raise RelayFailure(grpc.StatusCode.FAILED_PRECONDITION,
+                       f"security level {requested!r} requested but the matched policy gives "
+                       f"{policy_level!r}")
+
+
+class NetworkRelayer:
+    """The agent's relayer (service.Relayer protocol) backed by a RelayEngine."""
+
+    def __init__(self, engine: RelayEngine, *, error: Callable[[int, str, list], Exception],
+                 result: Callable[..., Any], prerelay: Any = None) -> None:
+        self.engine = engine
+        self._error = error      # service.KeyServiceError
+        self._result = result    # service.RelayResult
+        self.prerelay = prerelay
+
+    def relay(self, *, master_sae: str, slave_saes: list[str], dst_node: str,
+              keys: list[tuple[str, bytes]], security_level: str | None,
+              extensions: dict[str, Any]) -> Any:
+        """Relay ``keys``; for hybrid/pqc (or buffered keys) ``keys`` is rewritten in place."""
+        try:
+            if self.prerelay is not None and not security_level:
+                got = self.prerelay.take(master_sae, slave_saes, dst_node, keys)
+                if got is not None:
+                    return got
+            relayed, reply, level = self.engine.relay_keys(
+                master_sae=master_sae, slave_saes=slave_saes, dst_node=dst_node, keys=keys,
+                level_for=lambda policy: effective_level(policy, security_level))
+        except RelayFailure as exc:
+            raise self._error(503, f"relay to node {dst_node} failed: {exc.message}",
+                              [{"qusec_route_type": "indirect", "qusec_dst_node": dst_node,
+                                "qusec_relay_status": exc.code.name}]) from None
+        if self.prerelay is not None:
+            self.prerelay.observe(master_sae, slave_saes, dst_node, len(keys), len(keys[0][1]))
+        # the master gets what the slave gets: the derived key for hybrid/pqc
+        keys[:] = [(k.key_id, k.key) for k in relayed]
+        return self._result(paths=[[h.node_id for h in p.hops] for p in reply.paths],
+                            security_level=level)
+
+    def stored_key_count(self, dst_node: str, key_size: int) -> int:
+        """Keys of ``key_size`` bits that could be relayed now (bounded by this node's links)."""
+        if self.prerelay is not None:
+            buffered = self.prerelay.count(dst_node, key_size)
+            if buffered:
+                return buffered
+        return self.engine.relayable_keys(key_size)
+
+
+def link_states(sources: Sequence[Any]) -> list[control_pb2.QkdLinkState]:
+    """control.proto link states of this node's link key sources."""
+    out = []
+    for src in sources:
+        try:
+            stored = src.available_bytes() * 8
+            status = control_pb2.LINK_STATUS_ACTIVE if stored else control_pb2.LINK_STATUS_PASSIVE
+        except Exception:  # an unreachable vendor KMS is reported as off, not raised
+            stored, status = 0, control_pb2.LINK_STATUS_OFF
+        out.append(control_pb2.QkdLinkState(link_id=src.link_id, peer_node=src.peer_node,
+                                            skr_bps=float(src.rate_bps), stored_bits=stored,
+                                            status=status, kms_kind=getattr(src, "kind", "")))
+    return out
+
+
+def relay_hop_bytes(key_bytes: int) -> int:
+    """Link key one hop burns for a key of ``key_bytes``: the pad plus the one-time MAC key."""
+    return key_bytes + relay_crypto.MAC_KEY_BYTES
+
+
+def make_identity(node_id: str, ca_cert: str, cert: str, key: str) -> NodeIdentity | None:
+    """The node's signing identity for hybrid keys (None, with a warning, if unreadable)."""
+    try:
+        return NodeIdentity.load(node_id, cert, key, ca_cert)
+    except (OSError, ValueError) as exc:
+        log.warning("no TLS identity for hybrid keys (%s); hybrid/pqc relays will be refused", exc)
+        return None
+
+
+def attach(agent: Any) -> None:  # pragma: no cover - filled in once the agent lands
+    """Agent plugin hook (see module docstring)."""
+    raise NotImplementedError
