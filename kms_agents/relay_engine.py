@@ -75,6 +75,7 @@ class RelayEngine:
     """One node's relay protocol state: seq counters, replay windows, pending multipath shares."""
 
     def __init__(self, node_id: str, *, sources: Callable[[str], object | None],
+                 link: Callable[[str], object | None] | None = None,
                  all_sources: Callable[[], Iterable[object]] = lambda: (), store: KeyStore,
                  authz: AuthTable, request_path: Callable[[control_pb2.PathRequest],
                                                           control_pb2.PathReply] | None,
@@ -82,7 +83,8 @@ class RelayEngine:
                  hop_timeout_s: float = 10.0, max_parallel: int = 8,
                  clock: Callable[[], float] = time.time) -> None:
         self.node_id = node_id
-        self._sources = sources
+        self._sources = sources      # next hop node -> the link key source to pad with
+        self._link = link            # link id -> this node's end of that link
         self._all_sources = all_sources
         self._store = store
         self._authz = authz
@@ -258,8 +260,9 @@ class RelayEngine:
                 raise RelayFailure(grpc.StatusCode.UNAUTHENTICATED,
                                    f"{level} answer from {dst_node} rejected: {exc}") from None
         hops = [[h.node_id for h in p.hops] for p in paths]
-        meta = {"route_type": "indirect", "security_level": level, "path": hops[0],
-                "paths": hops, "hops": len(hops[0]) - 2, "path_ids": [p.path_id for p in paths]}
+        meta = {"qusec_route_type": "indirect", "qusec_security_level": level,
+                "qusec_path": hops[0], "qusec_paths": hops, "qusec_hops": len(hops[0]) - 2,
+                "qusec_path_ids": [p.path_id for p in paths]}
         return RelayedKey(key_id=key_id, key=final, meta=meta)
 
     def _authorised(self, path_id: str, from_node: str, src: str, dst: str, index: int,
@@ -352,8 +355,8 @@ class RelayEngine:
             self._replay.check(hop, header.seq)
         except relay_crypto.ReplayError as exc:
             raise RelayFailure(grpc.StatusCode.ALREADY_EXISTS, f"node {self.node_id}: {exc}") from None
-        source = self._sources(peer)
-        if source is None or source.link_id != header.link_id:
+        source = self._link(header.link_id) if self._link else self._sources(peer)
+        if source is None or source.link_id != header.link_id or source.peer_node != peer:
             raise RelayFailure(grpc.StatusCode.FAILED_PRECONDITION,
                                f"node {self.node_id} has no QKD link {header.link_id} to {peer}")
         n = header.size_bits // 8
@@ -430,9 +433,10 @@ class RelayEngine:
         if level in ("hybrid", "pqc"):
             key = pending.responder.derive(key)
         path = ext.get(EXT_PATH, "").split(",") if ext.get(EXT_PATH) else []
-        meta = {"route_type": "indirect", "security_level": level, "src_node": header.src_node,
-                "path": path, "hops": max(0, len(path) - 2), "path_id": header.path_id,
-                "shares": header.share_count}
+        meta = {"qusec_route_type": "indirect", "qusec_security_level": level,
+                "qusec_src_node": header.src_node, "qusec_path": path,
+                "qusec_hops": max(0, len(path) - 2), "qusec_path_id": header.path_id,
+                "qusec_shares": header.share_count}
         try:
             self._store.put([StoredKey(key_id=header.key_id, master_sae=header.initiator_sae_id,
                                        slaves=list(header.target_sae_ids), material=key, meta=meta)])

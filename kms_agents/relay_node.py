@@ -195,6 +195,107 @@ def make_identity(node_id: str, ca_cert: str, cert: str, key: str) -> NodeIdenti
         return None
 
 
-def attach(agent: Any) -> None:  # pragma: no cover - filled in once the agent lands
-    """Agent plugin hook (see module docstring)."""
-    raise NotImplementedError
+def _best_link(links: Sequence[Any], peer: str) -> Any | None:
+    """This node's link toward ``peer`` with the most key ready (several modules may serve a pair)."""
+    best, best_bytes = None, -1
+    for src in links:
+        if src.peer_node != peer:
+            continue
+        try:
+            avail = src.available_bytes()
+        except Exception:  # an unreachable vendor KMS is skipped
+            continue
+        if avail > best_bytes:
+            best, best_bytes = src, avail
+    return best
+
+
+def relay_settings(config: Any) -> dict[str, Any]:
+    """The agent config's optional ``[relay]`` section (documented in docs/relay.md)."""
+    section = dict((getattr(config, "extra", None) or {}).get("relay", {}))
+    known = {"hop_timeout_s", "max_parallel", "report_interval_s", "path_deadline_s",
+             "backoff_max_s", "data_ip", "prerelay", "prerelay_max_keys"}
+    unknown = sorted(set(section) - known)
+    if unknown:
+        raise ValueError(f"{getattr(config, 'source', '<config>')}: [relay]: unknown field(s) "
+                         f"{', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    return section
+
+
+class RelayNode:
+    """Everything the relay plugin adds to one agent; kept on ``agent.relay_node``."""
+
+    def __init__(self, agent: Any) -> None:
+        from kms_agents import service as service_mod
+        from kms_agents.control_client import ControlClient, ControlSettings
+        cfg = agent.config
+        self.agent = agent
+        self.settings = relay_settings(cfg)
+        self.authz = AuthTable()
+        self.channels = PeerChannels(cfg.tls.ca_cert, cfg.tls.cert, cfg.tls.key)
+        self.identity = make_identity(agent.node_id, cfg.tls.ca_cert, cfg.tls.cert, cfg.tls.key)
+        self.control: ControlClient | None = None
+        if cfg.qusec_addr:
+            self.control = ControlClient(
+                ControlSettings(target=cfg.qusec_addr, ca_cert=Path(cfg.tls.ca_cert),
+                                cert=Path(cfg.tls.cert), key=Path(cfg.tls.key),
+                                report_interval_s=float(self.settings.get("report_interval_s", 2.0)),
+                                path_deadline_s=float(self.settings.get("path_deadline_s", 10.0)),
+                                backoff_max_s=float(self.settings.get("backoff_max_s", 5.0))),
+                register=self.register_message, links=lambda: link_states(agent.links),
+                authz=self.authz, on_revoke=lambda pid, why: self.engine.on_revoke(pid, why))
+        links = agent.links
+        self.engine = RelayEngine(
+            agent.node_id, sources=lambda peer: _best_link(links, peer),
+            link=lambda lid: next((lk for lk in links if lk.link_id == lid), None),
+            all_sources=lambda: list(links), store=agent.store, authz=self.authz,
+            request_path=self.control.request_path if self.control else None,
+            send=self.channels.relay, send_void=self.channels.void, identity=self.identity,
+            hop_timeout_s=float(self.settings.get("hop_timeout_s", 10.0)),
+            max_parallel=int(self.settings.get("max_parallel", 8)))
+        self.prerelay = None
+        if self.settings.get("prerelay"):
+            from kms_agents.prerelay import PreRelay
+            self.prerelay = PreRelay(self.engine, max_keys=int(self.settings.get(
+                "prerelay_max_keys", 64)))
+        self.relayer = NetworkRelayer(self.engine, error=service_mod.KeyServiceError,
+                                      result=service_mod.RelayResult, prerelay=self.prerelay)
+
+    def register_message(self) -> control_pb2.Register:
+        """The Register a (re)connecting control stream sends first."""
+        ep = self.agent.endpoints
+        cfg = self.agent.config
+        data_ip = self.settings.get("data_ip") or ep["relay_addr"].rpartition(":")[0].strip("[]")
+        return control_pb2.Register(
+            node_id=self.agent.node_id, relay_addr=ep["relay_addr"],
+            etsi014_url=ep["etsi014_url"], etsi004_addr=ep["etsi004_addr"], data_ip=data_ip,
+            trust_level=int(cfg.trust), links=link_states(self.agent.links),
+            saes=cfg.local_saes(), agent_version=f"qusec-agent/{relay_crypto.VERSION}")
+
+    def start(self) -> None:
+        if self.control is not None:
+            self.control.start()
+        if self.prerelay is not None:
+            self.prerelay.start()
+
+    def stop(self) -> None:
+        if self.prerelay is not None:
+            self.prerelay.stop()
+        if self.control is not None:
+            self.control.stop()
+        self.engine.close()
+        self.channels.close()
+
+
+def attach(agent: Any) -> RelayNode:
+    """Agent plugin hook: add KeyRelay to the relay server, the control client and the relayer."""
+    node = RelayNode(agent)
+    relay_pb2_grpc.add_KeyRelayServicer_to_server(KeyRelayServicer(node.engine), agent.relay_server)
+    agent.relay_services.append(relay_pb2.DESCRIPTOR.services_by_name["KeyRelay"].full_name)
+    agent.relayer = node.relayer
+    agent.relay_node = node
+    agent.on_started(node.start)   # endpoints are final once every server is serving
+    agent.on_stop(node.stop)
+    log.info("relay plugin attached to node %s (QuSeC %s)", agent.node_id,
+             agent.config.qusec_addr or "not configured: direct links only")
+    return node

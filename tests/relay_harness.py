@@ -111,6 +111,8 @@ def build(root: Path, nodes: list[str], links: list[tuple[str, str]], *,
         node.channels = PeerChannels(ca_path, node.cert, node.key)
         node.engine = RelayEngine(
             node.node_id, sources=node.sources.get, all_sources=node.sources.values,
+            link=lambda lid, _n=node: next((s for s in _n.sources.values() if s.link_id == lid),
+                                           None),
             store=node.store, authz=node.authz,
             request_path=lambda req, _net=net: _net.grant(_net.routes[req.dst_node]),
             send=node.channels.relay, send_void=node.channels.void,

@@ -56,7 +56,7 @@ def test_four_hop_relay_identical_keys_gone_after_delivery(line: Net) -> None:
     e = line.nodes["E"].store
     got = e.fetch("sae-a", "sae-e", [kid for kid, _ in keys])
     assert [(k.key_id, k.material) for k in got] == keys
-    assert got[0].meta["path"] == LINE and got[0].meta["hops"] == 3
+    assert got[0].meta["qusec_path"] == LINE and got[0].meta["qusec_hops"] == 3
     with pytest.raises(KeyNotFound):
         e.fetch("sae-a", "sae-e", [keys[0][0]])
     for mid in "BCD":  # relay nodes keep nothing
@@ -210,7 +210,7 @@ def test_multipath_shares_travel_node_disjoint_paths(tmp_path) -> None:
             assert (after[(a, b)] - before[(a, b)]) * 32 == 2 * (32 + 32), (a, b)
         got = net.nodes["E"].store.fetch("sae-a", "sae-e", [k for k, _ in keys])
         assert [g.material for g in got] == [m for _, m in keys] == [k.key for k in out]
-        assert got[0].meta["shares"] == 2
+        assert got[0].meta["qusec_shares"] == 2
         # a share alone is not the key: tamper with path 2 and the half-arrived key is voided
         net.routes["E"] = [["A", "B", "C", "E"], ["A", "D", "F", "E"]]
         net.nodes["A"].engine.forget_path("E", "sae-a", "sae-e")
@@ -232,7 +232,7 @@ def test_hybrid_keys_differ_from_relayed_key_and_match(line: Net) -> None:
     for (kid, qkd), mine, theirs in zip(keys, out, got):
         assert mine.key_id == theirs.key_id == kid
         assert mine.key == theirs.material and mine.key != qkd and len(mine.key) == len(qkd)
-        assert theirs.meta["security_level"] == "hybrid"
+        assert theirs.meta["qusec_security_level"] == "hybrid"
 
 
 def test_pqc_and_level_upgrade(line: Net) -> None:
