@@ -312,6 +312,8 @@ class QuSeCCore:
 
     def _reconcile(self, now: float) -> list[Action]:
         """FlowMods turning what each switch has into what it should have."""
+        if not self.installed:   # no switches (local loopback network): nothing to plan
+            return []
         want = self._desired(now)
         acts: list[Action] = []
         for dpid in sorted(self.installed):

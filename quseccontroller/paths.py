@@ -59,10 +59,14 @@ class _Graph:
 
     def __init__(self, state: NetworkState, c: Constraints, src: str, dst: str) -> None:
         self.state, self.c, self.src, self.dst = state, c, src, dst
-        self.adj = state.qkd.adj
+        self.adj = state.adjacency
         self._node_ok: dict[str, bool] = {}
         self._edge: dict[tuple[str, str], tuple[float, str] | None] = {}
         self.require_online = bool(state.agents)
+        if not (c.check_trust and (c.min_trust or c.exclude)):
+            # No per-node constraint: only "is the node's agent connected" (hot path).
+            online = state.online
+            self.node_ok = online.__contains__ if self.require_online else (lambda n: True)
 
     def node_ok(self, n: str) -> bool:
         ok = self._node_ok.get(n)
@@ -77,59 +81,103 @@ class _Graph:
             self._node_ok[n] = ok
         return ok
 
-    def edge(self, u: str, v: str) -> tuple[float, str] | None:
+    def edge(self, u: str, v: str, data: dict | None = None) -> tuple[float, str] | None:
         """(cost, link id) of the best usable QKD link for a hop u -> v, or None."""
         key = (u, v)
-        if key in self._edge:
-            return self._edge[key]
-        st, c = self.state, self.c
-        best: tuple[float, str] | None = None
-        for lid in self.adj[u][v]["links"]:
-            rec = st.links[lid]
-            if not rec.usable():
+        best = self._edge.get(key, self)
+        if best is not self:
+            return best
+        c, reserved = self.c, self.state.reserved
+        need, metric, check_key = c.need_bits, c.metric, c.check_key
+        best = None
+        if data is None:
+            data = self.adj[u][v]
+        for rec in data["recs"]:
+            if rec.off:
                 continue
-            avail = rec.stored_from(u) - st.reserved.get((lid, u), 0)
-            if c.check_key and avail < c.need_bits:
+            lid = rec.link_id
+            stored = rec.stored.get(u)
+            if stored is None:
+                stored = rec.stored_from(u)
+            avail = stored - reserved.get((lid, u), 0) if reserved else stored
+            if check_key and avail < need:
                 continue
-            w = hop_cost(rec.skr_bps, rec.consumption.get(u, 0.0), avail, c.need_bits, c.metric,
-                         self.adj[u][v].get("latency_ms", 1.0))
+            if metric == "key_aware":
+                skr = rec.skr_bps
+                ref = HORIZON_S * skr if skr > 0 else max(avail, 1)
+                net = skr - rec.consumption.get(u, 0.0)
+                headroom = avail - need + (HORIZON_S * net if net > 0 else 0.0)
+                w = 1.0 + ALPHA * ref / max(headroom, ref * 1e-3, 1.0)
+            else:
+                w = hop_cost(rec.skr_bps, 0.0, avail, need, metric, data.get("latency_ms", 1.0))
             if best is None or (w, lid) < best:
                 best = (w, lid)
         self._edge[key] = best
         return best
 
 
+def hops_to(state: NetworkState, dst: str) -> dict[str, int]:
+    """Hop count from every node to ``dst`` over all QKD links (cached per topology version).
+    Every hop costs at least 1 under the key-aware and hop metrics, and constraints only remove
+    links, so this is an admissible, consistent A* bound."""
+    key = (state.topo_version, dst)
+    cache = state.hop_cache
+    found = cache.get(key)
+    if found is None:
+        adj = state.adjacency
+        found = {dst: 0}
+        frontier = [dst]
+        depth = 0
+        while frontier:
+            depth += 1
+            nxt = []
+            for u in frontier:
+                for v in adj[u]:
+                    if v not in found:
+                        found[v] = depth
+                        nxt.append(v)
+            frontier = nxt
+        if len(cache) >= 512:
+            cache.clear()
+        cache[key] = found
+    return found
+
+
 def _dijkstra(g: _Graph, src: str, dst: str, banned: set[str] = frozenset(), no_direct: bool = False,
               ) -> tuple[list[str], list[str], float] | None:
-    """Least-cost path; ties broken by fewer hops, then by the smaller predecessor id."""
+    """Least-cost path (A* with the hop-count bound); ties broken by fewer hops, then by the
+    smaller predecessor id, so the answer does not depend on the order events arrived in."""
+    bound = hops_to(g.state, dst) if g.c.metric in ("key_aware", "hops") else None
+    if bound is not None and src not in bound:
+        return None
     dist = {src: 0.0}
     hops = {src: 0}
     pred: dict[str, tuple[str, str]] = {}
     done: set[str] = set()
-    heap = [(0.0, 0, src)]
-    adj = g.adj
+    heap = [(bound[src] if bound else 0.0, 0.0, 0, src)]
+    adj, node_ok, edge, heappush, heappop = g.adj, g.node_ok, g.edge, heapq.heappush, heapq.heappop
     while heap:
-        d, h, u = heapq.heappop(heap)
+        _, d, h, u = heappop(heap)
         if u in done:
             continue
         done.add(u)
         if u == dst:
             break
-        if u != src and not g.node_ok(u):
+        if u != src and not node_ok(u):
             continue
-        for v in adj[u]:
-            if v in done or v in banned or not (v == dst or g.node_ok(v)):
+        for v, data in adj[u].items():
+            if v in done or v in banned or not (v == dst or node_ok(v)):
                 continue
             if no_direct and u == src and v == dst:
                 continue
-            e = g.edge(u, v)
+            e = edge(u, v, data)
             if e is None:
                 continue
             nd, nh = d + e[0], h + 1
             old = dist.get(v)
             if old is None or nd < old - EPS or (nd <= old + EPS and (nh, u) < (hops[v], pred[v][0])):
                 dist[v], hops[v], pred[v] = nd, nh, (u, e[1])
-                heapq.heappush(heap, (nd, nh, v))
+                heappush(heap, (nd + bound[v] if bound else nd, nd, nh, v))
     if dst not in done:
         return None
     path, links, n = [dst], [], dst

@@ -73,6 +73,11 @@ class QkdLinkRecord:
     status: dict[str, str] = field(default_factory=dict)
     kms_kind: str = "simulated"
     updated: float = 0.0
+    off: bool = True            # cached "not usable()", kept current by set_status
+
+    def set_status(self, node: str, status: str) -> None:
+        self.status[node] = status
+        self.off = not self.usable()
 
     def usable(self) -> bool:
         """Neither end says OFF, and at least one end has reported it."""
@@ -119,11 +124,14 @@ class NetworkState:
         self.hosts: dict[str, HostInfo] = {}          # by IPv4
         self.reserved: dict[tuple[str, str], int] = {}  # (link_id, from_node) -> bits
         self.version = 0  # bumped on every change that can change a path
+        self.topo_version = 0  # bumped when a QKD node or link appears
+        self.hop_cache: dict = {}
 
     # -- QKD overlay ---------------------------------------------------------------------
     def add_node(self, node_id: str, trust: int = 3) -> None:
         if node_id not in self.qkd:
             self.qkd.add_node(node_id, trust=trust)
+            self.topo_version += 1
         else:
             self.qkd.nodes[node_id]["trust"] = trust
         self.version += 1
@@ -147,11 +155,12 @@ class NetworkState:
             for n in (a, b):
                 if n not in self.qkd:
                     self.qkd.add_node(n, trust=3)
-            if self.qkd.has_edge(a, b):
-                self.qkd.edges[a, b]["links"].append(ls.link_id)
-                self.qkd.edges[a, b]["links"].sort()
-            else:
-                self.qkd.add_edge(a, b, links=[ls.link_id])
+            self.topo_version += 1
+            if not self.qkd.has_edge(a, b):
+                self.qkd.add_edge(a, b, links=[], recs=[])
+            edge = self.qkd.edges[a, b]
+            edge["links"] = sorted(edge["links"] + [ls.link_id])
+            edge["recs"] = [self.links[lid] for lid in edge["links"]]
         if node_id not in (rec.a, rec.b):
             log.warning("node %s reported link %s it is not an end of", node_id, ls.link_id)
             return rec
@@ -159,7 +168,7 @@ class NetworkState:
             rec.skr_bps = float(ls.skr_bps)
         rec.stored[node_id] = int(ls.stored_bits)
         rec.consumption[node_id] = float(ls.consumption_bps)
-        rec.status[node_id] = ls.status if ls.status != LINK_UNSPECIFIED else LINK_ACTIVE
+        rec.set_status(node_id, ls.status if ls.status != LINK_UNSPECIFIED else LINK_ACTIVE)
         rec.updated = now
         return rec
 
@@ -168,8 +177,14 @@ class NetworkState:
         self.online.discard(node_id)
         for rec in self.links.values():
             if node_id in (rec.a, rec.b):
-                rec.status[node_id] = LINK_OFF
+                rec.set_status(node_id, LINK_OFF)
         self.version += 1
+
+    @property
+    def adjacency(self) -> dict:
+        """networkx's own dict-of-dicts of the QKD graph (read only): the path search's hot loop
+        skips the view objects."""
+        return self.qkd._adj
 
     def available(self, link_id: str, from_node: str) -> int:
         """Stored key for a hop from ``from_node`` minus what granted paths have reserved."""
