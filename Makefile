@@ -34,8 +34,8 @@ venv: $(STAMP)
 $(STAMP): setup.cfg pyproject.toml
 	@echo "creating $(VENV) with the qusec package and its test/bench extras"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@$(BIN)/python -m pip install -q --upgrade pip
-	@$(BIN)/python -m pip install -q -e '.[test,bench]'
+	@$(BIN)/python -m pip install -q -e '.[test,bench]' > $(VENV)/pip.log 2>&1 \
+	  || { tail -n 30 $(VENV)/pip.log; echo "pip install failed: full log in $(VENV)/pip.log"; exit 1; }
 	@touch $@
 
 ovs: venv
