@@ -61,7 +61,7 @@ def measure(n: int, seed: int = 1, repeat: int = 3, workdir: Path | None = None)
 
 def report(rows: list[dict], seed: int, repeat: int) -> str:
     """The Markdown section body: table, method and the 5 s target check."""
-    body = [benchdoc.table(rows), "",
+    body = [benchdoc.table(rows).rstrip("\n"), "",
             f"Seed {seed}; each load phase is the median of {repeat} runs. `parse_s` = read the file "
             "+ `tomllib`; `validate_s` = `topology.parse` (all checks, key rates, PLOB bound, "
             "connectivity); `graph_s` = networkx graph build; `load_total_s` = their sum. "

@@ -125,3 +125,13 @@ def test_parser_wiring(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert args.func(args) == 1
     out = capsys.readouterr().out
     assert "ring8: ok (8 nodes, 8 links, 3 SAEs)" in out and "nod: unknown key" in out
+
+
+def test_console_command(tmp_path: Path) -> None:
+    import subprocess
+    bad = write(tmp_path, "bad.toml", BROKEN["self-loop"][0])
+    proc = subprocess.run([sys.executable, "-m", "mininet_topos.cli", "check", "metro8", bad],
+                          capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert proc.returncode == 1, proc.stderr
+    assert "metro8: ok (8 nodes, 11 links, 4 SAEs)" in proc.stdout
+    assert f"{bad}: link 5 (E-E): self-loop" in proc.stdout
