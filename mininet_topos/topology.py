@@ -216,7 +216,7 @@ def parse(data: dict, source: str, *, path: Path | None = None,
 def _parse_nodes(chk: _Checker, data: dict) -> dict[str, Node]:
     nodes: dict[str, Node] = {}
     entries = _entry_list(chk, data, "nodes")
-    if not entries and "nodes" not in data:
+    if "nodes" not in data or data["nodes"] == []:
         chk.add("nodes", "missing: a topology needs at least one [[nodes]] entry")
     for i, item in entries:
         entry = _label("node", i, item)

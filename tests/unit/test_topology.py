@@ -232,8 +232,9 @@ def test_missing_required(tmp_path: Path) -> None:
     probs = problems_of(text, tmp_path)
     assert any("link 1: b: missing (required)" in p for p in probs), probs
     assert any("sae 1 (sae-a): node: missing (required)" in p for p in probs), probs
-    assert problems_of("[network]\n", tmp_path)[0].endswith(": nodes: missing: a topology needs "
-                                                            "at least one [[nodes]] entry")
+    for text in ("[network]\n", "nodes = []\n"):
+        assert problems_of(text, tmp_path) == [f"{tmp_path / 'bad.toml'}: nodes: missing: a topology "
+                                               "needs at least one [[nodes]] entry"]
 
 
 @pytest.mark.parametrize("value", ["0", "6", "true", '"high"', "2.5"])
