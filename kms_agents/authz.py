@@ -37,11 +37,11 @@ class Authorisation:
 
     @classmethod
     def from_proto(cls, msg: object) -> "Authorisation":
-        """Build from a ``control_pb2.RelayAuthorisation``."""
+        """Build from a ``control_pb2.RelayAuthorisation`` (its share_index counts from 0; ours from 1)."""
         return cls(path_id=msg.path_id, prev_hop=msg.prev_hop, next_hop=msg.next_hop,
                    prev_hop_addr=msg.prev_hop_addr, next_hop_addr=msg.next_hop_addr,
                    expires_at=msg.expires_unix_ms / 1000.0, src_node=msg.src_node,
-                   dst_node=msg.dst_node, share_index=msg.share_index or 1,
+                   dst_node=msg.dst_node, share_index=msg.share_index + 1,
                    share_count=msg.share_count or 1)
 
 

@@ -136,6 +136,10 @@ class RelayEngine:
                                f"QuSeC granted no path {self.node_id}->{dst_node}")
         with self._lock:
             self._paths[cache_key] = reply
+        log.info("QuSeC granted %s->%s for %s->%s: %s (%s, rule %s)", self.node_id, dst_node,
+                 src_sae, dst_sae, " | ".join(",".join(h.node_id for h in p.hops)
+                                             for p in reply.paths),
+                 reply.security_level or "qkd", reply.rule or "-")
         return reply
 
     def forget_path(self, dst_node: str, src_sae: str, dst_sae: str) -> None:
@@ -201,6 +205,10 @@ class RelayEngine:
                 shares.check_node_disjoint(hop_lists)
             except shares.ShareError as exc:
                 raise RelayFailure(grpc.StatusCode.INTERNAL, f"QuSeC paths unusable: {exc}") from None
+        if sorted(p.share_index for p in paths) != list(range(len(paths))):
+            raise RelayFailure(grpc.StatusCode.INTERNAL,
+                               f"QuSeC share indices {[p.share_index for p in paths]} are not "
+                               f"0..{len(paths) - 1}")
         for hops in hop_lists:
             if len(hops) < 2 or hops[0] != self.node_id or hops[-1] != dst_node:
                 raise RelayFailure(grpc.StatusCode.INTERNAL,
@@ -236,7 +244,8 @@ class RelayEngine:
         if level in ("hybrid", "pqc"):
             initiator = hybrid.Initiator(self._identity, dst_node, key_id, level)
         answer = None
-        for index, (path, share) in enumerate(zip(paths, parts), start=1):
+        for path, share in zip(paths, parts):
+            index = path.share_index + 1  # the wire counts shares from 0
             ext = {EXT_PATH: ",".join(h.node_id for h in path.hops)}
             if initiator is not None and index == 1:
                 ext[hybrid.EXT_OFFER] = hybrid.b64(initiator.offer)

@@ -214,7 +214,7 @@ def relay_settings(config: Any) -> dict[str, Any]:
     """The agent config's optional ``[relay]`` section (documented in docs/relay.md)."""
     section = dict((getattr(config, "extra", None) or {}).get("relay", {}))
     known = {"hop_timeout_s", "max_parallel", "report_interval_s", "path_deadline_s",
-             "backoff_max_s", "data_ip", "prerelay", "prerelay_max_keys"}
+             "backoff_max_s", "data_ip", "advertise_addr", "prerelay", "prerelay_max_keys"}
     unknown = sorted(set(section) - known)
     if unknown:
         raise ValueError(f"{getattr(config, 'source', '<config>')}: [relay]: unknown field(s) "
@@ -267,7 +267,7 @@ class RelayNode:
         cfg = self.agent.config
         data_ip = self.settings.get("data_ip") or ep["relay_addr"].rpartition(":")[0].strip("[]")
         return control_pb2.Register(
-            node_id=self.agent.node_id, relay_addr=ep["relay_addr"],
+            node_id=self.agent.node_id, relay_addr=self.settings.get("advertise_addr") or ep["relay_addr"],
             etsi014_url=ep["etsi014_url"], etsi004_addr=ep["etsi004_addr"], data_ip=data_ip,
             trust_level=int(cfg.trust), links=link_states(self.agent.links),
             saes=cfg.local_saes(), agent_version=f"qusec-agent/{relay_crypto.VERSION}")

@@ -63,7 +63,7 @@ class Net:
                     next_hop_addr=self.addr_of(nxt) if nxt else "",
                     expires_at=time.time() + ttl, src_node=hops[0], dst_node=hops[-1],
                     share_index=i, share_count=len(paths)))
-            reply.paths.add(path_id=path_id, share_index=i, hops=[
+            reply.paths.add(path_id=path_id, share_index=i - 1, hops=[
                 control_pb2.Hop(node_id=n, relay_addr=self.addr_of(n)) for n in hops])
         return reply
 

@@ -74,6 +74,8 @@ def test_from_proto() -> None:
                                          expires_unix_ms=12_500, src_node="A", dst_node="E")
     a = Authorisation.from_proto(msg)
     assert a.expires_at == 12.5 and (a.share_index, a.share_count) == (1, 1)
+    msg.share_index, msg.share_count = 1, 2  # the wire counts shares from 0
+    assert (Authorisation.from_proto(msg).share_index, 2) == (2, 2)
 
 
 def test_wait_for_returns_when_granted() -> None:
