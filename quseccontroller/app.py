@@ -557,5 +557,6 @@ class QuSeCApp(app_manager.OSKenApp):
         """The app's own view, merged with the core's status (for /healthz and metrics)."""
         core_status = self.core.status() or {}
         return {"switches": sorted(self.switches_up), "switch_links": len(self.links),
+                "links": sorted(sorted(list(end) for end in link) for link in self.links),
                 "flows_installed": self.flows_installed, "gateway_restarts": self.gateway_restarts,
                 "gateway_connections": self.bridge.connections, "core": core_status}
