@@ -1,0 +1,576 @@
+"""``qkdnet up TOPOLOGY``: a whole QKD network in Mininet + OVS, under QuSeC's OpenFlow control.
+
+``MininetNetwork(topology, state_dir)`` starts QuSeC (osken-manager + gateway, OpenFlow and
+gRPC in the root namespace), builds the Mininet network (``mininet_topos.topos``: one OVS
+switch per node, a vKMS host per node, SAE hosts, a management bridge for agent <-> QuSeC
+traffic), the PKI with the addresses each node is reached at, one ``kms-agent`` per node
+host, waits until every agent is registered and QuSeC's LLDP view matches the file, and
+writes ``network.json``. SAE calls run inside the SAE hosts (``python -m
+mininet_topos.emulation sae ...``), which print key IDs and SHA-256 digests, never keys.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any, Callable, Iterator, TextIO
+
+from mininet_topos.model import Topology
+from mininet_topos.topos import MGMT_BRIDGE, TX_CSUM_OFF, EmulationPlan, QkdTopo, plan
+
+log = logging.getLogger(__name__)
+
+LOCK_PATH = "/tmp/qusec-mininet.lock"
+READY_TIMEOUT_S = 180.0          # whole bring-up (35 nodes on 2 cores needs well under this)
+SAE_CALL_TIMEOUT_S = 30.0
+RELAY_FLOW_PRIORITY = 30000      # QuSeC's per-hop relay flows (quseccontroller.flows)
+
+
+class EmulationError(RuntimeError):
+    """The emulated network did not come up or a step failed; the message says where to look."""
+
+
+@contextlib.contextmanager
+def mininet_lock(progress: TextIO | None = None) -> Iterator[None]:
+    """Hold /tmp/qusec-mininet.lock: one Mininet network (and OVS bridge set) at a time."""
+    with open(LOCK_PATH, "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if progress is not None:
+                print(f"waiting for {LOCK_PATH} (another Mininet network is running)",
+                      file=progress, flush=True)
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def wait_for(cond: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
+    """Poll ``cond`` until it returns something true; EmulationError naming ``what`` otherwise."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        last = cond()
+        if last:
+            return last
+        if time.monotonic() > deadline:
+            raise EmulationError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+def _tail(path: Path, n: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+    except OSError:
+        return "(no log)"
+
+
+DEFAULT_POLICY = """# Policy of this emulated network (edit, then `qpolicy reload` in the CLI).
+# Reference: docs/policy.md.
+[default]
+action = "allow"
+paths = 1
+metric = "key_aware"
+security_level = "qkd"
+"""
+
+
+class MininetNetwork:
+    """QuSeC + Mininet + one vKMS agent per node host, for one topology."""
+
+    def __init__(self, topology: Topology, state_dir: str | Path, *, datapath: str | None = None,
+                 policy: str | Path | None = None, progress: TextIO | None = None,
+                 ready_timeout: float = READY_TIMEOUT_S) -> None:
+        self.topology = topology
+        self.plan: EmulationPlan = plan(topology)
+        self.state_dir = Path(state_dir).resolve()
+        self.datapath = datapath
+        self.policy_src = Path(policy).resolve() if policy else None
+        self.policy_file = self.state_dir / "policy.toml"
+        self.progress = progress
+        self.ready_timeout = ready_timeout
+        self.net: Any = None
+        self.controller: Any = None
+        self.pki: Any = None
+        self.configs: dict[str, Any] = {}
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.agents: dict[str, dict] = {}
+        self.qusec: dict[str, str] = {}
+        self.network_json = self.state_dir / "network.json"
+        self.timings: dict[str, float] = {}
+        self._t0 = 0.0
+
+    # -- progress ----------------------------------------------------------------------------
+    def say(self, msg: str) -> None:
+        if self.progress is not None:
+            print(msg, file=self.progress, flush=True)
+
+    def _mark(self, phase: str) -> None:
+        self.timings[phase] = round(time.monotonic() - self._t0, 3)
+
+    # -- bring-up ----------------------------------------------------------------------------
+    def start(self) -> Path:
+        """Bring everything up; returns network.json. On failure, stop() undoes what started."""
+        from mininet_topos import ovs
+        self._t0 = time.monotonic()
+        ovs.ensure_running()
+        self.datapath = self.datapath or ovs.datapath()
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        p, topo = self.plan, self.topology
+        self.say(f"{topo.name}: {len(p.switches)} switches, {len(p.links)} switch links, "
+                 f"{len(p.node_hosts)} vKMS hosts, {len(p.sae_hosts)} SAE hosts "
+                 f"(OVS {self.datapath} datapath); state in {self.state_dir}")
+        self._build_pki()
+        self._start_qusec()
+        self._start_mininet()
+        self._wait_switches()
+        self._announce_hosts()
+        self._start_agents()
+        self._wait_agents()
+        write_network_json(self)
+        self._mark("ready")
+        self.say(f"network {topo.name} up in {self.timings['ready']:.1f} s: "
+                 f"{len(self.agents)} agents registered, LLDP topology matches the file; "
+                 f"{self.network_json}")
+        return self.network_json
+
+    def _build_pki(self) -> None:
+        from kms_agents.pki import QUSEC_NAME, build_pki
+        addrs: dict[str, list[str]] = {h.node: [h.ip, h.mgmt_ip] for h in self.plan.node_hosts}
+        addrs[QUSEC_NAME] = [self.plan.mgmt_root_ip]
+        self.pki = build_pki(self.topology, self.state_dir / "pki", addrs)
+        self._mark("pki")
+        self.say(f"  PKI: CA and {len(self.pki.nodes)} node / {len(self.pki.saes)} SAE certificates "
+                 f"({self.timings['pki']:.1f} s)")
+
+    def _start_qusec(self) -> None:
+        from quseccontroller.launch import Controller
+        if self.policy_src:
+            self.policy_file.write_text(self.policy_src.read_text())
+        elif not self.policy_file.exists():
+            self.policy_file.write_text(DEFAULT_POLICY)
+        # gRPC on every address, so agents reach it over the management bridge; OpenFlow on
+        # loopback (the switches live in the root namespace).
+        self.controller = Controller(self.state_dir / "qusec", ca_cert=self.pki.ca_cert,
+                                     cert=self.pki.qusec_cert, key=self.pki.qusec_key,
+                                     policy=str(self.policy_file), grpc_listen="0.0.0.0:0",
+                                     http_listen="127.0.0.1:0", of_listen="127.0.0.1:0")
+        self.controller.start()
+        self.controller.wait_ready(60)
+        port = self.controller.grpc_addr.rpartition(":")[2]
+        self.qusec = {"grpc": f"{self.plan.mgmt_root_ip}:{port}", "http": self.controller.http_url,
+                      "grpc_local": self.controller.grpc_addr}
+        self._mark("qusec")
+        self.say(f"  QuSeC: OpenFlow 127.0.0.1:{self.controller.of_port}, gRPC {self.qusec['grpc']} "
+                 f"(management network), HTTP {self.controller.http_url} ({self.timings['qusec']:.1f} s)")
+
+    def _start_mininet(self) -> None:
+        from mininet.net import Mininet
+        from mininet.node import OVSSwitch, RemoteController
+        datapath = self.datapath
+
+        def switch(name: str, **kw: Any) -> OVSSwitch:
+            return OVSSwitch(name, datapath=datapath, protocols="OpenFlow13", **kw)
+
+        self.net = Mininet(topo=QkdTopo(self.plan), switch=switch, controller=None, build=False,
+                           autoSetMacs=False, waitConnected=False)
+        self.net.addController("c0", controller=RemoteController, ip="127.0.0.1",
+                               port=self.controller.of_port)
+        self.net.build()
+        self.net.start()
+        if datapath == "user":
+            procs = [h.popen([sys.executable, "-S", "-c", TX_CSUM_OFF,
+                              *(i.name for i in h.intfList() if i.name != "lo")])
+                     for h in self.net.hosts]
+            for proc in procs:
+                _, err = proc.communicate(timeout=30)
+                if proc.returncode:
+                    raise EmulationError(f"could not turn off TX checksum offload: {err.decode()}")
+        self._mark("mininet")
+        self.say(f"  Mininet: {len(self.net.switches)} switches, {len(self.net.hosts)} hosts "
+                 f"({self.timings['mininet']:.1f} s)")
+
+    def status(self, timeout: float = 5.0) -> dict:
+        """QuSeC's /status (switches, LLDP links, core: nodes, links, paths, hosts, flows)."""
+        with urllib.request.urlopen(self.qusec["http"] + "/status", timeout=timeout) as r:
+            return json.loads(r.read())
+
+    def _safe_status(self) -> dict:
+        try:
+            return self.status()
+        except OSError:
+            return {}
+
+    def lldp_links(self, st: dict | None = None) -> set[frozenset[int]]:
+        st = self._safe_status() if st is None else st
+        return {frozenset(int(end[0]) for end in link) for link in st.get("links", [])}
+
+    def _wait_switches(self) -> None:
+        want_sw = sorted(s.dpid for s in self.plan.switches)
+        want_links = self.plan.expected_switch_links()
+        shown = [-1, -1]
+
+        def ready() -> bool:
+            st = self._safe_status()
+            sw, links = [d for d in st.get("switches", []) if d in want_sw], self.lldp_links(st)
+            if [len(sw), len(links & want_links)] != shown:
+                shown[:] = [len(sw), len(links & want_links)]
+                self.say(f"  switches connected {len(sw)}/{len(want_sw)}, "
+                         f"LLDP links {len(links & want_links)}/{len(want_links)}")
+            return sorted(sw) == want_sw and links == want_links
+
+        wait_for(ready, self._remaining(), "every switch to connect to QuSeC and LLDP to find "
+                 "every link of the file", interval=0.5)
+        self._mark("topology")
+
+    def _remaining(self) -> float:
+        return max(1.0, self.ready_timeout - (time.monotonic() - self._t0))
+
+    def _announce_hosts(self) -> None:
+        """Every host sends one ARP (to an unused address): QuSeC learns where it is attached."""
+        want = len(self.net.hosts)
+        for attempt in range(3):
+            procs = [h.popen(["ping", "-c", "1", "-W", "1", "10.0.255.254"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                     for h in self.net.hosts]
+            for proc in procs:
+                proc.wait(10)
+            try:
+                wait_for(lambda: self._safe_status().get("core", {}).get("hosts", 0) >= want,
+                         5.0, "hosts learned")
+                break
+            except EmulationError:
+                if attempt == 2:
+                    got = self._safe_status().get("core", {}).get("hosts", 0)
+                    raise EmulationError(f"QuSeC learned {got} of {want} hosts; see "
+                                         f"{self.controller.log_file}") from None
+        self._mark("hosts")
+        self.say(f"  QuSeC located all {want} hosts ({self.timings['hosts']:.1f} s)")
+
+    def _start_agents(self) -> None:
+        from kms_agents.config import configs_for_topology, write_config
+        addrs = {h.node: h.ip for h in self.plan.node_hosts}
+        self.configs = configs_for_topology(self.topology, self.pki, self.state_dir / "nodes",
+                                            addrs, qusec_addr=self.qusec["grpc"])
+        for node_id, cfg in self.configs.items():
+            write_config(cfg, Path(cfg.state_dir) / "agent.toml")
+            self._spawn_agent(node_id)
+
+    def _spawn_agent(self, node_id: str) -> subprocess.Popen:
+        cfg = self.configs[node_id]
+        state = Path(cfg.state_dir)
+        (state / "agent.json").unlink(missing_ok=True)
+        host = self.net.get(self.plan.node_host(node_id).name)
+        with open(state / "agent.log", "ab") as logf:
+            proc = host.popen([sys.executable, "-m", "kms_agents.agent", "--config",
+                               str(state / "agent.toml")], stdout=logf, stderr=subprocess.STDOUT,
+                              stdin=subprocess.DEVNULL, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        self.procs[node_id] = proc
+        self.agents.pop(node_id, None)
+        return proc
+
+    def _agent_json(self, node_id: str) -> dict | None:
+        state = Path(self.configs[node_id].state_dir)
+        proc = self.procs[node_id]
+        if proc.poll() is not None:
+            raise EmulationError(f"agent {node_id} exited with code {proc.returncode}; "
+                                 f"{state / 'agent.log'}:\n{_tail(state / 'agent.log')}")
+        try:
+            return json.loads((state / "agent.json").read_text())
+        except (OSError, ValueError):
+            return None
+
+    def _wait_agents(self, nodes: list[str] | None = None) -> None:
+        nodes = list(nodes or self.configs)
+        total = len(nodes)
+        shown = [-1]
+
+        def ready() -> bool:
+            for node_id in nodes:
+                if node_id not in self.agents:
+                    info = self._agent_json(node_id)
+                    if info:
+                        self.agents[node_id] = info
+            online = self._safe_status().get("core", {}).get("nodes", {})
+            registered = [n for n in nodes if online.get(n, {}).get("online")]
+            serving = sum(1 for n in nodes if n in self.agents)
+            if [serving + len(registered)] != shown:
+                shown[:] = [serving + len(registered)]
+                self.say(f"  agents serving {serving}/{total}, registered with QuSeC "
+                         f"{len(registered)}/{total}")
+            return serving == total and len(registered) == total
+
+        wait_for(ready, self._remaining(), "every agent to serve and register with QuSeC "
+                 f"(logs: {self.state_dir}/nodes/NODE/agent.log)", interval=0.3)
+        self._mark("agents")
+
+    # -- operations ----------------------------------------------------------------------------
+    def host(self, name: str) -> Any:
+        return self.net.get(name)
+
+    def sae_call(self, sae: str, op: str, peer: str, *, number: int = 1, size: int | None = None,
+                 key_ids: list[str] | None = None, timeout: float = SAE_CALL_TIMEOUT_S) -> dict:
+        """Run an ETSI 014 call inside SAE ``sae``'s host: op 'enc' (peer = slave) or 'dec'
+        (peer = master). Returns {"keys": [{key_ID, sha256, size, extension}]} or {"error": ...}."""
+        h = self.plan.sae_host(sae)
+        node = self.agents[h.node]
+        argv = [sys.executable, "-m", "mininet_topos.emulation", "sae", op, "--url",
+                node["etsi014_url"], "--ca", self.pki.ca_cert, "--cert", self.pki.saes[sae].cert,
+                "--key", self.pki.saes[sae].key, "--peer", peer, "--number", str(number)]
+        if size:
+            argv += ["--size", str(size)]
+        for kid in key_ids or []:
+            argv += ["--key-id", kid]
+        proc = self.net.get(h.name).popen(argv)
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            return {"error": {"message": f"{op}_keys from {sae} timed out after {timeout:.0f} s"}}
+        try:
+            return json.loads(out.decode())
+        except ValueError:
+            return {"error": {"message": f"{op}_keys from {sae} failed (exit {proc.returncode}): "
+                                         f"{err.decode(errors='replace')[-800:]}"}}
+
+    def key_pair(self, master: str, slave: str, number: int = 1, size: int | None = None) -> dict:
+        """enc_keys in the master SAE's host, dec_keys in the slave's; digests compared."""
+        t = time.monotonic()
+        enc = self.sae_call(master, "enc", slave, number=number, size=size)
+        if "error" in enc:
+            return {"master": master, "slave": slave, "ok": False, "error": enc["error"],
+                    "keys_requested": number, "keys_matched": 0, "path": []}
+        ids = [k["key_ID"] for k in enc["keys"]]
+        dec = self.sae_call(slave, "dec", master, key_ids=ids)
+        if "error" in dec:
+            return {"master": master, "slave": slave, "ok": False, "error": dec["error"],
+                    "keys_requested": number, "keys_matched": 0, "path": key_path(enc["keys"])}
+        got = {k["key_ID"]: k["sha256"] for k in dec["keys"]}
+        matched = sum(1 for k in enc["keys"] if got.get(k["key_ID"]) == k["sha256"])
+        return {"master": master, "slave": slave, "keys_requested": number, "keys_matched": matched,
+                "key_IDs": ids, "path": key_path(enc["keys"]),
+                "extension": (enc["keys"][0].get("extension") or {}) if enc["keys"] else {},
+                "ok": matched == number == len(enc["keys"]), "seconds": round(time.monotonic() - t, 3)}
+
+    def switch_name(self, node: str) -> str:
+        return self.plan.switch_of(node).name
+
+    def dump_flows(self, node: str) -> list[str]:
+        out = subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "dump-flows", self.switch_name(node)],
+                             capture_output=True, text=True, check=False).stdout
+        return [l.strip() for l in out.splitlines() if "priority=" in l]
+
+    def relay_flows(self, node: str) -> list[str]:
+        return [l for l in self.dump_flows(node) if f"priority={RELAY_FLOW_PRIORITY}" in l]
+
+    def set_link(self, node_a: str, node_b: str, up: bool) -> None:
+        """Take the classical link between two nodes' switches down (or up again)."""
+        self.net.configLinkStatus(self.switch_name(node_a), self.switch_name(node_b),
+                                  "up" if up else "down")
+
+    def restart_agent(self, node_id: str, *, kill: bool = True, timeout: float = 60.0) -> dict:
+        """Kill -9 (or SIGTERM) one agent and start it again on its state dir; its new agent.json."""
+        proc = self.procs[node_id]
+        proc.kill() if kill else proc.terminate()
+        proc.wait(15)
+        self._spawn_agent(node_id)
+        self._t0, self.ready_timeout = time.monotonic(), timeout
+        self._wait_agents([node_id])
+        write_network_json(self)
+        return self.agents[node_id]
+
+    def reload_policy(self, source: str | Path | None = None, timeout: float = 15.0) -> str:
+        """Install ``source`` (or re-read the current file) as QuSeC's policy; the policy's source."""
+        from quseccontroller.policy import load as load_policy
+        if source is not None:
+            text = Path(source).read_text()
+            load_policy(source)   # PolicyError names the file and rule before anything changes
+            self.policy_file.write_text(text)
+        else:
+            load_policy(self.policy_file)
+        before = self.controller_log_size()
+        st = os.stat(self.policy_file)
+        os.utime(self.policy_file, ns=(st.st_atime_ns, max(st.st_mtime_ns, time.time_ns()) + 1_000_000))
+        wait_for(lambda: "policy reloaded" in self.controller_log_since(before), timeout,
+                 f"QuSeC to reload {self.policy_file}")
+        return str(self.policy_file)
+
+    def controller_log_size(self) -> int:
+        try:
+            return self.controller.log_file.stat().st_size
+        except OSError:
+            return 0
+
+    def controller_log_since(self, offset: int) -> str:
+        try:
+            with open(self.controller.log_file, "rb") as f:
+                f.seek(offset)
+                return f.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+    # -- shutdown ----------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Stop agents, Mininet and QuSeC (each step runs even when an earlier one failed)."""
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+        deadline = time.monotonic() + 10
+        for node_id, proc in self.procs.items():
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.warning("agent %s ignored SIGTERM; killing it", node_id)
+                proc.kill()
+                proc.wait(5)
+        self.procs.clear()
+        if self.net is not None:
+            try:
+                self.net.stop()
+            except Exception:  # noqa: BLE001 - a half-built net is cleaned below
+                log.exception("net.stop failed; running mininet.clean.cleanup")
+                from mininet.clean import cleanup
+                cleanup()
+            self.net = None
+        if self.controller is not None:
+            self.controller.stop()
+            self.controller = None
+
+    def __enter__(self) -> "MininetNetwork":
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def key_path(keys: list[dict]) -> list[str]:
+    """The relay path a key took (node ids), from its qusec_ key extension."""
+    ext = (keys[0].get("extension") or {}) if keys else {}
+    path = ext.get("qusec_path") or (ext.get("qusec_paths") or [[]])[0]
+    if isinstance(path, str):
+        path = [p for p in path.split(",") if p]
+    return list(path)
+
+
+def write_network_json(net: MininetNetwork) -> Path:
+    from mininet_topos.netinfo import write_network_json as write
+    hosts = {"nodes": {h.node: {"host": h.name, "switch": h.switch, "ip": h.ip, "mgmt_ip": h.mgmt_ip}
+                       for h in net.plan.node_hosts},
+             "saes": {h.sae: {"host": h.name, "switch": h.switch, "ip": h.ip} for h in net.plan.sae_hosts}}
+    return write(net.network_json, net.topology, net.pki, net.agents,
+                 {"grpc": net.qusec["grpc"], "http": net.qusec["http"]},
+                 mode="mininet", datapath=net.datapath, mininet=hosts, policy=str(net.policy_file))
+
+
+# -- `qkdnet up TOPOLOGY` -------------------------------------------------------------------------
+def run_up(args: argparse.Namespace) -> int:
+    """Entry of ``qkdnet up TOPOLOGY`` (Mininet mode; root)."""
+    from mininet_topos import topology as topo_mod
+    if os.geteuid() != 0:
+        print("qkdnet up: Mininet needs root (or use --local for plain processes)", file=sys.stderr)
+        return 2
+    try:
+        topo = topo_mod.load(args.topology)
+    except topo_mod.TopologyError as exc:
+        print("\n".join(exc.problems), file=sys.stderr)
+        return 1
+    state = Path(args.state_dir or f"/tmp/qkdnet-{topo.name}")
+    no_cli = bool(getattr(args, "no_cli", False)) or not sys.stdin.isatty()
+    stop = threading.Event()
+    if no_cli:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+    else:
+        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    with mininet_lock(sys.stdout):
+        net = MininetNetwork(topo, state, policy=getattr(args, "policy", None), progress=sys.stdout)
+        ok = False
+        try:
+            net.start()
+            if no_cli:
+                print("up; SIGTERM or Ctrl-C stops it. Keys from the shell: qkdnet key --network "
+                      f"{net.network_json} MASTER_SAE SLAVE_SAE", flush=True)
+                while not stop.wait(1.0):
+                    dead = [n for n, p in net.procs.items() if p.poll() is not None]
+                    if dead:
+                        print(f"agent(s) {dead} exited; see {state}/nodes/NODE/agent.log", file=sys.stderr)
+                        return 1
+            else:
+                from mininet_topos.mncli import QkdCLI
+                QkdCLI(net.net, qnet=net)
+            ok = True
+            return 0
+        except EmulationError as exc:
+            print(f"qkdnet up: {exc}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            ok = True
+            return 130
+        finally:
+            net.stop()
+            if not ok:
+                from mininet.clean import cleanup
+                cleanup()
+            print("stopped: agents, Mininet network and QuSeC", flush=True)
+
+
+# -- the SAE side (runs inside an SAE host) ---------------------------------------------------------
+def sae_main(argv: list[str]) -> int:
+    """``python -m mininet_topos.emulation sae enc|dec ...``: one ETSI 014 call, JSON on stdout.
+
+    Keys are reported as SHA-256 digests: the launcher compares both ends without ever
+    seeing (or printing) a key.
+    """
+    from kms_agents.client import Etsi014Client, Etsi014Error
+    p = argparse.ArgumentParser(prog="python -m mininet_topos.emulation sae")
+    p.add_argument("op", choices=("enc", "dec"))
+    p.add_argument("--url", required=True)
+    p.add_argument("--ca", required=True)
+    p.add_argument("--cert", required=True)
+    p.add_argument("--key", required=True)
+    p.add_argument("--peer", required=True, help="slave SAE (enc) or master SAE (dec)")
+    p.add_argument("--number", type=int, default=1)
+    p.add_argument("--size", type=int)
+    p.add_argument("--key-id", action="append", default=[])
+    a = p.parse_args(argv)
+    try:
+        with Etsi014Client(a.url, a.ca, a.cert, a.key, timeout=SAE_CALL_TIMEOUT_S) as c:
+            keys = (c.enc_keys(a.peer, a.number, a.size) if a.op == "enc"
+                    else c.dec_keys(a.peer, a.key_id))
+    except Etsi014Error as exc:
+        print(json.dumps({"error": {"status": exc.status, "body": exc.body, "url": exc.url}}))
+        return 1
+    except OSError as exc:
+        print(json.dumps({"error": {"message": f"cannot reach {a.url}: {exc}"}}))
+        return 1
+    print(json.dumps({"keys": [{"key_ID": k.key_id, "sha256": hashlib.sha256(k.key).hexdigest(),
+                                "size": len(k.key) * 8, "extension": k.key_extension}
+                               for k in keys]}))
+    return 0
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["sae"]:
+        sys.exit(sae_main(sys.argv[2:]))
+    print("usage: python -m mininet_topos.emulation sae enc|dec ... (or: qkdnet up TOPOLOGY)",
+          file=sys.stderr)
+    sys.exit(2)
