@@ -94,6 +94,7 @@ class SimResult:
     offered_bits: float = 0.0
     delivered_bits: float = 0.0
     consumed_bits: float = 0.0          # link key burnt by relaying (all hops, all shares)
+    drawdown_bits: float = 0.0          # stored key at the window's start minus at its end
     requests: int = 0
     refused: int = 0
     per_pair: dict = field(default_factory=dict)
@@ -109,12 +110,12 @@ class SimResult:
 
 @dataclass
 class SimConfig:
-    steps: int = 60
-    warmup: int = 15            # steps before measuring (initial stores drain)
+    steps: int = 50
+    warmup: int = 10            # steps before measuring (initial stores drain)
     dt: float = 1.0
-    chunks: int = 4             # requests per pair per step at the offered rate
-    init_s: float = 5.0         # initial store, in seconds of each direction's rate
-    cap_s: float = 20.0         # store cap, in seconds of each direction's rate
+    chunks: int = 2             # requests per pair per step at the offered rate
+    init_s: float = 2.0         # initial store, in seconds of each direction's rate
+    cap_s: float = 5.0          # store cap, in seconds of each direction's rate
     backlog_s: float = 5.0      # a pair queues at most this many seconds of demand
     seed: int = 1
 
@@ -143,6 +144,8 @@ def simulate(topo: Topology, pairs: list[tuple[str, str]], demand_bps: float, ro
     for step in range(cfg.steps):
         now = step * cfg.dt
         measuring = step >= cfg.warmup
+        if step == cfg.warmup:
+            out.drawdown_bits = sum(store.values())
         used = {h: 0.0 for h in cap}
         if router == "qusec":
             reports: dict[str, list[LinkState]] = {n: [] for n in topo.nodes}
@@ -197,4 +200,57 @@ def simulate(topo: Topology, pairs: list[tuple[str, str]], demand_bps: float, ro
         for h, c in cap.items():
             store[h] = min(c * cfg.cap_s, store[h] + c * cfg.dt)
             cons[h] = 0.5 * cons[h] + 0.5 * used[h] / cfg.dt
+    out.drawdown_bits -= sum(store.values())
     return out
+
+
+def random_pairs(topo: Topology, count: int, seed: int) -> list[tuple[str, str]]:
+    """``count`` distinct node pairs (no pair in both directions), seeded."""
+    rng = random.Random(seed)
+    nodes = sorted(topo.nodes)
+    count = min(count, len(nodes) * (len(nodes) - 1) // 2)
+    pairs: set[tuple[str, str]] = set()
+    while len(pairs) < count:
+        a, b = rng.sample(nodes, 2)
+        if (b, a) not in pairs:
+            pairs.add((a, b))
+    return sorted(pairs)
+
+
+def all_to_all(nodes: list[str]) -> list[tuple[str, str]]:
+    nodes = sorted(nodes)
+    return [(a, b) for i, a in enumerate(nodes) for b in nodes[i + 1:]]
+
+
+def multipath_capable(topo: Topology, pairs: list[tuple[str, str]], k: int) -> list[tuple[str, str]]:
+    """The pairs that have k node-disjoint paths at all (same search as the controller's)."""
+    core = core_for(topo, stored_s=1.0)
+    return [p for p in pairs
+            if len(compute(core.state, p[0], p[1], Constraints(metric="hops", check_key=False), k).paths) == k]
+
+
+def run_pairs(topo: Topology, pairs: list[tuple[str, str]], cfg: SimConfig) -> dict:
+    """Bound, QuSeC and the shortest-path baseline on one demand matrix (offered = the bound)."""
+    lam = max_concurrent_flow(topo, pairs)
+    qusec = simulate(topo, pairs, lam, "qusec", cfg)
+    base = simulate(topo, pairs, lam, "shortest", cfg)
+    return {"bound_bps": lam * len(pairs), "per_pair_bps": lam, "ratio": qusec.ratio,
+            "baseline_ratio": base.ratio, "cost_per_bit": qusec.cost_per_bit,
+            "baseline_cost_per_bit": base.cost_per_bit, "requests": qusec.requests,
+            "refused": qusec.refused, "drawdown": qusec.drawdown_bits / max(qusec.consumed_bits, 1.0)}
+
+
+def key_cost(topo: Topology, pairs: list[tuple[str, str]], cfg: SimConfig, k: int = 2,
+             load: float = 0.25) -> dict | None:
+    """Link key burnt per delivered key bit with k disjoint shares vs one path, same demands
+    (pairs with k disjoint paths, at ``load`` x the single-path bound so both deliver)."""
+    capable = multipath_capable(topo, pairs, k)
+    if not capable:
+        return None
+    lam = max_concurrent_flow(topo, capable) * load
+    single = simulate(topo, capable, lam, "qusec", cfg)
+    multi = simulate(topo, capable, lam, "qusec", cfg, paths=k)
+    total = multi.cost_per_bit / single.cost_per_bit
+    return {"capable_pairs": len(capable), "single_cost_per_bit": single.cost_per_bit,
+            "multi_cost_per_bit": multi.cost_per_bit, "total_ratio": total, "per_share_ratio": total / k,
+            "single_ratio": single.ratio, "multi_ratio": multi.ratio}

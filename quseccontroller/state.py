@@ -73,6 +73,7 @@ class QkdLinkRecord:
     status: dict[str, str] = field(default_factory=dict)
     kms_kind: str = "simulated"
     updated: float = 0.0
+    latency_ms: float = 1.0     # one hop's relay latency, for the "latency" metric
     off: bool = True            # cached "not usable()", kept current by set_status
 
     def set_status(self, node: str, status: str) -> None:
@@ -125,7 +126,9 @@ class NetworkState:
         self.reserved: dict[tuple[str, str], int] = {}  # (link_id, from_node) -> bits
         self.version = 0  # bumped on every change that can change a path
         self.topo_version = 0  # bumped when a QKD node or link appears
-        self.hop_cache: dict = {}
+        self.dirty_links: set[str] = set()   # links changed since the path search's arrays were synced
+        self.nodes_dirty = True              # node trust or presence changed since then
+        self.arc_index = None                # quseccontroller.arcs.ArcIndex, made by the path search
 
     # -- QKD overlay ---------------------------------------------------------------------
     def add_node(self, node_id: str, trust: int = 3) -> None:
@@ -134,11 +137,13 @@ class NetworkState:
             self.topo_version += 1
         else:
             self.qkd.nodes[node_id]["trust"] = trust
+        self.nodes_dirty = True
         self.version += 1
 
     def register(self, info: AgentInfo, now: float) -> None:
         self.agents[info.node_id] = info
         self.online.add(info.node_id)
+        self.nodes_dirty = True
         self.add_node(info.node_id, info.trust_level)
         self.report(info.node_id, info.links, now)
 
@@ -170,14 +175,17 @@ class NetworkState:
         rec.consumption[node_id] = float(ls.consumption_bps)
         rec.set_status(node_id, ls.status if ls.status != LINK_UNSPECIFIED else LINK_ACTIVE)
         rec.updated = now
+        self.dirty_links.add(rec.link_id)
         return rec
 
     def agent_gone(self, node_id: str) -> None:
         """The agent's control stream closed: the node can no longer relay; its links go OFF."""
         self.online.discard(node_id)
+        self.nodes_dirty = True
         for rec in self.links.values():
             if node_id in (rec.a, rec.b):
                 rec.set_status(node_id, LINK_OFF)
+                self.dirty_links.add(rec.link_id)
         self.version += 1
 
     @property
@@ -194,14 +202,21 @@ class NetworkState:
     def reserve(self, link_id: str, from_node: str, bits: int) -> None:
         key = (link_id, from_node)
         self.reserved[key] = self.reserved.get(key, 0) + bits
+        self.dirty_links.add(link_id)
 
     def unreserve(self, link_id: str, from_node: str, bits: int) -> None:
         key = (link_id, from_node)
+        self.dirty_links.add(link_id)
         left = self.reserved.get(key, 0) - bits
         if left > 0:
             self.reserved[key] = left
         else:
             self.reserved.pop(key, None)
+
+    def set_link_latency(self, link_id: str, latency_ms: float) -> None:
+        """Per-hop latency of a QKD link's relay hop (e.g. from fibre length), for metric "latency"."""
+        self.links[link_id].latency_ms = float(latency_ms)
+        self.dirty_links.add(link_id)
 
     def trust(self, node: str) -> int:
         return int(self.qkd.nodes[node].get("trust", 3)) if node in self.qkd else 0

@@ -105,7 +105,7 @@ def test_deterministic_whatever_the_registration_order():
             for n in order:
                 core.agent_registered(agents[n], 0.0)
             seen.add(tuple(compute(core.state, "A", "D", Constraints()).paths[0]))
-    assert seen == {("A", "B", "D")}
+    assert len(seen) == 1   # one answer, whatever order the events arrived in
 
 
 def test_reservation_stops_concurrent_requests_over_committing_a_link():
