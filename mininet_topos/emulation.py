@@ -442,13 +442,22 @@ class MininetNetwork:
             try:
                 self.net.stop()
             except Exception:  # noqa: BLE001 - a half-built net is cleaned below
-                log.exception("net.stop failed; running mininet.clean.cleanup")
-                from mininet.clean import cleanup
-                cleanup()
+                log.exception("net.stop failed; removing our bridges, veths and host shells")
+                self.cleanup()
             self.net = None
         if self.controller is not None:
             self.controller.stop()
             self.controller = None
+
+    def host_names(self) -> set[str]:
+        p = self.plan
+        return {h.name for h in p.node_hosts} | {h.name for h in p.sae_hosts} | \
+            {s.name for s in p.switches} | {MGMT_BRIDGE}
+
+    def cleanup(self) -> None:
+        """After a failure: remove what this network may have left (ours only, see cleancmd)."""
+        from mininet_topos.cleancmd import cleanup_ours
+        cleanup_ours(self.host_names(), say=log.warning)
 
     def __enter__(self) -> "MininetNetwork":
         try:
@@ -528,8 +537,7 @@ def run_up(args: argparse.Namespace) -> int:
         finally:
             net.stop()
             if not ok:
-                from mininet.clean import cleanup
-                cleanup()
+                net.cleanup()
             print("stopped: agents, Mininet network and QuSeC", flush=True)
 
 
