@@ -57,6 +57,12 @@ class RelayHeader:
     target_sae_ids: tuple[str, ...] = ()
     extensions: tuple[tuple[str, str], ...] = ()
     version: str = VERSION
+    key_ids: tuple[str, ...] = ()   # bulk: the end-to-end keys carried (key_id names the batch)
+
+    @property
+    def payload_bytes(self) -> int:
+        """Length of the ciphertext: one key, or every key of a bulk message."""
+        return self.size_bits // 8 * max(1, len(self.key_ids))
 
     def __post_init__(self) -> None:
         problems = []
@@ -94,7 +100,7 @@ def canonical_header(header: RelayHeader) -> bytes:
                   header.src_node, header.dst_node, header.share_index, header.share_count,
                   header.size_bits, header.security_level, header.link_id, header.pad_key_ids,
                   header.mac_key_ids, header.initiator_sae_id, header.target_sae_ids,
-                  tuple(sorted(header.extensions))):
+                  tuple(sorted(header.extensions)), header.key_ids):
         _field(out, value)
     return b"".join(out)
 
@@ -107,8 +113,9 @@ def xor(a: bytes, b: bytes) -> bytes:
 
 
 def _check_keys(header: RelayHeader, pad: bytes, mac_key: bytes) -> None:
-    if len(pad) * 8 != header.size_bits:
-        raise RelayCryptoError(f"pad is {len(pad) * 8} bits, header says {header.size_bits}")
+    if len(pad) != header.payload_bytes:
+        raise RelayCryptoError(f"pad is {len(pad) * 8} bits, header says "
+                               f"{header.payload_bytes * 8}")
     if len(mac_key) != MAC_KEY_BYTES:
         raise RelayCryptoError(f"MAC key is {len(mac_key)} bytes, need {MAC_KEY_BYTES}")
 

@@ -30,7 +30,7 @@ import grpc
 from kms_agents import hybrid, relay_crypto, shares
 from kms_agents.authz import AuthTable, NotAuthorised
 from kms_agents.keystore import DuplicateKey, KeyStore, StoredKey
-from kms_agents.qkd_module import InsufficientKey, KeySourceError, UnknownKeyIds
+from kms_agents.qkd_module import KeySourceError, UnknownKeyIds
 from kms_agents.proto import relay_pb2
 from quseccontroller.proto import control_pb2
 
@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 AUTH_WAIT_S = 1.0          # an authorisation push may trail the path reply by a few ms
 PATH_REUSE_MARGIN_S = 2.0  # stop reusing a granted path this long before it expires
 PENDING_SHARES_TTL_S = 30.0
+MAX_BULK_BYTES = 256 * 1024  # largest ciphertext of one bulk relay message
 EXT_PATH = "qusec_path"    # relay request extension: the path's node ids, comma-separated
 
 
@@ -219,30 +220,37 @@ class RelayEngine:
         if level != "qkd" and self._identity is None:
             raise RelayFailure(grpc.StatusCode.FAILED_PRECONDITION,
                                f"security level {level} needs the node's TLS identity")
-        futures = [self._pool.submit(self._relay_one, paths, level, key_id, key, master_sae,
-                                     slave_saes, dst_node) for key_id, key in keys]
+        groups = bulk_groups(list(keys), level)
+        jobs = [(str(uuid.uuid4()) if len(g) > 1 else g[0][0], g) for g in groups]
+        futures = [self._pool.submit(self._relay_group, paths, level, group_id, group,
+                                     master_sae, slave_saes, dst_node) for group_id, group in jobs]
         out, failure = [], None
         for fut in futures:
             try:
-                out.append(fut.result())
+                out.extend(fut.result())
             except RelayFailure as exc:
                 failure = failure or exc
             except Exception as exc:  # a bug must still void and fail cleanly
                 log.exception("relay failed")
                 failure = failure or RelayFailure(grpc.StatusCode.INTERNAL, f"relay failed: {exc}")
         if failure is not None:
-            for key_id, _ in keys:
-                self.void(paths, key_id, failure.message)
+            for group_id, group in jobs:
+                self.void(paths, group_id, failure.message,
+                          key_ids=[k for k, _ in group] if len(group) > 1 else ())
             raise failure
         return out, reply, level
 
-    def _relay_one(self, paths: list[control_pb2.RelayPath], level: str, key_id: str,
-                   key: bytes, master_sae: str, slave_saes: list[str],
-                   dst_node: str) -> RelayedKey:
+    def _relay_group(self, paths: list[control_pb2.RelayPath], level: str, group_id: str,
+                     group: list[tuple[str, bytes]], master_sae: str, slave_saes: list[str],
+                     dst_node: str) -> list[RelayedKey]:
+        """Relay one key, or several keys of one size as one bulk message per hop."""
+        key = b"".join(m for _, m in group)
+        size_bits = 8 * len(group[0][1])
+        bulk_ids = [k for k, _ in group] if len(group) > 1 else []
         parts = shares.split(key, len(paths))
         initiator = None
         if level in ("hybrid", "pqc"):
-            initiator = hybrid.Initiator(self._identity, dst_node, key_id, level)
+            initiator = hybrid.Initiator(self._identity, dst_node, group_id, level)
         answer = None
         for path, share in zip(paths, parts):
             index = path.share_index + 1  # the wire counts shares from 0
@@ -251,7 +259,8 @@ class RelayEngine:
                 ext[hybrid.EXT_OFFER] = hybrid.b64(initiator.offer)
             # the path reply is the source's authorisation; the hops check theirs
             ack = self._send_hop(path.hops[1].node_id, path.hops[1].relay_addr,
-                                 path_id=path.path_id, key_id=key_id, src=self.node_id,
+                                 path_id=path.path_id, key_id=group_id, key_ids=bulk_ids,
+                                 size_bits=size_bits, src=self.node_id,
                                  dst=dst_node, share=share, index=index, count=len(paths),
                                  level=level, initiator_sae=master_sae, targets=slave_saes,
                                  extensions=ext)
@@ -272,7 +281,11 @@ class RelayEngine:
         meta = {"qusec_route_type": "indirect", "qusec_security_level": level,
                 "qusec_path": hops[0], "qusec_paths": hops, "qusec_hops": len(hops[0]) - 2,
                 "qusec_path_ids": [p.path_id for p in paths]}
-        return RelayedKey(key_id=key_id, key=final, meta=meta)
+        if not bulk_ids:
+            return [RelayedKey(key_id=group_id, key=final, meta=meta)]
+        n = size_bits // 8
+        return [RelayedKey(key_id=kid, key=final[i * n:(i + 1) * n], meta=dict(meta))
+                for i, kid in enumerate(bulk_ids)]
 
     def _authorised(self, path_id: str, from_node: str, src: str, dst: str, index: int,
                     count: int):
@@ -290,7 +303,8 @@ class RelayEngine:
             raise RelayFailure(grpc.StatusCode.PERMISSION_DENIED,
                                f"node {self.node_id}: {first}") from None
 
-    def _send_hop(self, peer: str, addr: str, *, path_id: str, key_id: str, src: str, dst: str,
+    def _send_hop(self, peer: str, addr: str, *, path_id: str, key_id: str,
+                  key_ids: Sequence[str], size_bits: int, src: str, dst: str,
                   share: bytes, index: int, count: int, level: str, initiator_sae: str,
                   targets: list[str], extensions: dict[str, str]) -> relay_pb2.RelayAck:
         source = self._sources(peer)
@@ -299,30 +313,28 @@ class RelayEngine:
                                f"node {self.node_id} has no QKD link to next hop {peer}")
         n = len(share)
         try:
-            if source.available_bytes() < n + relay_crypto.MAC_KEY_BYTES:
-                raise InsufficientKey(f"link {source.link_id}: {n + relay_crypto.MAC_KEY_BYTES} "
-                                      f"bytes of link key needed, {source.available_bytes()} "
-                                      f"available")
-            pad = source.take(n)
-            mac = source.take(relay_crypto.MAC_KEY_BYTES)
+            # one take for pad and MAC key: one durable link-store write per hop
+            link_key = source.take(n + relay_crypto.MAC_KEY_BYTES)
         except KeySourceError as exc:
             raise RelayFailure(grpc.StatusCode.RESOURCE_EXHAUSTED,
                                f"node {self.node_id}: not enough link key toward {peer}: "
                                f"{exc}") from None
         with self._lock:
             self.link_bytes_used += n + relay_crypto.MAC_KEY_BYTES
+        pad, mac = relay_crypto.split_link_key(link_key.material, n)
         header = relay_crypto.RelayHeader(
             path_id=path_id, seq=self._seq.next(f"{peer}|{source.link_id}", self._clock()),
             key_id=key_id, from_node=self.node_id, src_node=src, dst_node=dst,
-            share_index=index, share_count=count, size_bits=8 * n, security_level=level,
-            link_id=source.link_id, pad_key_ids=tuple(pad.key_ids), mac_key_ids=tuple(mac.key_ids),
+            share_index=index, share_count=count, size_bits=size_bits, security_level=level,
+            link_id=source.link_id, pad_key_ids=tuple(link_key.key_ids), mac_key_ids=(),
             initiator_sae_id=initiator_sae, target_sae_ids=tuple(targets),
-            extensions=tuple(sorted(extensions.items())))
-        ciphertext, tag = relay_crypto.seal(header, share, pad.material, mac.material)
+            extensions=tuple(sorted(extensions.items())), key_ids=tuple(key_ids))
+        ciphertext, tag = relay_crypto.seal(header, share, pad, mac)
         req = to_request(header, ciphertext, tag)
         return self._send(peer, addr, req, self._hop_timeout)
 
-    def void(self, paths: list[control_pb2.RelayPath], key_id: str, reason: str) -> None:
+    def void(self, paths: list[control_pb2.RelayPath], key_id: str, reason: str,
+             key_ids: Sequence[str] = ()) -> None:
         """Tell every path's destination (through its relays) to forget ``key_id``; best effort."""
         for path in paths:
             if len(path.hops) < 2:
@@ -331,7 +343,8 @@ class RelayEngine:
             try:
                 self._send_void(nxt.node_id, nxt.relay_addr, relay_pb2.VoidRequest(
                     version=relay_crypto.VERSION, path_id=path.path_id, key_id=key_id,
-                    reason=reason[:200], from_node=self.node_id), self._hop_timeout)
+                    reason=reason[:200], from_node=self.node_id, key_ids=list(key_ids)),
+                    self._hop_timeout)
             except Exception as exc:  # the destination drops unfinished shares on its own
                 log.info("void of key %s on path %s not delivered: %s", key_id, path.path_id, exc)
 
@@ -368,10 +381,14 @@ class RelayEngine:
         if source is None or source.link_id != header.link_id or source.peer_node != peer:
             raise RelayFailure(grpc.StatusCode.FAILED_PRECONDITION,
                                f"node {self.node_id} has no QKD link {header.link_id} to {peer}")
-        n = header.size_bits // 8
+        n = header.payload_bytes
         try:
-            pad = source.claim(header.pad_key_ids, n)
-            mac = source.claim(header.mac_key_ids, relay_crypto.MAC_KEY_BYTES)
+            if header.mac_key_ids:
+                pad = source.claim(header.pad_key_ids, n)
+                mac = source.claim(header.mac_key_ids, relay_crypto.MAC_KEY_BYTES)
+            else:
+                material = source.claim(header.pad_key_ids, n + relay_crypto.MAC_KEY_BYTES)
+                pad, mac = material[:n], material[n:]
         except UnknownKeyIds as exc:
             raise RelayFailure(grpc.StatusCode.UNAUTHENTICATED,
                                f"node {self.node_id}: link key of this message unknown or "
@@ -392,7 +409,9 @@ class RelayEngine:
             raise RelayFailure(grpc.StatusCode.UNAUTHENTICATED, f"node {self.node_id}: {exc}") from None
         if auth.next_hop:
             return self._send_hop(auth.next_hop, auth.next_hop_addr, path_id=header.path_id,
-                                  key_id=header.key_id, src=header.src_node, dst=header.dst_node,
+                                  key_id=header.key_id, key_ids=header.key_ids,
+                                  size_bits=header.size_bits, src=header.src_node,
+                                  dst=header.dst_node,
                                   share=share, index=header.share_index,
                                   count=header.share_count, level=header.security_level,
                                   initiator_sae=header.initiator_sae_id,
@@ -446,16 +465,21 @@ class RelayEngine:
                 "qusec_src_node": header.src_node, "qusec_path": path,
                 "qusec_hops": max(0, len(path) - 2), "qusec_path_id": header.path_id,
                 "qusec_shares": header.share_count}
+        ids = header.key_ids or (header.key_id,)
+        n = header.size_bits // 8
         try:
-            self._store.put([StoredKey(key_id=header.key_id, master_sae=header.initiator_sae_id,
-                                       slaves=list(header.target_sae_ids), material=key, meta=meta)])
+            self._store.put([StoredKey(key_id=kid, master_sae=header.initiator_sae_id,
+                                       slaves=list(header.target_sae_ids),
+                                       material=key[i * n:(i + 1) * n], meta=dict(meta))
+                             for i, kid in enumerate(ids)])
         except DuplicateKey:
             raise RelayFailure(grpc.StatusCode.ALREADY_EXISTS,
                                f"key {header.key_id} is already stored at {self.node_id}") from None
         except ValueError as exc:
             raise RelayFailure(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
-        log.info("stored relayed key %s from %s for %s (%s, %d share(s))", header.key_id,
-                 header.src_node, ",".join(header.target_sae_ids), level, header.share_count)
+        log.info("stored %d relayed key(s) %s from %s for %s (%s, %d share(s))", len(ids),
+                 header.key_id, header.src_node, ",".join(header.target_sae_ids), level,
+                 header.share_count)
         return ack
 
     def _drop_pending(self, key_id: str) -> None:
@@ -482,13 +506,26 @@ class RelayEngine:
         if auth.next_hop:
             return self._send_void(auth.next_hop, auth.next_hop_addr, relay_pb2.VoidRequest(
                 version=relay_crypto.VERSION, path_id=req.path_id, key_id=req.key_id,
-                reason=req.reason, from_node=self.node_id), self._hop_timeout)
+                reason=req.reason, from_node=self.node_id, key_ids=list(req.key_ids)),
+                self._hop_timeout)
         self._drop_pending(req.key_id)
-        present = self._store.peek(req.key_id) is not None
-        self._store.discard([req.key_id])
+        ids = list(req.key_ids) or [req.key_id]
+        present = any(self._store.peek(kid) is not None for kid in ids)
+        self._store.discard(ids)
         log.info("voided key %s (%s)", req.key_id, req.reason)
         return relay_pb2.RelayAck(status=relay_pb2.VOIDED if present else relay_pb2.KEY_NOT_PRESENT,
                                   key_id=req.key_id, message=req.reason)
+
+
+def bulk_groups(keys: list[tuple[str, bytes]], level: str,
+                max_bytes: int = MAX_BULK_BYTES) -> list[list[tuple[str, bytes]]]:
+    """Keys of a request cut into bulk messages (hybrid/pqc keys travel one by one)."""
+    if level != "qkd" or not keys:
+        return [[k] for k in keys]
+    per = max(1, max_bytes // max(1, len(keys[0][1])))
+    # spread over the worker pool: several mid-sized messages pipeline across the hops
+    per = min(per, max(1, -(-len(keys) // 4)))
+    return [keys[i:i + per] for i in range(0, len(keys), per)]
 
 
 def to_request(h: relay_crypto.RelayHeader, ciphertext: bytes, tag: bytes) -> relay_pb2.RelayRequest:
@@ -500,7 +537,7 @@ def to_request(h: relay_crypto.RelayHeader, ciphertext: bytes, tag: bytes) -> re
         src_node=h.src_node, dst_node=h.dst_node, from_node=h.from_node, link_id=h.link_id,
         pad_key_ids=list(h.pad_key_ids), mac_key_ids=list(h.mac_key_ids), ciphertext=ciphertext,
         tag=tag, size_bits=h.size_bits, security_level=h.security_level,
-        extensions=dict(h.extensions))
+        extensions=dict(h.extensions), key_ids=list(h.key_ids))
 
 
 def header_of(req: relay_pb2.RelayRequest) -> relay_crypto.RelayHeader:
@@ -512,4 +549,4 @@ def header_of(req: relay_pb2.RelayRequest) -> relay_crypto.RelayHeader:
         link_id=req.link_id, pad_key_ids=tuple(req.pad_key_ids),
         mac_key_ids=tuple(req.mac_key_ids), initiator_sae_id=req.initiator_sae_id,
         target_sae_ids=tuple(req.target_sae_ids), extensions=tuple(sorted(req.extensions.items())),
-        version=req.version)
+        version=req.version, key_ids=tuple(req.key_ids))

@@ -1,8 +1,8 @@
-"""A real relay network for tests and the relay benchmark: QuSeC under osken-manager plus one
-``kms-agent`` process per node, mutual TLS everywhere, on loopback (no root).
+"""A relay network of real local processes (QuSeC under osken-manager + one kms-agent per node,
+mutual TLS, loopback, no root) with a policy file and per-node ``[relay]`` settings.
 
-Unlike ``qkdnet up --local`` it takes a policy file and per-node ``[relay]`` settings, so
-tests can put an interposer in front of a node (``advertise_addr``) or switch buffers on.
+Used by the relay integration tests and ``qkdnet bench relay``; unlike ``qkdnet up --local``
+it lets a caller put an interposer in front of a node (``advertise_addr``) or switch buffers on.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from kms_agents.client import Etsi014Client
 class RelayNet:
     def __init__(self, root: Path, topology_toml: str, *, policy_toml: str | None = None,
                  relay_settings: dict[str, dict[str, Any]] | None = None,
-                 limits: dict[str, int] | None = None) -> None:
+                 limits: dict[str, int] | None = None, link_capacity_bytes: int = 0) -> None:
         from kms_agents.config import configs_for_topology, write_config
         from kms_agents.pki import build_pki
         from mininet_topos import topology
@@ -48,6 +48,9 @@ class RelayNet:
                     cfg.extra["relay"] = dict(relay_settings[node])
                 for k, v in (limits or {}).items():
                     setattr(cfg.limits, k, v)
+                for link in cfg.links:
+                    if link_capacity_bytes:
+                        link.capacity_bytes = link_capacity_bytes
                 write_config(cfg, Path(cfg.state_dir) / "agent.toml")
                 self.start_agent(node)
             self.wait_agents()

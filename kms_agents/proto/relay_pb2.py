@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ckms_agents/proto/relay.proto\x12\x0equsec.relay.v1\"\xdc\x03\n\x0cRelayRequest\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0f\n\x07path_id\x18\x02 \x01(\t\x12\x13\n\x0bshare_index\x18\x03 \x01(\r\x12\x13\n\x0bshare_count\x18\x04 \x01(\r\x12\x0b\n\x03seq\x18\x05 \x01(\x04\x12\x0e\n\x06key_id\x18\x06 \x01(\t\x12\x18\n\x10initiator_sae_id\x18\x07 \x01(\t\x12\x16\n\x0etarget_sae_ids\x18\x08 \x03(\t\x12\x10\n\x08src_node\x18\t \x01(\t\x12\x10\n\x08\x64st_node\x18\n \x01(\t\x12\x11\n\tfrom_node\x18\x0b \x01(\t\x12\x0f\n\x07link_id\x18\x0c \x01(\t\x12\x13\n\x0bpad_key_ids\x18\r \x03(\t\x12\x13\n\x0bmac_key_ids\x18\x0e \x03(\t\x12\x12\n\nciphertext\x18\x0f \x01(\x0c\x12\x0b\n\x03tag\x18\x10 \x01(\x0c\x12\x11\n\tsize_bits\x18\x11 \x01(\r\x12\x16\n\x0esecurity_level\x18\x12 \x01(\t\x12@\n\nextensions\x18\x13 \x03(\x0b\x32,.qusec.relay.v1.RelayRequest.ExtensionsEntry\x1a\x31\n\x0f\x45xtensionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xc9\x01\n\x08RelayAck\x12+\n\x06status\x18\x01 \x01(\x0e\x32\x1b.qusec.relay.v1.RelayStatus\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0e\n\x06key_id\x18\x03 \x01(\t\x12<\n\nextensions\x18\x04 \x03(\x0b\x32(.qusec.relay.v1.RelayAck.ExtensionsEntry\x1a\x31\n\x0f\x45xtensionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"b\n\x0bVoidRequest\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0f\n\x07path_id\x18\x02 \x01(\t\x12\x0e\n\x06key_id\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x11\n\tfrom_node\x18\x05 \x01(\t*e\n\x0bRelayStatus\x12\x1c\n\x18RELAY_STATUS_UNSPECIFIED\x10\x00\x12\x0b\n\x07RELAYED\x10\x01\x12\n\n\x06VOIDED\x10\x02\x12\n\n\x06\x46\x41ILED\x10\x03\x12\x13\n\x0fKEY_NOT_PRESENT\x10\x04\x32\x8a\x01\n\x08KeyRelay\x12?\n\x05Relay\x12\x1c.qusec.relay.v1.RelayRequest\x1a\x18.qusec.relay.v1.RelayAck\x12=\n\x04Void\x12\x1b.qusec.relay.v1.VoidRequest\x1a\x18.qusec.relay.v1.RelayAckb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ckms_agents/proto/relay.proto\x12\x0equsec.relay.v1\"\xed\x03\n\x0cRelayRequest\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0f\n\x07path_id\x18\x02 \x01(\t\x12\x13\n\x0bshare_index\x18\x03 \x01(\r\x12\x13\n\x0bshare_count\x18\x04 \x01(\r\x12\x0b\n\x03seq\x18\x05 \x01(\x04\x12\x0e\n\x06key_id\x18\x06 \x01(\t\x12\x18\n\x10initiator_sae_id\x18\x07 \x01(\t\x12\x16\n\x0etarget_sae_ids\x18\x08 \x03(\t\x12\x10\n\x08src_node\x18\t \x01(\t\x12\x10\n\x08\x64st_node\x18\n \x01(\t\x12\x11\n\tfrom_node\x18\x0b \x01(\t\x12\x0f\n\x07link_id\x18\x0c \x01(\t\x12\x13\n\x0bpad_key_ids\x18\r \x03(\t\x12\x13\n\x0bmac_key_ids\x18\x0e \x03(\t\x12\x12\n\nciphertext\x18\x0f \x01(\x0c\x12\x0b\n\x03tag\x18\x10 \x01(\x0c\x12\x11\n\tsize_bits\x18\x11 \x01(\r\x12\x16\n\x0esecurity_level\x18\x12 \x01(\t\x12@\n\nextensions\x18\x13 \x03(\x0b\x32,.qusec.relay.v1.RelayRequest.ExtensionsEntry\x12\x0f\n\x07key_ids\x18\x14 \x03(\t\x1a\x31\n\x0f\x45xtensionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xc9\x01\n\x08RelayAck\x12+\n\x06status\x18\x01 \x01(\x0e\x32\x1b.qusec.relay.v1.RelayStatus\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0e\n\x06key_id\x18\x03 \x01(\t\x12<\n\nextensions\x18\x04 \x03(\x0b\x32(.qusec.relay.v1.RelayAck.ExtensionsEntry\x1a\x31\n\x0f\x45xtensionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"s\n\x0bVoidRequest\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0f\n\x07path_id\x18\x02 \x01(\t\x12\x0e\n\x06key_id\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x11\n\tfrom_node\x18\x05 \x01(\t\x12\x0f\n\x07key_ids\x18\x06 \x03(\t*e\n\x0bRelayStatus\x12\x1c\n\x18RELAY_STATUS_UNSPECIFIED\x10\x00\x12\x0b\n\x07RELAYED\x10\x01\x12\n\n\x06VOIDED\x10\x02\x12\n\n\x06\x46\x41ILED\x10\x03\x12\x13\n\x0fKEY_NOT_PRESENT\x10\x04\x32\x8a\x01\n\x08KeyRelay\x12?\n\x05Relay\x12\x1c.qusec.relay.v1.RelayRequest\x1a\x18.qusec.relay.v1.RelayAck\x12=\n\x04Void\x12\x1b.qusec.relay.v1.VoidRequest\x1a\x18.qusec.relay.v1.RelayAckb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,18 +35,18 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RELAYREQUEST_EXTENSIONSENTRY']._serialized_options = b'8\001'
   _globals['_RELAYACK_EXTENSIONSENTRY']._loaded_options = None
   _globals['_RELAYACK_EXTENSIONSENTRY']._serialized_options = b'8\001'
-  _globals['_RELAYSTATUS']._serialized_start=831
-  _globals['_RELAYSTATUS']._serialized_end=932
+  _globals['_RELAYSTATUS']._serialized_start=865
+  _globals['_RELAYSTATUS']._serialized_end=966
   _globals['_RELAYREQUEST']._serialized_start=49
-  _globals['_RELAYREQUEST']._serialized_end=525
-  _globals['_RELAYREQUEST_EXTENSIONSENTRY']._serialized_start=476
-  _globals['_RELAYREQUEST_EXTENSIONSENTRY']._serialized_end=525
-  _globals['_RELAYACK']._serialized_start=528
-  _globals['_RELAYACK']._serialized_end=729
-  _globals['_RELAYACK_EXTENSIONSENTRY']._serialized_start=476
-  _globals['_RELAYACK_EXTENSIONSENTRY']._serialized_end=525
-  _globals['_VOIDREQUEST']._serialized_start=731
-  _globals['_VOIDREQUEST']._serialized_end=829
-  _globals['_KEYRELAY']._serialized_start=935
-  _globals['_KEYRELAY']._serialized_end=1073
+  _globals['_RELAYREQUEST']._serialized_end=542
+  _globals['_RELAYREQUEST_EXTENSIONSENTRY']._serialized_start=493
+  _globals['_RELAYREQUEST_EXTENSIONSENTRY']._serialized_end=542
+  _globals['_RELAYACK']._serialized_start=545
+  _globals['_RELAYACK']._serialized_end=746
+  _globals['_RELAYACK_EXTENSIONSENTRY']._serialized_start=493
+  _globals['_RELAYACK_EXTENSIONSENTRY']._serialized_end=542
+  _globals['_VOIDREQUEST']._serialized_start=748
+  _globals['_VOIDREQUEST']._serialized_end=863
+  _globals['_KEYRELAY']._serialized_start=969
+  _globals['_KEYRELAY']._serialized_end=1107
 # @@protoc_insertion_point(module_scope)

@@ -21,7 +21,7 @@ FAILED: RelayStatus
 KEY_NOT_PRESENT: RelayStatus
 
 class RelayRequest(_message.Message):
-    __slots__ = ("version", "path_id", "share_index", "share_count", "seq", "key_id", "initiator_sae_id", "target_sae_ids", "src_node", "dst_node", "from_node", "link_id", "pad_key_ids", "mac_key_ids", "ciphertext", "tag", "size_bits", "security_level", "extensions")
+    __slots__ = ("version", "path_id", "share_index", "share_count", "seq", "key_id", "initiator_sae_id", "target_sae_ids", "src_node", "dst_node", "from_node", "link_id", "pad_key_ids", "mac_key_ids", "ciphertext", "tag", "size_bits", "security_level", "extensions", "key_ids")
     class ExtensionsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -48,6 +48,7 @@ class RelayRequest(_message.Message):
     SIZE_BITS_FIELD_NUMBER: _ClassVar[int]
     SECURITY_LEVEL_FIELD_NUMBER: _ClassVar[int]
     EXTENSIONS_FIELD_NUMBER: _ClassVar[int]
+    KEY_IDS_FIELD_NUMBER: _ClassVar[int]
     version: str
     path_id: str
     share_index: int
@@ -67,7 +68,8 @@ class RelayRequest(_message.Message):
     size_bits: int
     security_level: str
     extensions: _containers.ScalarMap[str, str]
-    def __init__(self, version: _Optional[str] = ..., path_id: _Optional[str] = ..., share_index: _Optional[int] = ..., share_count: _Optional[int] = ..., seq: _Optional[int] = ..., key_id: _Optional[str] = ..., initiator_sae_id: _Optional[str] = ..., target_sae_ids: _Optional[_Iterable[str]] = ..., src_node: _Optional[str] = ..., dst_node: _Optional[str] = ..., from_node: _Optional[str] = ..., link_id: _Optional[str] = ..., pad_key_ids: _Optional[_Iterable[str]] = ..., mac_key_ids: _Optional[_Iterable[str]] = ..., ciphertext: _Optional[bytes] = ..., tag: _Optional[bytes] = ..., size_bits: _Optional[int] = ..., security_level: _Optional[str] = ..., extensions: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    key_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, version: _Optional[str] = ..., path_id: _Optional[str] = ..., share_index: _Optional[int] = ..., share_count: _Optional[int] = ..., seq: _Optional[int] = ..., key_id: _Optional[str] = ..., initiator_sae_id: _Optional[str] = ..., target_sae_ids: _Optional[_Iterable[str]] = ..., src_node: _Optional[str] = ..., dst_node: _Optional[str] = ..., from_node: _Optional[str] = ..., link_id: _Optional[str] = ..., pad_key_ids: _Optional[_Iterable[str]] = ..., mac_key_ids: _Optional[_Iterable[str]] = ..., ciphertext: _Optional[bytes] = ..., tag: _Optional[bytes] = ..., size_bits: _Optional[int] = ..., security_level: _Optional[str] = ..., extensions: _Optional[_Mapping[str, str]] = ..., key_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class RelayAck(_message.Message):
     __slots__ = ("status", "message", "key_id", "extensions")
@@ -89,15 +91,17 @@ class RelayAck(_message.Message):
     def __init__(self, status: _Optional[_Union[RelayStatus, str]] = ..., message: _Optional[str] = ..., key_id: _Optional[str] = ..., extensions: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class VoidRequest(_message.Message):
-    __slots__ = ("version", "path_id", "key_id", "reason", "from_node")
+    __slots__ = ("version", "path_id", "key_id", "reason", "from_node", "key_ids")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     PATH_ID_FIELD_NUMBER: _ClassVar[int]
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     FROM_NODE_FIELD_NUMBER: _ClassVar[int]
+    KEY_IDS_FIELD_NUMBER: _ClassVar[int]
     version: str
     path_id: str
     key_id: str
     reason: str
     from_node: str
-    def __init__(self, version: _Optional[str] = ..., path_id: _Optional[str] = ..., key_id: _Optional[str] = ..., reason: _Optional[str] = ..., from_node: _Optional[str] = ...) -> None: ...
+    key_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, version: _Optional[str] = ..., path_id: _Optional[str] = ..., key_id: _Optional[str] = ..., reason: _Optional[str] = ..., from_node: _Optional[str] = ..., key_ids: _Optional[_Iterable[str]] = ...) -> None: ...

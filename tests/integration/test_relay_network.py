@@ -20,7 +20,7 @@ from kms_agents.client import Etsi014Error
 from kms_agents.proto import relay_pb2, relay_pb2_grpc
 from kms_agents.relay_engine import RelayFailure
 from kms_agents.relay_node import PeerChannels, peer_cn
-from relay_procs import RelayNet
+from kms_agents.relaynet import RelayNet
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
