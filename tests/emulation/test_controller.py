@@ -80,6 +80,18 @@ def wait_for(cond, timeout=30.0, what="condition", interval=0.2):
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
 
 
+def _remote_controller_class():
+    """Mininet's RemoteController without its telnet probe: the launcher has already waited for
+    the port, and the probe chokes decoding the binary OpenFlow HELLO it gets back."""
+    from mininet.node import RemoteController
+
+    class ReadyRemoteController(RemoteController):
+        def checkListening(self) -> None:
+            pass
+
+    return ReadyRemoteController
+
+
 @pytest.fixture(scope="module")
 def mininet_lock():
     with open(LOCK_PATH, "a") as fh:
@@ -115,7 +127,7 @@ class Env:
 def env(emulation_host, mininet_lock, tmp_path_factory):
     from mininet.clean import cleanup
     from mininet.net import Mininet
-    from mininet.node import OVSSwitch, RemoteController
+    from mininet.node import OVSSwitch
     from mininet.topo import Topo
 
     tmp = tmp_path_factory.mktemp("qusec-emu")
@@ -143,7 +155,8 @@ def env(emulation_host, mininet_lock, tmp_path_factory):
     e = Env(net, ctl, pki, tmp)
     try:
         ctl.start().wait_ready(30)
-        net.addController("c0", controller=RemoteController, ip="127.0.0.1", port=ctl.of_port)
+        net.addController("c0", controller=_remote_controller_class(), ip="127.0.0.1",
+                          port=ctl.of_port)
         net.build()
         net.start()
         for sw in net.switches:  # echo every second, so a stalled controller loop would show
