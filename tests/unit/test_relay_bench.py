@@ -1,0 +1,30 @@
+"""Pure parts of the relay benchmark: its topology, percentiles, the recorded section."""
+from __future__ import annotations
+
+from kms_agents import bench_relay
+
+
+def test_topology_is_a_valid_line_with_one_sae_per_node(tmp_path) -> None:
+    from mininet_topos import topology
+    path = tmp_path / "t.toml"
+    path.write_text(bench_relay.topology_toml())
+    topo = topology.load(str(path))
+    assert len(topo.nodes) == 10 and len(topo.links) == 9
+    assert {s.id for s in topo.saes.values()} == {"sae-p"} | {f"sae-{i}" for i in range(9)}
+
+
+def test_percentile() -> None:
+    assert bench_relay.percentile([3.0, 1.0, 2.0], 0.5) == 2.0
+    assert bench_relay.percentile([1.0, 2.0], 0.99) == 1.99
+    assert bench_relay.percentile([5.0], 0.99) == 5.0
+
+
+def test_markdown_states_targets_from_numbers() -> None:
+    res = {"relayed": [{"hops": 5, "route": "indirect", "p50_ms": 30.0, "p99_ms": 40.0}],
+           "direct_p50_ms": 2.0, "buffered_p50_ms": 2.5, "buffered_hops": 5,
+           "unbuffered_p50_ms_same_hops": 30.0, "relay_mbps": 90.0, "relay_mbps_hops": 3,
+           "bulk_request": {"number": 128, "size_bits": 8192, "clients": 2},
+           "link_kms_take_claim_mbps": 100.0, "samples": 10}
+    md = bench_relay.markdown(res)
+    assert "30.0 ms, NOT met" in md and "x1.25; target within x1.5: met" in md
+    assert "90.00 Mb/s (target 85 Mb/s: met)" in md
