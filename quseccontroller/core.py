@@ -55,6 +55,7 @@ class QuSeCCore:
         self.buckets: dict[tuple[str, str], tuple[float, float]] = {}
         self.counters: Counter = Counter()
         self._seq = 0
+        self._base: tuple = (None, {})   # (classical version + relay ports, base flows by switch)
 
     # -- agents ------------------------------------------------------------------------------
     def agent_registered(self, info: AgentInfo, now: float) -> list[Action]:
@@ -285,9 +286,12 @@ class QuSeCCore:
 
     def _desired(self, now: float) -> dict[int, dict[tuple, FlowSpec]]:
         st = self.state
-        want: dict[int, dict[tuple, FlowSpec]] = {}
-        for dpid, specs in flows.base_flows(st, self._relay_ports()).items():
-            want[dpid] = {f.key: f for f in specs}
+        ports = self._relay_ports()
+        stamp = (st.classical_version, frozenset(ports))
+        if self._base[0] != stamp:   # base forwarding only changes with the classical network
+            self._base = (stamp, {dpid: {f.key: f for f in specs}
+                                  for dpid, specs in flows.base_flows(st, ports).items()})
+        want = {dpid: dict(base) for dpid, base in self._base[1].items()}
         for pid in sorted(self.paths):
             ap = self.paths[pid]
             hops = []

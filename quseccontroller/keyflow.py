@@ -139,7 +139,7 @@ def simulate(topo: Topology, pairs: list[tuple[str, str]], demand_bps: float, ro
             res = compute(core.state, s, t, Constraints(metric="hops", check_key=False))
             fixed[(s, t)] = [by_link[(lid, u)] for u, lid in zip(res.paths[0], res.links[0])]
     backlog = {p: 0.0 for p in pairs}
-    chunk = demand_bps * cfg.dt / cfg.chunks
+    chunk = max(1, int(demand_bps * cfg.dt / cfg.chunks))   # whole bits: what is asked is what is burnt
     out = SimResult(per_pair={p: 0.0 for p in pairs})
     for step in range(cfg.steps):
         now = step * cfg.dt
@@ -164,11 +164,10 @@ def simulate(topo: Topology, pairs: list[tuple[str, str]], demand_bps: float, ro
         while active:
             still = []
             for p in active:
-                if backlog[p] < chunk - 1e-9:
+                if backlog[p] < chunk:
                     continue
                 if router == "qusec":
-                    d, _ = core.request_path(PathRequest(p[0], p[1], key_size_bits=max(1, int(chunk)),
-                                                         key_count=1), now)
+                    d, _ = core.request_path(PathRequest(p[0], p[1], key_size_bits=chunk, key_count=1), now)
                     hops_lists = []
                     if d.granted:
                         granted += d.path_ids
@@ -185,7 +184,7 @@ def simulate(topo: Topology, pairs: list[tuple[str, str]], demand_bps: float, ro
                     for h in hops:
                         store[h] -= chunk
                         used[h] += chunk
-                        if store[h] < -1e-6:
+                        if store[h] < 0:
                             raise AssertionError(f"over-committed {h}: reservation failed")
                         if measuring:
                             out.consumed_bits += chunk

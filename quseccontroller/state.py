@@ -129,6 +129,7 @@ class NetworkState:
         self.dirty_links: set[str] = set()   # links changed since the path search's arrays were synced
         self.nodes_dirty = True              # node trust or presence changed since then
         self.arc_index = None                # quseccontroller.arcs.ArcIndex, made by the path search
+        self.classical_version = 0           # bumped when switches, switch links or hosts change
 
     # -- QKD overlay ---------------------------------------------------------------------
     def add_node(self, node_id: str, trust: int = 3) -> None:
@@ -229,10 +230,12 @@ class NetworkState:
 
     # -- classical network ---------------------------------------------------------------
     def switch_up(self, dpid: int, ports: Iterable[int]) -> None:
+        self.classical_version += 1
         self.switch_ports[dpid] = set(int(p) for p in ports)
         self.classical.add_node(dpid)
 
     def switch_down(self, dpid: int) -> None:
+        self.classical_version += 1
         self.switch_ports.pop(dpid, None)
         if dpid in self.classical:
             self.classical.remove_node(dpid)
@@ -249,6 +252,7 @@ class NetworkState:
         if self.classical.has_edge(da, db) and self.classical.edges[da, db]["ports"] == ports:
             return False
         self.classical.add_edge(da, db, ports=ports)
+        self.classical_version += 1
         # A port that turns out to be a switch link never had a host behind it.
         for ip in [ip for ip, h in self.hosts.items() if (h.dpid, h.port) in ((da, pa), (db, pb))]:
             del self.hosts[ip]
@@ -259,6 +263,7 @@ class NetworkState:
         for nbr in list(self.classical.adj.get(da, {})):
             if self.classical.edges[da, nbr]["ports"][da] == pa:
                 self.classical.remove_edge(da, nbr)
+                self.classical_version += 1
                 return True
         return False
 
@@ -267,6 +272,7 @@ class NetworkState:
         for ip in [ip for ip, h in self.hosts.items() if (h.dpid, h.port) == (dpid, port)]:
             del self.hosts[ip]
             changed = True
+        self.classical_version += changed
         return changed
 
     def link_ports(self, dpid: int) -> set[int]:
@@ -278,4 +284,6 @@ class NetworkState:
             return False
         old = self.hosts.get(ip)
         self.hosts[ip] = HostInfo(mac, ip, dpid, port, now)
-        return old is None or (old.mac, old.dpid, old.port) != (mac, dpid, port)
+        changed = old is None or (old.mac, old.dpid, old.port) != (mac, dpid, port)
+        self.classical_version += changed
+        return changed
