@@ -247,7 +247,8 @@ class RelayEngine:
         key = b"".join(m for _, m in group)
         size_bits = 8 * len(group[0][1])
         bulk_ids = [k for k, _ in group] if len(group) > 1 else []
-        parts = shares.split(key, len(paths))
+        # pqc carries no QKD key at all (the fallback when links run dry): only the blobs
+        parts = [b""] * len(paths) if level == "pqc" else shares.split(key, len(paths))
         initiator = None
         if level in ("hybrid", "pqc"):
             initiator = hybrid.Initiator(self._identity, dst_node, group_id, level)
@@ -311,6 +312,16 @@ class RelayEngine:
         if source is None:
             raise RelayFailure(grpc.StatusCode.FAILED_PRECONDITION,
                                f"node {self.node_id} has no QKD link to next hop {peer}")
+        seq = self._seq.next(f"{peer}|{source.link_id}", self._clock())
+        if level == "pqc":
+            # no link key: the hop is authenticated by mutual TLS, the key by the signed blobs
+            return self._send(peer, addr, relay_pb2.RelayRequest(
+                version=relay_crypto.VERSION, path_id=path_id, share_index=index,
+                share_count=count, seq=seq, key_id=key_id, initiator_sae_id=initiator_sae,
+                target_sae_ids=list(targets), src_node=src, dst_node=dst,
+                from_node=self.node_id, link_id=source.link_id, size_bits=size_bits,
+                security_level=level, extensions=extensions, key_ids=list(key_ids)),
+                self._hop_timeout)
         n = len(share)
         try:
             # one take for pad and MAC key: one durable link-store write per hop
@@ -323,8 +334,7 @@ class RelayEngine:
             self.link_bytes_used += n + relay_crypto.MAC_KEY_BYTES
         pad, mac = relay_crypto.split_link_key(link_key.material, n)
         header = relay_crypto.RelayHeader(
-            path_id=path_id, seq=self._seq.next(f"{peer}|{source.link_id}", self._clock()),
-            key_id=key_id, from_node=self.node_id, src_node=src, dst_node=dst,
+            path_id=path_id, seq=seq, key_id=key_id, from_node=self.node_id, src_node=src, dst_node=dst,
             share_index=index, share_count=count, size_bits=size_bits, security_level=level,
             link_id=source.link_id, pad_key_ids=tuple(link_key.key_ids), mac_key_ids=(),
             initiator_sae_id=initiator_sae, target_sae_ids=tuple(targets),
@@ -381,6 +391,12 @@ class RelayEngine:
         if source is None or source.link_id != header.link_id or source.peer_node != peer:
             raise RelayFailure(grpc.StatusCode.FAILED_PRECONDITION,
                                f"node {self.node_id} has no QKD link {header.link_id} to {peer}")
+        if header.security_level == "pqc":
+            if req.ciphertext or req.tag or header.pad_key_ids or header.mac_key_ids:
+                raise RelayFailure(grpc.StatusCode.INVALID_ARGUMENT,
+                                   "a pqc relay message carries no QKD key")
+            self._replay.accept(hop, header.seq)
+            return self._forward_or_deliver(header, b"", auth)
         n = header.payload_bytes
         try:
             if header.mac_key_ids:
@@ -407,6 +423,10 @@ class RelayEngine:
             raise RelayFailure(grpc.StatusCode.ALREADY_EXISTS, f"node {self.node_id}: {exc}") from None
         except relay_crypto.RelayCryptoError as exc:
             raise RelayFailure(grpc.StatusCode.UNAUTHENTICATED, f"node {self.node_id}: {exc}") from None
+        return self._forward_or_deliver(header, share, auth)
+
+    def _forward_or_deliver(self, header: relay_crypto.RelayHeader, share: bytes,
+                            auth) -> relay_pb2.RelayAck:
         if auth.next_hop:
             return self._send_hop(auth.next_hop, auth.next_hop_addr, path_id=header.path_id,
                                   key_id=header.key_id, key_ids=header.key_ids,
@@ -457,8 +477,11 @@ class RelayEngine:
                 self._pending.pop(header.key_id, None)
         if not complete:
             return ack
-        key = shares.combine([pending.shares[i] for i in sorted(pending.shares)])
-        if level in ("hybrid", "pqc"):
+        if level == "pqc":  # no QKD key: derive() only uses its length
+            key = pending.responder.derive(bytes(header.payload_bytes))
+        else:
+            key = shares.combine([pending.shares[i] for i in sorted(pending.shares)])
+        if level == "hybrid":
             key = pending.responder.derive(key)
         path = ext.get(EXT_PATH, "").split(",") if ext.get(EXT_PATH) else []
         meta = {"qusec_route_type": "indirect", "qusec_security_level": level,

@@ -257,3 +257,15 @@ def test_qusec_restart_keeps_direct_delivery_and_reregisters(net) -> None:
     assert e.dec_keys("sae-a", [keys[0].key_id])[0].key == keys[0].key
     keys = a.enc_keys("sae-d", 1, 256)  # new paths are granted again
     assert net.client("sae-d").dec_keys("sae-a", [keys[0].key_id])[0].key == keys[0].key
+
+
+def test_sae_can_ask_for_hybrid_but_not_for_pqc(net) -> None:
+    a, e = net.client("sae-a"), net.client("sae-e")
+    keys = a.enc_keys("sae-e", 1, 256,
+                      extension_mandatory=[{"qusec_security_level": "hybrid"}])
+    assert keys[0].key_extension["qusec_security_level"] == "hybrid"
+    got = e.dec_keys("sae-a", [keys[0].key_id])
+    assert got[0].key == keys[0].key and got[0].key_extension["qusec_security_level"] == "hybrid"
+    with pytest.raises(Etsi014Error) as info:
+        a.enc_keys("sae-e", 1, 256, extension_mandatory=[{"qusec_security_level": "pqc"}])
+    assert info.value.status == 503 and "'pqc' requested" in info.value.body["message"]

@@ -242,9 +242,11 @@ def test_pqc_and_level_upgrade(line: Net) -> None:
     with pytest.raises(RelayFailure, match="'pqc' requested"):
         effective_level("qkd", "pqc")
     line.level = "pqc"
+    before = cursors(line)
     keys, out, _, level = relay(line, n=1)
     got = line.nodes["E"].store.fetch("sae-a", "sae-e", [keys[0][0]])
     assert level == "pqc" and got[0].material == out[0].key != keys[0][1]
+    assert cursors(line) == before  # the PQC fallback burns no QKD link key
 
 
 def test_not_enough_link_key_fails_cleanly(tmp_path) -> None:
