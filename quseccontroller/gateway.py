@@ -528,11 +528,11 @@ class GatewayServer:
     """gRPC server (control + health + reflection) and HTTP server around one Gateway."""
 
     def __init__(self, gateway: Gateway, grpc_listen: str, http_listen: str,
-                 credentials: grpc.ServerCredentials | None):
+                 credentials: grpc.ServerCredentials | None, workers: int = settings.GRPC_WORKERS):
         self.gateway = gateway
         self.health = health.HealthServicer()
         # Each control stream holds a worker for its lifetime; unary calls need spares.
-        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=settings.GRPC_WORKERS),
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers),
                                   options=[("grpc.so_reuseport", 0)])
         control_pb2_grpc.add_QuSeCControlServicer_to_server(gateway, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
@@ -602,6 +602,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--gone-grace", type=float, default=settings.GONE_GRACE_S,
                    help="seconds before a lost control stream marks its node gone")
     p.add_argument("--ack-timeout", type=float, default=settings.AUTH_ACK_TIMEOUT_S)
+    p.add_argument("--grpc-workers", type=int, default=settings.GRPC_WORKERS,
+                   help="gRPC threads: open control streams + concurrent calls")
     p.add_argument("--parent-pid", type=int, default=0,
                    help="exit when this process (the app that started us) is gone")
     p.add_argument("--insecure", action="store_true", help="allow serving without TLS (testing)")
@@ -623,7 +625,7 @@ def main(argv: list[str] | None = None) -> int:
     gateway = Gateway(args.bridge or settings.bridge_socket_path(state_dir),
                       gone_grace=args.gone_grace, ack_timeout=args.ack_timeout)
     server = GatewayServer(gateway, args.grpc_listen, args.http_listen,
-                           server_credentials(*tls) if all(tls) else None)
+                           server_credentials(*tls) if all(tls) else None, args.grpc_workers)
     server.start()
     ready = state_dir / settings.GATEWAY_READY_FILE
     tmp = ready.with_suffix(".tmp")

@@ -39,7 +39,9 @@ GONE_GRACE_S = 5.0           # a lost control stream marks the node gone after t
 REPORT_INTERVAL_MS = 2000    # asked of agents in Registered
 AUTH_ACK_TIMEOUT_S = 5.0     # every Authorise must be acked by its agent within this
 BRIDGE_CALL_TIMEOUT_S = 10.0
-GRPC_WORKERS = 32            # thread pool; each open control stream holds one worker
+# gRPC thread pool: every open control stream holds one worker for its lifetime, so this
+# bounds agents + concurrent unary calls (threads start lazily; idle ones cost little).
+GRPC_WORKERS = 512
 
 # Unix socket paths are limited to 107 bytes; long state dirs get a short alias.
 _SUN_PATH_MAX = 100

@@ -21,7 +21,7 @@ from tests.helpers_tls import make_pki
 
 pytestmark = pytest.mark.integration
 
-NODES = ["A", "B", "C", "D"]
+NODES = ["A", "B", "C", "D"] + [f"S{i}" for i in range(40)]
 
 
 @pytest.fixture(scope="module")
@@ -210,6 +210,24 @@ def test_lost_stream_marks_node_gone_after_grace(ctl, pki):
         assert "C" not in json.loads(http(ctl, "/healthz")[1])["nodes"]
     finally:
         a.close()
+
+
+def test_many_open_control_streams_leave_room_for_calls(ctl, pki):
+    """Every open stream holds a gRPC worker: 40 agents (more than a small pool) and still
+    path requests are answered."""
+    agents = [agent(ctl, pki, f"S{i}", links=[link(f"SL{i}", f"S{(i + 1) % 40}"),
+                                              link(f"SL{(i - 1) % 40}", f"S{(i - 1) % 40}")])
+              for i in range(40)]
+    try:
+        for a in agents:
+            a.connect()
+        assert all(a.registered.is_set() for a in agents)
+        reply = agents[0].request_path("S3")
+        assert [h.node_id for h in reply.paths[0].hops] == ["S0", "S1", "S2", "S3"]
+        assert len(json.loads(http(ctl, "/healthz")[1])["nodes"]) >= 40
+    finally:
+        for a in agents:
+            a.close()
 
 
 def test_gateway_crash_is_restarted_by_the_app(ctl, pki):
