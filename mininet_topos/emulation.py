@@ -322,9 +322,12 @@ class MininetNetwork:
         return self.net.get(name)
 
     def sae_call(self, sae: str, op: str, peer: str, *, number: int = 1, size: int | None = None,
-                 key_ids: list[str] | None = None, timeout: float = SAE_CALL_TIMEOUT_S) -> dict:
+                 key_ids: list[str] | None = None, fresh: bool = False,
+                 timeout: float = SAE_CALL_TIMEOUT_S) -> dict:
         """Run an ETSI 014 call inside SAE ``sae``'s host: op 'enc' (peer = slave) or 'dec'
-        (peer = master). Returns {"keys": [{key_ID, sha256, size, extension}]} or {"error": ...}."""
+        (peer = master). Returns {"keys": [{key_ID, sha256, size, extension}]} or {"error": ...}.
+        ``fresh``: ask for security level qkd explicitly, so the key is relayed now (not taken
+        from a pre-relayed buffer) over the path QuSeC grants now."""
         h = self.plan.sae_host(sae)
         node = self.agents[h.node]
         argv = [sys.executable, "-m", "mininet_topos.emulation", "sae", op, "--url",
@@ -334,6 +337,8 @@ class MininetNetwork:
             argv += ["--size", str(size)]
         for kid in key_ids or []:
             argv += ["--key-id", kid]
+        if fresh:
+            argv.append("--fresh")
         proc = self.net.get(h.name).popen(argv)
         try:
             out, err = proc.communicate(timeout=timeout)
@@ -347,10 +352,11 @@ class MininetNetwork:
             return {"error": {"message": f"{op}_keys from {sae} failed (exit {proc.returncode}): "
                                          f"{err.decode(errors='replace')[-800:]}"}}
 
-    def key_pair(self, master: str, slave: str, number: int = 1, size: int | None = None) -> dict:
+    def key_pair(self, master: str, slave: str, number: int = 1, size: int | None = None,
+                 fresh: bool = False) -> dict:
         """enc_keys in the master SAE's host, dec_keys in the slave's; digests compared."""
         t = time.monotonic()
-        enc = self.sae_call(master, "enc", slave, number=number, size=size)
+        enc = self.sae_call(master, "enc", slave, number=number, size=size, fresh=fresh)
         if "error" in enc:
             return {"master": master, "slave": slave, "ok": False, "error": enc["error"],
                     "keys_requested": number, "keys_matched": 0, "path": []}
@@ -559,11 +565,13 @@ def sae_main(argv: list[str]) -> int:
     p.add_argument("--number", type=int, default=1)
     p.add_argument("--size", type=int)
     p.add_argument("--key-id", action="append", default=[])
+    p.add_argument("--fresh", action="store_true", help="extension_mandatory qusec_security_level=qkd")
     a = p.parse_args(argv)
+    mandatory = [{"qusec_security_level": "qkd"}] if a.fresh else None
     try:
         with Etsi014Client(a.url, a.ca, a.cert, a.key, timeout=SAE_CALL_TIMEOUT_S) as c:
-            keys = (c.enc_keys(a.peer, a.number, a.size) if a.op == "enc"
-                    else c.dec_keys(a.peer, a.key_id))
+            keys = (c.enc_keys(a.peer, a.number, a.size, extension_mandatory=mandatory)
+                    if a.op == "enc" else c.dec_keys(a.peer, a.key_id))
     except Etsi014Error as exc:
         print(json.dumps({"error": {"status": exc.status, "body": exc.body, "url": exc.url}}))
         return 1
