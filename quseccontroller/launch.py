@@ -62,7 +62,8 @@ class Controller:
                  policy: str | None = None, grpc_listen: str = "127.0.0.1:0",
                  http_listen: str = "127.0.0.1:0", of_listen: str = "127.0.0.1:0",
                  observe_links: bool = True, path_ttl: float = settings.PATH_TTL_S,
-                 gone_grace: float = settings.GONE_GRACE_S, extra_args: list[str] | None = None):
+                 gone_grace: float = settings.GONE_GRACE_S, extra_args: list[str] | None = None,
+                 gateway: str = "spawn"):
         self.state_dir = Path(state_dir).resolve()
         self.ca_cert, self.cert, self.key = (str(Path(p).resolve()) for p in (ca_cert, cert, key))
         self.policy = str(Path(policy).resolve()) if policy else ""
@@ -74,8 +75,15 @@ class Controller:
         self.path_ttl = path_ttl
         self.gone_grace = gone_grace
         self.extra_args = list(extra_args or [])
+        if gateway not in ("spawn", "standalone"):
+            raise ValueError(f"gateway: expected 'spawn' or 'standalone', got {gateway!r}")
+        # "spawn": the app starts and supervises the gateway; "standalone": this launcher runs
+        # it as a separate process that outlives app restarts.
+        self.gateway = gateway
         self.proc: subprocess.Popen | None = None
+        self.gateway_proc: subprocess.Popen | None = None
         self._log = None
+        self._gw_log = None
 
     # -- addresses ---------------------------------------------------------------------------
     @property
@@ -109,7 +117,7 @@ class Controller:
     def write_config(self) -> Path:
         """The oslo.config file osken-manager reads (``--config-file``)."""
         lines = ["[qusec]", f"state_dir = {self.state_dir}", f"policy = {self.policy}",
-                 "gateway = spawn",
+                 f"gateway = {self.gateway}",
                  f"grpc_listen = {self._grpc[0]}:{self._grpc[1]}",
                  f"http_listen = {self._http[0]}:{self._http[1]}",
                  f"ca_cert = {self.ca_cert}", f"cert = {self.cert}", f"key = {self.key}",
@@ -124,12 +132,30 @@ class Controller:
             argv.append("--observe-links")
         return argv + self.extra_args + ["quseccontroller.app"]
 
+    def gateway_argv(self) -> list[str]:
+        """The standalone gateway's command line (the app builds its own in spawn mode)."""
+        return [sys.executable, "-m", "quseccontroller.gateway",
+                "--bridge", settings.bridge_socket_path(self.state_dir),
+                "--state-dir", str(self.state_dir),
+                "--grpc-listen", f"{self._grpc[0]}:{self._grpc[1]}",
+                "--http-listen", f"{self._http[0]}:{self._http[1]}",
+                "--ca-cert", self.ca_cert, "--cert", self.cert, "--key", self.key,
+                "--gone-grace", str(self.gone_grace)]
+
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> "Controller":
+        """Start osken-manager (and, standalone, the gateway unless it is still running)."""
         if self.proc is not None and self.proc.poll() is None:
             raise ControllerError("controller already running")
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        (self.state_dir / settings.GATEWAY_READY_FILE).unlink(missing_ok=True)
+        if self.gateway == "spawn" or self.gateway_proc is None or self.gateway_proc.poll() is not None:
+            (self.state_dir / settings.GATEWAY_READY_FILE).unlink(missing_ok=True)
+        if self.gateway == "standalone" and (self.gateway_proc is None
+                                             or self.gateway_proc.poll() is not None):
+            self._gw_log = open(self.gateway_log, "ab")
+            self.gateway_proc = subprocess.Popen(self.gateway_argv(), stdout=self._gw_log,
+                                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                                 cwd=self.state_dir, start_new_session=True)
         argv = self.argv()
         self._log = open(self.log_file, "ab")
         env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -145,6 +171,9 @@ class Controller:
         if self.proc.poll() is not None:
             raise ControllerError(f"osken-manager exited with {self.proc.returncode}; "
                                   f"see {self.log_file}:\n{self.tail(self.log_file)}")
+        if self.gateway_proc is not None and self.gateway_proc.poll() is not None:
+            raise ControllerError(f"gateway exited with {self.gateway_proc.returncode}; "
+                                  f"see {self.gateway_log}:\n{self.tail(self.gateway_log)}")
 
     @staticmethod
     def tail(path: Path, lines: int = 25) -> str:
@@ -195,8 +224,31 @@ class Controller:
         """What the running gateway wrote to STATE_DIR/gateway.json (pid, addresses)."""
         return json.loads((self.state_dir / settings.GATEWAY_READY_FILE).read_text())
 
+    def stop_app(self, timeout: float = 10.0) -> None:
+        """Stop osken-manager only (a standalone gateway keeps serving and waits for it)."""
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
     def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM osken-manager (the gateway exits with it), then SIGKILL what is left."""
+        """SIGTERM osken-manager (a spawned gateway exits with it) and a standalone gateway,
+        then SIGKILL what is left."""
+        gw, self.gateway_proc = self.gateway_proc, None
+        if gw is not None and gw.poll() is None:
+            gw.send_signal(signal.SIGTERM)
+            try:
+                gw.wait(timeout)
+            except subprocess.TimeoutExpired:
+                gw.kill()
+                gw.wait(5)
+        if self._gw_log is not None:
+            self._gw_log.close()
+            self._gw_log = None
         proc, self.proc = self.proc, None
         gw_pid = None
         try:

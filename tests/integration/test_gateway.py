@@ -241,3 +241,40 @@ def test_gateway_crash_is_restarted_by_the_app(ctl, pki):
     finally:
         a.close()
     assert ctl.proc.poll() is None and ctl.of_listening()
+
+
+def test_standalone_gateway_survives_an_app_restart(tmp_path, pki):
+    c = Controller(tmp_path / "standalone", ca_cert=pki.ca_cert, cert=pki.qusec_cert,
+                   key=pki.qusec_key, gateway="standalone")
+    c.start()
+    a = b = None
+    try:
+        c.wait_ready(30)
+        a = agent(c, pki, "A", links=[link("AB", "B")]).connect()
+        b = agent(c, pki, "B", links=[link("AB", "A")]).connect()
+        assert a.request_path("B").paths
+        gw_pid = c.gateway_proc.pid
+        c.stop_app()
+        wait_for(lambda: not c.grpc_serving(), what="NOT_SERVING while the app is away")
+        with pytest.raises(grpc.RpcError) as err:
+            a.request_path("B")
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "not connected" in err.value.details()
+        c.start().wait_ready(30)
+        assert c.gateway_proc.pid == gw_pid
+        # The agents' streams stayed open; the gateway registered them again with the new app.
+        reply = wait_for(lambda: _try(lambda: a.request_path("B")), what="path after app restart")
+        assert [h.node_id for h in reply.paths[0].hops] == ["A", "B"]
+        assert not a.closed.is_set() and not b.closed.is_set()
+    finally:
+        for ag in (a, b):
+            if ag is not None:
+                ag.close()
+        c.stop()
+
+
+def _try(fn):
+    try:
+        return fn()
+    except grpc.RpcError:
+        return None
