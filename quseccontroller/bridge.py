@@ -25,7 +25,6 @@ import os
 import socket
 import struct
 import threading
-import time
 from typing import Any, Callable
 
 LOG = logging.getLogger(__name__)
@@ -396,17 +395,3 @@ class GatewayBridgeClient:
         for p in pendings:
             p.event.set()  # reply stays None -> BridgeUnavailable
 
-
-def wait_for_socket(path: str, timeout: float) -> bool:
-    """Poll until something accepts on ``path`` (for launchers and tests)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            s.connect(path)
-            return True
-        except OSError:
-            time.sleep(0.05)
-        finally:
-            s.close()
-    return False
