@@ -131,6 +131,9 @@ def claimed_blocks(net: RelayNet, receiver: str, sender: str) -> int:
 
 def test_four_hop_relay_identical_keys_gone_after_delivery(net) -> None:
     a, e = net.client("sae-a"), net.client("sae-e")
+    status = a.status("sae-e")  # relayable keys, bounded by this node's link key
+    assert 0 < status["stored_key_count"] <= status["max_key_count"]
+    assert status["status_extension"]["qusec_route_type"] == "indirect"
     keys = a.enc_keys("sae-e", 3, 256)
     ext = keys[0].key_extension
     assert ext["qusec_route_type"] == "indirect" and ext["qusec_hops"] == 3

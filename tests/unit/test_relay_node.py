@@ -1,0 +1,59 @@
+"""Pure helpers of the relay plugin: security level choice, [relay] settings, link states."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+
+from kms_agents.relay_engine import RelayFailure, bulk_groups
+from kms_agents.relay_node import effective_level, link_states, relay_hop_bytes, relay_settings
+from quseccontroller.proto import control_pb2
+
+
+def test_effective_level() -> None:
+    assert effective_level("", None) == "qkd"
+    assert effective_level("qkd", "hybrid") == "hybrid"
+    assert effective_level("hybrid", None) == "hybrid"
+    with pytest.raises(RelayFailure, match="'pqc' requested but the matched policy gives 'qkd'"):
+        effective_level("qkd", "pqc")
+
+
+@dataclass
+class Cfg:
+    extra: dict = field(default_factory=dict)
+    source: str = "agent.toml"
+
+
+def test_relay_settings_reject_unknown_fields() -> None:
+    assert relay_settings(Cfg()) == {}
+    assert relay_settings(Cfg({"relay": {"prerelay": True}})) == {"prerelay": True}
+    with pytest.raises(ValueError, match=r"agent.toml: \[relay\]: unknown field\(s\) prerelai"):
+        relay_settings(Cfg({"relay": {"prerelai": True}}))
+
+
+class Src:
+    def __init__(self, avail: int | Exception) -> None:
+        self.link_id, self.peer_node, self.rate_bps, self.kind = "A-B", "B", 1e6, "simulated"
+        self._avail = avail
+
+    def available_bytes(self) -> int:
+        if isinstance(self._avail, Exception):
+            raise self._avail
+        return self._avail
+
+
+def test_link_states_report_level_and_failures() -> None:
+    up, empty, broken = link_states([Src(100), Src(0), Src(OSError("vendor KMS down"))])
+    assert (up.stored_bits, up.status) == (800, control_pb2.LINK_STATUS_ACTIVE)
+    assert empty.status == control_pb2.LINK_STATUS_PASSIVE
+    assert (broken.stored_bits, broken.status) == (0, control_pb2.LINK_STATUS_OFF)
+
+
+def test_hop_cost_and_bulk_groups() -> None:
+    assert relay_hop_bytes(32) == 64
+    keys = [(str(i), bytes(1024)) for i in range(128)]
+    groups = bulk_groups(keys, "qkd")
+    assert [len(g) for g in groups] == [32, 32, 32, 32]
+    assert [k for g in groups for k in g] == keys
+    assert all(len(g) == 1 for g in bulk_groups(keys[:3], "hybrid"))
+    assert [len(g) for g in bulk_groups(keys, "qkd", max_bytes=10 * 1024)] == [10] * 12 + [8]
