@@ -139,6 +139,10 @@ class Metrics:
         self.setup_app = Histogram("qusec_path_setup_app_seconds", "Time in the controller app "
                                    "(core + flow barriers)", buckets=buckets, registry=r)
         self.flows = Counter("qusec_flows_installed", "Relay flow entries installed", registry=r)
+        self.flow_entries = Gauge("qusec_flow_entries", "QuSeC flow entries on all switches now",
+                                  registry=r)
+        self.paths_active = Gauge("qusec_paths_active", "Granted relay paths not yet expired",
+                                  registry=r)
         self.nodes = Gauge("qusec_nodes_up", "Agents with an open control stream", registry=r)
         self.switches = Gauge("qusec_switches_up", "OpenFlow switches connected", registry=r)
         self.switch_links = Gauge("qusec_switch_links_up", "Switch links seen by LLDP", registry=r)
@@ -460,6 +464,9 @@ class Gateway(control_pb2_grpc.QuSeCControlServicer):
             return {}
         self.metrics.switches.set(len(status.get("switches", [])))
         self.metrics.switch_links.set(status.get("switch_links", 0))
+        core = status.get("core", {})
+        self.metrics.flow_entries.set(core.get("flows", 0))
+        self.metrics.paths_active.set(len(core.get("paths", {})))
         return status
 
 

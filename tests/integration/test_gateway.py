@@ -177,7 +177,7 @@ def test_granted_path_is_answered_after_every_authorisation_is_acked(ctl, pki):
         granted = [float(line.split()[-1]) for line in body.splitlines()
                    if line.startswith("qusec_paths_granted_total ")]
         assert granted and granted[0] >= 1
-        assert "qusec_path_setup_seconds_count" in body
+        assert "qusec_path_setup_seconds_count" in body and "qusec_paths_active" in body
         assert 'qusec_link_key_bits{link="BD",node="D"} 1e+08' in body
         status, body = http(ctl, "/etsi015")
         assert status == 200 and isinstance(json.loads(body), dict)
