@@ -18,6 +18,8 @@ from kms_agents.client import Etsi014Client
 
 
 class RelayNet:
+    """QuSeC + one agent per node of ``topology_toml`` under ``root``; stopped by ``stop()``."""
+
     def __init__(self, root: Path, topology_toml: str, *, policy_toml: str | None = None,
                  relay_settings: dict[str, dict[str, Any]] | None = None,
                  limits: dict[str, int] | None = None, link_capacity_bytes: int = 0) -> None:
@@ -59,16 +61,18 @@ class RelayNet:
             raise
 
     def start_agent(self, node: str) -> None:
+        """(Re)start one node's agent on its state dir (wait with ``wait_agents``)."""
         state = Path(self.configs[node].state_dir)
         (state / "agent.json").unlink(missing_ok=True)
         with open(state / "agent.log", "ab") as log:
             self.procs[node] = subprocess.Popen(
-                [sys.executable, "-m", "kms_agents.agent", "--config", str(state / "agent.toml")],
+                [*agent_command(), "--config", str(state / "agent.toml")],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 env={**os.environ, "QUSEC_LOG_LEVEL": os.environ.get("QUSEC_LOG_LEVEL", "INFO")})
         self.info.pop(node, None)
 
     def wait_agents(self, timeout: float = 60.0) -> None:
+        """Until every agent wrote agent.json and is registered with QuSeC."""
         deadline = time.monotonic() + timeout
         while len(self.info) < len(self.procs):
             for node, proc in self.procs.items():
@@ -99,6 +103,7 @@ class RelayNet:
         return {n for n, v in core.get("nodes", {}).items() if v.get("online")}
 
     def wait_registered(self, nodes: set[str], timeout: float = 30.0) -> float:
+        """Seconds until every node in ``nodes`` is registered (RuntimeError after timeout)."""
         t0 = time.monotonic()
         while not nodes <= self.registered_nodes():
             if time.monotonic() - t0 > timeout:
@@ -108,17 +113,21 @@ class RelayNet:
         return time.monotonic() - t0
 
     def client(self, sae: str) -> Etsi014Client:
+        """An ETSI 014 client of ``sae`` (its certificate) at its node's vKMS."""
         node = self.topology.saes[sae].node
         pair = self.pki.saes[sae]
         return Etsi014Client(self.info[node]["etsi014_url"], self.pki.ca_cert, pair.cert, pair.key)
 
     def db(self, node: str) -> Path:
+        """The node's SQLite key store."""
         return Path(self.configs[node].state_dir) / "keys.db"
 
     def log(self, node: str) -> str:
+        """The node's agent log so far."""
         return (Path(self.configs[node].state_dir) / "agent.log").read_text(errors="replace")
 
     def stop(self) -> None:
+        """Stop every agent (SIGTERM, then SIGKILL) and QuSeC."""
         for proc in self.procs.values():
             if proc.poll() is None:
                 proc.terminate()
@@ -130,3 +139,8 @@ class RelayNet:
                 proc.wait()
         self.controller.stop()
 
+
+def agent_command() -> list[str]:
+    """``kms-agent`` next to this interpreter (the virtualenv's), else ``python -m``."""
+    script = Path(sys.executable).with_name("kms-agent")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "kms_agents.agent"]
