@@ -35,6 +35,9 @@ LOCK_PATH = "/tmp/qusec-mininet.lock"
 READY_TIMEOUT_S = 180.0          # whole bring-up (35 nodes on 2 cores needs well under this)
 SAE_CALL_TIMEOUT_S = 30.0
 RELAY_FLOW_PRIORITY = 30000      # QuSeC's per-hop relay flows (quseccontroller.flows)
+# Every vKMS host has its own network namespace, so agents use fixed, well-known ports there:
+# a restarted agent comes back on the same addresses its neighbours and QuSeC already know.
+AGENT_PORTS = {"etsi014": 443, "etsi004": 4004, "relay": 7000}
 
 
 class EmulationError(RuntimeError):
@@ -187,7 +190,13 @@ class MininetNetwork:
 
         self.net = Mininet(topo=QkdTopo(self.plan), switch=switch, controller=None, build=False,
                            autoSetMacs=False, waitConnected=False)
-        self.net.addController("c0", controller=RemoteController, ip="127.0.0.1",
+        class QuSeCController(RemoteController):
+            # Mininet probes the port with telnet and decodes the reply as UTF-8: QuSeC's
+            # binary OpenFlow HELLO then raises UnicodeDecodeError. wait_ready() already checked.
+            def checkListening(self) -> None:
+                pass
+
+        self.net.addController("c0", controller=QuSeCController, ip="127.0.0.1",
                                port=self.controller.of_port)
         self.net.build()
         self.net.start()
@@ -264,7 +273,7 @@ class MininetNetwork:
         from kms_agents.config import configs_for_topology, write_config
         addrs = {h.node: h.ip for h in self.plan.node_hosts}
         self.configs = configs_for_topology(self.topology, self.pki, self.state_dir / "nodes",
-                                            addrs, qusec_addr=self.qusec["grpc"])
+                                            addrs, qusec_addr=self.qusec["grpc"], ports=AGENT_PORTS)
         for node_id, cfg in self.configs.items():
             write_config(cfg, Path(cfg.state_dir) / "agent.toml")
             self._spawn_agent(node_id)
