@@ -58,6 +58,8 @@ OPTS = [
     cfg.FloatOpt("expire_interval", default=settings.EXPIRE_INTERVAL_S, help="expiry sweep period (s)"),
     cfg.FloatOpt("gone_grace", default=settings.GONE_GRACE_S,
                  help="seconds before a node with a lost control stream is marked gone"),
+    cfg.IntOpt("parent_pid", default=0,
+               help="exit when this process (a launcher) is gone; 0: run until stopped"),
 ]
 CONF.register_opts(OPTS, group="qusec")
 
@@ -79,6 +81,7 @@ class AppConfig:
     path_ttl: float
     expire_interval: float
     gone_grace: float
+    parent_pid: int = 0
 
     @classmethod
     def from_conf(cls, conf: Any = None) -> "AppConfig":
@@ -88,7 +91,8 @@ class AppConfig:
                    grpc_listen=q.grpc_listen, http_listen=q.http_listen, ca_cert=q.ca_cert,
                    cert=q.cert, key=q.key,
                    bridge_socket=q.bridge_socket or settings.bridge_socket_path(state_dir),
-                   path_ttl=q.path_ttl, expire_interval=q.expire_interval, gone_grace=q.gone_grace)
+                   path_ttl=q.path_ttl, expire_interval=q.expire_interval, gone_grace=q.gone_grace,
+                   parent_pid=q.parent_pid)
 
     def gateway_argv(self) -> list[str]:
         """Command line of the companion gateway process."""
@@ -258,6 +262,11 @@ class QuSeCApp(app_manager.OSKenApp):
     def _expire_loop(self) -> None:
         while not self._stopping:
             hub.sleep(self.cfg.expire_interval)
+            if self.cfg.parent_pid and os.getppid() != self.cfg.parent_pid:
+                # The launcher died without stopping us: do not linger on a shared machine.
+                LOG.warning("launcher (pid %d) is gone; exiting", self.cfg.parent_pid)
+                self.close()
+                os._exit(0)
             try:
                 self.execute(self.core.expire(time.time()))
                 self._maybe_reload_policy()

@@ -121,7 +121,8 @@ class Controller:
                  f"grpc_listen = {self._grpc[0]}:{self._grpc[1]}",
                  f"http_listen = {self._http[0]}:{self._http[1]}",
                  f"ca_cert = {self.ca_cert}", f"cert = {self.cert}", f"key = {self.key}",
-                 f"path_ttl = {self.path_ttl}", f"gone_grace = {self.gone_grace}", ""]
+                 f"path_ttl = {self.path_ttl}", f"gone_grace = {self.gone_grace}",
+                 f"parent_pid = {os.getpid()}", ""]
         self.config_file.write_text("\n".join(lines))
         return self.config_file
 
@@ -140,7 +141,7 @@ class Controller:
                 "--grpc-listen", f"{self._grpc[0]}:{self._grpc[1]}",
                 "--http-listen", f"{self._http[0]}:{self._http[1]}",
                 "--ca-cert", self.ca_cert, "--cert", self.cert, "--key", self.key,
-                "--gone-grace", str(self.gone_grace)]
+                "--gone-grace", str(self.gone_grace), "--parent-pid", str(os.getpid())]
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> "Controller":

@@ -278,3 +278,33 @@ def _try(fn):
         return fn()
     except grpc.RpcError:
         return None
+
+
+LAUNCHER = """
+import json, os, sys
+from quseccontroller.launch import Controller
+c = Controller(sys.argv[1], ca_cert=sys.argv[2], cert=sys.argv[3], key=sys.argv[4])
+c.start().wait_ready(30)
+print(json.dumps({"app": c.proc.pid, "gateway": c.gateway_info()["pid"]}), flush=True)
+os._exit(0)  # the launcher dies without stopping anything
+"""
+
+
+def test_controller_does_not_outlive_a_crashed_launcher(tmp_path, pki):
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-c", LAUNCHER, str(tmp_path / "orphan"), pki.ca_cert,
+                          pki.qusec_cert, pki.qusec_key], capture_output=True, text=True, timeout=60,
+                         cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+    pids = json.loads(out.stdout.strip().splitlines()[-1])
+
+    def gone(pid):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] == "Z"
+
+    wait_for(lambda: gone(pids["app"]) and gone(pids["gateway"]), timeout=15,
+             what="osken-manager and gateway to exit after their launcher died")
