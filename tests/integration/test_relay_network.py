@@ -103,7 +103,8 @@ def net(tmp_path_factory):
     port = s.getsockname()[1]
     s.close()
     proxy_addr = f"127.0.0.1:{port}"
-    n = Net(root, TOPOLOGY, policy_toml=POLICY, relay_settings={"C": {"advertise_addr": proxy_addr}})
+    n = Net(root, TOPOLOGY, policy_toml=POLICY, relay_settings={"C": {"advertise_addr": proxy_addr},
+                                                      "E": {"prerelay": True}})
     try:
         proxy = Interposer(n.pki)
         proxy.target = n.info["C"]["relay_addr"]
@@ -272,3 +273,27 @@ def test_sae_can_ask_for_hybrid_but_not_for_pqc(net) -> None:
     with pytest.raises(Etsi014Error) as info:
         a.enc_keys("sae-e", 1, 256, extension_mandatory=[{"qusec_security_level": "pqc"}])
     assert info.value.status == 503 and "'pqc' requested" in info.value.body["message"]
+
+
+def pending_ids(net: RelayNet, node: str, master: str, slave: str) -> set[str]:
+    with sqlite3.connect(f"file:{net.db(node)}?mode=ro", uri=True) as db:
+        return {r[0] for r in db.execute(
+            "SELECT key_id FROM e2e_pending WHERE master_sae=? AND sae=?", (master, slave))}
+
+
+def test_prerelayed_buffer_serves_keys_already_at_the_slave(net) -> None:
+    e, a = net.client("sae-e"), net.client("sae-a")   # E has pre-relay buffers on
+    for _ in range(3):                                  # a demand pattern for sae-e -> sae-a
+        keys = e.enc_keys("sae-a", 1, 256)
+        a.dec_keys("sae-e", [k.key_id for k in keys])
+        time.sleep(0.05)
+    deadline = time.monotonic() + 10
+    while len(pending_ids(net, "A", "sae-e", "sae-a")) < 4 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    waiting = pending_ids(net, "A", "sae-e", "sae-a")
+    assert len(waiting) >= 4, "buffer was not filled at the slave's node"
+    keys = e.enc_keys("sae-a", 2, 256)
+    assert {k.key_id for k in keys} <= waiting        # served from the buffer
+    assert keys[0].key_extension["qusec_route_type"] == "indirect"
+    got = a.dec_keys("sae-e", [k.key_id for k in keys])
+    assert [g.key for g in got] == [k.key for k in keys]
