@@ -73,10 +73,14 @@ class AuthTable:
         with self._cond:
             self._auths.clear()
 
-    def expire(self, now: float) -> list[str]:
-        """Drop expired authorisations; returns their path ids."""
+    def expire(self, now: float, grace: float = 0.0) -> list[str]:
+        """Forget authorisations expired more than ``grace`` s ago; returns their path ids.
+
+        ``check`` refuses an expired authorisation at once; the grace only keeps its
+        hops known so that a late Void can still reach the destination.
+        """
         with self._cond:
-            gone = [p for p, a in self._auths.items() if a.expires_at <= now]
+            gone = [p for p, a in self._auths.items() if a.expires_at + grace <= now]
             for path_id in gone:
                 del self._auths[path_id]
             return gone

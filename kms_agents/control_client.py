@@ -29,6 +29,7 @@ from quseccontroller.proto import control_pb2, control_pb2_grpc
 log = logging.getLogger(__name__)
 
 DEFAULT_THRESHOLDS_BITS = (8 * 1024, 64 * 1024, 1024 * 1024)
+AUTH_FORGET_GRACE_S = 120.0  # expired authorisations still route Voids this long
 
 
 class PathRefused(Exception):
@@ -170,6 +171,7 @@ class ControlClient:
             if isinstance(item, control_pb2.AgentMessage):
                 yield item
                 continue
+            self.authz.expire(time.time(), grace=AUTH_FORGET_GRACE_S)
             try:
                 links = self._links()
             except Exception:  # a broken key source must not kill the control stream
