@@ -234,7 +234,8 @@ class Gateway(control_pb2_grpc.QuSeCControlServicer):
             session = self._open_session(request_iterator, context)
         except Abort as exc:
             self.metrics.rejected.labels(exc.code.name.lower()).inc()
-            LOG.warning("control stream from %s refused: %s", context.peer(), exc.message)
+            LOG.warning("event=stream_refused peer=%s code=%s msg=%r", context.peer(), exc.code.name,
+                        exc.message)
             context.abort_with_status(exc.status())
             return
         reader = threading.Thread(target=self._read_stream, args=(session, request_iterator),
@@ -283,8 +284,8 @@ class Gateway(control_pb2_grpc.QuSeCControlServicer):
             timer.cancel()
         if old is not None:
             old.close()  # a reconnecting agent replaces its stale stream
-        LOG.info("node %s registered (%d QKD links, %d SAEs)", reg.node_id, len(reg.links),
-                 len(reg.saes))
+        LOG.info("event=registered node=%s peer=%s links=%d saes=%d relay=%s", reg.node_id,
+                 context.peer(), len(reg.links), len(reg.saes), reg.relay_addr)
         return session
 
     def _read_stream(self, session: AgentSession, it: Iterator[control_pb2.AgentMessage]) -> None:
@@ -327,8 +328,7 @@ class Gateway(control_pb2_grpc.QuSeCControlServicer):
             timer = threading.Timer(self.gone_grace, self._gone, args=(session,))
             timer.daemon = True
             self.gone_timers[session.node_id] = timer
-        LOG.info("control stream of %s closed; gone in %.1fs unless it reconnects",
-                 session.node_id, self.gone_grace)
+        LOG.info("event=stream_closed node=%s gone_in_s=%.1f", session.node_id, self.gone_grace)
         timer.start()
 
     def _gone(self, session: AgentSession) -> None:
@@ -340,7 +340,7 @@ class Gateway(control_pb2_grpc.QuSeCControlServicer):
             self.metrics.nodes.set(len(self.sessions))
         for link_id in session.links:
             self.metrics.key_bits.remove(session.node_id, link_id)
-        LOG.info("node %s gone", session.node_id)
+        LOG.info("event=node_gone node=%s", session.node_id)
         try:
             self.bridge.call("gone", {"node_id": session.node_id}, timeout=self.call_timeout)
         except BridgeError as exc:
@@ -357,6 +357,9 @@ class Gateway(control_pb2_grpc.QuSeCControlServicer):
             reason = next((d.reason for d in exc.details if isinstance(d, control_pb2.PathRefusal)),
                           exc.code.name.lower())
             self.metrics.refused.labels(reason).inc()
+            LOG.info("event=path_refused src=%s dst=%s app=%s reason=%s code=%s ms=%.1f msg=%r",
+                     request.src_node, request.dst_node, request.application, reason,
+                     exc.code.name, (time.monotonic() - t0) * 1000, exc.message)
             context.abort_with_status(exc.status())
             raise AssertionError("unreachable")  # abort_with_status raises
         total = time.monotonic() - t0
@@ -364,6 +367,10 @@ class Gateway(control_pb2_grpc.QuSeCControlServicer):
         self.metrics.setup.observe(total)
         self.metrics.setup_app.observe(timing["app_ms"] / 1000)
         self.metrics.flows.inc(reply.flows_installed)
+        LOG.info("event=path_granted src=%s dst=%s app=%s paths=%s rule=%s flows=%d ms=%.1f "
+                 "app_ms=%.1f auth_ms=%.1f", request.src_node, request.dst_node, request.application,
+                 ";".join(f"{p.path_id}:{'>'.join(h.node_id for h in p.hops)}" for p in reply.paths),
+                 reply.rule, reply.flows_installed, total * 1000, timing["app_ms"], timing["auth_ms"])
         context.set_trailing_metadata((
             ("qusec-app-ms", f"{timing['app_ms']:.3f}"),
             ("qusec-auth-ms", f"{timing['auth_ms']:.3f}"),
