@@ -35,7 +35,8 @@ from quseccontroller import settings
 from quseccontroller.bridge import BridgeError, GatewayBridgeClient
 from quseccontroller.proto import control_pb2, control_pb2_grpc
 
-LOG = logging.getLogger(__name__)
+# Named for the module even when run as ``python -m quseccontroller.gateway``.
+LOG = logging.getLogger("quseccontroller.gateway" if __name__ == "__main__" else __name__)
 
 SERVICE = control_pb2.DESCRIPTOR.services_by_name["QuSeCControl"].full_name
 _LINK_STATUS_NAME = {v: k.removeprefix("LINK_STATUS_") for k, v in control_pb2.LinkStatus.items()}
