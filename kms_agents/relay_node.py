@@ -210,15 +210,30 @@ def _best_link(links: Sequence[Any], peer: str) -> Any | None:
     return best
 
 
+RELAY_FIELDS: dict[str, type] = {
+    "hop_timeout_s": float, "max_parallel": int, "report_interval_s": float,
+    "path_deadline_s": float, "backoff_max_s": float, "data_ip": str, "advertise_addr": str,
+    "prerelay": bool, "prerelay_max_keys": int}
+
+
 def relay_settings(config: Any) -> dict[str, Any]:
     """The agent config's optional ``[relay]`` section (documented in docs/relay.md)."""
     section = dict((getattr(config, "extra", None) or {}).get("relay", {}))
-    known = {"hop_timeout_s", "max_parallel", "report_interval_s", "path_deadline_s",
-             "backoff_max_s", "data_ip", "advertise_addr", "prerelay", "prerelay_max_keys"}
-    unknown = sorted(set(section) - known)
+    where = f"{getattr(config, 'source', '') or '<config>'}: [relay]"
+    unknown = sorted(set(section) - set(RELAY_FIELDS))
     if unknown:
-        raise ValueError(f"{getattr(config, 'source', '<config>')}: [relay]: unknown field(s) "
-                         f"{', '.join(unknown)} (known: {', '.join(sorted(known))})")
+        raise ValueError(f"{where}: unknown field(s) {', '.join(unknown)} "
+                         f"(known: {', '.join(sorted(RELAY_FIELDS))})")
+    for name, value in section.items():
+        kind = RELAY_FIELDS[name]
+        ok = (isinstance(value, bool) if kind is bool else
+              isinstance(value, kind) and not isinstance(value, bool))
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            ok = True
+        if not ok or (kind in (int, float) and value <= 0):
+            raise ValueError(f"{where}: {name}: expected a positive {kind.__name__}"
+                             if kind in (int, float) else
+                             f"{where}: {name}: expected a {kind.__name__}, got {value!r}")
     return section
 
 

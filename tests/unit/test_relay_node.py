@@ -29,6 +29,24 @@ def test_relay_settings_reject_unknown_fields() -> None:
     assert relay_settings(Cfg({"relay": {"prerelay": True}})) == {"prerelay": True}
     with pytest.raises(ValueError, match=r"agent.toml: \[relay\]: unknown field\(s\) prerelai"):
         relay_settings(Cfg({"relay": {"prerelai": True}}))
+    with pytest.raises(ValueError, match=r"\[relay\]: hop_timeout_s: expected a positive float"):
+        relay_settings(Cfg({"relay": {"hop_timeout_s": "soon"}}))
+    with pytest.raises(ValueError, match=r"\[relay\]: prerelay: expected a bool, got 1"):
+        relay_settings(Cfg({"relay": {"prerelay": 1}}))
+    assert relay_settings(Cfg({"relay": {"hop_timeout_s": 3}})) == {"hop_timeout_s": 3}
+
+
+def test_no_controller_configured_gives_a_clear_refusal(tmp_path) -> None:
+    from kms_agents.authz import AuthTable
+    from kms_agents.keystore import KeyStore
+    from kms_agents.relay_engine import RelayEngine
+    eng = RelayEngine("A", sources=lambda p: None, store=KeyStore(tmp_path / "k.db"),
+                      authz=AuthTable(), request_path=None, send=None, send_void=None)
+    with pytest.raises(RelayFailure, match="no QuSeC controller configured") as info:
+        eng.relay_keys(master_sae="sae-a", slave_saes=["sae-e"], dst_node="E",
+                       keys=[("k", bytes(32))])
+    assert info.value.code.name == "UNAVAILABLE"
+    eng.close()
 
 
 class Src:
