@@ -478,7 +478,9 @@ class QuSeCApp(app_manager.OSKenApp):
 
     @set_ev_cls(topo_event.EventSwitchLeave)
     def switch_leave_handler(self, ev: Any) -> None:
-        self._switch_down(ev.switch.dp.id)
+        dp = ev.switch.dp
+        if self.datapaths.get(dp.id) in (None, dp):  # not a stale leave after a reconnect
+            self._switch_down(dp.id)
 
     @set_ev_cls(topo_event.EventLinkAdd)
     def link_add_handler(self, ev: Any) -> None:

@@ -240,3 +240,18 @@ def test_gateway_argv_and_config(app, tmp_path):
     assert argv[1:3] == ["-m", "quseccontroller.gateway"]
     assert "--parent-pid" in argv and app.cfg.bridge_socket in argv
     assert app.cfg.state_dir == tmp_path.resolve()
+
+
+def test_reconnected_switch_survives_the_stale_events_of_its_old_connection(app):
+    old = FakeDatapath(app, 7, [1, 2])
+    app.switch_features_handler(_ev(msg=SimpleNamespace(datapath=old)))
+    app.state_change_handler(_ev(datapath=old, state=MAIN_DISPATCHER))
+    new = FakeDatapath(app, 7, [1, 2])
+    app.switch_features_handler(_ev(msg=SimpleNamespace(datapath=new)))
+    app.state_change_handler(_ev(datapath=new, state=MAIN_DISPATCHER))
+    # The new connection got the full base flows again, starting with a delete of our own.
+    first = new.flow_mods()[0]
+    assert first.command == ofp.OFPFC_DELETE and first.cookie == ofmsgs.COOKIE_APP
+    app.switch_leave_handler(_ev(switch=SimpleNamespace(dp=old)))
+    app.state_change_handler(_ev(datapath=old, state=DEAD_DISPATCHER))
+    assert app.status()["switches"] == [7] and app.datapaths[7] is new
