@@ -122,14 +122,16 @@ def check_peer_cert(cert_der: bytes, ca: x509.Certificate, expected_cn: str,
     return cert
 
 
-def _derive(level: str, qkd_key: bytes, secret: bytes, transcript: bytes, size: int) -> bytes:
+def _derive(level: str, qkd_key: bytes, secret: bytes, transcript: bytes, size: int,
+            context: str = "") -> bytes:
     if level == "hybrid":
         ikm = qkd_key + secret
     elif level == "pqc":
         ikm = secret
     else:
         raise HybridError(f"security level {level!r} is not hybrid or pqc")
-    info = level.encode() + b"\x00" + hashlib.sha256(transcript).digest()
+    # context (a key ID) separates the keys of a bulk message sharing one ML-KEM secret
+    info = level.encode() + b"\x00" + hashlib.sha256(transcript).digest() + context.encode()
     return HKDF(hashes.SHA256(), size, _KDF_SALT, info).derive(ikm)
 
 
@@ -149,9 +151,22 @@ class Initiator:
         body = _offer_body(level, me.node_id, dst_node, key_id, self._kem.public_key().public_bytes_raw(),
                            me.cert.public_bytes(serialization.Encoding.DER))
         self.offer = _lp(body, _sign(me.key, body))
+        self._agreed: tuple[bytes, bytes] | None = None
 
     def finish(self, answer: bytes, qkd_key: bytes, now: _dt.datetime) -> bytes:
-        """Check the answer (CA, CN = destination, signature over our offer) and derive the key."""
+        """Check the answer and derive the key (one key per exchange)."""
+        self.accept(answer, now)
+        return self.derive(qkd_key)
+
+    def derive(self, qkd_key: bytes, context: str = "") -> bytes:
+        """A key from the agreed secret (after ``accept``); ``context`` names one of several."""
+        if self._agreed is None:
+            raise HybridError("no answer accepted yet")
+        secret, transcript = self._agreed
+        return _derive(self.level, qkd_key, secret, transcript, len(qkd_key), context)
+
+    def accept(self, answer: bytes, now: _dt.datetime) -> None:
+        """Check the answer (CA, CN = destination, signature over our offer) and decapsulate."""
         body, sig = _unlp(answer, 2, "hybrid answer")
         tag, offer_hash, dst, key_id, ct, cert_der = _unlp(body, 6, "hybrid answer body")
         if tag != _ANSWER_TAG:
@@ -167,7 +182,7 @@ class Initiator:
             secret = self._kem.decapsulate(ct)
         except ValueError as exc:
             raise HybridError(f"ML-KEM ciphertext rejected: {exc}") from None
-        return _derive(self.level, qkd_key, secret, self.offer + body, len(qkd_key))
+        self._agreed = (secret, self.offer + body)
 
 
 class Responder:
@@ -199,9 +214,9 @@ class Responder:
         self.answer = _lp(a_body, _sign(me.key, a_body))
         self._transcript = offer + a_body
 
-    def derive(self, qkd_key: bytes) -> bytes:
-        """The end-to-end key (same length as the relayed QKD key)."""
-        return _derive(self.level, qkd_key, self._secret, self._transcript, len(qkd_key))
+    def derive(self, qkd_key: bytes, context: str = "") -> bytes:
+        """The end-to-end key (same length as the relayed QKD key); ``context`` as the initiator's."""
+        return _derive(self.level, qkd_key, self._secret, self._transcript, len(qkd_key), context)
 
 
 def respond(me: NodeIdentity, offer: bytes, *, src_node: str, key_id: str, level: str,

@@ -267,26 +267,26 @@ class RelayEngine:
                                  extensions=ext)
             if index == 1 and initiator is not None:
                 answer = ack.extensions.get(hybrid.EXT_ANSWER)
-        final = key
+        ids = bulk_ids or [group_id]
+        n = size_bits // 8
+        finals = [key[i * n:(i + 1) * n] for i in range(len(ids))]
         if initiator is not None:
             if not answer:
                 raise RelayFailure(grpc.StatusCode.INTERNAL,
                                    f"destination {dst_node} sent no {level} answer")
             try:
-                final = initiator.finish(hybrid.unb64(answer, "hybrid answer"), key,
-                                         _dt.datetime.now(_dt.timezone.utc))
+                initiator.accept(hybrid.unb64(answer, "hybrid answer"),
+                                 _dt.datetime.now(_dt.timezone.utc))
             except hybrid.HybridError as exc:
                 raise RelayFailure(grpc.StatusCode.UNAUTHENTICATED,
                                    f"{level} answer from {dst_node} rejected: {exc}") from None
+            # one ML-KEM exchange per message; each key's derivation is bound to its ID
+            finals = [initiator.derive(m, kid) for m, kid in zip(finals, ids)]
         hops = [[h.node_id for h in p.hops] for p in paths]
         meta = {"qusec_route_type": "indirect", "qusec_security_level": level,
                 "qusec_path": hops[0], "qusec_paths": hops, "qusec_hops": len(hops[0]) - 2,
                 "qusec_path_ids": [p.path_id for p in paths]}
-        if not bulk_ids:
-            return [RelayedKey(key_id=group_id, key=final, meta=meta)]
-        n = size_bits // 8
-        return [RelayedKey(key_id=kid, key=final[i * n:(i + 1) * n], meta=dict(meta))
-                for i, kid in enumerate(bulk_ids)]
+        return [RelayedKey(key_id=kid, key=m, meta=dict(meta)) for kid, m in zip(ids, finals)]
 
     def _authorised(self, path_id: str, from_node: str, src: str, dst: str, index: int,
                     count: int):
@@ -478,11 +478,9 @@ class RelayEngine:
         if not complete:
             return ack
         if level == "pqc":  # no QKD key: derive() only uses its length
-            key = pending.responder.derive(bytes(header.payload_bytes))
+            key = bytes(header.payload_bytes)
         else:
             key = shares.combine([pending.shares[i] for i in sorted(pending.shares)])
-        if level == "hybrid":
-            key = pending.responder.derive(key)
         path = ext.get(EXT_PATH, "").split(",") if ext.get(EXT_PATH) else []
         meta = {"qusec_route_type": "indirect", "qusec_security_level": level,
                 "qusec_src_node": header.src_node, "qusec_path": path,
@@ -490,11 +488,13 @@ class RelayEngine:
                 "qusec_shares": header.share_count}
         ids = header.key_ids or (header.key_id,)
         n = header.size_bits // 8
+        materials = [key[i * n:(i + 1) * n] for i in range(len(ids))]
+        if level in ("hybrid", "pqc"):
+            materials = [pending.responder.derive(m, kid) for m, kid in zip(materials, ids)]
         try:
             self._store.put([StoredKey(key_id=kid, master_sae=header.initiator_sae_id,
-                                       slaves=list(header.target_sae_ids),
-                                       material=key[i * n:(i + 1) * n], meta=dict(meta))
-                             for i, kid in enumerate(ids)])
+                                       slaves=list(header.target_sae_ids), material=m,
+                                       meta=dict(meta)) for kid, m in zip(ids, materials)])
         except DuplicateKey:
             raise RelayFailure(grpc.StatusCode.ALREADY_EXISTS,
                                f"key {header.key_id} is already stored at {self.node_id}") from None
@@ -542,9 +542,9 @@ class RelayEngine:
 
 def bulk_groups(keys: list[tuple[str, bytes]], level: str,
                 max_bytes: int = MAX_BULK_BYTES) -> list[list[tuple[str, bytes]]]:
-    """Keys of a request cut into bulk messages (hybrid/pqc keys travel one by one)."""
-    if level != "qkd" or not keys:
-        return [[k] for k in keys]
+    """Keys of a request cut into bulk messages (one ML-KEM exchange each for hybrid/pqc)."""
+    if not keys:
+        return []
     per = max(1, max_bytes // max(1, len(keys[0][1])))
     # spread over the worker pool: several mid-sized messages pipeline across the hops
     per = min(per, max(1, -(-len(keys) // 4)))

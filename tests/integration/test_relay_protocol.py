@@ -226,8 +226,8 @@ def test_multipath_shares_travel_node_disjoint_paths(tmp_path) -> None:
 
 def test_hybrid_keys_differ_from_relayed_key_and_match(line: Net) -> None:
     line.level = "hybrid"
-    keys, out, reply, level = relay(line, n=2)
-    assert level == "hybrid"
+    keys, out, reply, level = relay(line, n=8)  # bulk: 4 messages of 2 keys, 4 ML-KEM exchanges
+    assert level == "hybrid" and len({k.key for k in out}) == 8
     got = line.nodes["E"].store.fetch("sae-a", "sae-e", [k for k, _ in keys])
     for (kid, qkd), mine, theirs in zip(keys, out, got):
         assert mine.key_id == theirs.key_id == kid

@@ -132,3 +132,17 @@ def test_load_from_pem_files(tmp_path, pki) -> None:
     ca_path, _ = write(ca[0], ca[1], tmp_path, "ca")
     ident = hybrid.NodeIdentity.load("A", c, k, ca_path)
     assert ident.cert == cert
+
+
+def test_one_exchange_many_keys_by_context(pki) -> None:
+    init = hybrid.Initiator(pki["A"], "E", "batch-1", "hybrid")
+    resp = hybrid.Responder(pki["E"], init.offer, src_node="A", key_id="batch-1", level="hybrid",
+                            now=NOW)
+    with pytest.raises(hybrid.HybridError, match="no answer accepted"):
+        init.derive(bytes(32), "k1")
+    init.accept(resp.answer, NOW)
+    qkd = [os.urandom(32), os.urandom(32)]
+    mine = [init.derive(q, f"k{i}") for i, q in enumerate(qkd)]
+    theirs = [resp.derive(q, f"k{i}") for i, q in enumerate(qkd)]
+    assert mine == theirs and mine[0] != mine[1]
+    assert init.derive(qkd[0], "k1") != mine[0]  # the context separates keys

@@ -73,5 +73,6 @@ def test_hop_cost_and_bulk_groups() -> None:
     groups = bulk_groups(keys, "qkd")
     assert [len(g) for g in groups] == [32, 32, 32, 32]
     assert [k for g in groups for k in g] == keys
-    assert all(len(g) == 1 for g in bulk_groups(keys[:3], "hybrid"))
+    assert [len(g) for g in bulk_groups(keys[:8], "hybrid")] == [2, 2, 2, 2]
+    assert bulk_groups([], "qkd") == []
     assert [len(g) for g in bulk_groups(keys, "qkd", max_bytes=10 * 1024)] == [10] * 12 + [8]
