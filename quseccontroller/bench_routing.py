@@ -96,8 +96,9 @@ def _summarise(units: list[dict]) -> list[dict]:
                "baseline_ratio_worst": min(u["baseline_ratio"] for u in flow),
                "cost_per_bit": med(u["cost_per_bit"] for u in flow),
                "baseline_cost_per_bit": med(u["baseline_cost_per_bit"] for u in flow),
-               "key_cost_ratio": med(u["cost_per_bit"] / u["baseline_cost_per_bit"] for u in flow),
-               "key_cost_ratio_worst": max(u["cost_per_bit"] / u["baseline_cost_per_bit"] for u in flow),
+               "key_cost_ratio": med(u["key_cost_ratio"] for u in flow),
+               "key_cost_ratio_worst": max(u["key_cost_ratio"] for u in flow),
+               "cost_vs_baseline": med(u["cost_per_bit"] / u["baseline_cost_per_bit"] for u in flow),
                "store_drawdown_max": max(u["drawdown"] for u in flow)}
         if cost:
             row["disjoint_share_cost_ratio"] = med(u["per_share_ratio"] for u in cost)
@@ -126,7 +127,7 @@ def _checks(scenarios: list[dict], lat: dict | None) -> list[tuple[str, bool, st
             out.append((f"beijing_qman: delivered/bound >= {TARGETS['beijing_ratio']}",
                         s["ratio_median"] >= TARGETS["beijing_ratio"], f"{s['ratio_median']:.4f}"))
         out.append((f"{name}: multipath key cost <= {TARGETS['key_cost_ratio']}x single path "
-                    "(link key per delivered bit, worst seed)",
+                    "(link key per delivered bit, every seed)",
                     s["key_cost_ratio_worst"] <= TARGETS["key_cost_ratio"],
                     f"median {s['key_cost_ratio']:.3f}, worst {s['key_cost_ratio_worst']:.3f}"))
     if lat:
@@ -139,7 +140,7 @@ def _checks(scenarios: list[dict], lat: dict | None) -> list[tuple[str, bool, st
 
 COLUMNS = ["topology", "nodes", "pairs", "seeds", "bound_bps_median", "ratio_median", "ratio_worst",
            "baseline_ratio_median", "baseline_ratio_worst", "cost_per_bit", "baseline_cost_per_bit",
-           "key_cost_ratio", "key_cost_ratio_worst"]
+           "key_cost_ratio", "key_cost_ratio_worst", "cost_vs_baseline"]
 DISJOINT_COLUMNS = ["topology", "disjoint_seeds", "disjoint_pairs", "disjoint_share_cost_ratio",
                     "disjoint_total_cost_ratio", "disjoint_delivered"]
 
@@ -165,9 +166,11 @@ def report(result: dict) -> str:
              "(`request_path`: policy, key-aware cost, reservations) — the controller's own code; each "
              "hop burns the request's size in link key. `baseline` = static min-hop path per pair, same "
              "demands, same run. `cost_per_bit` = link key burnt per delivered key bit. "
-             "`key_cost_ratio` = QuSeC's `cost_per_bit` / the baseline's, per seed: what spreading each "
-             "pair's demand over several paths (to reach the bound) costs in link key against one "
-             "shortest path per pair. The secret-sharing table is the other kind of multipath: every "
+             "`key_cost_ratio` = link key QuSeC burnt / what the same delivered keys would have burnt "
+             "on one shortest path per pair: the price of spreading each pair's demand over several "
+             "paths to reach the bound (`_worst` = the worst seed). `cost_vs_baseline` divides by the "
+             "baseline's own cost per bit instead (biased: the baseline drops a different part of the "
+             "demand). The secret-sharing table is the other kind of multipath: every "
              "key split into 2 XOR shares over 2 node-disjoint paths of least total cost (min-cost "
              "flow), run at 0.1x the bound on the pairs that have 2 disjoint paths; "
              "`disjoint_share_cost_ratio` is per share (= mean length of the two paths over the single "

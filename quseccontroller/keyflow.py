@@ -221,6 +221,13 @@ def all_to_all(nodes: list[str]) -> list[tuple[str, str]]:
     return [(a, b) for i, a in enumerate(nodes) for b in nodes[i + 1:]]
 
 
+def shortest_hops(topo: Topology, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
+    """Length in hops of each pair's shortest path (what one single path would burn per bit)."""
+    core = core_for(topo, stored_s=1.0)
+    return {p: len(compute(core.state, p[0], p[1], Constraints(metric="hops", check_key=False)).links[0])
+            for p in pairs}
+
+
 def multipath_capable(topo: Topology, pairs: list[tuple[str, str]], k: int) -> list[tuple[str, str]]:
     """The pairs that have k node-disjoint paths at all (same search as the controller's)."""
     core = core_for(topo, stored_s=1.0)
@@ -233,7 +240,10 @@ def run_pairs(topo: Topology, pairs: list[tuple[str, str]], cfg: SimConfig) -> d
     lam = max_concurrent_flow(topo, pairs)
     qusec = simulate(topo, pairs, lam, "qusec", cfg)
     base = simulate(topo, pairs, lam, "shortest", cfg)
+    hops = shortest_hops(topo, pairs)
+    single = sum(bits * hops[p] for p, bits in qusec.per_pair.items())
     return {"bound_bps": lam * len(pairs), "per_pair_bps": lam, "ratio": qusec.ratio,
+            "key_cost_ratio": qusec.consumed_bits / single if single else 1.0,
             "baseline_ratio": base.ratio, "cost_per_bit": qusec.cost_per_bit,
             "baseline_cost_per_bit": base.cost_per_bit, "requests": qusec.requests,
             "refused": qusec.refused, "drawdown": qusec.drawdown_bits / max(qusec.consumed_bits, 1.0)}
