@@ -216,7 +216,11 @@ class QuSeCApp(app_manager.OSKenApp):
         thread = super().start()
         self.bridge.start()
         self.threads.append(hub.spawn(self._expire_loop))
-        if self.cfg.gateway == "spawn":
+        if self.cfg.gateway == "spawn" and not (self.cfg.ca_cert and self.cfg.cert and self.cfg.key):
+            # Mutual TLS is not optional: say so once instead of restarting a failing gateway.
+            LOG.error("gRPC gateway NOT started: set ca_cert, cert and key in the [qusec] section "
+                      "of the --config-file (OpenFlow keeps running; see docs/controller.md)")
+        elif self.cfg.gateway == "spawn":
             self.threads.append(hub.spawn(self._supervise_gateway))
         LOG.info("QuSeC app started: state_dir=%s gateway=%s bridge=%s",
                  self.cfg.state_dir, self.cfg.gateway, self.cfg.bridge_socket)
