@@ -308,3 +308,39 @@ def test_controller_does_not_outlive_a_crashed_launcher(tmp_path, pki):
 
     wait_for(lambda: gone(pids["app"]) and gone(pids["gateway"]), timeout=15,
              what="osken-manager and gateway to exit after their launcher died")
+
+
+def test_policy_file_is_reloaded_and_a_bad_one_is_rejected(tmp_path, pki):
+    policy = tmp_path / "policy.toml"
+    policy.write_text('[default]\naction = "allow"\n')
+    c = Controller(tmp_path / "pol", ca_cert=pki.ca_cert, cert=pki.qusec_cert, key=pki.qusec_key,
+                   policy=str(policy))
+    c.start()
+    a = b = None
+    try:
+        c.wait_ready(30)
+        a = agent(c, pki, "A", links=[link("AB", "B")]).connect()
+        b = agent(c, pki, "B", links=[link("AB", "A")]).connect()
+        assert a.request_path("B").rule == "default"
+        policy.write_text('[default]\naction = "allow"\n\n[[rules]]\nname = "no-b"\n'
+                          'match = { dst_node = "B" }\naction = "deny"\n')
+        os.utime(policy, (time.time() + 5, time.time() + 5))  # a new mtime even within 1 s
+
+        def refused_by_new_rule():
+            try:
+                a.request_path("B")
+            except grpc.RpcError as e:
+                return status_details(e)[0].rule == "no-b"
+        wait_for(refused_by_new_rule, what="the reloaded policy")
+        policy.write_text('[default]\naction = "sometimes"\n')  # invalid: old table stays
+        os.utime(policy, (time.time() + 10, time.time() + 10))
+        wait_for(lambda: "policy reload rejected" in c.log_file.read_text(), what="rejection logged")
+        assert "action" in c.log_file.read_text().split("policy reload rejected")[-1]
+        with pytest.raises(grpc.RpcError) as err:
+            a.request_path("B")
+        assert status_details(err.value)[0].reason == "policy_deny"
+    finally:
+        for ag in (a, b):
+            if ag is not None:
+                ag.close()
+        c.stop()
