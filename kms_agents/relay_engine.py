@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 AUTH_WAIT_S = 1.0          # an authorisation push may trail the path reply by a few ms
 PATH_REUSE_MARGIN_S = 2.0  # stop reusing a granted path this long before it expires
 PENDING_SHARES_TTL_S = 30.0
+RETRY_ON_FRESH_PATH = (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.NOT_FOUND,
+                       grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 MAX_BULK_BYTES = 256 * 1024  # largest ciphertext of one bulk relay message
 EXT_PATH = "qusec_path"    # relay request extension: the path's node ids, comma-separated
 
@@ -80,6 +82,7 @@ class RelayEngine:
                  all_sources: Callable[[], Iterable[object]] = lambda: (), store: KeyStore,
                  authz: AuthTable, request_path: Callable[[control_pb2.PathRequest],
                                                           control_pb2.PathReply] | None,
+                 release_path: Callable[[str], object] | None = None,
                  send: Send, send_void: VoidSend, identity: hybrid.NodeIdentity | None = None,
                  hop_timeout_s: float = 10.0, max_parallel: int = 8,
                  clock: Callable[[], float] = time.time) -> None:
@@ -90,6 +93,7 @@ class RelayEngine:
         self._store = store
         self._authz = authz
         self._request_path = request_path
+        self._release_path = release_path
         self._send = send
         self._send_void = send_void
         self._identity = identity
@@ -121,9 +125,10 @@ class RelayEngine:
         now = self._clock()
         with self._lock:
             reply = self._paths.get(cache_key)
-        if (not fresh and reply is not None
-                and reply.expires_unix_ms / 1000.0 - PATH_REUSE_MARGIN_S > now):
-            return reply
+        if not fresh and reply is not None:
+            if self._still_good(reply, now):
+                return reply
+            self._release(reply)  # rerouted, revoked or about to expire: ask afresh
         from kms_agents.control_client import PathRefused
         try:
             reply = self._request_path(control_pb2.PathRequest(
@@ -142,6 +147,26 @@ class RelayEngine:
                                              for p in reply.paths),
                  reply.security_level or "qkd", reply.rule or "-")
         return reply
+
+    def _still_good(self, reply: control_pb2.PathReply, now: float) -> bool:
+        """A cached reply is reused while it lives and this node's authorisations still match it.
+
+        QuSeC reroutes a path under the same id and pushes the source a new
+        authorisation with another next hop: then the cached hops are stale.
+        """
+        if reply.expires_unix_ms / 1000.0 - PATH_REUSE_MARGIN_S <= now:
+            return False
+        for path in reply.paths:
+            auth = self._authz.get(path.path_id)
+            if auth is None or auth.expires_at <= now or auth.next_hop != path.hops[1].node_id:
+                return False
+        return True
+
+    def _release(self, reply: control_pb2.PathReply) -> None:
+        if self._release_path is None:
+            return
+        for path in reply.paths:
+            self._pool.submit(self._release_path, path.path_id)
 
     def forget_path(self, dst_node: str, src_sae: str, dst_sae: str) -> None:
         """Drop a cached path (revoked or failing)."""
@@ -176,14 +201,18 @@ class RelayEngine:
         try:
             return self._relay_batch(reply, master_sae, slave_saes, dst_node, keys, level_for)
         except RelayFailure as exc:
-            if exc.code not in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.NOT_FOUND):
-                raise
-            # the path was revoked or rerouted under us: ask once more for a fresh one
-            log.info("relay on a cached path failed (%s); asking QuSeC again", exc.message)
+            # whatever failed, the next request asks QuSeC again rather than reusing this path
             self.forget_path(dst_node, master_sae, slave_saes[0])
-            reply = self.path_for(dst_node, master_sae, slave_saes[0], size_bits, len(keys),
+            if exc.code not in RETRY_ON_FRESH_PATH:
+                raise
+            fresh = self.path_for(dst_node, master_sae, slave_saes[0], size_bits, len(keys),
                                   fresh=True)
-            return self._relay_batch(reply, master_sae, slave_saes, dst_node, keys, level_for)
+            if exc.code not in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.NOT_FOUND) \
+                    and _hops(fresh) == _hops(reply):
+                raise  # QuSeC has not noticed the failure yet: same path, same outcome
+            log.info("relay on %s failed (%s); retrying on %s", _hops(reply), exc.message,
+                     _hops(fresh))
+            return self._relay_batch(fresh, master_sae, slave_saes, dst_node, keys, level_for)
 
     def relayable_keys(self, key_size_bits: int) -> int:
         """Upper bound on keys this node could relay now: its best link / (key + MAC key)."""
@@ -538,6 +567,10 @@ class RelayEngine:
         log.info("voided key %s (%s)", req.key_id, req.reason)
         return relay_pb2.RelayAck(status=relay_pb2.VOIDED if present else relay_pb2.KEY_NOT_PRESENT,
                                   key_id=req.key_id, message=req.reason)
+
+
+def _hops(reply: control_pb2.PathReply) -> list[list[str]]:
+    return [[h.node_id for h in p.hops] for p in reply.paths]
 
 
 def bulk_groups(keys: list[tuple[str, bytes]], level: str,

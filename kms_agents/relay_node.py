@@ -265,6 +265,7 @@ class RelayNode:
             link=lambda lid: next((lk for lk in links if lk.link_id == lid), None),
             all_sources=lambda: list(links), store=agent.store, authz=self.authz,
             request_path=self.control.request_path if self.control else None,
+            release_path=self.control.release_path if self.control else None,
             send=self.channels.relay, send_void=self.channels.void, identity=self.identity,
             hop_timeout_s=float(self.settings.get("hop_timeout_s", 10.0)),
             max_parallel=int(self.settings.get("max_parallel", 8)))

@@ -5,6 +5,7 @@ stack with real agent processes and the real controller is in test_relay_network
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 
@@ -283,3 +284,43 @@ def test_concurrent_relays_share_hops(line: Net) -> None:
     for t in threads:
         t.join()
     assert not errors, errors
+
+
+def test_rerouted_path_is_not_reused(tmp_path) -> None:
+    nodes = ["A", "B", "C", "D", "E", "F"]
+    net = build(tmp_path, nodes, [("A", "B"), ("B", "C"), ("C", "E"), ("A", "D"), ("D", "F"),
+                                  ("F", "E")])
+    net.routes["E"] = [["A", "B", "C", "E"]]
+    try:
+        _, _, first, _ = relay(net, n=1)
+        _, _, again, _ = relay(net, n=1)
+        assert again.paths[0].path_id == first.paths[0].path_id  # cached while it matches
+        # QuSeC reroutes the path (same id) away from B: the source's authorisation changes
+        pid = first.paths[0].path_id
+        old = net.nodes["A"].authz.get(pid)
+        net.nodes["A"].authz.grant(dataclasses.replace(old, next_hop="D"))
+        net.routes["E"] = [["A", "D", "F", "E"]]
+        keys, out, reply, _ = relay(net, n=1)
+        assert [h.node_id for h in reply.paths[0].hops] == ["A", "D", "F", "E"]
+        got = net.nodes["E"].store.fetch("sae-a", "sae-e", [keys[0][0]])
+        assert got[0].material == out[0].key
+    finally:
+        net.close()
+
+
+def test_unreachable_hop_fails_fast_then_a_new_path_is_used(tmp_path) -> None:
+    nodes = ["A", "B", "C", "D", "E", "F"]
+    net = build(tmp_path, nodes, [("A", "B"), ("B", "C"), ("C", "E"), ("A", "D"), ("D", "F"),
+                                  ("F", "E")])
+    net.routes["E"] = [["A", "B", "C", "E"]]
+    try:
+        relay(net, n=1)
+        net.nodes["B"].server.stop(0)            # B's vKMS goes away
+        with pytest.raises(RelayFailure) as info:  # QuSeC has not noticed: same path, clear error
+            relay(net, n=1)
+        assert info.value.code == grpc.StatusCode.UNAVAILABLE
+        net.routes["E"] = [["A", "D", "F", "E"]]   # QuSeC now routes around B
+        keys, out, reply, _ = relay(net, n=1)
+        assert [h.node_id for h in reply.paths[0].hops] == ["A", "D", "F", "E"]
+    finally:
+        net.close()
