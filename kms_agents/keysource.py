@@ -144,7 +144,8 @@ class Etsi014KeySource(KeySource):
 def make_key_source(link: "LinkConfig", node_id: str, store: "KeyStore", tls: "TlsConfig") -> KeySource:
     """The key source a link entry of the agent config describes."""
     if link.kind == "simulated":
-        secret = bytes.fromhex(Path(link.secret_file).read_text().strip())
+        import json
+        secret = bytes.fromhex(json.loads(Path(link.secret_file).read_text())["secret"])
         return SimulatedQkdModule(link.id, node_id, link.peer, secret, link.rate_bps, link.epoch, store,
                                   capacity_bytes=link.capacity_bytes)
     if link.kind == "etsi014":

@@ -1,0 +1,338 @@
+"""Agent configuration (TOML): the one place for a vKMS agent's settings, with documented defaults.
+
+``load_config(path)`` reads and checks a file (every problem in one :class:`ConfigError`,
+each "FILE: ENTRY: what is wrong"); ``write_config`` writes one back;
+``configs_for_topology`` makes the configs of every node of a topology (creating the
+per-link secrets of the simulated QKD modules). The reference is docs/agent.md.
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from kms_agents.qkd_module import DEFAULT_CAPACITY_BYTES
+from mininet_topos.model import Topology
+
+DEFAULT_LISTEN = "127.0.0.1:0"
+
+
+class ConfigError(Exception):
+    """An agent config could not be loaded; ``problems`` lists "FILE: ENTRY: what is wrong"."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+@dataclass
+class TlsConfig:
+    ca_cert: str
+    cert: str      # this node's certificate (CN = node id); server and client
+    key: str
+
+
+@dataclass
+class Limits:
+    """ETSI 014 limits this agent announces in Get status (sizes in bits)."""
+    key_size: int = 256
+    min_key_size: int = 64
+    max_key_size: int = 8192
+    max_key_per_request: int = 128
+    max_sae_id_count: int = 8        # additional slave SAEs per request (0 = no multicast)
+    max_key_count: int = 100_000     # per SAE pair; stored_key_count never exceeds it
+
+
+@dataclass
+class LinkConfig:
+    """One QKD link end and its link KMS."""
+    id: str
+    peer: str
+    rate_bps: float
+    kind: str = "simulated"                   # "simulated" | "etsi014"
+    secret_file: str = ""                     # simulated: JSON {"secret": hex, "epoch": t}
+    epoch: float = 0.0                        # simulated: start of key production (Unix time)
+    capacity_bytes: int = DEFAULT_CAPACITY_BYTES
+    kms_url: str = ""                         # etsi014: this end's vendor KMS base URL
+    kms_sae_id: str = ""                      # etsi014: our SAE ID there (default: node id)
+    kms_peer_sae_id: str = ""                 # etsi014: the far end's SAE ID (default: peer node id)
+    kms_ca_cert: str = ""                     # etsi014: defaults to [tls]
+    kms_cert: str = ""
+    kms_key: str = ""
+
+
+@dataclass
+class PeerConfig:
+    """How to reach a neighbour's agent (its relay/peer gRPC server)."""
+    node: str
+    relay_addr: str = ""      # host:port; or, when empty:
+    agent_json: str = ""      # the neighbour's agent.json (read when first needed)
+
+
+@dataclass
+class AgentConfig:
+    node_id: str
+    state_dir: str
+    tls: TlsConfig
+    listen_etsi014: str = DEFAULT_LISTEN
+    listen_etsi004: str = DEFAULT_LISTEN
+    listen_relay: str = DEFAULT_LISTEN
+    advertise_host: str = ""                  # host written in agent.json (default: listen host)
+    qusec_addr: str = ""                      # QuSeC gRPC host:port (empty: standalone)
+    trust: int = 3
+    links: list[LinkConfig] = field(default_factory=list)
+    peers: dict[str, PeerConfig] = field(default_factory=dict)
+    saes: dict[str, str] = field(default_factory=dict)   # every SAE of the network -> its node
+    limits: Limits = field(default_factory=Limits)
+    extra: dict[str, Any] = field(default_factory=dict)  # other sections (e.g. [relay]), kept as-is
+    source: str = ""
+
+    def local_saes(self) -> list[str]:
+        return sorted(s for s, n in self.saes.items() if n == self.node_id)
+
+
+def _check_addr(value: Any, where: str, problems: list[str]) -> str:
+    if not isinstance(value, str) or ":" not in value:
+        problems.append(f"{where}: expected \"host:port\", got {value!r}")
+        return DEFAULT_LISTEN
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit() or int(port) > 65535:
+        problems.append(f"{where}: expected \"host:port\" with a port 0..65535, got {value!r}")
+    return value
+
+
+def _dataclass_from(cls, data: dict, where: str, problems: list[str], required: tuple[str, ...] = ()):
+    known = {f.name: f for f in fields(cls)}
+    kwargs = {}
+    for k, v in data.items():
+        if k not in known:
+            problems.append(f"{where}: unknown field {k!r} (known: {', '.join(sorted(known))})")
+            continue
+        default = known[k].default
+        if isinstance(default, bool) or (isinstance(default, (int, float)) and not isinstance(default, bool)):
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                problems.append(f"{where}: {k}: expected a number, got {v!r}")
+                continue
+            if isinstance(default, int) and not isinstance(default, bool) and not isinstance(v, int):
+                problems.append(f"{where}: {k}: expected an integer, got {v!r}")
+                continue
+        elif isinstance(default, str) and not isinstance(v, str):
+            problems.append(f"{where}: {k}: expected a string, got {v!r}")
+            continue
+        kwargs[k] = v
+    for r in required:
+        if r not in data:
+            problems.append(f"{where}: missing required field {r!r}")
+    if any(r not in kwargs for r in required):
+        return None
+    return cls(**kwargs)
+
+
+def parse_config(data: dict, source: str = "<config>") -> AgentConfig:
+    """Build an AgentConfig from parsed TOML; raises ConfigError listing every problem."""
+    p: list[str] = []
+    node_id = data.get("node_id")
+    if not isinstance(node_id, str) or not node_id:
+        p.append(f"{source}: node_id: required, a non-empty string")
+    state_dir = data.get("state_dir")
+    if not isinstance(state_dir, str) or not state_dir:
+        p.append(f"{source}: state_dir: required, a directory path")
+    tls_data = data.get("tls")
+    tls = None
+    if not isinstance(tls_data, dict):
+        p.append(f"{source}: [tls]: required section with ca_cert, cert, key")
+    else:
+        tls = _dataclass_from(TlsConfig, tls_data, f"{source}: [tls]", p, ("ca_cert", "cert", "key"))
+        if tls:
+            for name in ("ca_cert", "cert", "key"):
+                if not Path(getattr(tls, name)).is_file():
+                    p.append(f"{source}: [tls]: {name}: file not found: {getattr(tls, name)}")
+    listen = data.get("listen", {})
+    if not isinstance(listen, dict):
+        p.append(f"{source}: [listen]: expected a table")
+        listen = {}
+    for k in listen:
+        if k not in ("etsi014", "etsi004", "relay", "advertise_host"):
+            p.append(f"{source}: [listen]: unknown field {k!r} (known: etsi014, etsi004, relay, advertise_host)")
+    addrs = {k: _check_addr(listen.get(k, DEFAULT_LISTEN), f"{source}: [listen]: {k}", p)
+             for k in ("etsi014", "etsi004", "relay")}
+    qusec = data.get("qusec", {})
+    qusec_addr = ""
+    if isinstance(qusec, dict) and qusec.get("addr"):
+        qusec_addr = _check_addr(qusec["addr"], f"{source}: [qusec]: addr", p)
+    limits = _dataclass_from(Limits, data.get("limits", {}), f"{source}: [limits]", p) or Limits()
+    if limits.key_size % 8 or limits.min_key_size % 8 or limits.max_key_size % 8:
+        p.append(f"{source}: [limits]: key sizes must be multiples of 8 bits")
+    if not 0 < limits.min_key_size <= limits.key_size <= limits.max_key_size:
+        p.append(f"{source}: [limits]: need 0 < min_key_size <= key_size <= max_key_size")
+    links = []
+    for i, ld in enumerate(data.get("links", [])):
+        where = f"{source}: links[{i}] ({ld.get('id', '?') if isinstance(ld, dict) else '?'})"
+        if not isinstance(ld, dict):
+            p.append(f"{where}: expected a table")
+            continue
+        link = _dataclass_from(LinkConfig, ld, where, p, ("id", "peer", "rate_bps"))
+        if link is None:
+            continue
+        if link.kind not in ("simulated", "etsi014"):
+            p.append(f"{where}: kind: expected \"simulated\" or \"etsi014\", got {link.kind!r}")
+        elif link.kind == "simulated" and not Path(link.secret_file).is_file():
+            p.append(f"{where}: secret_file: file not found: {link.secret_file!r}")
+        elif link.kind == "etsi014" and not link.kms_url.startswith("https://"):
+            p.append(f"{where}: kms_url: an https:// URL is required for kind etsi014")
+        if isinstance(link.rate_bps, bool) or not isinstance(link.rate_bps, (int, float)):
+            p.append(f"{where}: rate_bps: expected a number, got {link.rate_bps!r}")
+        elif link.rate_bps <= 0:
+            p.append(f"{where}: rate_bps: must be positive, got {link.rate_bps}")
+        links.append(link)
+    if len({lk.id for lk in links}) != len(links):
+        p.append(f"{source}: links: duplicate link id")
+    peers = {}
+    for name, pd in data.get("peers", {}).items():
+        pc = _dataclass_from(PeerConfig, {"node": name, **pd} if isinstance(pd, dict) else {"node": name},
+                             f"{source}: [peers.{name}]", p)
+        if pc:
+            peers[name] = pc
+    saes = data.get("saes", {})
+    if not isinstance(saes, dict) or not all(isinstance(v, str) for v in saes.values()):
+        p.append(f"{source}: [saes]: expected SAE_ID = \"node id\" entries")
+        saes = {}
+    known = {"node_id", "state_dir", "tls", "listen", "qusec", "limits", "links", "peers", "saes", "trust"}
+    extra = {k: v for k, v in data.items() if k not in known}
+    if p:
+        raise ConfigError(p)
+    return AgentConfig(node_id=node_id, state_dir=state_dir, tls=tls, listen_etsi014=addrs["etsi014"],
+                       listen_etsi004=addrs["etsi004"], listen_relay=addrs["relay"],
+                       advertise_host=listen.get("advertise_host", ""), qusec_addr=qusec_addr,
+                       trust=int(data.get("trust", 3)), links=links, peers=peers, saes=dict(saes),
+                       limits=limits, extra=extra, source=source)
+
+
+def load_config(path: str | Path) -> AgentConfig:
+    """Read and check an agent config file."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{path}: not valid TOML: {exc}"]) from exc
+    return parse_config(data, str(path))
+
+
+# -- writing ------------------------------------------------------------------------------
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{json.dumps(k)} = {_toml_value(x)}" for k, x in v.items()) + "}"
+    raise TypeError(f"cannot write {type(v).__name__} to TOML")
+
+
+def _toml_table(name: str, d: dict) -> list[str]:
+    out = [f"\n[{name}]"]
+    for k, v in d.items():
+        if v is None or v == "":
+            continue
+        out.append(f"{json.dumps(k)} = {_toml_value(v)}")
+    return out
+
+
+def to_toml(cfg: AgentConfig) -> str:
+    lines = [f"# vKMS agent config for node {cfg.node_id} (reference: docs/agent.md)",
+             f"node_id = {json.dumps(cfg.node_id)}", f"state_dir = {json.dumps(cfg.state_dir)}",
+             f"trust = {cfg.trust}"]
+    lines += _toml_table("tls", asdict(cfg.tls))
+    lines += _toml_table("listen", {"etsi014": cfg.listen_etsi014, "etsi004": cfg.listen_etsi004,
+                                    "relay": cfg.listen_relay, "advertise_host": cfg.advertise_host})
+    if cfg.qusec_addr:
+        lines += _toml_table("qusec", {"addr": cfg.qusec_addr})
+    lines += _toml_table("limits", asdict(cfg.limits))
+    lines += _toml_table("saes", cfg.saes)
+    for name, peer in cfg.peers.items():
+        lines += _toml_table(f"peers.{json.dumps(name)}",
+                             {k: v for k, v in asdict(peer).items() if k != "node"})
+    for link in cfg.links:
+        lines += ["\n[[links]]"] + _toml_table("x", asdict(link))[1:]
+    for k, v in cfg.extra.items():
+        if isinstance(v, dict):
+            lines += _toml_table(k, v)
+    return "\n".join(lines) + "\n"
+
+
+def write_config(cfg: AgentConfig, path: str | Path) -> Path:
+    """Write ``cfg`` as TOML (mode 0600: it names key files)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(to_toml(cfg))
+    return path
+
+
+# -- a whole network ---------------------------------------------------------------------
+def link_secret(state_root: Path, link_id: str) -> tuple[Path, float]:
+    """The shared secret file of a simulated link (created once: the stand-in quantum channel)."""
+    d = state_root / "links"
+    d.mkdir(parents=True, exist_ok=True)
+    path = d / ("".join(c if c.isalnum() or c in "-_." else "_" for c in link_id) + ".json")
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump({"link": link_id, "secret": secrets.token_hex(32), "epoch": time.time()}, f)
+    return path, float(json.loads(path.read_text())["epoch"])
+
+
+def configs_for_topology(topology: Topology, pki: Any, state_root: str | Path,
+                         addresses: dict[str, str | list[str]] | None = None,
+                         qusec_addr: str | None = None, *,
+                         ports: dict[str, int] | None = None) -> dict[str, AgentConfig]:
+    """Configs of every node of ``topology``; state under ``state_root/NODE``.
+
+    ``addresses`` maps node -> the IP (or list, first used) its services listen on
+    (default 127.0.0.1). ``ports`` fixes the etsi014/etsi004/relay ports (default 0:
+    the agent picks, writes agent.json, and neighbours find it there).
+    """
+    root = Path(state_root).resolve()
+    addresses = addresses or {}
+    ports = {"etsi014": 0, "etsi004": 0, "relay": 0, **(ports or {})}
+
+    def host(node: str) -> str:
+        a = addresses.get(node, "127.0.0.1")
+        return (a[0] if a else "127.0.0.1") if isinstance(a, list) else a
+
+    saes = {s.id: s.node for s in topology.saes.values()}
+    out: dict[str, AgentConfig] = {}
+    for node_id, node in topology.nodes.items():
+        tls = TlsConfig(pki.ca_cert, pki.nodes[node_id].cert, pki.nodes[node_id].key)
+        h = host(node_id)
+        cfg = AgentConfig(node_id=node_id, state_dir=str(root / node_id), tls=tls,
+                          listen_etsi014=f"{h}:{ports['etsi014']}", listen_etsi004=f"{h}:{ports['etsi004']}",
+                          listen_relay=f"{h}:{ports['relay']}", qusec_addr=qusec_addr or "",
+                          trust=node.trust, saes=dict(saes), source=f"<{topology.name}:{node_id}>")
+        for link in topology.links_of(node_id):
+            peer = link.peer(node_id)
+            lc = LinkConfig(id=link.id, peer=peer, rate_bps=float(link.rate_bps), kind=link.kms)
+            if link.kms == "etsi014":
+                urls = (link.kms_url or "").split(",")
+                lc.kms_url = urls[0] if node_id == link.a or len(urls) == 1 else urls[1]
+            else:
+                lc.secret_file, lc.epoch = str(link_secret(root, link.id)[0]), link_secret(root, link.id)[1]
+            cfg.links.append(lc)
+            if peer not in cfg.peers:
+                cfg.peers[peer] = (PeerConfig(peer, relay_addr=f"{host(peer)}:{ports['relay']}")
+                                   if ports["relay"] else
+                                   PeerConfig(peer, agent_json=str(root / peer / "agent.json")))
+        out[node_id] = cfg
+    return out

@@ -1,0 +1,365 @@
+"""ETSI GS QKD 004-style key streams over gRPC: OPEN_CONNECT / GET_KEY / CLOSE with the spec's status codes.
+
+:class:`KeyStreams` holds the logic (rendezvous of the two applications through their
+vKMSs, QoS negotiation, chunk production); :class:`Etsi004Servicer` is the thin gRPC
+adapter. The node of the *source* SAE produces every chunk: it takes the key (local,
+direct link or relay) so that chunk ``i`` is identical at both ends, delivers it to the
+destination's node and keeps its own copy until its application fetches it. Chunks are
+deleted once delivered. Statuses 0-8 are returned in the response; requests that are
+malformed or name an unknown stream get a gRPC error with a message.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import grpc
+
+from kms_agents.keystore import DuplicateKey, StoredKey
+from kms_agents.peers import PeerUnavailable, caller_node
+from kms_agents.proto import etsi004_pb2 as pb
+from kms_agents.proto import etsi004_pb2_grpc as pb_grpc
+from kms_agents.proto import peer_pb2
+from kms_agents.service import KeyService, KeyServiceError, NoRelayer
+
+log = logging.getLogger(__name__)
+
+S = pb.Status
+DEFAULT_CHUNK = 32
+MIMETYPE = "application/json"
+POLL_S = 0.05
+
+
+class StreamError(Exception):
+    """A request that is not a spec status but an error (unknown stream, wrong caller, bad index)."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class Stream:
+    ksid: str
+    source: str
+    destination: str
+    chunk: int
+    ttl: int
+    open: dict[str, bool] = field(default_factory=dict)   # SAE -> its application has the stream open
+    produced: set[int] = field(default_factory=set)        # producer: indices already made
+    fetched: set[int] = field(default_factory=set)         # indices fetched by the local app(s)
+    cond: threading.Condition = field(default_factory=threading.Condition)
+
+
+def sae_from_uri(uri: str) -> str:
+    """``qkd://sae-a`` (or any ``scheme://sae-a``, or plain ``sae-a``) -> ``sae-a``."""
+    return uri.split("://", 1)[1].strip("/") if "://" in uri else uri.strip()
+
+
+class KeyStreams:
+    """Key streams of one node (in memory; their chunks live in the durable key store)."""
+
+    def __init__(self, service: KeyService, send_event: Callable[[str, peer_pb2.StreamEventRequest],
+                                                                  peer_pb2.StreamEventReply] | None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.service = service
+        self.node = service.node_id
+        self.send_event = send_event
+        self.clock = clock
+        self._streams: dict[str, Stream] = {}
+        self._lock = threading.Lock()
+
+    # -- helpers ------------------------------------------------------------------------
+    def _node_of(self, sae: str) -> str | None:
+        return self.service.saes.get(sae)
+
+    def _stream(self, ksid: str, caller: str) -> Stream:
+        with self._lock:
+            st = self._streams.get(ksid)
+        if st is None:
+            raise StreamError(grpc.StatusCode.NOT_FOUND, f"unknown key stream {ksid!r} on node {self.node}")
+        if caller not in (st.source, st.destination) or self._node_of(caller) != self.node:
+            raise StreamError(grpc.StatusCode.PERMISSION_DENIED, f"SAE {caller!r} is not an application of "
+                                                                 f"key stream {ksid!r} on this node")
+        return st
+
+    def _reachable(self, other_node: str) -> bool:
+        if other_node == self.node or self.service.links_to(other_node):
+            return True
+        if isinstance(self.service.relayer, NoRelayer):
+            return False
+        try:
+            self.service.relayer.stored_key_count(other_node, self.service.limits.key_size)
+        except KeyServiceError:
+            return False
+        return True
+
+    def _counter_proposal(self, qos: pb.QoS, other_node: str) -> pb.QoS | None:
+        lim = self.service.limits
+        proposal = pb.QoS()
+        proposal.CopyFrom(qos)
+        changed = False
+        if not lim.min_key_size <= proposal.key_chunk_size * 8 <= lim.max_key_size:
+            proposal.key_chunk_size = min(max(proposal.key_chunk_size, lim.min_key_size // 8), lim.max_key_size // 8)
+            changed = True
+        if proposal.metadata_mimetype not in ("", MIMETYPE):
+            proposal.metadata_mimetype = MIMETYPE
+            changed = True
+        links = self.service.links_to(other_node)
+        if links:
+            rate = int(max(lk.rate_bps for lk in links) / 2)
+            if proposal.min_bps > rate:
+                proposal.min_bps = rate
+                proposal.max_bps = min(proposal.max_bps or rate, rate)
+                changed = True
+        return proposal if changed else None
+
+    # -- OPEN_CONNECT ------------------------------------------------------------------------
+    def open_connect(self, caller: str, req: pb.OpenConnectRequest) -> pb.OpenConnectResponse:
+        src, dst = sae_from_uri(req.source), sae_from_uri(req.destination)
+        if caller not in (src, dst):
+            raise StreamError(grpc.StatusCode.PERMISSION_DENIED,
+                              f"SAE {caller!r} may only open streams it is the source or destination of "
+                              f"(source={src!r}, destination={dst!r})")
+        if self._node_of(caller) != self.node:
+            raise StreamError(grpc.StatusCode.PERMISSION_DENIED, f"SAE {caller!r} is not attached to node {self.node}")
+        other = dst if caller == src else src
+        other_node = self._node_of(other)
+        qos = pb.QoS()
+        qos.CopyFrom(req.qos)
+        if not qos.key_chunk_size:
+            qos.key_chunk_size = DEFAULT_CHUNK
+        if not qos.metadata_mimetype:
+            qos.metadata_mimetype = MIMETYPE
+        if other_node is None or src == dst or not self._reachable(other_node):
+            return pb.OpenConnectResponse(status=S.NO_QKD_CONNECTION, key_stream_id=req.key_stream_id, qos=qos)
+        proposal = self._counter_proposal(qos, other_node)
+        if proposal is not None:
+            return pb.OpenConnectResponse(status=S.QOS_NOT_MET, key_stream_id=req.key_stream_id, qos=proposal)
+        ksid = req.key_stream_id or str(uuid.uuid4())
+        with self._lock:
+            st = self._streams.get(ksid)
+            if st is not None and (st.open.get(caller) or (st.source, st.destination) != (src, dst)
+                                   or st.chunk != qos.key_chunk_size):
+                return pb.OpenConnectResponse(status=S.KEY_STREAM_ID_IN_USE, key_stream_id=ksid, qos=qos)
+            if st is None:
+                st = Stream(ksid, src, dst, qos.key_chunk_size, qos.ttl)
+                self._streams[ksid] = st
+            with st.cond:
+                st.open[caller] = True
+                st.cond.notify_all()
+        if other_node != self.node:
+            try:
+                reply = self.send_event(other_node, peer_pb2.StreamEventRequest(
+                    kind=peer_pb2.OPENED, key_stream_id=ksid, source=src, destination=dst,
+                    key_chunk_size=qos.key_chunk_size, ttl=qos.ttl))
+            except PeerUnavailable as exc:
+                log.warning("key stream %s: node %s unreachable: %s", ksid, other_node, exc)
+                self._forget(ksid, caller)
+                return pb.OpenConnectResponse(status=S.NO_QKD_CONNECTION, key_stream_id=ksid, qos=qos)
+            if reply.status != S.SUCCESSFUL:
+                self._forget(ksid, caller)
+                return pb.OpenConnectResponse(status=reply.status, key_stream_id=ksid, qos=qos)
+            if reply.peer_connected:
+                with st.cond:
+                    st.open[other] = True
+        deadline = time.monotonic() + qos.timeout / 1000
+        with st.cond:
+            while not st.open.get(other) and time.monotonic() < deadline:
+                st.cond.wait(timeout=max(0.0, deadline - time.monotonic()))
+            connected = bool(st.open.get(other))
+        return pb.OpenConnectResponse(status=S.SUCCESSFUL if connected else S.PEER_NOT_CONNECTED,
+                                      key_stream_id=ksid, qos=qos)
+
+    def _forget(self, ksid: str, caller: str) -> None:
+        with self._lock:
+            st = self._streams.get(ksid)
+            if st is not None:
+                st.open.pop(caller, None)
+                if not any(st.open.values()):
+                    self._streams.pop(ksid, None)
+
+    # -- events from the other application's node -----------------------------------------
+    def on_event(self, from_node: str, ev: peer_pb2.StreamEventRequest) -> peer_pb2.StreamEventReply:
+        remote = ev.source if self._node_of(ev.source) == from_node else ev.destination
+        local = ev.destination if remote == ev.source else ev.source
+        if self._node_of(remote) != from_node or self._node_of(local) != self.node:
+            raise ValueError(f"key stream {ev.key_stream_id!r}: node {from_node} does not serve {ev.source!r} "
+                             f"or {ev.destination!r} is not on node {self.node}")
+        if ev.kind == peer_pb2.OPENED:
+            with self._lock:
+                st = self._streams.get(ev.key_stream_id)
+                if st is None:
+                    st = Stream(ev.key_stream_id, ev.source, ev.destination, ev.key_chunk_size, ev.ttl)
+                    self._streams[ev.key_stream_id] = st
+                elif (st.source, st.destination, st.chunk) != (ev.source, ev.destination, ev.key_chunk_size):
+                    return peer_pb2.StreamEventReply(status=S.KEY_STREAM_ID_IN_USE,
+                                                     message="key stream ID in use with other parameters")
+            with st.cond:
+                st.open[remote] = True
+                st.cond.notify_all()
+                return peer_pb2.StreamEventReply(status=S.SUCCESSFUL, peer_connected=bool(st.open.get(local)))
+        with self._lock:
+            st = self._streams.get(ev.key_stream_id)
+        if st is None:
+            return peer_pb2.StreamEventReply(status=S.PEER_APPLICATION_NOT_CONNECTED, message="no such key stream")
+        if ev.kind == peer_pb2.CLOSED:
+            with st.cond:
+                st.open[remote] = False
+                st.cond.notify_all()
+            if not any(st.open.values()):
+                with self._lock:
+                    self._streams.pop(ev.key_stream_id, None)
+            return peer_pb2.StreamEventReply(status=S.SUCCESSFUL)
+        if ev.kind == peer_pb2.CHUNK:
+            if self._node_of(st.source) != self.node:
+                raise ValueError(f"key stream {st.ksid}: node {self.node} does not produce its chunks")
+            return peer_pb2.StreamEventReply(status=self._produce(st, ev.index))
+        raise ValueError(f"unknown stream event kind {ev.kind}")
+
+    # -- GET_KEY -----------------------------------------------------------------------------
+    @staticmethod
+    def chunk_id(ksid: str, index: int) -> str:
+        return f"{ksid}#{index}"
+
+    def _produce(self, st: Stream, index: int) -> int:
+        """Make chunk ``index`` at both ends (producer only); returns a 004 status."""
+        with st.cond:
+            if index in st.produced:
+                return S.SUCCESSFUL
+            kid = self.chunk_id(st.ksid, index)
+            try:
+                if self._node_of(st.destination) == self.node:   # both applications here
+                    import os
+                    self.service.store.put([StoredKey(kid, st.source, [st.source, st.destination],
+                                                      os.urandom(st.chunk), self.clock(),
+                                                      {"qusec_route_type": "local", "qusec_hops": 0})])
+                else:
+                    got = self.service.deliver(st.source, [st.destination], [kid], st.chunk * 8,
+                                               extensions={"qusec_key_stream_id": st.ksid})[0]
+                    self.service.store.put([StoredKey(kid, st.source, [st.source], got.material, self.clock(),
+                                                      got.extension)])
+            except KeyServiceError as exc:
+                log.info("key stream %s chunk %d: %s", st.ksid, index, exc.message)
+                return S.INSUFFICIENT_KEY if exc.status == 503 and "not enough key" in exc.message \
+                    else S.NO_QKD_CONNECTION
+            except DuplicateKey:
+                pass
+            st.produced.add(index)
+            return S.SUCCESSFUL
+
+    def _ensure_chunk(self, st: Stream, index: int) -> int:
+        kid = self.chunk_id(st.ksid, index)
+        if self.service.store.peek(kid) is not None:
+            return S.SUCCESSFUL
+        if self._node_of(st.source) == self.node:
+            return self._produce(st, index)
+        try:
+            reply = self.send_event(self._node_of(st.source), peer_pb2.StreamEventRequest(
+                kind=peer_pb2.CHUNK, key_stream_id=st.ksid, source=st.source, destination=st.destination,
+                key_chunk_size=st.chunk, index=index))
+        except PeerUnavailable as exc:
+            log.warning("key stream %s: producer unreachable: %s", st.ksid, exc)
+            return S.NO_QKD_CONNECTION
+        return reply.status
+
+    def get_key(self, caller: str, req: pb.GetKeyRequest, timeout_ms: int | None = None) -> pb.GetKeyResponse:
+        st = self._stream(req.key_stream_id, caller)
+        other = st.destination if caller == st.source else st.source
+        if not st.open.get(caller):
+            raise StreamError(grpc.StatusCode.FAILED_PRECONDITION, f"key stream {st.ksid!r} is closed")
+        if not st.open.get(other):
+            return pb.GetKeyResponse(status=S.PEER_APPLICATION_NOT_CONNECTED, index=req.index)
+        if req.index in st.fetched:
+            raise StreamError(grpc.StatusCode.OUT_OF_RANGE, f"chunk {req.index} of key stream {st.ksid!r} was "
+                                                            "already delivered (keys are never handed out twice)")
+        wait = st_timeout = (timeout_ms if timeout_ms is not None else 0) / 1000
+        deadline = time.monotonic() + wait
+        while True:
+            status = self._ensure_chunk(st, req.index)
+            if status != S.INSUFFICIENT_KEY or time.monotonic() >= deadline:
+                break
+            time.sleep(POLL_S)
+        if status == S.INSUFFICIENT_KEY and st_timeout > 0:
+            return pb.GetKeyResponse(status=S.TIMEOUT, index=req.index)
+        if status != S.SUCCESSFUL:
+            return pb.GetKeyResponse(status=status, index=req.index)
+        kid = self.chunk_id(st.ksid, req.index)
+        stored = self.service.store.peek(kid)
+        if stored is None:
+            return pb.GetKeyResponse(status=S.INSUFFICIENT_KEY, index=req.index)
+        meta = json.dumps({"hops": int(stored.meta.get("qusec_hops", 0)),
+                           "age": int(max(0.0, self.clock() - stored.created) * 1000),
+                           "route_type": stored.meta.get("qusec_route_type", ""),
+                           "security_level": stored.meta.get("qusec_security_level", "qkd")},
+                          separators=(",", ":")).encode()
+        if req.metadata.size < len(meta):
+            return pb.GetKeyResponse(status=S.METADATA_SIZE_INSUFFICIENT, index=req.index,
+                                     metadata=pb.Metadata(size=len(meta), mimetype=MIMETYPE))
+        got = self.service.store.fetch(st.source, caller, [kid])[0]
+        st.fetched.add(req.index)
+        return pb.GetKeyResponse(status=S.SUCCESSFUL, key_buffer=got.material, index=req.index,
+                                 metadata=pb.Metadata(size=len(meta), mimetype=MIMETYPE, buffer=meta))
+
+    # -- CLOSE ------------------------------------------------------------------------------
+    def close(self, caller: str, ksid: str) -> pb.CloseResponse:
+        st = self._stream(ksid, caller)
+        with st.cond:
+            st.open[caller] = False
+            st.cond.notify_all()
+        prefix = ksid + "#"
+        self.service.store.discard(k for k in self.service.store.pending_ids(st.source, caller)
+                                   if k.startswith(prefix))
+        other = st.destination if caller == st.source else st.source
+        other_node = self._node_of(other)
+        if other_node != self.node:
+            try:
+                self.send_event(other_node, peer_pb2.StreamEventRequest(
+                    kind=peer_pb2.CLOSED, key_stream_id=ksid, source=st.source, destination=st.destination))
+            except PeerUnavailable as exc:
+                log.info("key stream %s: could not tell node %s about CLOSE: %s", ksid, other_node, exc)
+        if not any(st.open.values()):
+            with self._lock:
+                self._streams.pop(ksid, None)
+        return pb.CloseResponse(status=S.SUCCESSFUL)
+
+
+class Etsi004Servicer(pb_grpc.KeyDeliveryServicer):
+    """gRPC adapter: the calling SAE is the CN of its client certificate."""
+
+    def __init__(self, streams: KeyStreams) -> None:
+        self.streams = streams
+        self._qos_timeout: dict[str, int] = {}
+
+    def _caller(self, context: grpc.ServicerContext) -> str:
+        sae = caller_node(context)
+        if sae is None:
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, "a client certificate naming the SAE is required")
+        return sae
+
+    def _run(self, context: grpc.ServicerContext, fn):
+        try:
+            return fn()
+        except StreamError as exc:
+            context.abort(exc.code, str(exc))
+
+    def OpenConnect(self, request: pb.OpenConnectRequest, context: grpc.ServicerContext) -> pb.OpenConnectResponse:
+        caller = self._caller(context)
+        resp = self._run(context, lambda: self.streams.open_connect(caller, request))
+        if resp.status in (S.SUCCESSFUL, S.PEER_NOT_CONNECTED):
+            self._qos_timeout[resp.key_stream_id] = request.qos.timeout
+        return resp
+
+    def GetKey(self, request: pb.GetKeyRequest, context: grpc.ServicerContext) -> pb.GetKeyResponse:
+        caller = self._caller(context)
+        return self._run(context, lambda: self.streams.get_key(
+            caller, request, self._qos_timeout.get(request.key_stream_id, 0)))
+
+    def Close(self, request: pb.CloseRequest, context: grpc.ServicerContext) -> pb.CloseResponse:
+        caller = self._caller(context)
+        return self._run(context, lambda: self.streams.close(caller, request.key_stream_id))

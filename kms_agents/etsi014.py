@@ -1,0 +1,261 @@
+"""ETSI GS QKD 014 REST server over HTTPS with mutual TLS (standard library only).
+
+The calling SAE is the CN of its client certificate (``CERT_REQUIRED``, the network's
+CA). HTTP/1.1 keep-alive; the TLS handshake runs in the connection's own thread so a
+slow client never blocks ``accept``. Requests are translated into
+:class:`~kms_agents.service.KeyService` calls; errors become 400/401/503 with the ETSI
+error body (401 without a body). The OpenAPI document is kms_agents/openapi/etsi014.json.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import ssl
+import threading
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from kms_agents.service import KeyService, KeyServiceError, bad
+
+log = logging.getLogger(__name__)
+
+API_PREFIX = "/api/v1/keys/"
+MAX_BODY = 1 << 20
+IDLE_TIMEOUT_S = 60.0
+
+
+def server_ssl_context(ca_cert: str, cert: str, key: str) -> ssl.SSLContext:
+    """TLS 1.2+ server context that requires a client certificate issued by ``ca_cert``."""
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=ca_cert)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.load_cert_chain(cert, key)
+    return ctx
+
+
+def peer_common_name(sock: ssl.SSLSocket) -> str | None:
+    """CN of the verified client certificate of a TLS connection."""
+    cert = sock.getpeercert()
+    for rdn in (cert or {}).get("subject", ()):
+        for name, value in rdn:
+            if name == "commonName":
+                return value
+    return None
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256
+    allow_reuse_address = True
+
+    def __init__(self, addr: tuple[str, int], ctx: ssl.SSLContext, service: KeyService) -> None:
+        self.ctx = ctx
+        self.service = service
+        family = socket.AF_INET6 if ":" in addr[0] else socket.AF_INET
+        self.address_family = family
+        super().__init__(addr, _Handler)
+
+    def get_request(self):
+        sock, addr = self.socket.accept()
+        return self.ctx.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), addr
+
+    def handle_error(self, request, client_address) -> None:
+        log.warning("ETSI 014 connection from %s failed", client_address, exc_info=True)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "qusec-vkms/1"
+    sys_version = ""
+    timeout = IDLE_TIMEOUT_S
+    server: _Server
+
+    def setup(self) -> None:
+        self.request.settimeout(self.timeout)
+        try:
+            self.request.do_handshake()
+            self.sae = peer_common_name(self.request)
+        except (ssl.SSLError, OSError) as exc:
+            log.info("TLS handshake with %s failed: %s", self.client_address, exc)
+            self.sae = None
+            self._handshake_failed = True
+        else:
+            self._handshake_failed = False
+        super().setup()
+
+    def handle(self) -> None:
+        if not self._handshake_failed:
+            super().handle()
+
+    def log_message(self, fmt: str, *args: Any) -> None:
+        log.debug("%s %s", self.client_address[0], fmt % args)
+
+    # -- responses --------------------------------------------------------------
+    def _send(self, status: int, body: dict | None, extra_headers: dict | None = None) -> None:
+        data = b"" if body is None else json.dumps(body).encode()
+        self.send_response(status)
+        if body is not None:
+            self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Cache-Control", "no-store")
+        for k, v in (extra_headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        if data and self.command != "HEAD":
+            self.wfile.write(data)
+
+    def _error(self, exc: KeyServiceError) -> None:
+        self._send(exc.status, exc.body())
+
+    # -- dispatch ----------------------------------------------------------------
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def do_PUT(self) -> None:
+        self._dispatch("PUT")
+
+    def do_DELETE(self) -> None:
+        self._dispatch("DELETE")
+
+    def do_PATCH(self) -> None:
+        self._dispatch("PATCH")
+
+    def _dispatch(self, method: str) -> None:
+        try:
+            body_bytes = self._read_body()
+        except KeyServiceError as exc:
+            self.close_connection = True
+            self._error(exc)
+            return
+        parts = urllib.parse.urlsplit(self.path)
+        if not parts.path.startswith(API_PREFIX):
+            self._send(404, {"message": f"no such resource {parts.path!r}; the API is under {API_PREFIX}"})
+            return
+        segs = parts.path[len(API_PREFIX):].split("/")
+        if len(segs) != 2 or not segs[0] or segs[1] not in ("status", "enc_keys", "dec_keys"):
+            self._send(404, {"message": f"no such resource {parts.path!r}; expected "
+                                        f"{API_PREFIX}{{SAE_ID}}/status|enc_keys|dec_keys"})
+            return
+        sae_id, call = urllib.parse.unquote(segs[0]), segs[1]
+        allowed = ("GET",) if call == "status" else ("GET", "POST")
+        if method not in allowed:
+            self._send(405, {"message": f"method {method} not allowed on {call}"}, {"Allow": ", ".join(allowed)})
+            return
+        if self.sae is None:
+            self._send(401, None)
+            return
+        try:
+            result = self._call(method, call, sae_id, parts.query, body_bytes)
+        except KeyServiceError as exc:
+            self._error(exc)
+            return
+        except Exception:  # noqa: BLE001 - a bug must not kill the connection thread silently
+            log.exception("ETSI 014 %s %s failed", method, call)
+            self._send(500, {"message": "internal error in the KME"})
+            return
+        self._send(200, result)
+
+    def _read_body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            raise bad("chunked request bodies are not supported; send Content-Length")
+        length = self.headers.get("Content-Length")
+        if length is None:
+            return b""
+        if not length.isdigit():
+            raise bad("Content-Length must be a non-negative integer")
+        n = int(length)
+        if n > MAX_BODY:
+            raise bad(f"request body too large ({n} > {MAX_BODY} bytes)")
+        return self.rfile.read(n) if n else b""
+
+    def _call(self, method: str, call: str, sae_id: str, query: str, body_bytes: bytes) -> dict:
+        svc = self.server.service
+        params = _query(query)
+        if call == "status":
+            if params:
+                raise bad("Get status takes no query parameters")
+            return svc.status(self.sae, sae_id)
+        if method == "GET":
+            if body_bytes:
+                raise bad("a GET request carries its parameters in the query, not in a body")
+            if call == "enc_keys":
+                for k in params:
+                    if k not in ("number", "size"):
+                        raise bad(f"unknown query parameter {k!r}: GET enc_keys takes only number and size",
+                                  parameter=k)
+                body = {k: _int_param(k, v) for k, v in params.items()}
+                return svc.enc_keys(self.sae, sae_id, body)
+            if set(params) != {"key_ID"}:
+                raise bad("GET dec_keys takes exactly one query parameter: key_ID")
+            return svc.dec_keys(self.sae, sae_id, {"key_IDs": [{"key_ID": params["key_ID"]}]})
+        if params:
+            raise bad("a POST request carries its parameters in the JSON body, not in the query")
+        body = _json(body_bytes)
+        if call == "enc_keys":
+            return svc.enc_keys(self.sae, sae_id, body)
+        return svc.dec_keys(self.sae, sae_id, body)
+
+
+def _query(query: str) -> dict[str, str]:
+    if not query:
+        return {}
+    try:
+        pairs = urllib.parse.parse_qsl(query, keep_blank_values=True, strict_parsing=True)
+    except ValueError:
+        raise bad("malformed query string") from None
+    out: dict[str, str] = {}
+    for k, v in pairs:
+        if k in out:
+            raise bad(f"query parameter {k!r} given more than once", parameter=k)
+        out[k] = v
+    return out
+
+
+def _int_param(name: str, value: str) -> int:
+    if not value.isascii() or not value.isdigit() or len(value) > 9:
+        raise bad(f"{name} shall be a positive integer, got {value!r}", parameter=name)
+    return int(value)
+
+
+def _json(data: bytes) -> Any:
+    if not data.strip():
+        return None
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise bad("request body is not valid JSON (UTF-8)") from None
+
+
+class Etsi014Server:
+    """The node's ETSI 014 endpoint: start() serves in a background thread."""
+
+    def __init__(self, service: KeyService, listen: str, ca_cert: str, cert: str, key: str) -> None:
+        host, _, port = listen.rpartition(":")
+        host = host.strip("[]")
+        self._httpd = _Server((host, int(port)), server_ssl_context(ca_cert, cert, key), service)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return self._httpd.server_address[1]
+
+    @property
+    def host(self) -> str:
+        return self._httpd.server_address[0]
+
+    def start(self) -> "Etsi014Server":
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.2},
+                                        name="etsi014", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        if self._thread:
+            self._thread.join(timeout=5)
