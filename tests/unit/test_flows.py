@@ -142,3 +142,33 @@ def test_no_switches_means_paths_without_flows():
     d, acts = core.request_path(PathRequest("A", "D"), 1.0)
     assert d.granted and d.flows_installed == 0
     assert not [a for a in acts if isinstance(a, FlowMods)]
+
+
+def test_grid_broadcast_reaches_each_host_exactly_once_and_unicast_is_loop_free():
+    # 3x3 grid of switches (many cycles); port 1 = host, ports 2..5 = E/W/S/N neighbours.
+    from fakeoftable import FakeNetwork
+
+    from quseccontroller.core import QuSeCCore
+    core = QuSeCCore()
+    sw = {(r, c): 1 + 3 * r + c for r in range(3) for c in range(3)}
+    wiring = {}
+    for (r, c), d in sw.items():
+        if c < 2:
+            wiring[(d, 2)] = (sw[(r, c + 1)], 3)
+        if r < 2:
+            wiring[(d, 4)] = (sw[(r + 1, c)], 5)
+    net = FakeNetwork(wiring)
+    for d in sw.values():
+        net.apply(core.switch_up(d, [1, 2, 3, 4, 5], 0.0))
+    for a, b in sorted(wiring.items()):
+        net.apply(core.link_up(a, b, 0.0))
+    for d in sw.values():
+        net.apply(core.host_seen(f"00:00:00:00:00:{d:02x}", f"10.0.1.{d}", d, 1, 0.0))
+    hosts = {(d, 1) for d in sw.values()}
+    for d in sw.values():
+        exits = net.trace(d, 1, dict(eth_type=0x0806, arp_op=1, arp_tpa="10.9.9.9"))
+        assert sorted(exits) == sorted(hosts - {(d, 1)})          # each once, none twice
+        for d2 in sw.values():
+            if d2 != d:
+                ping = dict(eth_type=0x0800, ip_proto=1, ipv4_src=f"10.0.1.{d}", ipv4_dst=f"10.0.1.{d2}")
+                assert net.trace(d, 1, ping) == [(d2, 1)]
