@@ -83,8 +83,11 @@ def export(core: "QuSeCCore") -> dict:
                     "app_type": TYPES + "CLIENT",
                     "server_app_id": ap.request.dst_sae,
                     "client_app_id": [ap.request.src_sae] if ap.request.src_sae else [],
+                    "app_priority": 0,
                     "creation_time": _iso(ap.granted_at),
                     "expiration_time": _iso(ap.expires_at),
+                    "app_qos": {"max_bandwidth": int(bps), "min_bandwidth": 0,
+                                "ttl": int(max(ap.expires_at - ap.granted_at, 0))},
                     "backing_qkdl_id": [qkdl_id(pid)],
                     "local_qkdn_id": qkdn_id(node),
                     "remote_qkdn_id": qkdn_id(ap.nodes[-1] if i == 0 else ap.nodes[0]),
@@ -99,7 +102,11 @@ def export(core: "QuSeCCore") -> dict:
                                   "key_relay_mode_enable": True},
             "qkd_applications": {"qkd_app": apps},
             "qkd_interfaces": {"qkd_interface": [
-                {"qkdi_id": f"{lid}@{node}", "qkdi_status": TYPES + "UP"}
+                {"qkdi_id": f"{lid}@{node}",
+                 "qkdi_model": st.links[lid].kms_kind,
+                 "qkdi_type": TYPES + "DV-QKD",
+                 "qkdi_att_point": {"device": node, "port": lid},
+                 "qkdi_status": TYPES + ("DOWN" if st.links[lid].status.get(node) == LINK_OFF else "UP")}
                 for lid in sorted(l for l, r in st.links.items() if node in (r.a, r.b))]},
             "qkd_links": {"qkd_link": links},
         }}

@@ -55,6 +55,8 @@ def test_virt_link_per_active_path_with_prev_and_next_hop():
     apps = out["A"][ROOT]["qkd_applications"]["qkd_app"]
     assert len(apps) == 1 and apps[0]["server_app_id"] == "sae-c" and apps[0]["client_app_id"] == ["sae-a"]
     assert apps[0]["backing_qkdl_id"] == [v["A"][0]["qkdl_id"]]
+    assert apps[0]["app_status"] == "etsi-qkd-node-types:ON" and apps[0]["app_qos"]["ttl"] == 60
+    assert apps[0]["local_qkdn_id"] == qkdn_id("A") and apps[0]["remote_qkdn_id"] == qkdn_id("C")
     assert out["B"][ROOT]["qkd_applications"]["qkd_app"] == []
     core.release_path(d.path_ids[0], 1001.0)
     assert not links_of(core.export_etsi015(), "B", "VIRT")
@@ -68,3 +70,8 @@ def test_down_node_and_off_link():
     assert out["C"][ROOT]["qkdn_status"] == "etsi-qkd-node-types:DOWN"
     ab = links_of(out, "A", "PHYS")[0]
     assert ab["qkdl_status"] == "etsi-qkd-node-types:OFF" and ab["qkdl_enable"] is False
+    (iface,) = out["A"][ROOT]["qkd_interfaces"]["qkd_interface"]
+    assert iface["qkdi_id"] == "A-B@A" and iface["qkdi_status"] == "etsi-qkd-node-types:DOWN"
+    assert iface["qkdi_att_point"] == {"device": "A", "port": "A-B"}
+    (b_iface, _) = out["B"][ROOT]["qkd_interfaces"]["qkd_interface"]
+    assert b_iface["qkdi_status"] == "etsi-qkd-node-types:UP"   # B's end still reports ACTIVE
