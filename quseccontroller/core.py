@@ -121,9 +121,13 @@ class QuSeCCore:
             log.info("path %s->%s refused (%s): %s", src, dst, refusal, reason)
             return decision, []
 
-        for label, n in (("source", src), ("destination", dst)):
+        for label, n, sae in (("source", src, req.src_sae), ("destination", dst, req.dst_sae)):
             if not n or n not in st.qkd or (st.agents and n not in st.online):
-                return refuse("unknown_node", f"{label} node {n or '?'!r} is not registered with QuSeC")
+                what = f"{label} node {n or '?'!r}" + (f" (SAE {sae!r})" if sae and not n else "")
+                return refuse("unknown_node", f"{what} is not registered with QuSeC")
+            home = st.node_of_sae(sae) if sae else None
+            if home and home != n:
+                return refuse("unknown_node", f"{label} SAE {sae!r} is attached to node {home!r}, not {n!r}")
         if d.action == "deny":
             return refuse("policy_deny", f"rule {m.rule!r} denies {src}->{dst}")
         if d.rate_limit_bps and not self._take_tokens(req, d, now, commit=False):

@@ -119,6 +119,7 @@ class NetworkState:
         self.qkd = nx.Graph()
         self.links: dict[str, QkdLinkRecord] = {}
         self.agents: dict[str, AgentInfo] = {}
+        self.sae_home: dict[str, str] = {}           # SAE id -> node it is attached to
         self.online: set[str] = set()
         self.classical = nx.Graph()
         self.switch_ports: dict[int, set[int]] = {}
@@ -142,7 +143,11 @@ class NetworkState:
         self.version += 1
 
     def register(self, info: AgentInfo, now: float) -> None:
+        old = self.agents.get(info.node_id)
+        for sae in old.saes if old else ():
+            self.sae_home.pop(sae, None)
         self.agents[info.node_id] = info
+        self.sae_home.update({sae: info.node_id for sae in info.saes})
         self.online.add(info.node_id)
         self.nodes_dirty = True
         self.add_node(info.node_id, info.trust_level)
@@ -223,10 +228,7 @@ class NetworkState:
         return int(self.qkd.nodes[node].get("trust", 3)) if node in self.qkd else 0
 
     def node_of_sae(self, sae: str) -> str | None:
-        for info in self.agents.values():
-            if sae in info.saes:
-                return info.node_id
-        return None
+        return self.sae_home.get(sae)
 
     # -- classical network ---------------------------------------------------------------
     def switch_up(self, dpid: int, ports: Iterable[int]) -> None:

@@ -34,7 +34,10 @@ def test_saes_resolve_to_nodes():
     d, _ = core.request_path(PathRequest("", "", "sae-b", "sae-d"), 1.0)
     assert d.granted and d.paths[0][0] == "B" and d.paths[0][-1] == "D"
     d, _ = core.request_path(PathRequest("", "", "sae-b", "sae-nobody"), 1.0)
-    assert d.refusal == "unknown_node" and "destination" in d.reason
+    assert d.refusal == "unknown_node" and "destination" in d.reason and "sae-nobody" in d.reason
+    # A node cannot ask on behalf of an SAE that is attached elsewhere.
+    d, _ = core.request_path(PathRequest("A", "D", "sae-b", "sae-d"), 1.0)
+    assert d.refusal == "unknown_node" and "attached to node 'B'" in d.reason
 
 
 def test_policy_deny_rate_limit_and_pqc_fallback():
