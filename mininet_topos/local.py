@@ -145,6 +145,8 @@ class LocalNetwork:
             proc.terminate()
         proc.wait(10)
         state = Path(self.configs[node_id].state_dir)
+        if (state / "agent.json").exists():   # a killed agent leaves its file behind
+            (state / "agent.json").unlink()
         logf = open(state / "agent.log", "ab")
         self.procs[node_id] = subprocess.Popen(
             [sys.executable, "-m", "kms_agents.agent", "--config", str(state / "agent.toml")],

@@ -1,0 +1,45 @@
+"""Helpers for the vKMS integration tests: a small topology and clients for its SAEs."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from kms_agents.client import Etsi004Client, Etsi014Client
+from mininet_topos.model import Node, QkdLink, Sae, Topology
+
+
+def small_topology(fast_bps: float = 2e6, slow_bps: float = 4096.0) -> Topology:
+    """A -fast- B -slow- C; two SAEs on A and on B, one on C (A and C are not neighbours)."""
+    nodes = {n: Node(n) for n in ("A", "B", "C")}
+    links = [QkdLink("A-B", "A", "B", fast_bps), QkdLink("B-C", "B", "C", slow_bps)]
+    saes = {s: Sae(s, s[4].upper()) for s in ("sae-a1", "sae-a2", "sae-b1", "sae-b2", "sae-c1")}
+    return Topology("kmstest", nodes, links, saes)
+
+
+class Saes:
+    """ETSI 014/004 clients of the SAEs of a network.json document (cached per SAE)."""
+
+    def __init__(self, doc: dict) -> None:
+        self.doc = doc
+        self._c014: dict[str, Etsi014Client] = {}
+
+    def kme(self, sae: str, node: str | None = None) -> Etsi014Client:
+        """Client for ``sae`` talking to the KME of ``node`` (default: its own node)."""
+        node = node or self.doc["saes"][sae]["node"]
+        key = f"{sae}@{node}@{self.doc['nodes'][node]['etsi014_url']}"
+        if key not in self._c014:
+            e = self.doc["saes"][sae]
+            self._c014[key] = Etsi014Client(self.doc["nodes"][node]["etsi014_url"], self.doc["ca_cert"],
+                                            e["cert"], e["key"])
+        return self._c014[key]
+
+    def app(self, sae: str) -> Etsi004Client:
+        e = self.doc["saes"][sae]
+        return Etsi004Client(self.doc["nodes"][e["node"]]["etsi004_addr"], self.doc["ca_cert"], e["cert"], e["key"])
+
+    def close(self) -> None:
+        for c in self._c014.values():
+            c.close()
+
+
+def node_cert(state_dir: Path, node: str) -> tuple[str, str]:
+    return str(state_dir / "pki" / "nodes" / f"{node}.pem"), str(state_dir / "pki" / "nodes" / f"{node}.key")
