@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, TextIO
 
 from mininet_topos.model import Topology
@@ -44,13 +45,15 @@ class LocalNetwork:
 
     def __init__(self, topology: Topology, state_dir: str | Path, *, with_qusec: bool = True,
                  progress: TextIO | None = None, agent_env: dict[str, str] | None = None,
-                 limits: dict[str, int] | None = None) -> None:
+                 limits: dict[str, int] | None = None,
+                 config_hook: Callable[[str, Any], None] | None = None) -> None:
         self.topology = topology
         self.state_dir = Path(state_dir).resolve()
         self.with_qusec = with_qusec
         self.progress = progress
         self.agent_env = agent_env or {}
         self.limits = limits or {}
+        self.config_hook = config_hook   # (node id, AgentConfig) -> None, before configs are written
         self.procs: dict[str, subprocess.Popen] = {}
         self.agents: dict[str, dict] = {}
         self.configs: dict[str, Any] = {}
@@ -99,6 +102,8 @@ class LocalNetwork:
         for node_id, cfg in self.configs.items():
             for k, v in self.limits.items():
                 setattr(cfg.limits, k, v)
+            if self.config_hook is not None:
+                self.config_hook(node_id, cfg)
             path = write_config(cfg, Path(cfg.state_dir) / "agent.toml")
             agent_json = Path(cfg.state_dir) / "agent.json"
             if agent_json.exists():
