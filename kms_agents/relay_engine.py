@@ -85,6 +85,7 @@ class RelayEngine:
                  release_path: Callable[[str], object] | None = None,
                  send: Send, send_void: VoidSend, identity: hybrid.NodeIdentity | None = None,
                  hop_timeout_s: float = 10.0, max_parallel: int = 8,
+                 sae_node: Callable[[str], str | None] | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.node_id = node_id
         self._sources = sources      # next hop node -> the link key source to pad with
@@ -97,6 +98,7 @@ class RelayEngine:
         self._send = send
         self._send_void = send_void
         self._identity = identity
+        self._sae_node = sae_node    # SAE id -> its node, to check a delivery's SAEs
         self._hop_timeout = hop_timeout_s
         self._clock = clock
         self._seq = relay_crypto.SeqCounter()
@@ -472,8 +474,24 @@ class RelayEngine:
                                f"message is for {header.dst_node}")
         return self._deliver(header, share, auth)
 
+    def _check_saes(self, header: relay_crypto.RelayHeader) -> None:
+        if not header.target_sae_ids:
+            raise RelayFailure(grpc.StatusCode.INVALID_ARGUMENT, "relay names no target SAE")
+        if self._sae_node is None:
+            return
+        master = self._sae_node(header.initiator_sae_id)
+        if master != header.src_node:
+            raise RelayFailure(grpc.StatusCode.INVALID_ARGUMENT,
+                               f"master SAE {header.initiator_sae_id!r} is not attached to node "
+                               f"{header.src_node}")
+        wrong = [t for t in header.target_sae_ids if self._sae_node(t) != self.node_id]
+        if wrong:
+            raise RelayFailure(grpc.StatusCode.INVALID_ARGUMENT,
+                               f"target SAE(s) {wrong} are not attached to node {self.node_id}")
+
     def _deliver(self, header: relay_crypto.RelayHeader, share: bytes, auth) -> relay_pb2.RelayAck:
         level = header.security_level
+        self._check_saes(header)
         ack = relay_pb2.RelayAck(status=relay_pb2.RELAYED, key_id=header.key_id)
         self._drop_stale_pending()
         with self._lock:

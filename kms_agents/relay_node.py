@@ -268,7 +268,8 @@ class RelayNode:
             release_path=self.control.release_path if self.control else None,
             send=self.channels.relay, send_void=self.channels.void, identity=self.identity,
             hop_timeout_s=float(self.settings.get("hop_timeout_s", 10.0)),
-            max_parallel=int(self.settings.get("max_parallel", 8)))
+            max_parallel=int(self.settings.get("max_parallel", 8)),
+            sae_node=lambda sae: cfg.saes.get(sae))
         self.prerelay = None
         if self.settings.get("prerelay"):
             from kms_agents.prerelay import PreRelay

@@ -324,3 +324,15 @@ def test_unreachable_hop_fails_fast_then_a_new_path_is_used(tmp_path) -> None:
         assert [h.node_id for h in reply.paths[0].hops] == ["A", "D", "F", "E"]
     finally:
         net.close()
+
+
+def test_destination_checks_the_saes_belong_to_the_ends(line: Net) -> None:
+    where = {"sae-a": "A", "sae-e": "E", "sae-c": "C"}
+    line.nodes["E"].engine._sae_node = where.get
+    relay(line, n=1)  # consistent: fine
+    with pytest.raises(RelayFailure) as info:
+        relay(line, n=1, slave="sae-c")
+    assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "target SAE(s) ['sae-c'] are not attached to node E" in info.value.message
+    with pytest.raises(RelayFailure, match="master SAE 'sae-x' is not attached to node A"):
+        relay(line, n=1, master="sae-x")
