@@ -46,9 +46,14 @@ class ActivePath:
 class QuSeCCore:
     """Network state + policy + paths + flows. Every event method returns a list of actions."""
 
-    def __init__(self, policy: PolicyTable | None = None, *, path_ttl_s: float = 60.0) -> None:
+    def __init__(self, policy: PolicyTable | None = None, *, path_ttl_s: float = 60.0,
+                 reservation_s: float = 5.0) -> None:
         self.policy = policy or default_table()
         self.path_ttl_s = float(path_ttl_s)
+        # A grant reserves its key on every hop so that concurrent requests cannot count the same
+        # link key twice. Once the relay has happened, the agents' reports show the key gone, so the
+        # reservation is dropped after reservation_s (or at release) instead of counting it twice.
+        self.reservation_s = float(reservation_s)
         self.state = NetworkState()
         self.paths: dict[str, ActivePath] = {}
         self.installed: dict[int, dict[tuple, FlowSpec]] = {}
@@ -107,6 +112,7 @@ class QuSeCCore:
     # -- paths -------------------------------------------------------------------------------
     def request_path(self, req: PathRequest, now: float) -> tuple[PathDecision, list[Action]]:
         self.counters["requests"] += 1
+        self._drop_old_reservations(now)
         st = self.state
         src = req.src_node or (st.node_of_sae(req.src_sae) or "")
         dst = req.dst_node or (st.node_of_sae(req.dst_sae) or "")
@@ -187,6 +193,7 @@ class QuSeCCore:
         return acts + self._reconcile(now)
 
     def expire(self, now: float) -> list[Action]:
+        self._drop_old_reservations(now)
         acts: list[Action] = []
         for pid in sorted(p for p, ap in self.paths.items() if ap.expires_at <= now):
             self.counters["expired"] += 1
@@ -223,6 +230,13 @@ class QuSeCCore:
         }
 
     # -- internals ---------------------------------------------------------------------------
+    def _drop_old_reservations(self, now: float) -> None:
+        for ap in self.paths.values():
+            if ap.reserved and now - ap.granted_at >= self.reservation_s:
+                for lid, a, bits in ap.reserved:
+                    self.state.unreserve(lid, a, bits)
+                ap.reserved = []
+
     def _take_tokens(self, req: PathRequest, d: Decision, now: float, commit: bool) -> bool:
         if not d.rate_limit_bps:
             return True

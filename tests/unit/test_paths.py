@@ -120,6 +120,10 @@ def test_reservation_stops_concurrent_requests_over_committing_a_link():
     core.release_path(d1.path_ids[0], 2.0)
     d4, _ = core.request_path(req, 2.0)
     assert d4.paths == [["A", "B"]]
+    # After reservation_s the agents' reports carry the truth: reservations lapse, paths stay.
+    assert core.state.reserved
+    core.expire(2.0 + core.reservation_s)
+    assert not core.state.reserved and len(core.paths) == 2
 
 
 def _disjoint(paths):
