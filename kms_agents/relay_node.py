@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -133,12 +134,25 @@ class NetworkRelayer:
         self._error = error      # service.KeyServiceError
         self._result = result    # service.RelayResult
         self.prerelay = prerelay
+        # ID tuples of key lists rewritten with derived (hybrid/pqc) keys, recently
+        self._derived: deque[tuple[str, ...]] = deque(maxlen=256)
 
     def relay(self, *, master_sae: str, slave_saes: list[str], dst_node: str,
               keys: list[tuple[str, bytes]], security_level: str | None,
               extensions: dict[str, Any]) -> Any:
-        """Relay ``keys``; for hybrid/pqc (or buffered keys) ``keys`` is rewritten in place."""
+        """Relay ``keys``; for hybrid/pqc (or buffered keys) ``keys`` is rewritten in place.
+
+        The service relays one list to each destination node of a multi-node request;
+        once a hybrid/pqc relay has replaced its keys by derived ones, no other node could
+        derive the same, so such a second relay is refused rather than giving SAEs
+        different keys under one ID.
+        """
+        ids = tuple(kid for kid, _ in keys)
         try:
+            if ids in self._derived:
+                raise RelayFailure(grpc.StatusCode.FAILED_PRECONDITION,
+                                   "hybrid/pqc keys are agreed between two end nodes; they cannot "
+                                   "be shared with SAEs on several nodes")
             if self.prerelay is not None and not security_level:
                 got = self.prerelay.take(master_sae, slave_saes, dst_node, keys)
                 if got is not None:
@@ -154,6 +168,8 @@ class NetworkRelayer:
             self.prerelay.observe(master_sae, slave_saes, dst_node, len(keys), len(keys[0][1]))
         # the master gets what the slave gets: the derived key for hybrid/pqc
         keys[:] = [(k.key_id, k.key) for k in relayed]
+        if level != "qkd":
+            self._derived.append(ids)
         return self._result(paths=[[h.node_id for h in p.hops] for p in reply.paths],
                             security_level=level)
 

@@ -336,3 +336,22 @@ def test_destination_checks_the_saes_belong_to_the_ends(line: Net) -> None:
     assert "target SAE(s) ['sae-c'] are not attached to node E" in info.value.message
     with pytest.raises(RelayFailure, match="master SAE 'sae-x' is not attached to node A"):
         relay(line, n=1, master="sae-x")
+
+
+def test_network_relayer_gives_master_the_derived_key_and_refuses_multinode_hybrid(line: Net) -> None:
+    from kms_agents.relay_node import NetworkRelayer
+    from kms_agents.service import KeyServiceError, RelayResult
+    relayer = NetworkRelayer(line.nodes["A"].engine, error=KeyServiceError, result=RelayResult)
+    line.level = "hybrid"
+    keys = [("h1", os.urandom(32)), ("h2", os.urandom(32))]
+    relayed_in = list(keys)
+    result = relayer.relay(master_sae="sae-a", slave_saes=["sae-e"], dst_node="E", keys=keys,
+                           security_level=None, extensions={})
+    assert result.security_level == "hybrid" and result.paths == [LINE]
+    got = line.nodes["E"].store.fetch("sae-a", "sae-e", ["h1", "h2"])
+    assert [g.material for g in got] == [m for _, m in keys]       # master == slave
+    assert [m for _, m in keys] != [m for _, m in relayed_in]      # derived, not the QKD key
+    with pytest.raises(KeyServiceError) as info:                   # the same keys to a 2nd node
+        relayer.relay(master_sae="sae-a", slave_saes=["sae-d"], dst_node="D", keys=keys,
+                      security_level=None, extensions={})
+    assert info.value.status == 503 and "several nodes" in str(info.value.message)
