@@ -1,6 +1,7 @@
 """Flow planning, tested semantically on a fake OpenFlow 1.3 table: where do packets go?"""
 from __future__ import annotations
 
+import pytest
 from fakeoftable import CONTROLLER
 from qusec_net import RELAY_PORT, core_with, relay_pkt, ring_switches
 
@@ -172,3 +173,49 @@ def test_grid_broadcast_reaches_each_host_exactly_once_and_unicast_is_loop_free(
             if d2 != d:
                 ping = dict(eth_type=0x0800, ip_proto=1, ipv4_src=f"10.0.1.{d}", ipv4_dst=f"10.0.1.{d2}")
                 assert net.trace(d, 1, ping) == [(d2, 1)]
+
+
+def _random_switch_net(seed: int, n: int, extra: int):
+    """n switches: a random tree plus ``extra`` random cross links; host i on switch i port 1."""
+    import random
+
+    from fakeoftable import FakeNetwork
+
+    from quseccontroller.core import QuSeCCore
+    rng = random.Random(seed)
+    next_port = {d: 2 for d in range(1, n + 1)}
+    wiring = {}
+    edges = {(rng.randrange(1, d), d) for d in range(2, n + 1)}
+    while extra and len(edges) < n * (n - 1) // 2:
+        a, b = sorted(rng.sample(range(1, n + 1), 2))
+        if (a, b) not in edges:
+            edges.add((a, b))
+            extra -= 1
+    for a, b in sorted(edges):
+        wiring[(a, next_port[a])] = (b, next_port[b])
+        next_port[a] += 1
+        next_port[b] += 1
+    core = QuSeCCore()
+    net = FakeNetwork(wiring)
+    for d in range(1, n + 1):
+        net.apply(core.switch_up(d, list(range(1, next_port[d])), 0.0))
+    for a, b in sorted(wiring.items(), key=lambda kv: rng.random()):
+        net.apply(core.link_up(a, b, 0.0))
+    for d in range(1, n + 1):
+        net.apply(core.host_seen(f"02:00:00:00:00:{d:02x}", f"10.0.2.{d}", d, 1, 0.0))
+    return core, net
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_random_cyclic_networks_flood_once_and_route_loop_free(seed):
+    n = 3 + seed % 6
+    core, net = _random_switch_net(seed, n, extra=seed % 5 + 1)
+    hosts = {(d, 1) for d in range(1, n + 1)}
+    for d in range(1, n + 1):
+        assert sorted(net.trace(d, 1, dict(eth_type=0x0806, arp_op=1, arp_tpa="10.0.9.9"))) == \
+            sorted(hosts - {(d, 1)})
+        for d2 in range(1, n + 1):
+            if d2 != d:
+                pkt = dict(eth_type=0x0800, ip_proto=6, ipv4_src=f"10.0.2.{d}",
+                           ipv4_dst=f"10.0.2.{d2}", tcp_src=5555, tcp_dst=80)
+                assert net.trace(d, 1, pkt) == [(d2, 1)]
