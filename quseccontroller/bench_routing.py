@@ -221,7 +221,9 @@ def run(args: argparse.Namespace) -> int:
     result["targets_met"] = all(ok for _, ok, _ in result["checks"])
     if not (args.no_record or quick or args.topology):   # docs/benchmarks.md keeps the full run
         benchdoc.record("routing", "Routing: delivered key rate vs multi-commodity flow bound",
-                        report(result), "qkdnet bench routing")
+                        report(result), "qkdnet bench routing"
+                        + (f" --seeds {args.seeds}" if args.seeds else "")
+                        + (f" --pairs {args.pairs}" if args.pairs else ""))
     if args.json:
         print(json.dumps(result, indent=1, default=str))
     else:
