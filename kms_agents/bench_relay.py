@@ -204,7 +204,9 @@ def run(args: argparse.Namespace) -> int:
         print(markdown(res))
     if args.record:
         from mininet_topos import benchdoc
-        cmd = "qkdnet bench relay" + (f" --samples {args.samples}" if args.samples != 40 else "")
+        via_cli = Path(sys.argv[0]).name == "qkdnet"
+        cmd = ("qkdnet bench relay" if via_cli else "python -m kms_agents.bench_relay") + \
+            (f" --samples {args.samples}" if args.samples != 40 else "")
         benchdoc.record("relay", "Key relay: latency by hop count, pre-relayed buffers, throughput",
                         markdown(res), cmd)
     return 0
