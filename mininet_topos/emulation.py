@@ -497,9 +497,14 @@ def key_path(keys: list[dict]) -> list[str]:
 
 def write_network_json(net: MininetNetwork) -> Path:
     from mininet_topos.netinfo import write_network_json as write
-    hosts = {"nodes": {h.node: {"host": h.name, "switch": h.switch, "ip": h.ip, "mgmt_ip": h.mgmt_ip}
-                       for h in net.plan.node_hosts},
-             "saes": {h.sae: {"host": h.name, "switch": h.switch, "ip": h.ip} for h in net.plan.sae_hosts}}
+    def pid(name: str) -> int | None:
+        return getattr(net.net.get(name), "pid", None) if net.net is not None else None
+
+    # Host pids let a root shell run a command inside a host: mnexec -a PID CMD.
+    hosts = {"nodes": {h.node: {"host": h.name, "pid": pid(h.name), "switch": h.switch, "ip": h.ip,
+                                "mgmt_ip": h.mgmt_ip} for h in net.plan.node_hosts},
+             "saes": {h.sae: {"host": h.name, "pid": pid(h.name), "switch": h.switch, "ip": h.ip}
+                      for h in net.plan.sae_hosts}}
     return write(net.network_json, net.topology, net.pki, net.agents,
                  {"grpc": net.qusec["grpc"], "http": net.qusec["http"]},
                  mode="mininet", datapath=net.datapath, mininet=hosts, policy=str(net.policy_file))
@@ -531,8 +536,11 @@ def run_up(args: argparse.Namespace) -> int:
         try:
             net.start()
             if no_cli:
-                print("up; SIGTERM or Ctrl-C stops it. Keys from the shell: qkdnet key --network "
-                      f"{net.network_json} MASTER_SAE SLAVE_SAE", flush=True)
+                sae = net.plan.sae_hosts[0] if net.plan.sae_hosts else None
+                print("up; SIGTERM or Ctrl-C stops it. SAE hosts reach the vKMSs on the data plane, e.g.\n"
+                      + (f"  mnexec -a {net.net.get(sae.name).pid} {Path(sys.executable).with_name('qkdnet')} "
+                         f"key --network {net.network_json} {sae.sae} OTHER_SAE" if sae else ""),
+                      flush=True)
                 while not stop.wait(1.0):
                     dead = [n for n, p in net.procs.items() if p.poll() is not None]
                     if dead:

@@ -6,7 +6,7 @@ that change it (policy, link state, agent restarts) put it back. The demo's rero
 from __future__ import annotations
 
 import json
-import subprocess
+import os
 import sys
 import time
 
@@ -157,6 +157,23 @@ def test_killing_an_agent_loses_no_undelivered_key(qnet):
     r = wait_for(lambda: (lambda x: x if x["ok"] else None)(qnet.key_pair("sae-a", "sae-b", 1, fresh=True)),
                  20, "a key after the restart")
     assert r["keys_matched"] == 1
+
+
+def test_cli_qkd_commands(qnet, tmp_path, capsys):
+    from mininet_topos.mncli import QkdCLI
+    script = tmp_path / "cli.txt"
+    script.write_text("qkey sae-a sae-b 2\nqkey sae-a nobody\nqkey sae-a\nqpaths\nqlinks\nqnodes\n"
+                      "qpolicy reload\nqpolicy reload /nonexistent.toml\n")
+    with open(os.devnull) as devnull:
+        QkdCLI(qnet.net, qnet=qnet, script=str(script), stdin=devnull)
+    out = capsys.readouterr().out
+    assert "sae-a -> sae-b: 2/2 keys match; path A -> " in out
+    assert "unknown SAE 'nobody'" in out and "usage: qkey SAE_A SAE_B [N]" in out
+    assert " -> H  rule=" in out                                  # qpaths: an active path to H
+    assert "A - B" in out and "stored bits" in out                # qlinks
+    assert "sae-a on A" in out and "172.30.0." in out              # qnodes
+    assert "QuSeC reloaded its policy from" in out
+    assert "policy not reloaded" in out and "nonexistent.toml" in out
 
 
 def test_demo_scenario_on_the_running_network(qnet):

@@ -1,0 +1,90 @@
+"""``qkdnet up`` as a user runs it: up, a key from inside an SAE host, SIGTERM, nothing left; and
+``qkdnet clean`` after a crashed (SIGKILLed) run."""
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mininet_topos.cleancmd import leftover_pids, our_bridges
+from mininet_topos.topos import MGMT_BRIDGE
+
+pytestmark = pytest.mark.emulation
+
+QKDNET = str(Path(sys.executable).with_name("qkdnet"))
+
+
+def start_up(state: Path) -> subprocess.Popen:
+    # stdin is not a terminal: `qkdnet up` stays up without the CLI until SIGTERM.
+    return subprocess.Popen([QKDNET, "up", "linear6", "--state-dir", str(state)],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def wait_network(proc: subprocess.Popen, state: Path, timeout: float = 120) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"qkdnet up exited {proc.returncode}:\n{proc.stdout.read()}")
+        try:
+            doc = json.loads((state / "network.json").read_text())
+            if doc.get("mode") == "mininet":
+                return doc
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.3)
+    proc.kill()
+    raise AssertionError(f"no network.json after {timeout} s:\n{proc.stdout.read()}")
+
+
+def nothing_left(state: Path) -> None:
+    assert not leftover_pids(state)
+    assert not our_bridges()
+    assert subprocess.run(["ip", "link", "show", MGMT_BRIDGE], capture_output=True).returncode != 0
+
+
+def test_up_serves_keys_and_stops_cleanly_on_sigterm(emulation_host, tmp_path):
+    state = tmp_path / "up"
+    proc = start_up(state)
+    try:
+        doc = wait_network(proc, state)
+        assert set(doc["nodes"]) == {"A", "B", "C", "D", "E", "F"}
+        sae = doc["mininet"]["saes"]["sae-a"]
+        # Inside SAE host sae-a: qkdnet key gets keys from A's and F's vKMS over the data plane.
+        out = subprocess.run(["mnexec", "-a", str(sae["pid"]), QKDNET, "key", "--network",
+                              str(state / "network.json"), "sae-a", "sae-f", "-n", "2", "--json"],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        result = json.loads(out.stdout)
+        assert result["ok"] and len(result["keys"]) == 2
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            output, _ = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            output, _ = proc.communicate()
+    assert proc.returncode == 0, output
+    assert "stopped: agents, Mininet network and QuSeC" in output
+    nothing_left(state)
+
+
+def test_clean_removes_what_a_crashed_run_left(emulation_host, tmp_path):
+    state = tmp_path / "crash"
+    proc = start_up(state)
+    try:
+        wait_network(proc, state)
+    finally:
+        proc.kill()                       # no finally blocks, no net.stop(): a crash
+        proc.communicate()
+    assert leftover_pids(state) and our_bridges()
+    out = subprocess.run([QKDNET, "clean", "--state-dir", str(state)], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "leftover process" in out.stdout, out.stdout
+    nothing_left(state)
