@@ -348,10 +348,12 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="qusec-bench-setup-") as tmp, \
             open(LOCK_PATH, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        load_before = os.getloadavg()[0]
         lat = measure_latency(args.hops, args.requests, Path(tmp))
         rate = measure_rate(args.switches, args.duration, args.clients, Path(tmp))
     core = measure_core_ceiling(args.switches)
     result = {**lat, **rate, **core, "datapath": ovs.datapath(),
+              "load_1min_before": load_before, "load_1min_after": os.getloadavg()[0],
               "targets": {"setup_p50_ms<50": lat["setup_p50_ms"] < 50,
                           "setup_p99_ms<200": lat["setup_p99_ms"] < 200,
                           "setups_per_s>=100": rate["setups_per_s"] >= 100}}
@@ -377,7 +379,9 @@ def _record(r: dict, args: argparse.Namespace) -> None:
            {"measure": "  gateway hop itself (gRPC + TLS + bridge + JSON)",
             "p50 ms": r["gateway_overhead_p50_ms"], "p99 ms": r["gateway_overhead_p99_ms"]}]
     body = (f"Real `osken-manager quseccontroller.app` + gateway, OVS {r['datapath']} datapath in "
-            f"Mininet, in-process gRPC agents over mutual TLS.\n\n"
+            f"Mininet, in-process gRPC agents over mutual TLS. Machine load (1-min average) "
+            f"{r['load_1min_before']:.1f} before and {r['load_1min_after']:.1f} after the run, on "
+            f"{os.cpu_count()} cores shared with other jobs.\n\n"
             f"**Latency**: {r['hops']}-hop path on a line of {r['hops'] + 1} switches, "
             f"{r['samples']} sequential setups (each released before the next).\n\n"
             + table(lat) +
