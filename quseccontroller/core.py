@@ -61,13 +61,14 @@ class QuSeCCore:
         self.counters: Counter = Counter()
         self._seq = 0
         self._base: tuple = (None, {})   # (classical version + relay ports, base flows by switch)
+        self._probed: dict[str, float] = {}   # vKMS data IP -> when it was last ARP-probed
 
     # -- agents ------------------------------------------------------------------------------
     def agent_registered(self, info: AgentInfo, now: float) -> list[Action]:
         log.info("agent %s registered (relay %s, data ip %s, %d links)", info.node_id,
                  info.relay_addr, info.data_ip, len(info.links))
         self.state.register(info, now)
-        return self._reroute_qkd(now) + self._reconcile(now)
+        return self._reroute_qkd(now) + self._reconcile(now) + self._probe_quiet_hosts(now)
 
     def agent_report(self, node_id: str, links: list[LinkState], now: float) -> list[Action]:
         self.state.report(node_id, links, now)
@@ -87,6 +88,7 @@ class QuSeCCore:
         acts = self._reconcile(now)
         first = [m for a in acts if isinstance(a, FlowMods) and a.dpid == dpid for m in a.msgs]
         rest = [a for a in acts if not (isinstance(a, FlowMods) and a.dpid == dpid)]
+        self._probed.clear()   # a new switch: quiet hosts may sit behind it
         return [FlowMods(dpid, [ofmsgs.delete_all_ours()] + first)] + rest
 
     def switch_down(self, dpid: int, now: float) -> list[Action]:
@@ -107,6 +109,8 @@ class QuSeCCore:
         return self._reconcile(now) if self.state.port_down(dpid, port) else []
 
     def host_seen(self, mac: str, ip: str, dpid: int, port: int, now: float) -> list[Action]:
+        if mac.lower() == ofmsgs.PROBE_MAC or not ip or ip == "0.0.0.0":
+            return []   # our own ARP probe coming back over a not yet discovered link
         return self._reconcile(now) if self.state.host_seen(mac, ip, dpid, port, now) else []
 
     # -- paths -------------------------------------------------------------------------------
@@ -194,7 +198,7 @@ class QuSeCCore:
 
     def expire(self, now: float) -> list[Action]:
         self._drop_old_reservations(now)
-        acts: list[Action] = []
+        acts: list[Action] = self._probe_quiet_hosts(now)
         for pid in sorted(p for p, ap in self.paths.items() if ap.expires_at <= now):
             self.counters["expired"] += 1
             acts += self.release_path(pid, now, "expired")
@@ -230,6 +234,27 @@ class QuSeCCore:
         }
 
     # -- internals ---------------------------------------------------------------------------
+    PROBE_INTERVAL_S = 5.0
+
+    def _probe_quiet_hosts(self, now: float) -> list[Action]:
+        """ARP-probe, out of every switch port that is not a switch link, each registered vKMS
+        whose attachment point is still unknown (at most every PROBE_INTERVAL_S per address)."""
+        st = self.state
+        quiet = sorted(a.data_ip for a in st.agents.values()
+                       if a.data_ip and a.data_ip not in st.hosts and a.node_id in st.online
+                       and now - self._probed.get(a.data_ip, -1e18) >= self.PROBE_INTERVAL_S)
+        if not quiet or not st.switch_ports:
+            return []
+        acts: list[Action] = []
+        for dpid in sorted(st.switch_ports):
+            edge = sorted(st.switch_ports[dpid] - st.link_ports(dpid)
+                          - {h.port for h in st.hosts.values() if h.dpid == dpid})
+            if edge:
+                acts.append(FlowMods(dpid, [ofmsgs.arp_probe(ip, edge) for ip in quiet]))
+        for ip in quiet:
+            self._probed[ip] = now
+        return acts
+
     def _drop_old_reservations(self, now: float) -> None:
         for ap in self.paths.values():
             if ap.reserved and now - ap.granted_at >= self.reservation_s:

@@ -100,3 +100,21 @@ def delete_cookie(cookie: int, mask: int = COOKIE_FULL_MASK) -> parser.OFPFlowMo
 def delete_all_ours() -> parser.OFPFlowMod:
     """Delete every QuSeC flow on a switch (used when a switch (re)connects)."""
     return delete_cookie(COOKIE_APP, COOKIE_APP_MASK)
+
+
+# ARP probes (RFC 5227 style: sender IP 0.0.0.0) that make a quiet vKMS host answer, so QuSeC
+# learns where it is attached before any relay traffic needs to reach it.
+PROBE_MAC = "02:51:53:00:00:01"
+
+
+def arp_probe(target_ip: str, ports: list[int]) -> parser.OFPPacketOut:
+    """A packet-out sending one ARP request for ``target_ip`` out of each of ``ports``."""
+    from os_ken.lib.packet import arp, ethernet, packet
+    pkt = packet.Packet()
+    pkt.add_protocol(ethernet.ethernet(dst="ff:ff:ff:ff:ff:ff", src=PROBE_MAC, ethertype=ETH_ARP))
+    pkt.add_protocol(arp.arp(opcode=arp.ARP_REQUEST, src_mac=PROBE_MAC, src_ip="0.0.0.0",
+                             dst_mac="00:00:00:00:00:00", dst_ip=target_ip))
+    pkt.serialize()
+    return parser.OFPPacketOut(None, buffer_id=ofp.OFP_NO_BUFFER, in_port=ofp.OFPP_CONTROLLER,
+                               actions=[parser.OFPActionOutput(int(p)) for p in ports],
+                               data=bytes(pkt.data))

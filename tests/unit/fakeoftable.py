@@ -78,6 +78,7 @@ class FakeNetwork:
 
     def __init__(self, wiring: dict[tuple[int, int], tuple[int, int]]) -> None:
         self.tables: dict[int, FakeOFTable] = {}
+        self.packet_outs: list[tuple[int, object]] = []
         self.wiring = dict(wiring)
         self.wiring.update({b: a for a, b in wiring.items()})
 
@@ -89,6 +90,9 @@ class FakeNetwork:
             if isinstance(act, FlowMods):
                 table = self.tables.setdefault(act.dpid, FakeOFTable())
                 for msg in act.msgs:
+                    if type(msg).__name__ == "OFPPacketOut":
+                        self.packet_outs.append((act.dpid, msg))
+                        continue
                     table.apply(msg)
                     n += 1
         return n

@@ -143,3 +143,25 @@ def test_status_summarises_everything():
     assert set(s["nodes"]) == set("ABCDE") and s["nodes"]["A"]["online"]
     assert s["links"]["A-E"]["status"] == "ACTIVE" and s["counters"]["granted"] == 1
     assert len(s["paths"]) == 1 and s["flows"] == 0
+
+
+def test_quiet_vkms_host_is_arp_probed_until_seen():
+    from os_ken.lib.packet import arp, packet
+    from qusec_net import ring_switches
+
+    from quseccontroller import ofmsgs
+    core, agents = core_with([("A", "B")])
+    net = ring_switches(core, agents, 3)
+    info = AgentInfo("C", "10.0.0.7:7000", data_ip="10.0.0.7", links=(LinkState("B-C", "B", 1e5, 10**6),))
+    net.apply(core.agent_registered(info, 10.0))
+    probes = [(d, m) for d, m in net.packet_outs]
+    # Every switch probes out of its edge ports: not ring ports (2, 3), not ports with known hosts.
+    assert sorted((d, tuple(a.port for a in m.actions)) for d, m in probes) == [(1, (4,)), (2, (4,)), (3, (1, 4))]
+    req = packet.Packet(probes[0][1].data).get_protocol(arp.arp)
+    assert (req.opcode, req.dst_ip, req.src_ip, req.src_mac) == (1, "10.0.0.7", "0.0.0.0", ofmsgs.PROBE_MAC)
+    assert not [a for a in core.expire(12.0) if isinstance(a, FlowMods)]        # rate limited
+    assert [a for a in core.expire(15.0) if isinstance(a, FlowMods)]            # probed again
+    # Our own probe seen on an undiscovered link is not a host.
+    assert core.host_seen(ofmsgs.PROBE_MAC, "0.0.0.0", 2, 4, 16.0) == []
+    net.apply(core.host_seen("00:00:00:00:00:77", "10.0.0.7", 3, 4, 16.0))
+    assert not [a for a in core.expire(30.0) if isinstance(a, FlowMods)]
