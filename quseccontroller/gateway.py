@@ -317,9 +317,9 @@ class Gateway(control_pb2_grpc.QuSeCControlServicer):
             session.links[link["link_id"]] = link
             self.metrics.key_bits.labels(session.node_id, link["link_id"]).set(link["stored_bits"])
         with self.lock:
-            up = {lid for s in self.sessions.values() for lid, l in s.links.items()
-                  if l["status"] == "ACTIVE"}
-            up |= {lid for lid, l in session.links.items() if l["status"] == "ACTIVE"}
+            sessions = list(self.sessions.values()) + [session]
+        # Other streams' reader threads update their own dicts concurrently: iterate copies.
+        up = {lid for s in sessions for lid, l in list(s.links.items()) if l["status"] == "ACTIVE"}
         self.metrics.qkd_links.set(len(up))
 
     def _close_session(self, session: AgentSession) -> None:
