@@ -305,6 +305,16 @@ class RelayNode:
             trust_level=int(cfg.trust), links=link_states(self.agent.links),
             saes=cfg.local_saes(), agent_version=f"qusec-agent/{relay_crypto.VERSION}")
 
+    def address_of(self, node: str, src_sae: str, dst_sae: str) -> str:
+        """Relay/peer gRPC address of a non-neighbour ``node`` (from a path QuSeC grants for
+        the SAE pair), for node-to-node control messages such as ETSI 004 stream events.
+
+        Raises RelayFailure when QuSeC refuses or is unreachable.
+        """
+        key_size = int(getattr(self.agent.config.limits, "key_size", 256))
+        reply = self.engine.path_for(node, src_sae, dst_sae, key_size, 1)
+        return reply.paths[0].hops[-1].relay_addr
+
     def start(self) -> None:
         if self.control is not None:
             self.control.start()
