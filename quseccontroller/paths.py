@@ -163,14 +163,17 @@ def compute(state: NetworkState, src: str, dst: str, c: Constraints, k: int = 1)
 
 
 def _why_not(state: NetworkState, src: str, dst: str, c: Constraints, k: int) -> str:
-    """The first constraint whose relaxation yields enough paths."""
+    """The first constraint whose relaxation yields enough paths (no_key, trust, max_hops),
+    else "disconnected" (checked first: with nothing relaxed enough there is nothing to name)."""
     relaxations = (("no_key", dict(check_key=False)),
                    ("trust", dict(check_key=False, check_trust=False)),
                    ("max_hops", dict(check_key=False, check_trust=False, max_hops=0)))
-    for name, change in relaxations:
+    if len(_find(state, replace(c, **relaxations[-1][1]), src, dst, k)) < k:
+        return "disconnected"
+    for name, change in relaxations[:-1]:
         if len(_find(state, replace(c, **change), src, dst, k)) >= k:
             return name
-    return "disconnected"
+    return relaxations[-1][0]
 
 
 def _constraint_text(c: Constraints) -> str:
