@@ -355,3 +355,19 @@ def test_network_relayer_gives_master_the_derived_key_and_refuses_multinode_hybr
         relayer.relay(master_sae="sae-a", slave_saes=["sae-d"], dst_node="D", keys=keys,
                       security_level=None, extensions={})
     assert info.value.status == 503 and "several nodes" in str(info.value.message)
+
+
+def test_multipath_hybrid(tmp_path) -> None:
+    nodes = ["A", "B", "C", "D", "E", "F"]
+    net = build(tmp_path, nodes, [("A", "B"), ("B", "C"), ("C", "E"), ("A", "D"), ("D", "F"),
+                                  ("F", "E")])
+    net.routes["E"] = [["A", "B", "C", "E"], ["A", "D", "F", "E"]]
+    net.level = "hybrid"
+    try:
+        keys, out, reply, level = relay(net, n=4)
+        got = net.nodes["E"].store.fetch("sae-a", "sae-e", [k for k, _ in keys])
+        assert level == "hybrid" and len(reply.paths) == 2
+        assert [g.material for g in got] == [k.key for k in out]
+        assert all(k.key != m for k, (_, m) in zip(out, keys))
+    finally:
+        net.close()
