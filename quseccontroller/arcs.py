@@ -113,6 +113,18 @@ class ArcIndex:
         w = arc_costs(self.skr, self.cons, avail, c.need_bits, c.metric, self.latency, horizon_s, alpha)
         return usable, w
 
+    def _cheapest_per_pair(self, sel: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """Of parallel arcs (several links between one node pair), keep the cheapest (ties: the
+        smaller link id, which sorts first)."""
+        if not self.parallel or not sel.size:
+            return sel
+        order = np.lexsort((sel, w[sel], self.tail[sel] * len(self.nodes) + self.head[sel]))
+        sel = sel[order]
+        pair = self.tail[sel] * len(self.nodes) + self.head[sel]
+        first = np.ones(sel.size, dtype=bool)
+        first[1:] = pair[1:] != pair[:-1]
+        return np.sort(sel[first])
+
     def search(self, st: "NetworkState", src: str, dst: str, c: "Constraints", horizon_s: float,
                alpha: float, banned: set[str] = frozenset(), no_direct: bool = False) -> Found | None:
         """Least-cost path src -> dst whose relays pass the node constraints (Dijkstra in C)."""
@@ -126,15 +138,7 @@ class ArcIndex:
         mask = usable & ok[self.tail] & ok[self.head]
         if no_direct:
             mask &= ~((self.tail == s) & (self.head == t))
-        sel = np.flatnonzero(mask)
-        if self.parallel and sel.size:
-            # keep the cheapest arc of each node pair (ties: the smaller link id, i.e. first)
-            order = np.lexsort((sel, w[sel], self.tail[sel] * len(self.nodes) + self.head[sel]))
-            sel = sel[order]
-            pair = self.tail[sel] * len(self.nodes) + self.head[sel]
-            first = np.ones(sel.size, dtype=bool)
-            first[1:] = pair[1:] != pair[:-1]
-            sel = np.sort(sel[first])
+        sel = self._cheapest_per_pair(np.flatnonzero(mask), w)
         n = len(self.nodes)
         indptr = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(np.bincount(self.tail[sel], minlength=n), out=indptr[1:])
@@ -164,7 +168,8 @@ class ArcIndex:
         ok[s] = ok[t] = True
         usable, w = self.arc_weights(c, horizon_s, alpha)
         mask = usable & ok[self.tail] & ok[self.head] & (self.head != s) & (self.tail != t)
-        sel = np.flatnonzero(mask)
+        # One arc per node pair: parallel links share both ends, so they are one share's worth.
+        sel = self._cheapest_per_pair(np.flatnonzero(mask), w)
         # Split graph: node v is v (in) and n + v (out); link arcs out_u -> in_v; internal
         # in_v -> out_v for every allowed relay. Start at out_s, goal in_t.
         relays = np.flatnonzero(ok & (np.arange(n) != s) & (np.arange(n) != t))

@@ -163,3 +163,24 @@ def test_multipath_request_through_policy_reserves_every_share():
     shares = sorted((a.auth.share_index, a.auth.share_count) for a in acts
                     if type(a).__name__ == "Authorise" and a.node_id == "A")
     assert shares == [(0, 2), (1, 2)]
+
+
+def test_parallel_links_pick_the_richer_and_count_once_for_disjointness():
+    # Two QKD links between A and B (e.g. two vendors' modules), plus a detour A-C-B.
+    core = QuSeCCore()
+    from quseccontroller.state import AgentInfo
+    links = {"A": [LinkState("AB-1", "B", 1e5, 600000), LinkState("AB-2", "B", 1e5, 900000),
+                   LinkState("A-C", "C", 1e5, 10**6)],
+             "B": [LinkState("AB-1", "A", 1e5, 600000), LinkState("AB-2", "A", 1e5, 900000),
+                   LinkState("C-B", "C", 1e5, 10**6)],
+             "C": [LinkState("A-C", "A", 1e5, 10**6), LinkState("C-B", "B", 1e5, 10**6)]}
+    for n in sorted(links, reverse=True):
+        core.agent_registered(AgentInfo(n, f"h{n}:1", links=tuple(links[n])), 0.0)
+    res = compute(core.state, "A", "B", Constraints(need_bits=256))
+    assert res.paths == [["A", "B"]] and res.links == [["AB-2"]]
+    two = compute(core.state, "A", "B", Constraints(need_bits=256), k=2)
+    assert sorted(two.paths) == [["A", "B"], ["A", "C", "B"]]
+    assert compute(core.state, "A", "B", Constraints(need_bits=256), k=3).refusal == "disconnected"
+    # The richer link empties: the other one carries the hop.
+    core.agent_report("A", [LinkState("AB-2", "B", 1e5, 10)], 1.0)
+    assert compute(core.state, "A", "B", Constraints(need_bits=256)).links == [["AB-1"]]
