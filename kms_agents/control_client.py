@@ -83,12 +83,14 @@ class ControlClient:
 
     def __init__(self, settings: ControlSettings, *, register: Callable[[], control_pb2.Register],
                  links: Callable[[], list[control_pb2.QkdLinkState]], authz: AuthTable,
-                 on_revoke: Callable[[str, str], None] | None = None) -> None:
+                 on_revoke: Callable[[str, str], None] | None = None,
+                 on_reregistered: Callable[[], None] | None = None) -> None:
         self.settings = settings
         self._register = register
         self._links = links
         self.authz = authz
         self._on_revoke = on_revoke
+        self._on_reregistered = on_reregistered
         self.registered = threading.Event()
         self.registrations = 0          # how many times the stream registered (1 + reconnects)
         self.reports_sent = 0
@@ -207,6 +209,12 @@ class ControlClient:
             if msg.registered.report_interval_ms:
                 self._report_interval = msg.registered.report_interval_ms / 1000.0
             self.registrations += 1
+            if self.registrations > 1:
+                # a new controller session: paths granted before may be unknown to it now
+                # (and their flows gone); forget them so the next relay asks afresh
+                self.authz.clear()
+                if self._on_reregistered:
+                    self._on_reregistered()
             self.registered.set()
             log.info("registered with QuSeC as %s (report every %.1f s)",
                      msg.registered.node_id, self._report_interval)

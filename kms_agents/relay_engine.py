@@ -175,6 +175,11 @@ class RelayEngine:
         with self._lock:
             self._paths.pop((dst_node, src_sae, dst_sae), None)
 
+    def forget_all_paths(self) -> None:
+        """Drop every cached path (the controller session was re-established)."""
+        with self._lock:
+            self._paths.clear()
+
     def on_revoke(self, path_id: str, _reason: str = "") -> None:
         """QuSeC revoked a path: stop reusing any cached reply that contains it."""
         with self._lock:

@@ -274,7 +274,8 @@ class RelayNode:
                                 path_deadline_s=float(self.settings.get("path_deadline_s", 10.0)),
                                 backoff_max_s=float(self.settings.get("backoff_max_s", 5.0))),
                 register=self.register_message, links=lambda: link_states(agent.links),
-                authz=self.authz, on_revoke=lambda pid, why: self.engine.on_revoke(pid, why))
+                authz=self.authz, on_revoke=lambda pid, why: self.engine.on_revoke(pid, why),
+                on_reregistered=lambda: self.engine.forget_all_paths())
         links = agent.links
         self.engine = RelayEngine(
             agent.node_id, sources=lambda peer: _best_link(links, peer),

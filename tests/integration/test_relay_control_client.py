@@ -157,10 +157,16 @@ def test_register_report_authorise_revoke(pki) -> None:
 def test_reconnects_and_reregisters_after_controller_restart(pki) -> None:
     fake = FakeQuSeC()
     server, port = serve(pki, fake)
-    c = client(pki, port, [100_000])
+    authz = AuthTable()
+    c = client(pki, port, [100_000], authz)
     c.start()
     try:
         assert c.registered.wait(5)
+        fake.push.put(control_pb2.ControllerMessage(authorise=control_pb2.RelayAuthorisation(
+            path_id="old", src_node="A", dst_node="E", next_hop="B",
+            expires_unix_ms=int((time.time() + 60) * 1000))))
+        wait_msg(fake, "auth_ack")
+        assert len(authz) == 1
         server.stop(0).wait()
         deadline = time.monotonic() + 5
         while c.registered.is_set() and time.monotonic() < deadline:
@@ -174,6 +180,7 @@ def test_reconnects_and_reregisters_after_controller_restart(pki) -> None:
         assert time.monotonic() - t0 < 2.0  # back-off bounded at 0.4 s (+ TLS handshake)
         assert wait_msg(fake2, "register").register.node_id == "A"
         assert c.registrations == 2
+        assert len(c.authz) == 0  # the old session's authorisations are not trusted any more
     finally:
         c.stop()
         server.stop(0)
