@@ -131,9 +131,9 @@ def _checks(scenarios: list[dict], lat: dict | None) -> list[tuple[str, bool, st
                     s["key_cost_ratio_worst"] <= TARGETS["key_cost_ratio"],
                     f"median {s['key_cost_ratio']:.3f}, worst {s['key_cost_ratio_worst']:.3f}"))
     if lat:
-        out.append((f"{lat['nodes']:,}-node mesh: p50 per key-aware path < {TARGETS['latency_p50_ms']:g} ms",
+        out.append((f"{lat['topology']} ({lat['nodes']:,} nodes): p50 per key-aware path < {TARGETS['latency_p50_ms']:g} ms",
                     lat["path_p50_ms"] < TARGETS["latency_p50_ms"], f"{lat['path_p50_ms']:.2f} ms"))
-        out.append((f"{lat['nodes']:,}-node mesh: p50 for 2 node-disjoint paths < {TARGETS['latency_2paths_p50_ms']:g} ms",
+        out.append((f"{lat['topology']} ({lat['nodes']:,} nodes): p50 for 2 node-disjoint paths < {TARGETS['latency_2paths_p50_ms']:g} ms",
                     lat["2paths_p50_ms"] < TARGETS["latency_2paths_p50_ms"], f"{lat['2paths_p50_ms']:.2f} ms"))
     return out
 

@@ -135,9 +135,13 @@ def simulate(topo: Topology, pairs: list[tuple[str, str]], demand_bps: float, ro
     core = core_for(topo, policy)   # the first step's reports carry the stores
     fixed: dict[tuple[str, str], list[tuple[str, str, str]]] = {}
     if router == "shortest":
+        best_link: dict[frozenset, str] = {}   # of parallel links, the baseline uses the fastest
+        for link in sorted(topo.links, key=lambda x: (-x.rate_bps, x.id)):
+            best_link.setdefault(frozenset((link.a, link.b)), link.id)
         for s, t in pairs:
             res = compute(core.state, s, t, Constraints(metric="hops", check_key=False))
-            fixed[(s, t)] = [by_link[(lid, u)] for u, lid in zip(res.paths[0], res.links[0])]
+            hops = zip(res.paths[0], res.paths[0][1:])
+            fixed[(s, t)] = [by_link[(best_link[frozenset((u, v))], u)] for u, v in hops]
     backlog = {p: 0.0 for p in pairs}
     chunk = max(1, int(demand_bps * cfg.dt / cfg.chunks))   # whole bits: what is asked is what is burnt
     out = SimResult(per_pair={p: 0.0 for p in pairs})
