@@ -150,6 +150,7 @@ def simulate(topo: Topology, pairs: list[tuple[str, str]], demand_bps: float, ro
         measuring = step >= cfg.warmup
         if step == cfg.warmup:
             out.drawdown_bits = sum(store.values())
+            out.offered_bits += sum(backlog.values())   # demand still queued counts as offered
         used = {h: 0.0 for h in cap}
         if router == "qusec":
             reports: dict[str, list[LinkState]] = {n: [] for n in topo.nodes}
