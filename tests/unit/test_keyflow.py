@@ -39,7 +39,8 @@ def test_key_aware_routing_splits_demand_where_shortest_path_saturates():
     cfg = keyflow.SimConfig(steps=30, warmup=5, chunks=4)
     qusec = keyflow.simulate(t, pairs, lam, "qusec", cfg)
     base = keyflow.simulate(t, pairs, lam, "shortest", cfg)
-    assert base.ratio == pytest.approx(1000 / 11000, rel=0.05)
+    # The baseline only ever uses A-C: 1000 bit/s (its direction's half) over 25 measured steps.
+    assert base.delivered_bits == pytest.approx(1000 * 25, rel=0.05) and base.ratio < 0.1
     assert qusec.ratio > 0.95
     assert qusec.cost_per_bit > base.cost_per_bit      # detours burn more key per bit
     assert qusec.drawdown_bits <= 0.05 * qusec.consumed_bits   # not living off the initial store
