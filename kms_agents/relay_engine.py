@@ -107,11 +107,15 @@ class RelayEngine:
         self._lock = threading.Lock()
         self._paths: dict[tuple, control_pb2.PathReply] = {}
         self._pool = ThreadPoolExecutor(max_workers=max_parallel, thread_name_prefix="relay")
+        # separate pool: share sends never submit work, so they cannot starve the relay pool
+        self._share_pool = ThreadPoolExecutor(max_workers=2 * max_parallel,
+                                              thread_name_prefix="relay-share")
         self.link_bytes_used = 0  # link key this node took for relaying (pad + MAC)
 
     def close(self) -> None:
         """Stop the worker pool."""
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._share_pool.shutdown(wait=False, cancel_futures=True)
 
     # ----------------------------------------------------------------------------------------
     # source
@@ -288,21 +292,34 @@ class RelayEngine:
         initiator = None
         if level in ("hybrid", "pqc"):
             initiator = hybrid.Initiator(self._identity, dst_node, group_id, level)
-        answer = None
-        for path, share in zip(paths, parts):
+
+        def send_share(path: control_pb2.RelayPath, share: bytes) -> relay_pb2.RelayAck:
             index = path.share_index + 1  # the wire counts shares from 0
             ext = {EXT_PATH: ",".join(h.node_id for h in path.hops)}
             if initiator is not None and index == 1:
                 ext[hybrid.EXT_OFFER] = hybrid.b64(initiator.offer)
             # the path reply is the source's authorisation; the hops check theirs
-            ack = self._send_hop(path.hops[1].node_id, path.hops[1].relay_addr,
-                                 path_id=path.path_id, key_id=group_id, key_ids=bulk_ids,
-                                 size_bits=size_bits, src=self.node_id,
-                                 dst=dst_node, share=share, index=index, count=len(paths),
-                                 level=level, initiator_sae=master_sae, targets=slave_saes,
-                                 extensions=ext)
-            if index == 1 and initiator is not None:
-                answer = ack.extensions.get(hybrid.EXT_ANSWER)
+            return self._send_hop(path.hops[1].node_id, path.hops[1].relay_addr,
+                                  path_id=path.path_id, key_id=group_id, key_ids=bulk_ids,
+                                  size_bits=size_bits, src=self.node_id,
+                                  dst=dst_node, share=share, index=index, count=len(paths),
+                                  level=level, initiator_sae=master_sae, targets=slave_saes,
+                                  extensions=ext)
+
+        if len(paths) == 1:
+            acks = [send_share(paths[0], parts[0])]
+        else:  # shares travel their disjoint paths at the same time
+            futures = [self._share_pool.submit(send_share, p, sh) for p, sh in zip(paths, parts)]
+            acks, failure = [], None
+            for fut in futures:
+                try:
+                    acks.append(fut.result())
+                except RelayFailure as exc:
+                    failure = failure or exc
+            if failure is not None:
+                raise failure
+        answer = next((a.extensions.get(hybrid.EXT_ANSWER) for p, a in zip(paths, acks)
+                       if p.share_index == 0), None)
         ids = bulk_ids or [group_id]
         n = size_bits // 8
         finals = [key[i * n:(i + 1) * n] for i in range(len(ids))]
