@@ -96,7 +96,7 @@ class MininetNetwork:
 
     def __init__(self, topology: Topology, state_dir: str | Path, *, datapath: str | None = None,
                  policy: str | Path | None = None, progress: TextIO | None = None,
-                 ready_timeout: float = READY_TIMEOUT_S) -> None:
+                 ready_timeout: float = READY_TIMEOUT_S, static_arp: bool = True) -> None:
         self.topology = topology
         self.plan: EmulationPlan = plan(topology)
         self.state_dir = Path(state_dir).resolve()
@@ -105,6 +105,7 @@ class MininetNetwork:
         self.policy_file = self.state_dir / "policy.toml"
         self.progress = progress
         self.ready_timeout = ready_timeout
+        self.static_arp = static_arp
         self.net: Any = None
         self.controller: Any = None
         self.pki: Any = None
@@ -208,9 +209,33 @@ class MininetNetwork:
                 _, err = proc.communicate(timeout=30)
                 if proc.returncode:
                     raise EmulationError(f"could not turn off TX checksum offload: {err.decode()}")
+        if self.static_arp:
+            self._static_arp()
         self._mark("mininet")
         self.say(f"  Mininet: {len(self.net.switches)} switches, {len(self.net.hosts)} hosts "
                  f"({self.timings['mininet']:.1f} s)")
+
+    def _static_arp(self) -> None:
+        """Permanent neighbour entries for every data-plane host in every host (``mn --arp``).
+
+        With dynamic ARP the first relay connection on a large mesh sometimes failed with
+        EHOSTUNREACH while broadcasts crossed dozens of userspace switches; addresses here are
+        fixed, so the emulation fills the tables up front (one ``ip -batch`` per host).
+        """
+        arp_dir = self.state_dir / "arp"
+        arp_dir.mkdir(exist_ok=True)
+        entries = [(h.IP(), h.MAC()) for h in self.net.hosts]
+        procs = []
+        for h in self.net.hosts:
+            batch = arp_dir / f"{h.name}.batch"
+            dev = h.defaultIntf().name
+            batch.write_text("".join(f"neigh replace {ip} lladdr {mac} dev {dev} nud permanent\n"
+                                     for ip, mac in entries if ip != h.IP()))
+            procs.append(h.popen(["ip", "-batch", str(batch)]))
+        for proc in procs:
+            _, err = proc.communicate(timeout=30)
+            if proc.returncode:
+                raise EmulationError(f"static ARP entries failed: {err.decode(errors='replace')}")
 
     def status(self, timeout: float = 5.0) -> dict:
         """QuSeC's /status (switches, LLDP links, core: nodes, links, paths, hosts, flows)."""
@@ -529,7 +554,9 @@ def run_up(args: argparse.Namespace) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
     else:
-        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+        # Mininet's CLI swallows KeyboardInterrupt (Ctrl-C aborts the current command only);
+        # SIGTERM must end the CLI, so it raises SystemExit, which runs the finally below.
+        signal.signal(signal.SIGTERM, _exit_on_signal)
     with mininet_lock(sys.stdout):
         net = MininetNetwork(topo, state, policy=getattr(args, "policy", None), progress=sys.stdout)
         ok = False
@@ -557,11 +584,18 @@ def run_up(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             ok = True
             return 130
+        except SystemExit as exc:
+            ok = True
+            return int(exc.code or 0)
         finally:
             net.stop()
             if not ok:
                 net.cleanup()
             print("stopped: agents, Mininet network and QuSeC", flush=True)
+
+
+def _exit_on_signal(signum: int, _frame: Any) -> None:
+    raise SystemExit(128 + signum)
 
 
 # -- the SAE side (runs inside an SAE host) ---------------------------------------------------------
