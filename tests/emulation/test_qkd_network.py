@@ -107,7 +107,8 @@ def test_relay_traffic_from_a_host_not_on_the_path_is_dropped(qnet):
     # The authorised previous hop reaches the relay port while the path is live...
     assert connect(qnet, qnet.plan.node_host(first).name, ip, port) == "open"
     # ...a node that is not on the path, and an SAE host, are dropped by the switches.
-    outsider = next(n for n in qnet.topology.nodes if n not in path)
+    busy = {n for p in qnet.status()["core"]["paths"].values() for n in p["nodes"]}
+    outsider = next(n for n in qnet.topology.nodes if n not in busy)   # on no authorised path
     assert connect(qnet, qnet.plan.node_host(outsider).name, ip, port).startswith("blocked")
     assert connect(qnet, "sae-c", ip, port).startswith("blocked")
     # Ordinary traffic between the same hosts still flows (only the relay port is guarded).
