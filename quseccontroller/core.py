@@ -5,7 +5,7 @@ import logging
 import math
 import uuid
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from quseccontroller import etsi015, flows, ofmsgs
 from quseccontroller.actions import (Action, Authorise, FlowMods, PathDecision, PathRequest,
@@ -37,6 +37,7 @@ class ActivePath:
     reserved: list[tuple[str, str, int]] = field(default_factory=list)  # (link, from node, bits)
     flows: dict[int, int] = field(default_factory=dict)                 # dpid -> relay flows
     unplanned_hops: int = 0
+    plan: tuple | None = None   # (classical version + hops, flows by switch, unplanned hops)
 
     @property
     def cookie(self) -> int:
@@ -62,6 +63,9 @@ class QuSeCCore:
         self._seq = 0
         self._base: tuple = (None, {})   # (classical version + relay ports, base flows by switch)
         self._probed: dict[str, float] = {}   # vKMS data IP -> when it was last ARP-probed
+        self._route_cache: tuple = (None, None)
+        self._synced: dict[int, tuple] = {}      # dpid -> (base stamp, relay flows) last reconciled
+        self._by_cookie: dict[int, ActivePath] = {}
 
     # -- agents ------------------------------------------------------------------------------
     def agent_registered(self, info: AgentInfo, now: float) -> list[Action]:
@@ -85,6 +89,7 @@ class QuSeCCore:
     def switch_up(self, dpid: int, ports: list[int], now: float) -> list[Action]:
         self.state.switch_up(dpid, ports)
         self.installed[dpid] = {}
+        self._synced.pop(dpid, None)
         acts = self._reconcile(now)
         first = [m for a in acts if isinstance(a, FlowMods) and a.dpid == dpid for m in a.msgs]
         rest = [a for a in acts if not (isinstance(a, FlowMods) and a.dpid == dpid)]
@@ -94,6 +99,7 @@ class QuSeCCore:
     def switch_down(self, dpid: int, now: float) -> list[Action]:
         self.state.switch_down(dpid)
         self.installed.pop(dpid, None)
+        self._synced.pop(dpid, None)
         return self._reconcile(now)
 
     def link_up(self, a: tuple[int, int], b: tuple[int, int], now: float) -> list[Action]:
@@ -194,6 +200,7 @@ class QuSeCCore:
                 acts.append(FlowMods(dpid, [ofmsgs.delete_cookie(ap.cookie)]))
                 self.installed[dpid] = {k: f for k, f in self.installed[dpid].items()
                                         if f.cookie != ap.cookie}
+                self._synced.pop(dpid, None)
         return acts + self._reconcile(now)
 
     def expire(self, now: float) -> list[Action]:
@@ -327,14 +334,26 @@ class QuSeCCore:
     def _relay_ports(self) -> set[int]:
         return {a.relay_port for a in self.state.agents.values() if a.data_ip and a.relay_port}
 
-    def _desired(self, now: float) -> dict[int, dict[tuple, FlowSpec]]:
+    def _routes(self) -> flows.Routes:
+        v = self.state.classical_version
+        if self._route_cache[0] != v:
+            self._route_cache = (v, flows.Routes(self.state.classical))
+        return self._route_cache[1]
+
+    def _base_flows(self) -> tuple[tuple, dict[int, dict[tuple, FlowSpec]]]:
+        """Base forwarding, recomputed only when the classical network or relay ports change."""
         st = self.state
         ports = self._relay_ports()
         stamp = (st.classical_version, frozenset(ports))
-        if self._base[0] != stamp:   # base forwarding only changes with the classical network
+        if self._base[0] != stamp:
             self._base = (stamp, {dpid: {f.key: f for f in specs}
-                                  for dpid, specs in flows.base_flows(st, ports).items()})
-        want = {dpid: dict(base) for dpid, base in self._base[1].items()}
+                                  for dpid, specs in flows.base_flows(st, ports, self._routes()).items()})
+        return self._base
+
+    def _relay_overlay(self, now: float) -> dict[int, dict[tuple, FlowSpec]]:
+        """Every active path's relay flows by switch (planned once per classical version)."""
+        st = self.state
+        over: dict[int, dict[tuple, FlowSpec]] = {}
         for pid in sorted(self.paths):
             ap = self.paths[pid]
             hops = []
@@ -342,35 +361,51 @@ class QuSeCCore:
                 ia, ib = st.agents.get(a), st.agents.get(b)
                 if ia and ib and ia.data_ip and ib.data_ip and ib.relay_port:
                     hops.append(flows.Hop(ia.data_ip, ib.data_ip, ib.relay_port))
-            hard = max(1, math.ceil(ap.expires_at - now))
-            planned, missing = flows.relay_flows(st, hops, ap.cookie, hard)
+            stamp = (st.classical_version, tuple(hops))
+            if ap.plan is None or ap.plan[0] != stamp:
+                hard = max(1, math.ceil(ap.expires_at - now))
+                ap.plan = (stamp,) + flows.relay_flows(st, hops, ap.cookie, hard, self._routes())
+            _, planned, missing = ap.plan
             ap.unplanned_hops = len(missing) if st.switch_ports else 0
-            ap.flows = {dpid: len(fs) for dpid, fs in planned.items() if dpid in want}
+            ap.flows = {dpid: len(fs) for dpid, fs in planned.items() if dpid in self.installed}
             for dpid, fs in planned.items():
-                if dpid not in want:
-                    continue
+                mine = over.setdefault(dpid, {})
                 for f in fs:
-                    cur = want[dpid].get(f.key)
+                    cur = mine.get(f.key)
                     # Two paths sharing a hop: the later-expiring authorisation keeps the flow.
-                    if cur is None or cur.cookie == ofmsgs.COOKIE_BASE or \
-                            (f.hard_timeout, -f.cookie) > (cur.hard_timeout, -cur.cookie):
-                        want[dpid][f.key] = f
-        return want
+                    if cur is None or (self._expiry(cur.cookie), -cur.cookie) < (ap.expires_at, -f.cookie):
+                        mine[f.key] = f
+        return over
+
+    def _expiry(self, cookie: int) -> float:
+        ap = self._by_cookie.get(cookie)
+        return ap.expires_at if ap else 0.0
 
     def _reconcile(self, now: float) -> list[Action]:
-        """FlowMods turning what each switch has into what it should have."""
+        """FlowMods turning what each switch has into what it should have (switches whose base
+        flows and relay flows did not change since the last call are skipped)."""
         if not self.installed:   # no switches (local loopback network): nothing to plan
             return []
-        want = self._desired(now)
+        self._by_cookie = {ap.cookie: ap for ap in self.paths.values()}
+        stamp, base = self._base_flows()
+        over = self._relay_overlay(now)
         acts: list[Action] = []
         for dpid in sorted(self.installed):
+            mine = over.get(dpid, {})
+            if self._synced.get(dpid) == (stamp, mine):
+                continue
             have = self.installed[dpid]
-            target = want.get(dpid, {})
-            msgs = [ofmsgs.delete_strict(f) for k, f in sorted(have.items(), key=lambda kv: repr(kv[0]))
-                    if k not in target]
-            msgs += [ofmsgs.add(f) for k, f in sorted(target.items(), key=lambda kv: repr(kv[0]))
-                     if k not in have or have[k].body != f.body]
-            self.installed[dpid] = dict(target)
+            target = {**base.get(dpid, {}), **mine}
+            msgs = [ofmsgs.delete_strict(f) for k, f in have.items() if k not in target]
+            for k, f in target.items():
+                if k not in have or have[k].body != f.body:
+                    ap = self._by_cookie.get(f.cookie)
+                    if ap is not None:   # timeouts count from now, whenever the flow is (re)sent
+                        hard = max(1, math.ceil(ap.expires_at - now))
+                        f = replace(f, idle_timeout=hard, hard_timeout=hard)
+                    msgs.append(ofmsgs.add(f))
+            self.installed[dpid] = target
+            self._synced[dpid] = (stamp, mine)
             if msgs:
                 acts.append(FlowMods(dpid, msgs))
         return acts

@@ -16,13 +16,28 @@ def bfs_parents(g: nx.Graph, root) -> dict:
     """Deterministic BFS tree toward ``root``: node -> next node on its way to root."""
     parent = {root: None}
     queue = deque([root])
+    adj = g._adj   # networkx's own dict-of-dicts: this runs once per switch per topology change
     while queue:
         u = queue.popleft()
-        for v in sorted(g.adj[u]):
+        for v in sorted(adj[u]):
             if v not in parent:
                 parent[v] = u
                 queue.append(v)
     return parent
+
+
+class Routes:
+    """Shortest-path trees of one version of the classical graph, computed once per root."""
+
+    def __init__(self, g: nx.Graph) -> None:
+        self.g = g
+        self._trees: dict = {}
+
+    def toward(self, root) -> dict:
+        tree = self._trees.get(root)
+        if tree is None:
+            tree = self._trees[root] = bfs_parents(self.g, root)
+        return tree
 
 
 def spanning_tree_ports(g: nx.Graph) -> dict[int, set[int]]:
@@ -46,11 +61,13 @@ def _port_toward(g: nx.Graph, dpid, nxt) -> int:
     return g.edges[dpid, nxt]["ports"][dpid]
 
 
-def base_flows(state: NetworkState, relay_ports: set[int]) -> dict[int, list[FlowSpec]]:
+def base_flows(state: NetworkState, relay_ports: set[int], routes: Routes | None = None,
+               ) -> dict[int, list[FlowSpec]]:
     """Per switch: table-miss to controller, ARP flooding on a spanning tree (no storms on rings),
     unicast ARP/IPv4 to known hosts along shortest-path trees, and a drop of relay-port traffic
     that no authorised path allows."""
     g = state.classical
+    routes = routes or Routes(g)
     tree = spanning_tree_ports(g)
     host_ports: dict[int, set[int]] = {d: set() for d in g}
     for h in state.hosts.values():
@@ -72,7 +89,7 @@ def base_flows(state: NetworkState, relay_ports: set[int]) -> dict[int, list[Flo
     for h in sorted(state.hosts.values(), key=lambda h: h.ip):
         if h.dpid not in g:
             continue
-        parent = bfs_parents(g, h.dpid)
+        parent = routes.toward(h.dpid)
         for dpid, up in parent.items():
             port = h.port if up is None else _port_toward(g, dpid, up)
             out[dpid].append(spec(PRIORITY_UNICAST, (port,), eth_type=ETH_IPV4, ipv4_dst=h.ip))
@@ -88,11 +105,12 @@ class Hop:
     dst_port: int
 
 
-def switch_route(g: nx.Graph, a: HostInfo, b: HostInfo) -> list[tuple[int, int, int]] | None:
+def switch_route(g: nx.Graph, a: HostInfo, b: HostInfo, routes: Routes | None = None,
+                 ) -> list[tuple[int, int, int]] | None:
     """(dpid, port toward a, port toward b) for every switch between hosts a and b."""
     if a.dpid not in g or b.dpid not in g:
         return None
-    parent = bfs_parents(g, b.dpid)
+    parent = (routes or Routes(g)).toward(b.dpid)
     if a.dpid not in parent:
         return None
     route, dpid, back = [], a.dpid, a.port
@@ -107,14 +125,14 @@ def switch_route(g: nx.Graph, a: HostInfo, b: HostInfo) -> list[tuple[int, int, 
 
 
 def relay_flows(state: NetworkState, hops: list[Hop], cookie: int, hard_timeout: int,
-                ) -> tuple[dict[int, list[FlowSpec]], list[Hop]]:
+                routes: Routes | None = None) -> tuple[dict[int, list[FlowSpec]], list[Hop]]:
     """Flows letting each hop's relay connection through (both directions), and the hops that
     cannot be planned yet (host attachment unknown or no switch route)."""
     out: dict[int, list[FlowSpec]] = {}
     missing: list[Hop] = []
     for hop in hops:
         a, b = state.hosts.get(hop.src_ip), state.hosts.get(hop.dst_ip)
-        route = switch_route(state.classical, a, b) if a and b else None
+        route = switch_route(state.classical, a, b, routes) if a and b else None
         if route is None:
             missing.append(hop)
             continue

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Iterable
 
 import networkx as nx
@@ -46,7 +47,7 @@ class AgentInfo:
     saes: tuple[str, ...] = ()
     agent_version: str = ""
 
-    @property
+    @cached_property
     def relay_port(self) -> int | None:
         """TCP port of the node's relay service (from relay_addr 'host:port')."""
         _, sep, port = self.relay_addr.rpartition(":")
