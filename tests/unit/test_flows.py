@@ -219,3 +219,20 @@ def test_random_cyclic_networks_flood_once_and_route_loop_free(seed):
                 pkt = dict(eth_type=0x0800, ip_proto=6, ipv4_src=f"10.0.2.{d}",
                            ipv4_dst=f"10.0.2.{d2}", tcp_src=5555, tcp_dst=80)
                 assert net.trace(d, 1, pkt) == [(d2, 1)]
+
+
+def test_relay_flows_resent_later_keep_the_authorisation_expiry():
+    core, _, net = setup()
+    grant(core, net, now=0.0)                      # expires at 60
+    net.tables[2].entries.clear()
+    net.apply(core.switch_up(2, [1, 2, 3, 4], 40.0))
+    relay = [e for e in net.tables[2].entries if e.priority == ofmsgs.PRIORITY_RELAY]
+    assert relay and all(e.hard_timeout == 20 and e.idle_timeout == 20 for e in relay)
+    assert net.trace(1, 1, relay_pkt(IPS["A"], IPS["B"])) == [(2, 1)]
+
+
+def test_unchanged_switches_get_no_messages():
+    core, _, net = setup(n_switches=4)
+    d, acts = core.request_path(PathRequest("A", "B"), 1.0)   # one hop, switches 1 and 2
+    assert sorted(a.dpid for a in acts if isinstance(a, FlowMods)) == [1, 2]
+    assert core.host_seen("00:00:00:00:00:01", IPS["A"], 1, 1, 2.0) == []   # nothing new
