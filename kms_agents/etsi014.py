@@ -59,6 +59,7 @@ class _Server(ThreadingHTTPServer):
 
     def get_request(self):
         sock, addr = self.socket.accept()
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return self.ctx.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), addr
 
     def handle_error(self, request, client_address) -> None:
@@ -102,9 +103,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Cache-Control", "no-store")
         for k, v in (extra_headers or {}).items():
             self.send_header(k, v)
-        self.end_headers()
+        # headers and body in one write: no Nagle/delayed-ACK stall between two small segments
+        self._headers_buffer.append(b"\r\n")
         if data and self.command != "HEAD":
-            self.wfile.write(data)
+            self._headers_buffer.append(data)
+        self.flush_headers()
 
     def _error(self, exc: KeyServiceError) -> None:
         self._send(exc.status, exc.body())

@@ -82,6 +82,10 @@ class KeyStore:
     def _tx(self):
         return _Tx(self._db, self._lock)
 
+    def transaction(self):
+        """One atomic, durable transaction around several store calls (they nest inside it)."""
+        return _Tx(self._db, self._lock)
+
     # -- link key state (LinkStateStore) --------------------------------------------
     def _cursor_row(self, link_id: str, direction: str, fp: str) -> tuple[int, int]:
         row = self._db.execute(

@@ -134,6 +134,7 @@ class SimulatedQkdModule:
         self._clock = clock
         self._capacity = max(1, capacity_bytes // BLOCK_BYTES)
         self._lock = threading.Lock()
+        self._cursor: int | None = None
 
     # -- KeySource interface -------------------------------------------------
     def capacity_bytes(self) -> int:
@@ -157,8 +158,8 @@ class SimulatedQkdModule:
                 raise InsufficientKey(
                     f"link {self.link_id}: {n_bytes} bytes of link key requested, "
                     f"{(released - start) * BLOCK_BYTES} available")
-            cursor = self._store.link_cursor(self.link_id, self._out, self._fp)
-            self._store.advance_link_cursor(self.link_id, self._out, self._fp, cursor, start + blocks)
+            self._store.advance_link_cursor(self.link_id, self._out, self._fp, self._cursor, start + blocks)
+            self._cursor = start + blocks
         ids = [block_id(self._secret, self._out, i) for i in range(start, start + blocks)]
         material = b"".join(block_key(self._secret, self._out, i) for i in range(start, start + blocks))
         return LinkKey(key_ids=ids, material=material[:n_bytes])
@@ -177,9 +178,10 @@ class SimulatedQkdModule:
         if len(set(indices)) != len(indices):
             raise UnknownKeyIds(f"link {self.link_id}: duplicate key IDs")
         floor = max(0, max(indices) - 4 * self._capacity)
-        with self._lock:
-            if not self._store.claim_link_indices(self.link_id, self._in, self._fp, indices, floor):
-                raise UnknownKeyIds(f"link {self.link_id}: key IDs already claimed or expired")
+        # no module lock here: the store's transaction is atomic, and the caller may hold it
+        # (claim and storing the end-to-end key in one transaction)
+        if not self._store.claim_link_indices(self.link_id, self._in, self._fp, indices, floor):
+            raise UnknownKeyIds(f"link {self.link_id}: key IDs already claimed or expired")
         material = b"".join(block_key(self._secret, self._in, i) for i in indices)
         return material if n_bytes is None else material[:n_bytes]
 
@@ -190,5 +192,6 @@ class SimulatedQkdModule:
     def _window(self) -> tuple[int, int]:
         """(first takeable index, released count); blocks beyond the buffer were dropped."""
         released = released_blocks(self._clock(), self.epoch, self.rate_bps)
-        cursor = self._store.link_cursor(self.link_id, self._out, self._fp)
-        return max(cursor, released - self._capacity), max(released, cursor)
+        if self._cursor is None:   # this object is the only writer of its direction's cursor
+            self._cursor = self._store.link_cursor(self.link_id, self._out, self._fp)
+        return max(self._cursor, released - self._capacity), max(released, self._cursor)

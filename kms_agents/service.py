@@ -14,6 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext as _nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -421,13 +422,15 @@ class KeyService:
             raise ValueError(f"slave SAEs {slaves} are not all attached to node {self.node_id}")
         ext = {"qusec_route_type": "direct", "qusec_hops": 0, "qusec_security_level": "qkd",
                "qusec_link_id": link_id, **{k: v for k, v in (extensions or {}).items() if k.startswith("qusec_")}}
-        stored = []
-        for kid, link_ids, size_bits in keys:
+        for kid, _, size_bits in keys:
             if size_bits <= 0 or size_bits % 8:
                 raise ValueError(f"key {kid}: bad size {size_bits}")
-            material = link.claim(link_ids, size_bits // 8)
-            stored.append(StoredKey(kid, master, slaves, material, self.clock(), dict(ext)))
-        self.store.put(stored)
+        # claim + store in one transaction: a crash leaves either both or neither
+        tx = self.store.transaction() if getattr(link, "kind", "") == "simulated" else _nullcontext()
+        with tx:
+            stored = [StoredKey(kid, master, slaves, link.claim(link_ids, size_bits // 8), self.clock(), dict(ext))
+                      for kid, link_ids, size_bits in keys]
+            self.store.put(stored)
         return len(stored)
 
     def store_incoming(self, master: str, slaves: list[str], keys: Sequence[tuple[str, bytes]],
