@@ -1,0 +1,157 @@
+"""KeyService without sockets: two nodes wired in-process, real SQLite stores and simulated links."""
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import pytest
+
+from kms_agents import service as svc
+from kms_agents.config import Limits
+from kms_agents.keystore import KeyStore
+from kms_agents.qkd_module import SimulatedQkdModule
+from kms_agents.service import KeyService, KeyServiceError, RelayResult
+
+SECRET = b"s" * 32
+SAES = {"m": "A", "m2": "A", "s": "B", "s2": "B", "far": "C"}
+
+
+class Direct:
+    """PeerNotifier that calls the neighbour's service directly (what the gRPC servicer does)."""
+
+    def __init__(self) -> None:
+        self.services: dict[str, KeyService] = {}
+        self.fail = False
+
+    def deliver_direct(self, peer_node, link_id, master_sae, slave_saes, keys, extensions) -> None:
+        if self.fail:
+            raise ConnectionError("peer down")
+        self.services[peer_node].accept_direct(self._me, link_id, master_sae, slave_saes, keys, extensions)
+
+
+def make(tmp_path: Path, clock=lambda: 2000.0, rate=1e6, limits: Limits | None = None):
+    services = {}
+    for node, peer in (("A", "B"), ("B", "A")):
+        store = KeyStore(tmp_path / f"{node}.db")
+        link = SimulatedQkdModule("A-B", node, peer, SECRET, rate, 1000.0, store, clock=clock)
+        notifier = Direct()
+        notifier._me = node
+        services[node] = KeyService(node, SAES, [link], store, limits or Limits(), notifier)
+    for s in services.values():
+        s.peer.services = services
+    return services["A"], services["B"]
+
+
+def keys_of(container: dict) -> list[tuple[str, bytes]]:
+    return [(k["key_ID"], base64.b64decode(k["key"])) for k in container["keys"]]
+
+
+def status_of(exc_info) -> tuple[int, str]:
+    return exc_info.value.status, exc_info.value.message
+
+
+def test_direct_keys_match_and_are_deleted(tmp_path: Path) -> None:
+    a, b = make(tmp_path)
+    sent = keys_of(a.enc_keys("m", "s", {"number": 2, "size": 128}))
+    got = keys_of(b.dec_keys("s", "m", {"key_IDs": [{"key_ID": k} for k, _ in sent]}))
+    assert got == sent and all(len(m) == 16 for _, m in sent)
+    with pytest.raises(KeyServiceError) as e:
+        b.dec_keys("s", "m", {"key_IDs": [{"key_ID": sent[0][0]}]})
+    assert status_of(e) == (400, svc.MSG_KEYS_NOT_FOUND)
+
+
+def test_only_named_slaves_and_local_saes(tmp_path: Path) -> None:
+    a, b = make(tmp_path)
+    kid = keys_of(a.enc_keys("m", "s"))[0][0]
+    for caller in ("s2", "m", "nobody"):
+        with pytest.raises(KeyServiceError) as e:
+            b.dec_keys(caller, "m", {"key_IDs": [{"key_ID": kid}]})
+        assert e.value.status == 401 and e.value.body() is None
+    with pytest.raises(KeyServiceError) as e:
+        a.enc_keys("s", "m")     # s is not an SAE of node A
+    assert e.value.status == 401
+
+
+def test_defaults_and_status(tmp_path: Path) -> None:
+    a, _ = make(tmp_path)
+    st = a.status("m", "s")
+    assert st["key_size"] == 256 and st["stored_key_count"] <= st["max_key_count"]
+    assert st["target_KME_ID"] == "B" and st["status_extension"]["qusec_route_type"] == "direct"
+    (kid, material), = keys_of(a.enc_keys("m", "s", None))
+    assert len(material) == 32
+
+
+def test_stored_key_count_never_exceeds_max(tmp_path: Path) -> None:
+    a, _ = make(tmp_path, clock=lambda: 10**9, limits=Limits(max_key_count=7))
+    st = a.status("m", "s")
+    assert st["max_key_count"] == 7 and st["stored_key_count"] == 7
+
+
+def test_insufficient_key_is_503_and_taken_key_is_burned(tmp_path: Path) -> None:
+    t = [1000.5]
+    a, b = make(tmp_path, clock=lambda: t[0], rate=256 * 2 * 4)   # 4 blocks/s per direction
+    with pytest.raises(KeyServiceError) as e:
+        a.enc_keys("m", "s", {"number": 3})
+    assert e.value.status == 503 and "not enough key" in e.value.message
+    assert e.value.body()["details"][0]["qusec_link_id"] == "A-B"
+    assert a.links[0].available_bytes() == 0    # the two blocks taken before the failure are not reused
+
+
+def test_peer_down_is_503(tmp_path: Path) -> None:
+    a, _ = make(tmp_path)
+    a.peer.fail = True
+    with pytest.raises(KeyServiceError) as e:
+        a.enc_keys("m", "s")
+    assert e.value.status == 503 and "B" in e.value.message
+
+
+def test_non_neighbour_uses_the_relayer(tmp_path: Path) -> None:
+    a, _ = make(tmp_path)
+    with pytest.raises(KeyServiceError) as e:
+        a.enc_keys("m", "far")
+    assert e.value.status == 503 and "not a neighbour" in e.value.message
+
+    class Recorder:
+        def __init__(self):
+            self.calls = []
+
+        def relay(self, **kw):
+            self.calls.append(kw)
+            return RelayResult([["A", "B", "C"]], "qkd")
+
+        def stored_key_count(self, dst_node, key_size):
+            return 5
+
+    a.relayer = Recorder()
+    (kid, material), = keys_of(out := a.enc_keys("m", "far", {"size": 512}))
+    call = a.relayer.calls[0]
+    assert call["dst_node"] == "C" and call["keys"] == [(kid, material)] and call["slave_saes"] == ["far"]
+    assert out["keys"][0]["key_extension"]["qusec_hops"] == 1
+    assert out["keys"][0]["key_extension"]["qusec_route_type"] == "indirect"
+    assert a.status("m", "far")["stored_key_count"] == 5
+
+
+@pytest.mark.parametrize("body,status,message", [
+    ({"size": 7}, 400, svc.MSG_SIZE_MULTIPLE),
+    ({"number": True}, 400, "number"),
+    ({"size": 2.5}, 400, "size"),
+    ({"extension_mandatory": [{"x_y": 1}]}, 400, svc.MSG_EXT_UNSUPPORTED),
+    ({"extension_mandatory": [{"qusec_max_hops": -1}]}, 400, svc.MSG_EXT_UNMET),
+    ({"additional_slave_SAE_IDs": ["s", "s"]}, 400, "distinct"),
+    ("text", 400, "JSON object"),
+])
+def test_request_validation(tmp_path: Path, body, status, message) -> None:
+    a, _ = make(tmp_path)
+    with pytest.raises(KeyServiceError) as e:
+        a.enc_keys("m", "s", body)
+    assert e.value.status == status and message in e.value.message
+
+
+def test_accept_direct_rejects_inconsistent_deliveries(tmp_path: Path) -> None:
+    a, b = make(tmp_path)
+    with pytest.raises(ValueError, match="no QKD link"):
+        b.accept_direct("C", "A-B", "m", ["s"], [])
+    with pytest.raises(ValueError, match="master SAE"):
+        b.accept_direct("A", "A-B", "s2", ["s"], [])
+    with pytest.raises(ValueError, match="slave SAEs"):
+        b.accept_direct("A", "A-B", "m", ["m2"], [])
