@@ -63,7 +63,8 @@ class QuSeCCore:
         self._seq = 0
         self._base: tuple = (None, {})   # (classical version + relay ports, base flows by switch)
         self._probed: dict[str, float] = {}   # vKMS data IP -> when it was last ARP-probed
-        self._route_cache: tuple = (None, None)
+        self._route_cache: tuple = (None, None, None)
+        self._flow_cache: dict[tuple, object] = {}  # per-switch and per-host base flows
         self._synced: dict[int, tuple] = {}      # dpid -> (base stamp, relay flows) last reconciled
         self._by_cookie: dict[int, ActivePath] = {}
 
@@ -335,19 +336,36 @@ class QuSeCCore:
         return {a.relay_port for a in self.state.agents.values() if a.data_ip and a.relay_port}
 
     def _routes(self) -> flows.Routes:
-        v = self.state.classical_version
+        v = self.state.links_version
         if self._route_cache[0] != v:
-            self._route_cache = (v, flows.Routes(self.state.classical))
+            self._route_cache = (v, flows.Routes(self.state.classical), flows.spanning_tree_ports(self.state.classical))
         return self._route_cache[1]
 
     def _base_flows(self) -> tuple[tuple, dict[int, dict[tuple, FlowSpec]]]:
-        """Base forwarding, recomputed only when the classical network or relay ports change."""
+        """Base forwarding, rebuilt only when the classical network or relay ports change; each
+        switch's own flows and each host's routes are cached until their inputs change."""
         st = self.state
         ports = self._relay_ports()
         stamp = (st.classical_version, frozenset(ports))
-        if self._base[0] != stamp:
-            self._base = (stamp, {dpid: {f.key: f for f in specs}
-                                  for dpid, specs in flows.base_flows(st, ports, self._routes()).items()})
+        if self._base[0] == stamp:
+            return self._base
+        routes = self._routes()
+        tree = self._route_cache[2]
+        hp = flows.host_ports(st)
+        cache, fresh = self._flow_cache, {}
+        base: dict[int, dict[tuple, FlowSpec]] = {}
+        for dpid in st.classical:
+            key = ("switch", dpid, st.links_version, stamp[1], frozenset(hp[dpid]))
+            fs = fresh[key] = cache.get(key) or flows.switch_flows(st, dpid, ports, tree[dpid], hp[dpid])
+            base[dpid] = {f.key: f for f in fs}
+        for h in sorted(st.hosts.values(), key=lambda h: h.ip):
+            key = ("host", h.ip, h.dpid, h.port, st.links_version)
+            per = fresh[key] = cache.get(key) or flows.host_flows(st, h, routes)
+            for dpid, fs in per.items():
+                for f in fs:
+                    base[dpid][f.key] = f
+        self._flow_cache = fresh
+        self._base = (stamp, base)
         return self._base
 
     def _relay_overlay(self, now: float) -> dict[int, dict[tuple, FlowSpec]]:

@@ -61,39 +61,54 @@ def _port_toward(g: nx.Graph, dpid, nxt) -> int:
     return g.edges[dpid, nxt]["ports"][dpid]
 
 
+def switch_flows(state: NetworkState, dpid: int, relay_ports: set[int], tree_ports: set[int],
+                 host_ports: set[int]) -> list[FlowSpec]:
+    """One switch's own base flows: table-miss to controller, the drop of relay-port traffic no
+    authorised path allows, and ARP flooding over spanning-tree and host ports only."""
+    out = [spec(PRIORITY_MISS, (CONTROLLER,))]
+    for port in sorted(relay_ports):
+        out.append(spec(PRIORITY_RELAY_DROP, (), eth_type=ETH_IPV4, ip_proto=IPPROTO_TCP, tcp_dst=port))
+        out.append(spec(PRIORITY_RELAY_DROP, (), eth_type=ETH_IPV4, ip_proto=IPPROTO_TCP, tcp_src=port))
+    flood = tree_ports | host_ports
+    for port in sorted(flood):
+        out.append(spec(PRIORITY_ARP_FLOOD, tuple(sorted(flood - {port})), in_port=port, eth_type=ETH_ARP))
+    for port in sorted(state.link_ports(dpid) - tree_ports):
+        out.append(spec(PRIORITY_ARP_FLOOD, (), in_port=port, eth_type=ETH_ARP))
+    return out
+
+
+def host_flows(state: NetworkState, h: HostInfo, routes: Routes) -> dict[int, list[FlowSpec]]:
+    """Unicast IPv4 and ARP toward one host, on every switch, along its shortest-path tree."""
+    g = state.classical
+    out: dict[int, list[FlowSpec]] = {}
+    if h.dpid not in g:
+        return out
+    for dpid, up in routes.toward(h.dpid).items():
+        port = h.port if up is None else _port_toward(g, dpid, up)
+        out[dpid] = [spec(PRIORITY_UNICAST, (port,), eth_type=ETH_IPV4, ipv4_dst=h.ip),
+                     spec(PRIORITY_UNICAST, (port,), eth_type=ETH_ARP, arp_tpa=h.ip)]
+    return out
+
+
+def host_ports(state: NetworkState) -> dict[int, set[int]]:
+    ports: dict[int, set[int]] = {d: set() for d in state.classical}
+    for h in state.hosts.values():
+        if h.dpid in ports:
+            ports[h.dpid].add(h.port)
+    return ports
+
+
 def base_flows(state: NetworkState, relay_ports: set[int], routes: Routes | None = None,
                ) -> dict[int, list[FlowSpec]]:
-    """Per switch: table-miss to controller, ARP flooding on a spanning tree (no storms on rings),
-    unicast ARP/IPv4 to known hosts along shortest-path trees, and a drop of relay-port traffic
-    that no authorised path allows."""
+    """Per switch: its own flows (switch_flows) plus unicast routes to every known host."""
     g = state.classical
     routes = routes or Routes(g)
     tree = spanning_tree_ports(g)
-    host_ports: dict[int, set[int]] = {d: set() for d in g}
-    for h in state.hosts.values():
-        if h.dpid in host_ports:
-            host_ports[h.dpid].add(h.port)
-    out: dict[int, list[FlowSpec]] = {}
-    for dpid in g:
-        flows = [spec(PRIORITY_MISS, (CONTROLLER,))]
-        for port in sorted(relay_ports):
-            flows.append(spec(PRIORITY_RELAY_DROP, (), eth_type=ETH_IPV4, ip_proto=IPPROTO_TCP, tcp_dst=port))
-            flows.append(spec(PRIORITY_RELAY_DROP, (), eth_type=ETH_IPV4, ip_proto=IPPROTO_TCP, tcp_src=port))
-        flood = tree[dpid] | host_ports[dpid]
-        for port in sorted(flood):
-            outs = tuple(sorted(flood - {port}))
-            flows.append(spec(PRIORITY_ARP_FLOOD, outs, in_port=port, eth_type=ETH_ARP))
-        for port in sorted(state.link_ports(dpid) - tree[dpid]):
-            flows.append(spec(PRIORITY_ARP_FLOOD, (), in_port=port, eth_type=ETH_ARP))
-        out[dpid] = flows
+    hp = host_ports(state)
+    out = {dpid: switch_flows(state, dpid, relay_ports, tree[dpid], hp[dpid]) for dpid in g}
     for h in sorted(state.hosts.values(), key=lambda h: h.ip):
-        if h.dpid not in g:
-            continue
-        parent = routes.toward(h.dpid)
-        for dpid, up in parent.items():
-            port = h.port if up is None else _port_toward(g, dpid, up)
-            out[dpid].append(spec(PRIORITY_UNICAST, (port,), eth_type=ETH_IPV4, ipv4_dst=h.ip))
-            out[dpid].append(spec(PRIORITY_UNICAST, (port,), eth_type=ETH_ARP, arp_tpa=h.ip))
+        for dpid, fs in host_flows(state, h, routes).items():
+            out[dpid].extend(fs)
     return out
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
@@ -45,7 +46,7 @@ class FlowSpec:
     idle_timeout: int = 0
     hard_timeout: int = 0
 
-    @property
+    @cached_property
     def key(self) -> tuple:
         """Identity in a flow table (OpenFlow: priority + exact match)."""
         return (self.priority, self.match)

@@ -132,6 +132,7 @@ class NetworkState:
         self.nodes_dirty = True              # node trust or presence changed since then
         self.arc_index = None                # quseccontroller.arcs.ArcIndex, made by the path search
         self.classical_version = 0           # bumped when switches, switch links or hosts change
+        self.links_version = 0               # bumped when switches or switch links change
 
     # -- QKD overlay ---------------------------------------------------------------------
     def add_node(self, node_id: str, trust: int = 3) -> None:
@@ -234,11 +235,13 @@ class NetworkState:
     # -- classical network ---------------------------------------------------------------
     def switch_up(self, dpid: int, ports: Iterable[int]) -> None:
         self.classical_version += 1
+        self.links_version += 1
         self.switch_ports[dpid] = set(int(p) for p in ports)
         self.classical.add_node(dpid)
 
     def switch_down(self, dpid: int) -> None:
         self.classical_version += 1
+        self.links_version += 1
         self.switch_ports.pop(dpid, None)
         if dpid in self.classical:
             self.classical.remove_node(dpid)
@@ -256,6 +259,7 @@ class NetworkState:
             return False
         self.classical.add_edge(da, db, ports=ports)
         self.classical_version += 1
+        self.links_version += 1
         # A port that turns out to be a switch link never had a host behind it.
         for ip in [ip for ip, h in self.hosts.items() if (h.dpid, h.port) in ((da, pa), (db, pb))]:
             del self.hosts[ip]
@@ -267,6 +271,7 @@ class NetworkState:
             if self.classical.edges[da, nbr]["ports"][da] == pa:
                 self.classical.remove_edge(da, nbr)
                 self.classical_version += 1
+                self.links_version += 1
                 return True
         return False
 
