@@ -80,3 +80,23 @@ def test_config_errors_name_file_and_entry(pki: Pki, tmp_path: Path) -> None:
         load_config(bad)
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "missing.toml")
+
+
+def test_openapi_document_matches_the_server() -> None:
+    import re
+
+    from kms_agents import etsi014
+    doc = json.loads((Path(etsi014.__file__).parent / "openapi" / "etsi014.json").read_text())
+    assert doc["openapi"].startswith("3.")
+    paths = set(doc["paths"])
+    assert paths == {"/api/v1/keys/{slave_SAE_ID}/status", "/api/v1/keys/{slave_SAE_ID}/enc_keys",
+                     "/api/v1/keys/{master_SAE_ID}/dec_keys"}
+    for path, ops in doc["paths"].items():
+        for op in ops.values():
+            assert {"200", "400", "401", "503"} <= set(op["responses"]), path
+            assert "content" not in op["responses"]["401"]          # 401 has no body
+    schemas = doc["components"]["schemas"]
+    from kms_agents.service import EXTENSIONS
+    assert all(re.fullmatch(r"qusec_\w+", k) for k in EXTENSIONS)
+    assert set(schemas["KeyRequest"]["properties"]) == {"number", "size", "additional_slave_SAE_IDs",
+                                                         "extension_mandatory", "extension_optional"}
