@@ -25,6 +25,7 @@ FIXED = ("metro8", "mesh:16:1", "beijing_qman")
 GROW_FROM = 50
 GROW_FACTOR = 1.5
 REROUTE_TRIALS = 3
+KEY_ATTEMPTS = 3        # the first path setup on a big mesh can exceed QuSeC's deadline
 REROUTE_TARGET_S = 5.0
 
 
@@ -62,8 +63,13 @@ def bring_up(spec: str, budget: float, say: Any) -> dict:
         pairs = far_pairs(topo, min_hops=1, limit=1)
         if pairs:
             master, slave, hops = pairs[0]
-            r = net.key_pair(master, slave, 1)
-            row.update(key_pair=f"{master}->{slave}", key_hops=hops, key_s=r.get("seconds"), ok=r["ok"])
+            r: dict = {}
+            for attempt in range(1, KEY_ATTEMPTS + 1):
+                r = net.key_pair(master, slave, 1)
+                if r["ok"]:
+                    break
+            row.update(key_pair=f"{master}->{slave}", key_hops=hops, key_s=r.get("seconds"),
+                       key_attempts=attempt, ok=r["ok"])
             if not r["ok"]:
                 row["error"] = str(r.get("error"))[:300]
         else:
@@ -131,6 +137,7 @@ def report(runs: list[dict], largest: dict | None, trials: list[dict], budget: f
              "LLDP matched s": (r.get("phases_s") or {}).get("topology", "-"),
              "agents registered s": (r.get("phases_s") or {}).get("agents", "-"),
              "key": f"{r.get('key_pair', '-')} ({r.get('key_hops', '-')} hops)",
+             "key attempts": r.get("key_attempts", "-"),
              "ok": "yes" if r["ok"] else "no"} for r in runs]
     beijing = next((r for r in runs if r["nodes"] == 35), None)
     lines = [benchdoc.table(rows), ""]

@@ -162,10 +162,8 @@ class MininetNetwork:
 
     def _start_qusec(self) -> None:
         from quseccontroller.launch import Controller
-        if self.policy_src:
-            self.policy_file.write_text(self.policy_src.read_text())
-        elif not self.policy_file.exists():
-            self.policy_file.write_text(DEFAULT_POLICY)
+        # A fresh copy every start: an edit made through `qpolicy reload` lasts one run.
+        self.policy_file.write_text(self.policy_src.read_text() if self.policy_src else DEFAULT_POLICY)
         # gRPC on every address, so agents reach it over the management bridge; OpenFlow on
         # loopback (the switches live in the root namespace).
         self.controller = Controller(self.state_dir / "qusec", ca_cert=self.pki.ca_cert,
@@ -327,7 +325,8 @@ class MininetNetwork:
         except (OSError, ValueError):
             return None
 
-    def _wait_agents(self, nodes: list[str] | None = None) -> None:
+    def _wait_agents(self, nodes: list[str] | None = None, timeout: float | None = None) -> None:
+        restart = nodes is not None
         nodes = list(nodes or self.configs)
         total = len(nodes)
         shown = [-1]
@@ -347,9 +346,10 @@ class MininetNetwork:
                          f"{len(registered)}/{total}")
             return serving == total and len(registered) == total
 
-        wait_for(ready, self._remaining(), "every agent to serve and register with QuSeC "
+        wait_for(ready, timeout or self._remaining(), "every agent to serve and register with QuSeC "
                  f"(logs: {self.state_dir}/nodes/NODE/agent.log)", interval=0.3)
-        self._mark("agents")
+        if not restart:
+            self._mark("agents")
 
     # -- operations ----------------------------------------------------------------------------
     def host(self, name: str) -> Any:
@@ -425,11 +425,13 @@ class MininetNetwork:
     def restart_agent(self, node_id: str, *, kill: bool = True, timeout: float = 60.0) -> dict:
         """Kill -9 (or SIGTERM) one agent and start it again on its state dir; its new agent.json."""
         proc = self.procs[node_id]
-        proc.kill() if kill else proc.terminate()
+        if kill:
+            proc.kill()
+        else:
+            proc.terminate()
         proc.wait(15)
         self._spawn_agent(node_id)
-        self._t0, self.ready_timeout = time.monotonic(), timeout
-        self._wait_agents([node_id])
+        self._wait_agents([node_id], timeout)
         write_network_json(self)
         return self.agents[node_id]
 
