@@ -236,3 +236,27 @@ def test_unchanged_switches_get_no_messages():
     d, acts = core.request_path(PathRequest("A", "B"), 1.0)   # one hop, switches 1 and 2
     assert sorted(a.dpid for a in acts if isinstance(a, FlowMods)) == [1, 2]
     assert core.host_seen("00:00:00:00:00:01", IPS["A"], 1, 1, 2.0) == []   # nothing new
+
+
+def test_every_message_serialises_as_openflow_1_3():
+    import copy
+
+    from os_ken.ofproto import ofproto_protocol, ofproto_v1_3
+
+    from quseccontroller.state import AgentInfo, LinkState
+    core, _, net = setup()
+    acts = list(core.request_path(PathRequest("A", "D"), 1.0)[1])
+    acts += core.agent_registered(AgentInfo("Q", "10.0.0.50:7100", data_ip="10.0.0.50",
+                                            links=(LinkState("D-Q", "D", 1e5, 10**6),)), 2.0)
+    acts += core.switch_up(3, [1, 2, 3, 4], 3.0) + core.release_path(next(iter(core.paths)), 4.0)
+    acts += core.link_down((1, 2), (2, 3), 5.0)
+    dp = ofproto_protocol.ProtocolDesc(version=ofproto_v1_3.OFP_VERSION)
+    kinds = set()
+    for a in acts:
+        for msg in getattr(a, "msgs", ()):
+            bound = copy.copy(msg)
+            bound.datapath, bound.xid, bound.buf = dp, 0, None
+            bound.serialize()
+            assert bound.buf[0] == ofproto_v1_3.OFP_VERSION and len(bound.buf) >= 8
+            kinds.add((type(msg).__name__, getattr(msg, "command", None)))
+    assert {("OFPFlowMod", 0), ("OFPFlowMod", 3), ("OFPFlowMod", 4), ("OFPPacketOut", None)} <= kinds
