@@ -95,9 +95,10 @@ class Agent:
     def relayer(self, value: Relayer) -> None:
         self.service.relayer = value
 
-    def peer_channel(self, node: str) -> grpc.Channel:
-        """Mutual-TLS channel to a neighbour's relay/peer gRPC server."""
-        return self.peers.channel(node)
+    def peer_channel(self, node: str, refresh: bool = False) -> grpc.Channel:
+        """Mutual-TLS channel to a neighbour's relay/peer gRPC server (``refresh``: re-read its address,
+        e.g. after UNAVAILABLE, since a restarted neighbour may listen on a new port)."""
+        return self.peers.channel(node, refresh=refresh)
 
     def on_started(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` once every server is serving (before agent.json is written)."""

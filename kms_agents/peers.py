@@ -39,7 +39,7 @@ class PeerClients:
     def __init__(self, peers: dict[str, PeerConfig], credentials: grpc.ChannelCredentials) -> None:
         self._peers = peers
         self._creds = credentials
-        self._channels: dict[str, tuple[str, grpc.Channel]] = {}
+        self._channels: dict[str, tuple[str, grpc.Channel, pb_grpc.PeerKmsStub]] = {}
         self._lock = threading.Lock()
 
     def address(self, node: str) -> str:
@@ -53,28 +53,36 @@ class PeerClients:
         except (OSError, ValueError, KeyError) as exc:
             raise PeerUnavailable(f"neighbour {node}: no usable agent.json at {peer.agent_json} ({exc})") from exc
 
-    def channel(self, node: str, *, refresh: bool = False) -> grpc.Channel:
-        """A (cached) mutual-TLS channel to ``node``'s relay/peer server."""
+    def _entry(self, node: str, refresh: bool) -> tuple[str, grpc.Channel, pb_grpc.PeerKmsStub]:
+        if not refresh:
+            cached = self._channels.get(node)
+            if cached:
+                return cached
         addr = self.address(node)
         with self._lock:
             cached = self._channels.get(node)
-            if cached and cached[0] == addr and not refresh:
-                return cached[1]
+            if cached and cached[0] == addr:
+                return cached          # same address: keep the channel (gRPC reconnects by itself)
             if cached:
                 cached[1].close()
             ch = grpc.secure_channel(addr, self._creds)
-            self._channels[node] = (addr, ch)
-            return ch
+            entry = (addr, ch, pb_grpc.PeerKmsStub(ch))
+            self._channels[node] = entry
+            return entry
 
-    def call(self, node: str, fn: Callable[[grpc.Channel], Any]) -> Any:
-        """Run ``fn(channel)``; on UNAVAILABLE re-resolve the address once (the peer may have restarted)."""
+    def channel(self, node: str, *, refresh: bool = False) -> grpc.Channel:
+        """A (cached) mutual-TLS channel to ``node``'s relay/peer server; ``refresh`` re-resolves its address."""
+        return self._entry(node, refresh)[1]
+
+    def call(self, node: str, fn: Callable[[pb_grpc.PeerKmsStub], Any]) -> Any:
+        """Run ``fn(stub)``; on UNAVAILABLE re-resolve the address once (the peer may have restarted)."""
         try:
-            return fn(self.channel(node))
+            return fn(self._entry(node, False)[2])
         except grpc.RpcError as exc:
             if exc.code() != grpc.StatusCode.UNAVAILABLE:
                 raise PeerUnavailable(f"node {node}: {exc.code().name}: {exc.details()}") from exc
         try:
-            return fn(self.channel(node, refresh=True))
+            return fn(self._entry(node, True)[2])
         except grpc.RpcError as exc:
             raise PeerUnavailable(f"node {node}: {exc.code().name}: {exc.details()}") from exc
 
@@ -84,14 +92,14 @@ class PeerClients:
                                 keys=[pb.DirectKey(key_id=k, link_key_ids=ids, size_bits=bits)
                                       for k, ids, bits in keys],
                                 extensions={k: str(v) for k, v in extensions.items()})
-        self.call(peer_node, lambda ch: pb_grpc.PeerKmsStub(ch).DeliverDirect(req, timeout=CALL_TIMEOUT_S))
+        self.call(peer_node, lambda stub: stub.DeliverDirect(req, timeout=CALL_TIMEOUT_S))
 
     def stream_event(self, peer_node: str, req: pb.StreamEventRequest) -> pb.StreamEventReply:
-        return self.call(peer_node, lambda ch: pb_grpc.PeerKmsStub(ch).StreamEvent(req, timeout=CALL_TIMEOUT_S))
+        return self.call(peer_node, lambda stub: stub.StreamEvent(req, timeout=CALL_TIMEOUT_S))
 
     def close(self) -> None:
         with self._lock:
-            for _, ch in self._channels.values():
+            for _, ch, _ in self._channels.values():
                 ch.close()
             self._channels.clear()
 
