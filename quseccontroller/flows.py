@@ -66,9 +66,11 @@ def switch_flows(state: NetworkState, dpid: int, relay_ports: set[int], tree_por
     """One switch's own base flows: table-miss to controller, the drop of relay-port traffic no
     authorised path allows, and ARP flooding over spanning-tree and host ports only."""
     out = [spec(PRIORITY_MISS, (CONTROLLER,))]
+    # Connections to a relay port are dropped unless a path's flow lets them through. (No drop on
+    # tcp_src: a relay service never answers a SYN it did not get, and a relay port bound to an
+    # ephemeral number must not cut other hosts' connections that happen to use it as source.)
     for port in sorted(relay_ports):
         out.append(spec(PRIORITY_RELAY_DROP, (), eth_type=ETH_IPV4, ip_proto=IPPROTO_TCP, tcp_dst=port))
-        out.append(spec(PRIORITY_RELAY_DROP, (), eth_type=ETH_IPV4, ip_proto=IPPROTO_TCP, tcp_src=port))
     flood = tree_ports | host_ports
     for port in sorted(flood):
         out.append(spec(PRIORITY_ARP_FLOOD, tuple(sorted(flood - {port})), in_port=port, eth_type=ETH_ARP))

@@ -260,3 +260,11 @@ def test_every_message_serialises_as_openflow_1_3():
             assert bound.buf[0] == ofproto_v1_3.OFP_VERSION and len(bound.buf) >= 8
             kinds.add((type(msg).__name__, getattr(msg, "command", None)))
     assert {("OFPFlowMod", 0), ("OFPFlowMod", 3), ("OFPFlowMod", 4), ("OFPPacketOut", None)} <= kinds
+
+
+def test_a_source_port_equal_to_a_relay_port_is_not_dropped():
+    # Relay services may listen on ephemeral ports; another host's connection that happens to
+    # use the same number as its source port is ordinary traffic.
+    core, _, net = setup()
+    web = dict(relay_pkt(STRANGER, IPS["B"], dst_port=443, src_port=RELAY_PORT))
+    assert net.trace(3, 4, web) == [(2, 1)]
