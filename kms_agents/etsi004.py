@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 import uuid
@@ -53,6 +54,7 @@ class Stream:
     open: dict[str, bool] = field(default_factory=dict)   # SAE -> its application has the stream open
     produced: set[int] = field(default_factory=set)        # producer: indices already made
     fetched: set[int] = field(default_factory=set)         # indices fetched by the local app(s)
+    timeout_ms: dict[str, int] = field(default_factory=dict)  # SAE -> its QoS Timeout (GetKey waits this long)
     cond: threading.Condition = field(default_factory=threading.Condition)
 
 
@@ -152,6 +154,7 @@ class KeyStreams:
                 self._streams[ksid] = st
             with st.cond:
                 st.open[caller] = True
+                st.timeout_ms[caller] = qos.timeout
                 st.cond.notify_all()
         if other_node != self.node:
             try:
@@ -235,7 +238,6 @@ class KeyStreams:
             kid = self.chunk_id(st.ksid, index)
             try:
                 if self._node_of(st.destination) == self.node:   # both applications here
-                    import os
                     self.service.store.put([StoredKey(kid, st.source, [st.source, st.destination],
                                                       os.urandom(st.chunk), self.clock(),
                                                       {"qusec_route_type": "local", "qusec_hops": 0})])
@@ -268,7 +270,7 @@ class KeyStreams:
             return S.NO_QKD_CONNECTION
         return reply.status
 
-    def get_key(self, caller: str, req: pb.GetKeyRequest, timeout_ms: int | None = None) -> pb.GetKeyResponse:
+    def get_key(self, caller: str, req: pb.GetKeyRequest) -> pb.GetKeyResponse:
         st = self._stream(req.key_stream_id, caller)
         other = st.destination if caller == st.source else st.source
         if not st.open.get(caller):
@@ -278,8 +280,8 @@ class KeyStreams:
         if req.index in st.fetched:
             raise StreamError(grpc.StatusCode.OUT_OF_RANGE, f"chunk {req.index} of key stream {st.ksid!r} was "
                                                             "already delivered (keys are never handed out twice)")
-        wait = st_timeout = (timeout_ms if timeout_ms is not None else 0) / 1000
-        deadline = time.monotonic() + wait
+        st_timeout = st.timeout_ms.get(caller, 0) / 1000
+        deadline = time.monotonic() + st_timeout
         while True:
             status = self._ensure_chunk(st, req.index)
             if status != S.INSUFFICIENT_KEY or time.monotonic() >= deadline:
@@ -334,7 +336,6 @@ class Etsi004Servicer(pb_grpc.KeyDeliveryServicer):
 
     def __init__(self, streams: KeyStreams) -> None:
         self.streams = streams
-        self._qos_timeout: dict[str, int] = {}
 
     def _caller(self, context: grpc.ServicerContext) -> str:
         sae = caller_node(context)
@@ -350,15 +351,11 @@ class Etsi004Servicer(pb_grpc.KeyDeliveryServicer):
 
     def OpenConnect(self, request: pb.OpenConnectRequest, context: grpc.ServicerContext) -> pb.OpenConnectResponse:
         caller = self._caller(context)
-        resp = self._run(context, lambda: self.streams.open_connect(caller, request))
-        if resp.status in (S.SUCCESSFUL, S.PEER_NOT_CONNECTED):
-            self._qos_timeout[resp.key_stream_id] = request.qos.timeout
-        return resp
+        return self._run(context, lambda: self.streams.open_connect(caller, request))
 
     def GetKey(self, request: pb.GetKeyRequest, context: grpc.ServicerContext) -> pb.GetKeyResponse:
         caller = self._caller(context)
-        return self._run(context, lambda: self.streams.get_key(
-            caller, request, self._qos_timeout.get(request.key_stream_id, 0)))
+        return self._run(context, lambda: self.streams.get_key(caller, request))
 
     def Close(self, request: pb.CloseRequest, context: grpc.ServicerContext) -> pb.CloseResponse:
         caller = self._caller(context)

@@ -214,8 +214,10 @@ def test_http_level_errors(saes) -> None:
     assert status == 400 and "colour" in out["message"]
     status, out = c.request("GET", "/api/v1/keys/sae-b1/enc_keys?number=-1")
     assert status == 400
-    # keep-alive: the same connection still serves
+    # keep-alive: errors do not close the connection; the same socket serves on
+    sock = c._conn().sock
     assert len(c.enc_keys("sae-b1")) == 1
+    assert c._conn().sock is sock and sock.fileno() >= 0
 
 
 def test_mutual_tls_is_required(saes) -> None:
