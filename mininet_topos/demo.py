@@ -127,6 +127,9 @@ class MininetBackend:
         return {"kind": "link_down", "link": [a, b],
                 "switches": [self.net.switch_name(a), self.net.switch_name(b)], "ports": [pa, pb]}
 
+    def hop_route(self, a: str, b: str) -> list[str] | None:
+        return self.net.relay_route(a, b)
+
     def uses_failed(self, failure: dict) -> list[str]:
         """Relay flows that still send out of a port of the failed link."""
         bad = []
@@ -205,6 +208,9 @@ class LocalBackend:
 
     def uses_failed(self, failure: dict) -> list[str]:
         return []
+
+    def hop_route(self, a: str, b: str) -> list[str] | None:
+        return None
 
     def restore(self) -> None:
         pass
@@ -288,6 +294,12 @@ def reroute(backend: Any, pair: dict, check: Check, say: Callable[[str], None]) 
         changed = after != before
         say(f"    path before {' -> '.join(before)}; after {' -> '.join(after)}"
             + ("" if changed else f" (same trusted nodes; the {a}-{b} hop now takes another switch route)"))
+        if after and not changed:
+            route = backend.hop_route(a, b)
+            out["hop_route"] = route
+            check(f"relay traffic {a} -> {b} follows QuSeC's flows around the failed link",
+                  bool(route) and route[:2] != [a, b],
+                  f"switches {' -> '.join(route)}" if route else "flows do not lead to the host")
         flows = backend.relay_flows(after)
         say("  relay flows now:")
         for node, lines in flows.items():

@@ -417,6 +417,30 @@ class MininetNetwork:
     def relay_flows(self, node: str) -> list[str]:
         return [l for l in self.dump_flows(node) if f"priority={RELAY_FLOW_PRIORITY}" in l]
 
+    def relay_route(self, src: str, dst: str) -> list[str] | None:
+        """The switches (as node ids) relay traffic src -> dst crosses, by following QuSeC's
+        relay flows hop by hop from src's switch; None when they do not lead to dst's host."""
+        ip_src, ip_dst = self.plan.node_host(src).ip, self.plan.node_host(dst).ip
+        match = f"nw_src={ip_src},nw_dst={ip_dst},tp_dst={AGENT_PORTS['relay']}"
+        node_of = {s.name: s.node for s in self.plan.switches}
+        node, route = src, [src]
+        for _ in range(len(self.plan.switches) + 1):
+            line = next((l for l in self.relay_flows(node) if match in l), None)
+            if line is None or "output:" not in line:
+                return None
+            port = int(line.rsplit("output:", 1)[1].split(",")[0])
+            intf = self.net.get(self.switch_name(node)).intfs.get(port)
+            if intf is None or intf.link is None:
+                return None
+            other = intf.link.intf2 if intf.link.intf1 is intf else intf.link.intf1
+            if other.node.name == self.plan.node_host(dst).name:
+                return route
+            node = node_of.get(other.node.name)
+            if node is None or node in route:
+                return None
+            route.append(node)
+        return None
+
     def set_link(self, node_a: str, node_b: str, up: bool) -> None:
         """Take the classical link between two nodes' switches down (or up again)."""
         self.net.configLinkStatus(self.switch_name(node_a), self.switch_name(node_b),
