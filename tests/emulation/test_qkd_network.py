@@ -190,6 +190,10 @@ def test_demo_scenario_on_the_running_network(qnet):
     assert result["flows_installed"] > 0
     rr = result["reroute"]
     assert rr["keys_matched"] == 1 and rr["reroute_s"] < 5.0, rr
+    a, b = rr["failure"]["link"]
+    if rr["path_after"] == rr["path_before"]:     # same relay nodes: the hop went round by switches
+        route = rr["hop_route"]
+        assert route[0] == a and route[-1] == b and route[1] != b, route
     # The failed link is back up: LLDP sees the whole topology again.
     wait_for(lambda: qnet.lldp_links() == qnet.plan.expected_switch_links(), 30,
              "LLDP to find the restored link")
