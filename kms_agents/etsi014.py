@@ -68,6 +68,7 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    default_request_version = "HTTP/1.0"   # so even a garbled request line gets a status line back
     server_version = "qusec-vkms/1"
     sys_version = ""
     timeout = IDLE_TIMEOUT_S
@@ -127,6 +128,24 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_PATCH(self) -> None:
         self._dispatch("PATCH")
+
+    def __getattr__(self, name: str):
+        # any other method token (HEAD, OPTIONS, made-up ones) is a 405, never the base class's 501
+        if name.startswith("do_") and name[3:].isascii() and name[3:].isupper():
+            return lambda: self._dispatch(name[3:])
+        raise AttributeError(name)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Protocol-level errors (bad request line, headers too long ...) with the ETSI JSON body."""
+        self.close_connection = True
+        text = message or explain or self.responses.get(code, ("error",))[0]
+        if code >= 500 and code != 503:   # e.g. 505 for "HTTP/9.9": the client's fault, say so with a 400
+            code = 400
+        try:
+            self._send(code, {"message": text},
+                       {"Connection": "close"})
+        except OSError:
+            pass
 
     def _dispatch(self, method: str) -> None:
         try:

@@ -42,13 +42,15 @@ def saes(tmp_path_factory):
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(method=st.sampled_from(["GET", "POST", "PUT", "DELETE"]), sae=saes_ids, call=calls, query=queries,
+@given(method=st.sampled_from(["GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "FOO"]), sae=saes_ids, call=calls, query=queries,
        body=bodies)
 def test_malformed_requests_get_4xx_or_503(saes, method, sae, call, query, body) -> None:
     client = saes.kme("sae-a1")
     path = f"/api/v1/keys/{sae}/{call}" + (f"?{query}" if query else "")
     status, out = client.request(method, path, raw_body=body if method != "GET" or body[:1] == b"{" else None)
     assert status in ALLOWED, (method, path, body, status, out)
+    if method == "HEAD":
+        return
     if status in (400, 503):
         assert isinstance(out, dict) and isinstance(out.get("message"), str)
     if status == 401:
@@ -59,3 +61,30 @@ def test_agent_keeps_serving_after_the_fuzz(saes) -> None:
     keys = saes.kme("sae-a1").enc_keys("sae-b1", number=2)
     assert [k.key for k in saes.kme("sae-b1").dec_keys("sae-a1", [k.key_id for k in keys])] == \
         [k.key for k in keys]
+
+
+@pytest.mark.parametrize("raw", [b"GARBAGE\r\n\r\n", b"GET /api/v1/keys/sae-b1/status HTTP/9.9\r\n\r\n",
+                                 b"POST /api/v1/keys/sae-b1/enc_keys HTTP/1.1\r\nContent-Length: x\r\n\r\n",
+                                 b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\n\r\n",
+                                 b"GET / HTTP/1.1\r\n" + b"X: y\r\n" * 200 + b"\r\n"])
+def test_garbled_http_gets_a_4xx_with_json_body(saes, raw) -> None:
+    import socket
+    import ssl
+
+    e = saes.doc["saes"]["sae-a1"]
+    ctx = ssl.create_default_context(cafile=saes.doc["ca_cert"])
+    ctx.load_cert_chain(e["cert"], e["key"])
+    host, port = saes.doc["nodes"]["A"]["etsi014_url"][len("https://"):].rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as raw_sock, \
+            ctx.wrap_socket(raw_sock, server_hostname=host) as s:
+        s.sendall(raw)
+        data = b""
+        while b"\r\n\r\n" not in data or not data.rstrip().endswith(b"}"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status = int(head.split()[1])
+    assert 400 <= status < 500, head
+    assert "message" in json.loads(body)
