@@ -155,3 +155,38 @@ def test_accept_direct_rejects_inconsistent_deliveries(tmp_path: Path) -> None:
         b.accept_direct("A", "A-B", "s2", ["s"], [])
     with pytest.raises(ValueError, match="slave SAEs"):
         b.accept_direct("A", "A-B", "m", ["m2"], [])
+
+
+def test_parallel_links_the_one_with_key_serves(tmp_path: Path) -> None:
+    t = [1001.0]
+    clock = lambda: t[0]   # noqa: E731
+    services = {}
+    for node, peer in (("A", "B"), ("B", "A")):
+        store = KeyStore(tmp_path / f"p{node}.db")
+        slow = SimulatedQkdModule("A-B#slow", node, peer, b"1" * 32, 256 * 2 * 2, 1000.0, store, clock=clock)
+        fast = SimulatedQkdModule("A-B#fast", node, peer, b"2" * 32, 256 * 2 * 50, 1000.0, store, clock=clock)
+        notifier = Direct()
+        notifier._me = node
+        services[node] = KeyService(node, SAES, [slow, fast], store, Limits(), notifier)
+    for s in services.values():
+        s.peer.services = services
+    a, b = services["A"], services["B"]
+    used = set()
+    for _ in range(10):
+        out = a.enc_keys("m", "s")
+        used.add(out["keys"][0]["key_extension"]["qusec_link_id"])
+        kid = out["keys"][0]["key_ID"]
+        assert keys_of(b.dec_keys("s", "m", {"key_IDs": [{"key_ID": kid}]})) == keys_of(out)
+    assert "A-B#fast" in used
+    assert a.status("m", "s")["status_extension"]["qusec_links"] == ["A-B#slow", "A-B#fast"]
+
+
+def test_status_fields_match_the_openapi_schema(tmp_path: Path) -> None:
+    import json
+
+    from kms_agents import etsi014
+    schema = json.loads((Path(etsi014.__file__).parent / "openapi" / "etsi014.json").read_text())
+    status_schema = schema["components"]["schemas"]["Status"]
+    a, _ = make(tmp_path)
+    st = a.status("m", "s")
+    assert set(status_schema["required"]) <= set(st) <= set(status_schema["properties"])
