@@ -44,6 +44,7 @@ def test_kill_9_and_restart_keeps_keys_and_stays_in_step(tmp_path: Path) -> None
         assert [k.key for k in saes.kme("sae-a1").dec_keys("sae-b1", [k.key_id for k in back])] == \
             [k.key for k in back]
         saes.close()
+    assert all(p.returncode == 0 for p in net.procs.values())   # SIGTERM: a clean stop
 
     # WAL + synchronous=FULL on the real files
     db = sqlite3.connect(tmp_path / "B" / "keys.db")

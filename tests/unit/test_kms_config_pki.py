@@ -100,3 +100,20 @@ def test_openapi_document_matches_the_server() -> None:
     assert all(re.fullmatch(r"qusec_\w+", k) for k in EXTENSIONS)
     assert set(schemas["KeyRequest"]["properties"]) == {"number", "size", "additional_slave_SAE_IDs",
                                                          "extension_mandatory", "extension_optional"}
+
+
+def test_qkdnet_pki_and_kms_agent_cli_errors(tmp_path: Path, capsys) -> None:
+    from kms_agents import agent
+    from mininet_topos.cli import main
+    assert main(["pki", "linear6", "--out", str(tmp_path / "pki"), "--address", "A=10.0.0.1"]) == 0
+    done = Pki.load(tmp_path / "pki")
+    assert set(done.nodes) == set("ABCDEF") and Path(done.saes["sae-a"].cert).is_file()
+    sans = cert(done.nodes["A"].cert).extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert ipaddress.ip_address("10.0.0.1") in sans.get_values_for_type(x509.IPAddress)
+    assert main(["pki", "linear6", "--out", str(tmp_path / "p2"), "--address", "nonsense"]) == 2
+    assert main(["pki", str(tmp_path / "missing.toml"), "--out", str(tmp_path / "p3")]) == 1
+    bad = tmp_path / "agent.toml"
+    bad.write_text('node_id = "A"\n')
+    assert agent.main(["--config", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}: state_dir" in err and f"{bad}: [tls]" in err
