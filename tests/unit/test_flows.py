@@ -268,3 +268,15 @@ def test_a_source_port_equal_to_a_relay_port_is_not_dropped():
     core, _, net = setup()
     web = dict(relay_pkt(STRANGER, IPS["B"], dst_port=443, src_port=RELAY_PORT))
     assert net.trace(3, 4, web) == [(2, 1)]
+
+
+def test_two_paths_sharing_a_hop_keep_it_open_until_both_are_gone():
+    core, _, net = setup()
+    d1 = grant(core, net, "A", "C", now=0.0)     # A-B-C, expires 60
+    d2 = grant(core, net, "A", "B", now=30.0)    # A-B, expires 90: shares hop A->B
+    entries = [e for e in net.tables[1].entries if e.priority == ofmsgs.PRIORITY_RELAY]
+    assert entries and all(e.cookie == core.paths[d2.path_ids[0]].cookie for e in entries)
+    net.apply(core.release_path(d2.path_ids[0], 31.0))
+    assert net.trace(1, 1, relay_pkt(IPS["A"], IPS["B"])) == [(2, 1)]     # still d1's hop
+    net.apply(core.release_path(d1.path_ids[0], 32.0))
+    assert net.trace(1, 1, relay_pkt(IPS["A"], IPS["B"])) == []
