@@ -80,3 +80,16 @@ def test_stop_voids_buffers(setup) -> None:
     pre.refill_once()
     pre.stop()
     assert net.nodes["D"].store.pending_count("sae-a", "sae-d") == 0
+
+
+def test_refill_waits_until_half_is_used_then_tops_up_in_one_go(setup) -> None:
+    net, pre, clock = setup
+    for _ in range(2):
+        pre.observe("sae-a", ["sae-d"], "D", 1, 32)
+        clock.t += 0.5
+    assert pre.refill_once() == 3
+    assert pre.take("sae-a", ["sae-d"], "D", [("x", os.urandom(32))]) is not None
+    assert pre.refill_once() == 0          # 2 of 3 left: not yet
+    assert pre.take("sae-a", ["sae-d"], "D", [("y", os.urandom(32))]) is not None
+    assert pre.refill_once() >= 2          # 1 left: topped up in one relay
+    assert pre.count("D", 256) >= 3
