@@ -16,7 +16,7 @@ import random
 import threading
 import time
 from bisect import bisect_right
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,7 +69,8 @@ def crossed(prev: dict[str, int], cur: dict[str, int], thresholds: Sequence[int]
     return sorted(out + [lid for lid in prev if lid not in cur])
 
 
-def backoff_delays(initial: float, maximum: float, rng: random.Random | None = None):
+def backoff_delays(initial: float, maximum: float,
+                   rng: random.Random | None = None) -> Iterator[float]:
     """Endless bounded exponential back-off with jitter (each delay in [d/2, d])."""
     rng = rng or random.Random()
     delay = initial
@@ -159,7 +160,8 @@ class ControlClient:
                         self.settings.target, reason, delay)
             self._stop.wait(delay)
 
-    def _requests(self, outbox: queue.Queue, first: control_pb2.Register):
+    def _requests(self, outbox: queue.Queue,
+                  first: control_pb2.Register) -> Iterator[control_pb2.AgentMessage]:
         yield control_pb2.AgentMessage(register=first)
         last_bits: dict[str, int] = {}
         next_report = time.monotonic() + self._report_interval

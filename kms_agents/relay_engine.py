@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import grpc
 
 from kms_agents import hybrid, relay_crypto, shares
-from kms_agents.authz import AuthTable, NotAuthorised
+from kms_agents.authz import Authorisation, AuthTable, NotAuthorised
 from kms_agents.keystore import DuplicateKey, KeyStore, StoredKey
 from kms_agents.qkd_module import KeySourceError, UnknownKeyIds
 from kms_agents.proto import relay_pb2
@@ -342,7 +342,7 @@ class RelayEngine:
         return [RelayedKey(key_id=kid, key=m, meta=dict(meta)) for kid, m in zip(ids, finals)]
 
     def _authorised(self, path_id: str, from_node: str, src: str, dst: str, index: int,
-                    count: int):
+                    count: int) -> Authorisation:
         try:
             return self._authz.check(path_id, from_node=from_node, src_node=src, dst_node=dst,
                                      now=self._clock(), share_index=index, share_count=count)
@@ -479,7 +479,7 @@ class RelayEngine:
         return self._forward_or_deliver(header, share, auth)
 
     def _forward_or_deliver(self, header: relay_crypto.RelayHeader, share: bytes,
-                            auth) -> relay_pb2.RelayAck:
+                            auth: Authorisation) -> relay_pb2.RelayAck:
         if auth.next_hop:
             return self._send_hop(auth.next_hop, auth.next_hop_addr, path_id=header.path_id,
                                   key_id=header.key_id, key_ids=header.key_ids,
@@ -511,7 +511,8 @@ class RelayEngine:
             raise RelayFailure(grpc.StatusCode.INVALID_ARGUMENT,
                                f"target SAE(s) {wrong} are not attached to node {self.node_id}")
 
-    def _deliver(self, header: relay_crypto.RelayHeader, share: bytes, auth) -> relay_pb2.RelayAck:
+    def _deliver(self, header: relay_crypto.RelayHeader, share: bytes,
+                 auth: Authorisation) -> relay_pb2.RelayAck:
         level = header.security_level
         self._check_saes(header)
         ack = relay_pb2.RelayAck(status=relay_pb2.RELAYED, key_id=header.key_id)

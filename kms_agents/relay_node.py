@@ -88,7 +88,7 @@ class KeyRelayServicer(relay_pb2_grpc.KeyRelayServicer):
     def __init__(self, engine: RelayEngine) -> None:
         self.engine = engine
 
-    def _run(self, fn: Callable, request: Any, context: grpc.ServicerContext):
+    def _run(self, fn: Callable, request: Any, context: grpc.ServicerContext) -> Any:
         peer = peer_cn(context)
         if not peer:
             context.abort(grpc.StatusCode.UNAUTHENTICATED, "relay needs a client certificate")
