@@ -343,7 +343,9 @@ class KeyService:
             raise KeyServiceError(503, f"no connection to neighbour node {dst} configured")
         with self._take_lock:   # one link per request, chosen by the key it holds
             try:
-                links = sorted(self.links_to(dst), key=lambda lk: -lk.available_bytes())
+                links = self.links_to(dst)
+                if len(links) > 1:   # parallel links: the one holding the most key
+                    links = sorted(links, key=lambda lk: -lk.available_bytes())
             except KeySourceError as exc:
                 raise KeyServiceError(503, f"link KMS toward node {dst} unavailable: {exc}") from exc
             link = links[0]
