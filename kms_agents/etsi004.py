@@ -53,7 +53,7 @@ class Stream:
     ttl: int
     open: dict[str, bool] = field(default_factory=dict)   # SAE -> its application has the stream open
     produced: set[int] = field(default_factory=set)        # producer: indices already made
-    fetched: set[int] = field(default_factory=set)         # indices fetched by the local app(s)
+    fetched: set[tuple[str, int]] = field(default_factory=set)  # (SAE, index) fetched by the local app(s)
     timeout_ms: dict[str, int] = field(default_factory=dict)  # SAE -> its QoS Timeout (GetKey waits this long)
     cond: threading.Condition = field(default_factory=threading.Condition)
 
@@ -277,7 +277,7 @@ class KeyStreams:
             raise StreamError(grpc.StatusCode.FAILED_PRECONDITION, f"key stream {st.ksid!r} is closed")
         if not st.open.get(other):
             return pb.GetKeyResponse(status=S.PEER_APPLICATION_NOT_CONNECTED, index=req.index)
-        if req.index in st.fetched:
+        if (caller, req.index) in st.fetched:
             raise StreamError(grpc.StatusCode.OUT_OF_RANGE, f"chunk {req.index} of key stream {st.ksid!r} was "
                                                             "already delivered (keys are never handed out twice)")
         st_timeout = st.timeout_ms.get(caller, 0) / 1000
@@ -304,7 +304,7 @@ class KeyStreams:
             return pb.GetKeyResponse(status=S.METADATA_SIZE_INSUFFICIENT, index=req.index,
                                      metadata=pb.Metadata(size=len(meta), mimetype=MIMETYPE))
         got = self.service.store.fetch(st.source, caller, [kid])[0]
-        st.fetched.add(req.index)
+        st.fetched.add((caller, req.index))
         return pb.GetKeyResponse(status=S.SUCCESSFUL, key_buffer=got.material, index=req.index,
                                  metadata=pb.Metadata(size=len(meta), mimetype=MIMETYPE, buffer=meta))
 

@@ -157,3 +157,13 @@ def test_health_and_reflection(saes) -> None:
                                               timeout=5))
         names = {s.name for s in resp.list_services_response.service}
         assert "qusec.etsi004.v1.KeyDelivery" in names and "grpc.health.v1.Health" in names
+
+
+def test_stream_between_two_saes_of_one_node(saes) -> None:
+    a, b, ksid = open_pair(saes, "sae-a1", "sae-a2", chunk=16)
+    kb = b.get_key(ksid, 5)
+    ka = a.get_key(ksid, 5)
+    assert ka.status == kb.status == S.SUCCESSFUL and ka.key_buffer == kb.key_buffer
+    assert json.loads(ka.metadata.buffer)["route_type"] == "local"
+    a.close_stream(ksid), b.close_stream(ksid)
+    a.close(), b.close()
