@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -182,18 +183,59 @@ class NetworkRelayer:
         return self.engine.relayable_keys(key_size)
 
 
-def link_states(sources: Sequence[Any]) -> list[control_pb2.QkdLinkState]:
+class ConsumptionMeter:
+    """Recent link key consumption per link end, inferred from its key level over time.
+
+    Between two looks, this end produced ``rate/2 x dt`` (its half of the link's key,
+    unless the buffer was full) and its level moved by ``delta``; what is missing was
+    consumed (relays, direct deliveries, key streams alike). Smoothed with a half-life.
+    """
+
+    def __init__(self, half_life_s: float = 10.0) -> None:
+        self.half_life_s = half_life_s
+        self._last: dict[str, tuple[float, int]] = {}
+        self._bps: dict[str, float] = {}
+
+    def update(self, link_id: str, now: float, stored_bits: int, rate_bps: float,
+               capacity_bits: int | None = None) -> float:
+        """Record a level; returns the smoothed consumption in bits/s."""
+        last = self._last.get(link_id)
+        self._last[link_id] = (now, stored_bits)
+        if last is None or now <= last[0]:
+            return self._bps.get(link_id, 0.0)
+        dt = now - last[0]
+        produced = rate_bps / 2 * dt
+        if capacity_bits is not None:  # a full buffer drops what it cannot hold
+            produced = min(produced, max(0, capacity_bits - last[1]))
+        consumed = max(0.0, produced - (stored_bits - last[1])) / dt
+        alpha = 1 - 0.5 ** (dt / self.half_life_s)
+        bps = (1 - alpha) * self._bps.get(link_id, consumed) + alpha * consumed
+        self._bps[link_id] = bps
+        return bps
+
+
+def link_states(sources: Sequence[Any], meter: ConsumptionMeter | None = None,
+                now: float | None = None) -> list[control_pb2.QkdLinkState]:
     """control.proto link states of this node's link key sources."""
     out = []
+    now = time.monotonic() if now is None else now
     for src in sources:
+        consumption = 0.0
         try:
             stored = src.available_bytes() * 8
             status = control_pb2.LINK_STATUS_ACTIVE if stored else control_pb2.LINK_STATUS_PASSIVE
+            if meter is not None:
+                try:
+                    cap = src.capacity_bytes() * 8
+                except Exception:  # capacity unknown: assume the buffer never fills
+                    cap = None
+                consumption = meter.update(src.link_id, now, stored, float(src.rate_bps), cap)
         except Exception:  # an unreachable vendor KMS is reported as off, not raised
             stored, status = 0, control_pb2.LINK_STATUS_OFF
         out.append(control_pb2.QkdLinkState(link_id=src.link_id, peer_node=src.peer_node,
                                             skr_bps=float(src.rate_bps), stored_bits=stored,
-                                            status=status, kms_kind=getattr(src, "kind", "")))
+                                            consumption_bps=consumption, status=status,
+                                            kms_kind=getattr(src, "kind", "")))
     return out
 
 
@@ -263,6 +305,7 @@ class RelayNode:
         self.agent = agent
         self.settings = relay_settings(cfg)
         self.authz = AuthTable()
+        self.meter = ConsumptionMeter()
         self.channels = PeerChannels(cfg.tls.ca_cert, cfg.tls.cert, cfg.tls.key)
         self.identity = make_identity(agent.node_id, cfg.tls.ca_cert, cfg.tls.cert, cfg.tls.key)
         self.control: ControlClient | None = None
@@ -273,7 +316,8 @@ class RelayNode:
                                 report_interval_s=float(self.settings.get("report_interval_s", 2.0)),
                                 path_deadline_s=float(self.settings.get("path_deadline_s", 10.0)),
                                 backoff_max_s=float(self.settings.get("backoff_max_s", 5.0))),
-                register=self.register_message, links=lambda: link_states(agent.links),
+                register=self.register_message,
+                links=lambda: link_states(agent.links, self.meter),
                 authz=self.authz, on_revoke=lambda pid, why: self.engine.on_revoke(pid, why),
                 on_reregistered=lambda: self.engine.forget_all_paths())
         links = agent.links

@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 import pytest
 
 from kms_agents.relay_engine import RelayFailure, bulk_groups
-from kms_agents.relay_node import effective_level, link_states, relay_hop_bytes, relay_settings
+from kms_agents.relay_node import (ConsumptionMeter, effective_level, link_states,
+                                   relay_hop_bytes, relay_settings)
 from quseccontroller.proto import control_pb2
 
 
@@ -76,3 +77,28 @@ def test_hop_cost_and_bulk_groups() -> None:
     assert [len(g) for g in bulk_groups(keys[:8], "hybrid")] == [2, 2, 2, 2]
     assert bulk_groups([], "qkd") == []
     assert [len(g) for g in bulk_groups(keys, "qkd", max_bytes=10 * 1024)] == [10] * 12 + [8]
+
+
+def test_consumption_inferred_from_key_level() -> None:
+    m = ConsumptionMeter(half_life_s=1e-9)  # no smoothing: the last interval only
+    assert m.update("l", 0.0, 10_000, 2000.0) == 0.0
+    # 1 s: produced 1000 bits (half of 2000 b/s), level fell by 500 -> 1500 b/s consumed
+    assert m.update("l", 1.0, 9_500, 2000.0) == pytest.approx(1500.0)
+    # level rose by all it produced: nothing consumed
+    assert m.update("l", 2.0, 10_500, 2000.0) == pytest.approx(0.0)
+    # a full buffer produced nothing new: a flat level means nothing consumed
+    assert m.update("l", 3.0, 10_500, 2000.0, capacity_bits=10_500) == pytest.approx(0.0)
+    smooth = ConsumptionMeter(half_life_s=10.0)
+    smooth.update("l", 0.0, 10_000, 0.0)
+    assert 0 < smooth.update("l", 1.0, 9_000, 0.0) <= 1000.0
+
+
+def test_link_states_carry_consumption() -> None:
+    m = ConsumptionMeter(half_life_s=1e-9)
+    src = Src(1000)
+    src.capacity_bytes = lambda: 10**9
+    link_states([src], m, now=0.0)
+    src._avail = 900
+    (state,) = link_states([src], m, now=1.0)
+    # 1e6 b/s link: 500 kbit produced in 1 s, level fell 800 bits -> 500.8 kbit/s consumed
+    assert state.consumption_bps == pytest.approx(500_800.0)
