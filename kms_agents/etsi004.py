@@ -55,6 +55,7 @@ class Stream:
     produced: set[int] = field(default_factory=set)        # producer: indices already made
     fetched: set[tuple[str, int]] = field(default_factory=set)  # (SAE, index) fetched by the local app(s)
     timeout_ms: dict[str, int] = field(default_factory=dict)  # SAE -> its QoS Timeout (GetKey waits this long)
+    opened_at: float = 0.0                                  # the stream ends ``ttl`` s after this (0: never)
     cond: threading.Condition = field(default_factory=threading.Condition)
 
 
@@ -85,10 +86,23 @@ class KeyStreams:
             st = self._streams.get(ksid)
         if st is None:
             raise StreamError(grpc.StatusCode.NOT_FOUND, f"unknown key stream {ksid!r} on node {self.node}")
+        if st.ttl and self.clock() - st.opened_at > st.ttl:
+            self._expire(st)
+            raise StreamError(grpc.StatusCode.NOT_FOUND, f"key stream {ksid!r} expired (QoS TTL {st.ttl} s)")
         if caller not in (st.source, st.destination) or self._node_of(caller) != self.node:
             raise StreamError(grpc.StatusCode.PERMISSION_DENIED, f"SAE {caller!r} is not an application of "
                                                                  f"key stream {ksid!r} on this node")
         return st
+
+    def _expire(self, st: Stream) -> None:
+        """Forget a stream whose TTL ran out, and its chunks not yet fetched here."""
+        with self._lock:
+            self._streams.pop(st.ksid, None)
+        prefix = st.ksid + "#"
+        for sae in (st.source, st.destination):
+            if self._node_of(sae) == self.node:
+                self.service.store.discard(k for k in self.service.store.pending_ids(st.source, sae)
+                                           if k.startswith(prefix))
 
     def _reachable(self, other_node: str) -> bool:
         if other_node == self.node or self.service.links_to(other_node):
@@ -150,7 +164,7 @@ class KeyStreams:
                                    or st.chunk != qos.key_chunk_size):
                 return pb.OpenConnectResponse(status=S.KEY_STREAM_ID_IN_USE, key_stream_id=ksid, qos=qos)
             if st is None:
-                st = Stream(ksid, src, dst, qos.key_chunk_size, qos.ttl)
+                st = Stream(ksid, src, dst, qos.key_chunk_size, qos.ttl, opened_at=self.clock())
                 self._streams[ksid] = st
             with st.cond:
                 st.open[caller] = True
@@ -198,7 +212,8 @@ class KeyStreams:
             with self._lock:
                 st = self._streams.get(ev.key_stream_id)
                 if st is None:
-                    st = Stream(ev.key_stream_id, ev.source, ev.destination, ev.key_chunk_size, ev.ttl)
+                    st = Stream(ev.key_stream_id, ev.source, ev.destination, ev.key_chunk_size, ev.ttl,
+                                opened_at=self.clock())
                     self._streams[ev.key_stream_id] = st
                 elif (st.source, st.destination, st.chunk) != (ev.source, ev.destination, ev.key_chunk_size):
                     return peer_pb2.StreamEventReply(status=S.KEY_STREAM_ID_IN_USE,

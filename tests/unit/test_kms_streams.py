@@ -66,3 +66,17 @@ def test_status_codes_without_sockets(tmp_path: Path) -> None:
 
 def test_uri_forms() -> None:
     assert sae_from_uri("qkd://sae-a") == sae_from_uri("sae-a") == sae_from_uri("qkd://sae-a/") == "sae-a"
+
+
+def test_stream_ends_after_its_ttl(tmp_path: Path) -> None:
+    ka, kb = wire(tmp_path)
+    now = [5000.0]
+    ka.clock = kb.clock = lambda: now[0]
+    r = ka.open_connect("m", open_req(ttl=10))
+    kb.open_connect("s", open_req(ksid=r.key_stream_id, ttl=10))
+    assert ka.get_key("m", get(r.key_stream_id, 0)).status == S.SUCCESSFUL
+    now[0] += 11
+    with pytest.raises(StreamError, match="expired") as e:
+        kb.get_key("s", get(r.key_stream_id, 0))
+    assert e.value.code == grpc.StatusCode.NOT_FOUND
+    assert kb.service.store.pending_ids("m", "s") == []     # its undelivered chunk is gone too
