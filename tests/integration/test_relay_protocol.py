@@ -106,22 +106,28 @@ class Interposer(relay_pb2_grpc.KeyRelayServicer):
         b = net.nodes["B"]
         self.out = PeerChannels(net.ca, b.cert, b.key)
         self.seen: list[relay_pb2.RelayRequest] = []
+        self.voids: list[relay_pb2.VoidRequest] = []
+        self.acks: list[str] = []
 
     def Relay(self, request, context):
         assert peer_cn(context) == "B"
         self.seen.append(relay_pb2.RelayRequest.FromString(request.SerializeToString()))
-        if self.mode == "flip":
+        if self.mode == "flip" or (self.mode == "flip-second" and len(self.seen) == 2):
             ct = bytearray(request.ciphertext)
             ct[0] ^= 0x01
             request.ciphertext = bytes(ct)
         elif self.mode == "retarget":
             request.target_sae_ids[:] = ["sae-evil"]
         try:
-            return self.out.relay("C", self.net.nodes["C"].addr, request, 5.0)
+            ack = self.out.relay("C", self.net.nodes["C"].addr, request, 5.0)
+            self.acks.append(relay_pb2.RelayStatus.Name(ack.status))
+            return ack
         except RelayFailure as exc:
+            self.acks.append(exc.code.name)
             context.abort(exc.code, exc.message)
 
     def Void(self, request, context):
+        self.voids.append(request)
         try:
             return self.out.void("C", self.net.nodes["C"].addr, request, 5.0)
         except RelayFailure as exc:
@@ -371,3 +377,20 @@ def test_multipath_hybrid(tmp_path) -> None:
         assert all(k.key != m for k, (_, m) in zip(out, keys))
     finally:
         net.close()
+
+
+def test_part_of_a_request_fails_the_delivered_part_is_voided(line: Net) -> None:
+    proxy = interpose(line, "flip-second")
+    try:
+        a = line.nodes["A"].engine
+        reply = line.grant([LINE])
+        keys = [(f"part-{i}", os.urandom(32)) for i in range(2)]  # two messages, one flipped
+        with pytest.raises(RelayFailure, match="does not verify"):
+            a._relay_batch(reply, "sae-a", ["sae-e"], "E", keys, lambda p: p)
+        assert len(proxy.seen) == 2 and len(proxy.voids) == 2   # both voided through C to E
+        assert sum(ack == "RELAYED" for ack in proxy.acks) == 1  # one had been delivered
+        e = line.nodes["E"].store
+        assert e.peek("part-0") is None and e.peek("part-1") is None
+        assert e.pending_count("sae-a", "sae-e") == 0
+    finally:
+        proxy.server.stop(0)
