@@ -9,6 +9,7 @@ one-time MAC and the sequence numbers are what stop it.
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
 import threading
 import time
 from concurrent import futures
@@ -21,6 +22,7 @@ from kms_agents.proto import relay_pb2, relay_pb2_grpc
 from kms_agents.relay_engine import RelayFailure
 from kms_agents.relay_node import PeerChannels, peer_cn
 from kms_agents.relaynet import RelayNet
+from quseccontroller.launch import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -88,35 +90,22 @@ class Interposer(relay_pb2_grpc.KeyRelayServicer):
 
 @pytest.fixture(scope="module")
 def net(tmp_path_factory):
-    root = tmp_path_factory.mktemp("relaynet")
-    from kms_agents.pki import build_pki  # noqa: F401 - PKI is built by RelayNet; ports first
+    # C advertises the interposer's address to QuSeC; the interposer gets C's certificate
+    # once RelayNet has made the PKI, and forwards to C's real relay address
+    proxy_addr = f"127.0.0.1:{free_port()}"
+    n = RelayNet(tmp_path_factory.mktemp("relaynet"), TOPOLOGY, policy_toml=POLICY,
+                 relay_settings={"C": {"advertise_addr": proxy_addr}, "E": {"prerelay": True}})
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
-    # the interposer needs C's certificate, which RelayNet creates: bind now, add creds later
-    port_holder = {}
-
-    class Net(RelayNet):
-        pass
-
-    import socket
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    proxy_addr = f"127.0.0.1:{port}"
-    n = Net(root, TOPOLOGY, policy_toml=POLICY, relay_settings={"C": {"advertise_addr": proxy_addr},
-                                                      "E": {"prerelay": True}})
     try:
-        proxy = Interposer(n.pki)
-        proxy.target = n.info["C"]["relay_addr"]
-        relay_pb2_grpc.add_KeyRelayServicer_to_server(proxy, server)
+        n.proxy = Interposer(n.pki)
+        n.proxy.target = n.info["C"]["relay_addr"]
+        relay_pb2_grpc.add_KeyRelayServicer_to_server(n.proxy, server)
         c = n.pki.nodes["C"]
         creds = grpc.ssl_server_credentials(
-            [(open(c.key, "rb").read(), open(c.cert, "rb").read())],
-            root_certificates=open(n.pki.ca_cert, "rb").read(), require_client_auth=True)
-        assert server.add_secure_port(proxy_addr, creds) == port
+            [(Path(c.key).read_bytes(), Path(c.cert).read_bytes())],
+            root_certificates=Path(n.pki.ca_cert).read_bytes(), require_client_auth=True)
+        server.add_secure_port(proxy_addr, creds)
         server.start()
-        n.proxy = proxy
-        port_holder["server"] = server
         yield n
     finally:
         server.stop(0)
