@@ -9,10 +9,9 @@ one-time MAC and the sequence numbers are what stop it.
 from __future__ import annotations
 
 import sqlite3
-from pathlib import Path
-import threading
 import time
 from concurrent import futures
+from pathlib import Path
 
 import grpc
 import pytest
