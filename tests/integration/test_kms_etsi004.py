@@ -20,7 +20,8 @@ S = pb.Status
 
 @pytest.fixture(scope="module")
 def saes(tmp_path_factory):
-    with LocalNetwork(small_topology(), tmp_path_factory.mktemp("kms004"), with_qusec=False) as net:
+    # B-C at 512 b/s: one 256-bit block per second per direction, so a 1024-byte chunk takes 32 s
+    with LocalNetwork(small_topology(slow_bps=512.0), tmp_path_factory.mktemp("kms004"), with_qusec=False) as net:
         s = Saes(json.loads(net.network_json.read_text()))
         yield s
         s.close()
@@ -116,7 +117,7 @@ def test_status_8_metadata_buffer_too_small(saes) -> None:
 
 
 def test_status_2_insufficient_key_then_6_timeout(saes) -> None:
-    # B-C is a 4096 b/s link: 1024-byte chunks drain it fast
+    # B-C is a 512 b/s link: 1024-byte chunks drain it at once and take 32 s to come back
     b, c, ksid = open_pair(saes, "sae-b1", "sae-c1", chunk=1024)
     statuses = [b.get_key(ksid, i).status for i in range(40)]
     assert statuses[-1] == S.INSUFFICIENT_KEY
