@@ -63,7 +63,12 @@ class _Server(ThreadingHTTPServer):
         return self.ctx.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), addr
 
     def handle_error(self, request, client_address) -> None:
-        log.warning("ETSI 014 connection from %s failed", client_address, exc_info=True)
+        import sys
+        exc = sys.exc_info()[1]
+        if isinstance(exc, OSError):   # peers that vanish or fail TLS: routine, not a server fault
+            log.debug("ETSI 014 connection from %s: %s", client_address, exc)
+        else:
+            log.warning("ETSI 014 connection from %s failed", client_address, exc_info=True)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -90,6 +95,12 @@ class _Handler(BaseHTTPRequestHandler):
     def handle(self) -> None:
         if not self._handshake_failed:
             super().handle()
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        except OSError:
+            pass
 
     def log_message(self, fmt: str, *args: Any) -> None:
         log.debug("%s %s", self.client_address[0], fmt % args)
