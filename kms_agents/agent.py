@@ -34,7 +34,7 @@ from kms_agents.peers import PeerClients, PeerServicer
 from kms_agents.proto import etsi004_pb2, etsi004_pb2_grpc, peer_pb2, peer_pb2_grpc
 from kms_agents.service import KeyService, NoRelayer, Relayer
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("kms_agents.agent" if __name__ == "__main__" else __name__)
 
 AGENT_PLUGINS: tuple[str, ...] = ("kms_agents.relay_node",)
 GRPC_WORKERS = 32

@@ -14,10 +14,12 @@ import time
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kms_agents.qkd_module import DEFAULT_CAPACITY_BYTES
-from mininet_topos.model import Topology
+
+if TYPE_CHECKING:   # the agent itself never needs the topology model (nor networkx)
+    from mininet_topos.model import Topology
 
 DEFAULT_LISTEN = "127.0.0.1:0"
 
@@ -294,7 +296,7 @@ def link_secret(state_root: Path, link_id: str) -> tuple[Path, float]:
     return path, float(json.loads(path.read_text())["epoch"])
 
 
-def configs_for_topology(topology: Topology, pki: Any, state_root: str | Path,
+def configs_for_topology(topology: "Topology", pki: Any, state_root: str | Path,
                          addresses: dict[str, str | list[str]] | None = None,
                          qusec_addr: str | None = None, *,
                          ports: dict[str, int] | None = None) -> dict[str, AgentConfig]:
