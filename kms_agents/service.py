@@ -30,7 +30,7 @@ MSG_EXT_UNMET = "not all extension_mandatory request options could be met"
 MSG_EXT_OPTIONAL = "not all extension_optional request options handled"
 MSG_KEYS_NOT_FOUND = "one or more keys specified are not found on KME"
 
-SECURITY_LEVELS = ("qkd", "hybrid", "pqc")   # strongest first
+SECURITY_LEVELS = ("qkd", "hybrid", "pqc")   # strongest first; a request names the weakest it accepts
 EXTENSIONS = {"qusec_route_type": ("direct", "indirect", "local"),
               "qusec_security_level": SECURITY_LEVELS,
               "qusec_max_hops": None}      # integer >= 0
@@ -299,8 +299,6 @@ class KeyService:
                     return False
                 if route == "indirect" and v < 1:
                     return False
-            if k == "qusec_security_level" and route in ("direct", "local") and v != "qkd":
-                return False
         return True
 
     def deliver(self, master: str, slaves: list[str], key_ids: list[str], size_bits: int,

@@ -110,7 +110,8 @@ def test_both_directions_at_once(saes) -> None:
     ({"additional_slave_SAE_IDs": [f"x{i}" for i in range(50)]}, "max_SAE_ID_count"),
     ({"extension_mandatory": [{"abc_route_type": "direct"}]}, svc.MSG_EXT_UNSUPPORTED),
     ({"extension_mandatory": [{"qusec_route_type": "indirect"}]}, svc.MSG_EXT_UNMET),
-    ({"extension_mandatory": [{"qusec_security_level": "pqc"}]}, svc.MSG_EXT_UNMET),
+    ({"extension_mandatory": [{"qusec_security_level": "classical"}]}, svc.MSG_EXT_UNMET),
+    ({"extension_mandatory": [{"qusec_max_hops": "two"}]}, svc.MSG_EXT_UNMET),
     ({"extension_mandatory": "qusec_route_type"}, "extension_mandatory"),
     ([1, 2], "JSON object"),
 ])
@@ -132,7 +133,8 @@ def test_exact_spec_messages(saes) -> None:
 def test_supported_extensions_and_unhandled_optional(saes) -> None:
     c = saes.kme("sae-a1")
     out = c.enc_keys_container("sae-b1", {"extension_mandatory": [{"qusec_route_type": "direct"},
-                                                                   {"qusec_max_hops": 0}],
+                                                                   {"qusec_max_hops": 0},
+                                                                   {"qusec_security_level": "hybrid"}],
                                           "extension_optional": [{"abc_priority": 3}]})
     assert len(out["keys"]) == 1
     assert out["key_container_extension"]["message"] == svc.MSG_EXT_OPTIONAL
