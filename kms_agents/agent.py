@@ -50,6 +50,28 @@ def _grpc_server(server_creds: grpc.ServerCredentials, listen: str) -> tuple[grp
     return server, port, hs
 
 
+class StateDirBusy(RuntimeError):
+    """Another agent already runs on this state directory."""
+
+
+def _lock_state_dir(state_dir: Path):
+    """Hold an exclusive lock on STATE_DIR/agent.lock for the agent's lifetime (one agent per key store)."""
+    import fcntl
+    f = open(state_dir / "agent.lock", "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        holder = f.read().strip() or "?"
+        f.close()
+        raise StateDirBusy(f"{state_dir}: another agent (pid {holder}) is running on this state directory") from None
+    f.seek(0)
+    f.truncate()
+    f.write(str(os.getpid()))
+    f.flush()
+    return f
+
+
 class Agent:
     """A running vKMS. Attributes plugins may use are documented in docs/agent.md."""
 
@@ -58,6 +80,7 @@ class Agent:
         self.node_id = config.node_id
         self.state_dir = Path(config.state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._lock_file = _lock_state_dir(self.state_dir)
         self.agent_json = self.state_dir / "agent.json"
         if self.agent_json.exists():
             self.agent_json.unlink()   # a stale file must never look like readiness
@@ -177,6 +200,7 @@ class Agent:
             self.agent_json.unlink()
         except FileNotFoundError:
             pass
+        self._lock_file.close()
         log.info("node %s stopped", self.node_id)
 
     def wait(self) -> None:
@@ -205,7 +229,11 @@ def main(argv: list[str] | None = None) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, on_signal)
-    agent = Agent(cfg)
+    try:
+        agent = Agent(cfg)
+    except StateDirBusy as exc:
+        print(f"kms-agent: {exc}", file=sys.stderr)
+        return 3
     try:
         agent.load_plugins()
         agent.start()

@@ -68,3 +68,13 @@ def test_neighbour_down_is_503_and_link_key_is_not_reused(tmp_path: Path) -> Non
         assert saes.kme("sae-b1").dec_keys("sae-a1", [after[0].key_id])[0].key == after[0].key
         assert saes.kme("sae-b1").dec_keys("sae-a1", [before[0].key_id])[0].key == before[0].key
         saes.close()
+
+
+def test_a_second_agent_on_the_same_state_dir_refuses_to_start(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    with LocalNetwork(small_topology(), tmp_path, with_qusec=False) as net:
+        out = subprocess.run([sys.executable, "-m", "kms_agents.agent", "--config", str(tmp_path / "A" / "agent.toml")],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 3 and "another agent" in out.stderr and str(net.agents["A"]["pid"]) in out.stderr
+        assert (tmp_path / "A" / "agent.json").exists()     # the running agent is untouched
