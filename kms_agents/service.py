@@ -156,6 +156,13 @@ class KeyService:
             return "local"
         return "direct" if self.links_to(dst_node) else "indirect"
 
+    def route_of(self, dst_nodes: set[str] | list[str]) -> str:
+        """How keys for SAEs on ``dst_nodes`` are made: local, direct (one neighbour) or indirect (relay)."""
+        remote = {n for n in dst_nodes if n != self.node_id}
+        if not remote:
+            return "local"
+        return "direct" if len(remote) == 1 and self.links_to(next(iter(remote))) else "indirect"
+
     def _caller_is_local(self, caller: str) -> None:
         if self.saes.get(caller) != self.node_id:
             log.info("refused SAE %r: not an SAE of node %s", caller, self.node_id)
@@ -269,8 +276,7 @@ class KeyService:
         if unsupported:
             raise bad(MSG_EXT_UNSUPPORTED, unsupported=unsupported)
         level = req.mandatory.get("qusec_security_level", req.optional.get("qusec_security_level"))
-        routes = {self.route_type(n) for n in dst_nodes}
-        route = routes.pop() if len(routes) == 1 else "indirect"
+        route = self.route_of(dst_nodes)
         if not self._extensions_met(req.mandatory, route, len(dst_nodes)):
             raise bad(MSG_EXT_UNMET, requested=req.mandatory, route_type=route)
         container_ext: dict[str, Any] = {}
@@ -316,8 +322,16 @@ class KeyService:
             ext = {"qusec_route_type": "local", "qusec_hops": 0, "qusec_security_level": "qkd"}
             self.store.put([StoredKey(kid, master, slaves, m, self.clock(), dict(ext)) for kid, m in keys])
             return [Delivered(kid, m, dict(ext)) for kid, m in keys]
-        if len(dst_nodes) == 1 and self.links_to(dst_nodes[0]):
-            return self._deliver_direct(master, slaves, dst_nodes[0], key_ids, n_bytes, extensions or {})
+        remote = [n for n in dst_nodes if n != self.node_id]
+        if len(remote) == 1 and self.links_to(remote[0]):
+            # one neighbouring node (plus, for multicast, perhaps SAEs here): the key is link key
+            delivered = self._deliver_direct(master, [s for s in slaves if self.saes[s] == remote[0]], remote[0],
+                                             key_ids, n_bytes, extensions or {})
+            here = [s for s in slaves if self.saes[s] == self.node_id]
+            if here:
+                self.store.put([StoredKey(d.key_id, master, here, d.material, self.clock(), dict(d.extension))
+                                for d in delivered])
+            return delivered
         keys = [(kid, os.urandom(n_bytes)) for kid in key_ids]
         results = []
         for dst in dst_nodes:

@@ -190,3 +190,12 @@ def test_status_fields_match_the_openapi_schema(tmp_path: Path) -> None:
     a, _ = make(tmp_path)
     st = a.status("m", "s")
     assert set(status_schema["required"]) <= set(st) <= set(status_schema["properties"])
+
+
+def test_multicast_to_a_neighbour_and_this_node(tmp_path: Path) -> None:
+    a, b = make(tmp_path)
+    out = a.enc_keys("m", "s", {"number": 2, "additional_slave_SAE_IDs": ["m2", "s2"]})
+    ids = {"key_IDs": [{"key_ID": k["key_ID"]} for k in out["keys"]]}
+    assert keys_of(b.dec_keys("s", "m", ids)) == keys_of(out) == keys_of(b.dec_keys("s2", "m", ids))
+    assert keys_of(a.dec_keys("m2", "m", ids)) == keys_of(out)
+    assert out["keys"][0]["key_extension"]["qusec_route_type"] == "direct"
