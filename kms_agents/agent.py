@@ -94,10 +94,10 @@ class Agent:
         self.peers = PeerClients(config.peers, self.channel_credentials)
         self.service = KeyService(self.node_id, config.saes, self.links, self.store, config.limits,
                                   self.peers, NoRelayer(self.node_id))
-        self.streams = KeyStreams(self.service, self.peers.stream_event)
+        self.streams = KeyStreams(self.service, self.peers.stream_event, graph=config.graph)
         self.relay_server, self.relay_port, self._relay_health = _grpc_server(self.server_credentials,
                                                                               config.listen_relay)
-        peer_pb2_grpc.add_PeerKmsServicer_to_server(PeerServicer(self.service, self.streams.on_event),
+        peer_pb2_grpc.add_PeerKmsServicer_to_server(PeerServicer(self.service, self.streams.on_peer_event),
                                                     self.relay_server)
         self.relay_services: list[str] = [peer_pb2.DESCRIPTOR.services_by_name["PeerKms"].full_name]
         self.etsi004_server, self.etsi004_port, self._app_health = _grpc_server(self.server_credentials,

@@ -22,6 +22,7 @@ if TYPE_CHECKING:   # the agent itself never needs the topology model (nor netwo
     from mininet_topos.model import Topology
 
 DEFAULT_LISTEN = "127.0.0.1:0"
+GRAPH_MAX_NODES = 200    # configs carry the QKD graph (for key-stream events) up to this size
 
 
 class ConfigError(Exception):
@@ -90,6 +91,7 @@ class AgentConfig:
     links: list[LinkConfig] = field(default_factory=list)
     peers: dict[str, PeerConfig] = field(default_factory=dict)
     saes: dict[str, str] = field(default_factory=dict)   # every SAE of the network -> its node
+    graph: dict[str, list[str]] = field(default_factory=dict)  # QKD graph (node -> neighbours), optional
     limits: Limits = field(default_factory=Limits)
     extra: dict[str, Any] = field(default_factory=dict)  # other sections (e.g. [relay]), kept as-is
     source: str = ""
@@ -204,7 +206,13 @@ def parse_config(data: dict, source: str = "<config>") -> AgentConfig:
     if not isinstance(saes, dict) or not all(isinstance(v, str) for v in saes.values()):
         p.append(f"{source}: [saes]: expected SAE_ID = \"node id\" entries")
         saes = {}
-    known = {"node_id", "state_dir", "tls", "listen", "qusec", "limits", "links", "peers", "saes", "trust"}
+    graph = data.get("graph", {})
+    if not isinstance(graph, dict) or not all(isinstance(v, list) and all(isinstance(x, str) for x in v)
+                                              for v in graph.values()):
+        p.append(f"{source}: [graph]: expected NODE = [\"neighbour\", ...] entries")
+        graph = {}
+    known = {"node_id", "state_dir", "tls", "listen", "qusec", "limits", "links", "peers", "saes", "trust",
+             "graph"}
     extra = {k: v for k, v in data.items() if k not in known}
     if p:
         raise ConfigError(p)
@@ -212,6 +220,7 @@ def parse_config(data: dict, source: str = "<config>") -> AgentConfig:
                        listen_etsi004=addrs["etsi004"], listen_relay=addrs["relay"],
                        advertise_host=listen.get("advertise_host", ""), qusec_addr=qusec_addr,
                        trust=int(data.get("trust", 3)), links=links, peers=peers, saes=dict(saes),
+                       graph={k: list(v) for k, v in graph.items()},
                        limits=limits, extra=extra, source=source)
 
 
@@ -262,6 +271,8 @@ def to_toml(cfg: AgentConfig) -> str:
         lines += _toml_table("qusec", {"addr": cfg.qusec_addr})
     lines += _toml_table("limits", asdict(cfg.limits))
     lines += _toml_table("saes", cfg.saes)
+    if cfg.graph:
+        lines += _toml_table("graph", cfg.graph)
     for name, peer in cfg.peers.items():
         lines += _toml_table(f"peers.{json.dumps(name)}",
                              {k: v for k, v in asdict(peer).items() if k != "node"})
@@ -315,6 +326,12 @@ def configs_for_topology(topology: "Topology", pki: Any, state_root: str | Path,
         return (a[0] if a else "127.0.0.1") if isinstance(a, list) else a
 
     saes = {s.id: s.node for s in topology.saes.values()}
+    graph: dict[str, list[str]] = {}
+    if len(topology.nodes) <= GRAPH_MAX_NODES:   # lets key-stream events find non-neighbours
+        for link in topology.links:
+            graph.setdefault(link.a, []).append(link.b)
+            graph.setdefault(link.b, []).append(link.a)
+        graph = {n: sorted(set(v)) for n, v in sorted(graph.items())}
     out: dict[str, AgentConfig] = {}
     for node_id, node in topology.nodes.items():
         tls = TlsConfig(pki.ca_cert, pki.nodes[node_id].cert, pki.nodes[node_id].key)
@@ -322,7 +339,7 @@ def configs_for_topology(topology: "Topology", pki: Any, state_root: str | Path,
         cfg = AgentConfig(node_id=node_id, state_dir=str(root / node_id), tls=tls,
                           listen_etsi014=f"{h}:{ports['etsi014']}", listen_etsi004=f"{h}:{ports['etsi004']}",
                           listen_relay=f"{h}:{ports['relay']}", qusec_addr=qusec_addr or "",
-                          trust=node.trust, saes=dict(saes), source=f"<{topology.name}:{node_id}>")
+                          trust=node.trust, saes=dict(saes), graph=graph, source=f"<{topology.name}:{node_id}>")
         for link in topology.links_of(node_id):
             peer = link.peer(node_id)
             lc = LinkConfig(id=link.id, peer=peer, rate_bps=float(link.rate_bps), kind=link.kms)

@@ -69,13 +69,61 @@ class KeyStreams:
 
     def __init__(self, service: KeyService, send_event: Callable[[str, peer_pb2.StreamEventRequest],
                                                                   peer_pb2.StreamEventReply] | None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, graph: dict[str, list[str]] | None = None) -> None:
         self.service = service
         self.node = service.node_id
-        self.send_event = send_event
+        self.send_event = send_event     # to a neighbour's PeerKms.StreamEvent
         self.clock = clock
+        self.graph = graph or {}
         self._streams: dict[str, Stream] = {}
         self._lock = threading.Lock()
+
+    # -- event routing: neighbours directly, other nodes hop by hop over the QKD graph ------
+    def next_hop(self, target: str) -> str | None:
+        """The neighbour to send an event for ``target`` to (shortest path, ties by name), or None."""
+        neighbours = set(self.service.neighbours())
+        if target in neighbours:
+            return target
+        prev: dict[str, str] = {self.node: self.node}
+        frontier = [self.node]
+        while frontier and target not in prev:
+            nxt = []
+            for n in frontier:
+                hops = neighbours if n == self.node else self.graph.get(n, [])
+                for m in sorted(hops):
+                    if m not in prev:
+                        prev[m] = n
+                        nxt.append(m)
+            frontier = nxt
+        if target not in prev:
+            return None
+        while prev[target] != self.node:
+            target = prev[target]
+        return target
+
+    def _send(self, target: str, ev: peer_pb2.StreamEventRequest) -> peer_pb2.StreamEventReply:
+        hop = self.next_hop(target)
+        if hop is None or self.send_event is None:
+            raise PeerUnavailable(f"no route from node {self.node} to node {target} for key-stream events")
+        if not ev.origin_node:
+            ev.origin_node, ev.target_node = self.node, target
+            ev.hop_limit = max(2, len(self.graph) or 16)
+        return self.send_event(hop, ev)
+
+    def on_peer_event(self, caller_node: str, ev: peer_pb2.StreamEventRequest) -> peer_pb2.StreamEventReply:
+        """An event from a neighbour's agent: for this node, or to pass on toward its target."""
+        if caller_node not in self.service.neighbours():
+            raise ValueError(f"key-stream events are accepted from neighbouring nodes only, not {caller_node!r}")
+        origin = ev.origin_node or caller_node
+        if ev.target_node and ev.target_node != self.node:
+            if ev.hop_limit <= 1:
+                raise ValueError(f"key-stream event for node {ev.target_node} ran out of hops at {self.node}")
+            ev.hop_limit -= 1
+            try:
+                return self._send(ev.target_node, ev)
+            except PeerUnavailable as exc:
+                return peer_pb2.StreamEventReply(status=S.NO_QKD_CONNECTION, message=str(exc))
+        return self.on_event(origin, ev)
 
     # -- helpers ------------------------------------------------------------------------
     def _node_of(self, sae: str) -> str | None:
@@ -107,7 +155,7 @@ class KeyStreams:
     def _reachable(self, other_node: str) -> bool:
         if other_node == self.node or self.service.links_to(other_node):
             return True
-        if isinstance(self.service.relayer, NoRelayer):
+        if isinstance(self.service.relayer, NoRelayer) or self.next_hop(other_node) is None:
             return False
         try:
             self.service.relayer.stored_key_count(other_node, self.service.limits.key_size)
@@ -172,7 +220,7 @@ class KeyStreams:
                 st.cond.notify_all()
         if other_node != self.node:
             try:
-                reply = self.send_event(other_node, peer_pb2.StreamEventRequest(
+                reply = self._send(other_node, peer_pb2.StreamEventRequest(
                     kind=peer_pb2.OPENED, key_stream_id=ksid, source=src, destination=dst,
                     key_chunk_size=qos.key_chunk_size, ttl=qos.ttl))
             except PeerUnavailable as exc:
@@ -277,7 +325,7 @@ class KeyStreams:
         if self._node_of(st.source) == self.node:
             return self._produce(st, index)
         try:
-            reply = self.send_event(self._node_of(st.source), peer_pb2.StreamEventRequest(
+            reply = self._send(self._node_of(st.source), peer_pb2.StreamEventRequest(
                 kind=peer_pb2.CHUNK, key_stream_id=st.ksid, source=st.source, destination=st.destination,
                 key_chunk_size=st.chunk, index=index))
         except PeerUnavailable as exc:
@@ -336,7 +384,7 @@ class KeyStreams:
         other_node = self._node_of(other)
         if other_node != self.node:
             try:
-                self.send_event(other_node, peer_pb2.StreamEventRequest(
+                self._send(other_node, peer_pb2.StreamEventRequest(
                     kind=peer_pb2.CLOSED, key_stream_id=ksid, source=st.source, destination=st.destination))
             except PeerUnavailable as exc:
                 log.info("key stream %s: could not tell node %s about CLOSE: %s", ksid, other_node, exc)

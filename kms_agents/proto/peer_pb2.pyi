@@ -56,7 +56,7 @@ class DirectAck(_message.Message):
     def __init__(self, stored: _Optional[int] = ...) -> None: ...
 
 class StreamEventRequest(_message.Message):
-    __slots__ = ("kind", "key_stream_id", "source", "destination", "key_chunk_size", "index", "ttl")
+    __slots__ = ("kind", "key_stream_id", "source", "destination", "key_chunk_size", "index", "ttl", "origin_node", "target_node", "hop_limit")
     KIND_FIELD_NUMBER: _ClassVar[int]
     KEY_STREAM_ID_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
@@ -64,6 +64,9 @@ class StreamEventRequest(_message.Message):
     KEY_CHUNK_SIZE_FIELD_NUMBER: _ClassVar[int]
     INDEX_FIELD_NUMBER: _ClassVar[int]
     TTL_FIELD_NUMBER: _ClassVar[int]
+    ORIGIN_NODE_FIELD_NUMBER: _ClassVar[int]
+    TARGET_NODE_FIELD_NUMBER: _ClassVar[int]
+    HOP_LIMIT_FIELD_NUMBER: _ClassVar[int]
     kind: StreamEventKind
     key_stream_id: str
     source: str
@@ -71,7 +74,10 @@ class StreamEventRequest(_message.Message):
     key_chunk_size: int
     index: int
     ttl: int
-    def __init__(self, kind: _Optional[_Union[StreamEventKind, str]] = ..., key_stream_id: _Optional[str] = ..., source: _Optional[str] = ..., destination: _Optional[str] = ..., key_chunk_size: _Optional[int] = ..., index: _Optional[int] = ..., ttl: _Optional[int] = ...) -> None: ...
+    origin_node: str
+    target_node: str
+    hop_limit: int
+    def __init__(self, kind: _Optional[_Union[StreamEventKind, str]] = ..., key_stream_id: _Optional[str] = ..., source: _Optional[str] = ..., destination: _Optional[str] = ..., key_chunk_size: _Optional[int] = ..., index: _Optional[int] = ..., ttl: _Optional[int] = ..., origin_node: _Optional[str] = ..., target_node: _Optional[str] = ..., hop_limit: _Optional[int] = ...) -> None: ...
 
 class StreamEventReply(_message.Message):
     __slots__ = ("status", "message", "peer_connected")

@@ -88,10 +88,17 @@ def test_status_3_peer_application_not_connected(saes) -> None:
 
 
 def test_status_4_no_qkd_connection(saes) -> None:
-    a = saes.app("sae-a1")
-    assert a.open_connect(uri("sae-a1"), uri("sae-c1")).status == S.NO_QKD_CONNECTION   # not a neighbour
+    a, c = saes.app("sae-a1"), saes.app("sae-c1")
     assert a.open_connect(uri("sae-a1"), uri("nobody")).status == S.NO_QKD_CONNECTION
-    a.close()
+    # C is two hops away: the applications meet (events pass through B), but with no QuSeC
+    # here there is no relay path for the key
+    r = a.open_connect(uri("sae-a1"), uri("sae-c1"))
+    assert r.status == S.PEER_NOT_CONNECTED
+    assert c.open_connect(uri("sae-a1"), uri("sae-c1"), key_stream_id=r.key_stream_id).status == S.SUCCESSFUL
+    assert a.get_key(r.key_stream_id, 0).status == S.NO_QKD_CONNECTION
+    assert c.get_key(r.key_stream_id, 0).status == S.NO_QKD_CONNECTION
+    a.close_stream(r.key_stream_id), c.close_stream(r.key_stream_id)
+    a.close(), c.close()
 
 
 def test_status_7_qos_counter_proposal(saes) -> None:

@@ -59,6 +59,7 @@ def test_configs_for_topology_round_trip(pki: Pki, tmp_path: Path) -> None:
     assert a.saes == {"sae-a": "A", "sae-c": "C"} and a.local_saes() == ["sae-a"]
     again = load_config(write_config(b, tmp_path / "b.toml"))
     assert (again.links, again.peers, again.saes, again.limits, again.tls) == (b.links, b.peers, b.saes, b.limits, b.tls)
+    assert again.graph == b.graph == {"A": ["B"], "B": ["A", "C"], "C": ["B"]}
     fixed = configs_for_topology(topo(), pki, tmp_path, ports={"relay": 7000})
     assert fixed["A"].peers["B"].relay_addr == "127.0.0.1:7000"
 

@@ -9,6 +9,7 @@ import pytest
 
 from kms_agents.etsi004 import KeyStreams, StreamError, sae_from_uri
 from kms_agents.proto import etsi004_pb2 as pb
+from kms_agents.proto import peer_pb2 as pb_peer
 from tests.unit.test_kms_service import make
 
 S = pb.Status
@@ -18,7 +19,7 @@ def wire(tmp_path: Path, **kw):
     a, b = make(tmp_path, **kw)
     streams: dict[str, KeyStreams] = {}
     for node, svc in (("A", a), ("B", b)):
-        streams[node] = KeyStreams(svc, lambda peer, ev, me=node: streams[peer].on_event(me, ev))
+        streams[node] = KeyStreams(svc, lambda peer, ev, me=node: streams[peer].on_peer_event(me, ev))
     return streams["A"], streams["B"]
 
 
@@ -80,3 +81,11 @@ def test_stream_ends_after_its_ttl(tmp_path: Path) -> None:
         kb.get_key("s", get(r.key_stream_id, 0))
     assert e.value.code == grpc.StatusCode.NOT_FOUND
     assert kb.service.store.pending_ids("m", "s") == []     # its undelivered chunk is gone too
+
+
+def test_events_route_hop_by_hop_over_the_graph(tmp_path: Path) -> None:
+    ka, _ = wire(tmp_path)
+    ka.graph = {"A": ["B"], "B": ["A", "C", "D"], "C": ["B", "E"], "D": ["B", "E"], "E": ["C", "D"], "Z": []}
+    assert ka.next_hop("B") == "B" and ka.next_hop("E") == "B" and ka.next_hop("Z") is None
+    with pytest.raises(ValueError, match="neighbouring nodes only"):
+        ka.on_peer_event("E", pb_peer.StreamEventRequest(kind=pb_peer.OPENED))
