@@ -129,7 +129,7 @@ def reroute_trials(trials: int, say: Any) -> list[dict]:
 
 
 def report(runs: list[dict], largest: dict | None, trials: list[dict], budget: float,
-           reroute_s: float | None) -> str:
+           reroute_s: float | None, load: tuple[float, float] = (0.0, 0.0)) -> str:
     from mininet_topos import benchdoc
     rows = [{"topology": r["topology"], "nodes": r["nodes"],
              "bring-up s": r["bringup_s"] if r["bringup_s"] is not None else "-",
@@ -148,6 +148,11 @@ def report(runs: list[dict], largest: dict | None, trials: list[dict], budget: f
     lines.append(f"* Largest size that came up and served a key within {budget:.0f} s: "
                  + (f"{largest['nodes']} nodes ({largest['topology']}, {largest['bringup_s']} s)."
                     if largest else "none."))
+    for r in runs:
+        if not r["ok"]:
+            lines.append(f"* {r['topology']} ({r['nodes']} nodes) failed: {r.get('error', '?')[:240]}")
+    lines.append(f"* Load average (1 min) during the run: {load[0]:.1f} at start, {load[1]:.1f} at the "
+                 f"end, on {os.cpu_count()} cores shared with other work.")
     if trials:
         lines += ["", benchdoc.table([{"trial": t["trial"], "link down": t.get("link", "-"),
                                        "first key after s": t.get("reroute_s", "-"),
@@ -168,6 +173,7 @@ def run(args: argparse.Namespace) -> int:
     from mininet_topos.emulation import mininet_lock
     say = (lambda _m: None) if args.json else (lambda m: print(m, flush=True))
     runs: list[dict] = []
+    load_start = os.getloadavg()[0]
     with mininet_lock(None if args.json else sys.stdout):
         say("bring-up by size:")
         for spec in FIXED:
@@ -186,12 +192,13 @@ def run(args: argparse.Namespace) -> int:
     largest = max(ok_runs, key=lambda r: r["nodes"], default=None)
     good = [t["reroute_s"] for t in trials if t.get("ok")]
     reroute_s = round(statistics.median(good), 3) if good else None
-    body = report(runs, largest, trials, args.budget, reroute_s)
+    body = report(runs, largest, trials, args.budget, reroute_s, (load_start, os.getloadavg()[0]))
     if not args.no_record:
         benchdoc.record("scale", "Mininet scale: bring-up time by size, reroute time", body,
                         "qkdnet bench scale" + (" --no-grow" if args.no_grow else ""))
     if args.json:
         print(json.dumps({"bench": "scale", "budget_s": args.budget, "runs": runs,
+                          "load_avg": [load_start, os.getloadavg()[0]],
                           "largest_ok_nodes": largest["nodes"] if largest else None,
                           "reroute_s": reroute_s, "reroute_trials": trials}, indent=2))
     else:
