@@ -262,6 +262,8 @@ def _json(data: bytes) -> Any:
         return json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
         raise bad("request body is not valid JSON (UTF-8)") from None
+    except RecursionError:
+        raise bad("request body nests too deeply") from None
 
 
 class Etsi014Server:

@@ -57,6 +57,15 @@ def test_malformed_requests_get_4xx_or_503(saes, method, sae, call, query, body)
         assert out is None
 
 
+@pytest.mark.parametrize("body", [b"[" * 200_000, b'{"number":' * 50_000, b"\xff\xfe", b'{"size": 1e999}',
+                                  b'{"number": 1, "number": 2}', b"null", b'"text"'])
+def test_hostile_json_bodies(saes, body) -> None:
+    status, out = saes.kme("sae-a1").request("POST", "/api/v1/keys/sae-b1/enc_keys", raw_body=body)
+    assert status in (200, 400) and (status == 200 or "message" in out), (body[:20], status, out)
+    if status == 200:
+        saes.kme("sae-b1").dec_keys("sae-a1", [k["key_ID"] for k in out["keys"]])
+
+
 def test_agent_keeps_serving_after_the_fuzz(saes) -> None:
     keys = saes.kme("sae-a1").enc_keys("sae-b1", number=2)
     assert [k.key for k in saes.kme("sae-b1").dec_keys("sae-a1", [k.key_id for k in keys])] == \
