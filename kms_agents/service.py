@@ -444,6 +444,9 @@ class KeyService:
         with tx:
             stored = [StoredKey(kid, master, slaves, link.claim(link_ids, size_bits // 8), self.clock(), dict(ext))
                       for kid, link_ids, size_bits in keys]
+            short = [k.key_id for k, (_, _, bits) in zip(stored, keys) if k.size_bits != bits]
+            if short:   # the link key IDs do not carry as many bits as announced: store nothing
+                raise ValueError(f"keys {short}: fewer link key bits than their size")
             self.store.put(stored)
         return len(stored)
 

@@ -199,3 +199,14 @@ def test_multicast_to_a_neighbour_and_this_node(tmp_path: Path) -> None:
     assert keys_of(b.dec_keys("s", "m", ids)) == keys_of(out) == keys_of(b.dec_keys("s2", "m", ids))
     assert keys_of(a.dec_keys("m2", "m", ids)) == keys_of(out)
     assert out["keys"][0]["key_extension"]["qusec_route_type"] == "direct"
+
+
+def test_accept_direct_checks_sizes_and_claims_each_link_key_once(tmp_path: Path) -> None:
+    a, b = make(tmp_path)
+    lk = a.links[0].take(32)
+    with pytest.raises(ValueError, match="fewer link key bits"):
+        b.accept_direct("A", "A-B", "m", ["s"], [("k1", lk.key_ids, 512)])
+    assert b.accept_direct("A", "A-B", "m", ["s"], [("k1", lk.key_ids, 256)]) == 1   # rolled back: still claimable
+    from kms_agents.keysource import UnknownKeyIds
+    with pytest.raises(UnknownKeyIds):
+        b.accept_direct("A", "A-B", "m", ["s"], [("k2", lk.key_ids, 256)])
