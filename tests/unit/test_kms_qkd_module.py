@@ -5,6 +5,8 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kms_agents import qkd_module as qm
 from kms_agents.keysource import KeySource
@@ -127,3 +129,44 @@ def test_bad_construction_is_rejected(tmp_path: Path) -> None:
         qm.SimulatedQkdModule("L9", "A", "B", b"short", RATE, 0.0, store)
     with pytest.raises(ValueError, match="rate_bps"):
         qm.SimulatedQkdModule("L9", "A", "B", SECRET, 0, 0.0, store)
+
+
+ops = st.lists(st.one_of(st.tuples(st.just("take"), st.sampled_from("AB"), st.integers(1, 100)),
+                         st.tuples(st.just("claim"), st.integers(0, 50), st.booleans()),
+                         st.tuples(st.just("reopen"), st.just(0), st.just(0))), max_size=40)
+
+
+@settings(max_examples=25, deadline=None)
+@given(script=ops)
+def test_random_interleavings_never_hand_out_a_block_twice(tmp_path_factory, script) -> None:
+    tmp = tmp_path_factory.mktemp("prop")
+    clock = Clock(1000.5)   # 5 blocks per direction released; the clock advances as we go
+    a, b, sa, sb = pair(tmp, clock)
+    taken: list[tuple[str, object]] = []      # (initiator, LinkKey)
+    claimed: set[int] = set()
+    seen_ids: set[str] = set()
+    for op, x, y in script:
+        clock.t += 0.3
+        if op == "take":
+            src = a if x == "A" else b
+            try:
+                lk = src.take(y)
+            except qm.InsufficientKey:
+                continue
+            assert not seen_ids & set(lk.key_ids) and len(lk.material) == y
+            seen_ids |= set(lk.key_ids)
+            taken.append((x, lk))
+        elif op == "claim" and taken:
+            i = x % len(taken)
+            who, lk = taken[i]
+            far = b if who == "A" else a
+            if i in claimed:
+                with pytest.raises(qm.UnknownKeyIds):
+                    far.claim(lk.key_ids)
+            else:
+                assert far.claim(lk.key_ids, len(lk.material)) == lk.material
+                claimed.add(i)
+        elif op == "reopen":
+            sa.close(), sb.close()
+            a, b, sa, sb = pair(tmp, clock)
+    sa.close(), sb.close()
