@@ -1,4 +1,4 @@
-"""Hop-by-hop key relay between vKMSs: the source, relay-node and destination roles.
+"""Hop-by-hop key relay between vKMSs: one node's relay state and the source role.
 
 The source asks QuSeC for a path, makes the end-to-end key (XOR-shared over k
 node-disjoint paths when the policy asks for multipath), and sends each share to
@@ -11,8 +11,10 @@ source's call returns the key is already available to the slave. On any failure
 the source voids the key along every path, charges no key to the SAE and raises
 :class:`RelayFailure` (HTTP 503 / a gRPC status at the edges).
 
-Transport is injected (``send``: a function (peer, addr, request) -> ack), so this
-module holds the protocol and nothing about sockets.
+This module holds the shared state and the source role; the relay-node and
+destination roles are :class:`kms_agents.relay_hop.HopRole`, the wire helpers
+:mod:`kms_agents.relay_wire`. Transport is injected (``send``: a function
+(peer, addr, request, timeout) -> ack), so nothing here touches sockets.
 """
 from __future__ import annotations
 
@@ -23,59 +25,34 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 
 import grpc
 
 from kms_agents import hybrid, relay_crypto, shares
-from kms_agents.authz import Authorisation, AuthTable, NotAuthorised
-from kms_agents.keystore import DuplicateKey, KeyStore, StoredKey
-from kms_agents.qkd_module import KeySourceError, UnknownKeyIds
+from kms_agents.authz import AuthTable
+from kms_agents.keystore import KeyStore
 from kms_agents.proto import relay_pb2
+from kms_agents.qkd_module import KeySourceError
+from kms_agents.relay_hop import HopRole, _Pending
+from kms_agents.relay_wire import (EXT_PATH, MAX_BULK_BYTES, RelayedKey, RelayFailure,
+                                   bulk_groups, header_of, hops_of, to_request)
 from quseccontroller.proto import control_pb2
+
+__all__ = ["RelayEngine", "RelayFailure", "RelayedKey", "bulk_groups", "to_request",
+           "header_of", "MAX_BULK_BYTES"]
 
 log = logging.getLogger(__name__)
 
-AUTH_WAIT_S = 1.0          # an authorisation push may trail the path reply by a few ms
 PATH_REUSE_MARGIN_S = 2.0  # stop reusing a granted path this long before it expires
-PENDING_SHARES_TTL_S = 30.0
 RETRY_ON_FRESH_PATH = (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.NOT_FOUND,
                        grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
-MAX_BULK_BYTES = 256 * 1024  # largest ciphertext of one bulk relay message
-EXT_PATH = "qusec_path"    # relay request extension: the path's node ids, comma-separated
-
-
-class RelayFailure(Exception):
-    """A relay could not be completed; ``code`` is the gRPC status the edge reports."""
-
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-@dataclass
-class RelayedKey:
-    """An end-to-end key the source hands back to the master SAE."""
-
-    key_id: str
-    key: bytes
-    meta: dict
-
-
-@dataclass
-class _Pending:
-    shares: dict[int, bytes] = field(default_factory=dict)
-    responder: hybrid.Responder | None = None
-    created: float = field(default_factory=time.monotonic)
-
 
 Send = Callable[[str, str, relay_pb2.RelayRequest, float], relay_pb2.RelayAck]
 VoidSend = Callable[[str, str, relay_pb2.VoidRequest, float], relay_pb2.RelayAck]
 
 
-class RelayEngine:
-    """One node's relay protocol state: seq counters, replay windows, pending multipath shares."""
+class RelayEngine(HopRole):
+    """One node's relay protocol state and its source role (the receiving side: HopRole)."""
 
     def __init__(self, node_id: str, *, sources: Callable[[str], object | None],
                  link: Callable[[str], object | None] | None = None,
@@ -219,10 +196,10 @@ class RelayEngine:
             fresh = self.path_for(dst_node, master_sae, slave_saes[0], size_bits, len(keys),
                                   fresh=True)
             if exc.code not in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.NOT_FOUND) \
-                    and _hops(fresh) == _hops(reply):
+                    and hops_of(fresh) == hops_of(reply):
                 raise  # QuSeC has not noticed the failure yet: same path, same outcome
-            log.info("relay on %s failed (%s); retrying on %s", _hops(reply), exc.message,
-                     _hops(fresh))
+            log.info("relay on %s failed (%s); retrying on %s", hops_of(reply), exc.message,
+                     hops_of(fresh))
             return self._relay_batch(fresh, master_sae, slave_saes, dst_node, keys, level_for)
 
     def relayable_keys(self, key_size_bits: int) -> int:
@@ -341,22 +318,6 @@ class RelayEngine:
                 "qusec_path_ids": [p.path_id for p in paths]}
         return [RelayedKey(key_id=kid, key=m, meta=dict(meta)) for kid, m in zip(ids, finals)]
 
-    def _authorised(self, path_id: str, from_node: str, src: str, dst: str, index: int,
-                    count: int) -> Authorisation:
-        try:
-            return self._authz.check(path_id, from_node=from_node, src_node=src, dst_node=dst,
-                                     now=self._clock(), share_index=index, share_count=count)
-        except NotAuthorised as first:
-            if self._authz.get(path_id) is None and self._authz.wait_for(path_id, AUTH_WAIT_S):
-                try:
-                    return self._authz.check(path_id, from_node=from_node, src_node=src,
-                                             dst_node=dst, now=self._clock(),
-                                             share_index=index, share_count=count)
-                except NotAuthorised as exc:
-                    first = exc
-            raise RelayFailure(grpc.StatusCode.PERMISSION_DENIED,
-                               f"node {self.node_id}: {first}") from None
-
     def _send_hop(self, peer: str, addr: str, *, path_id: str, key_id: str,
                   key_ids: Sequence[str], size_bits: int, src: str, dst: str,
                   share: bytes, index: int, count: int, level: str, initiator_sae: str,
@@ -411,239 +372,3 @@ class RelayEngine:
             except Exception as exc:  # the destination drops unfinished shares on its own
                 log.info("void of key %s on path %s not delivered: %s", key_id, path.path_id, exc)
 
-    # ----------------------------------------------------------------------------------------
-    # relay node and destination
-    # ----------------------------------------------------------------------------------------
-    def handle_relay(self, req: relay_pb2.RelayRequest, peer: str) -> relay_pb2.RelayAck:
-        """Receive one hop from authenticated neighbour ``peer``; forward or deliver.
-
-        Raises RelayFailure (the servicer turns it into a gRPC status).
-        """
-        if req.version != relay_crypto.VERSION:
-            raise RelayFailure(grpc.StatusCode.INVALID_ARGUMENT,
-                               f"relay protocol version {req.version!r} not supported "
-                               f"(this node speaks {relay_crypto.VERSION})")
-        if req.from_node != peer:
-            raise RelayFailure(grpc.StatusCode.PERMISSION_DENIED,
-                               f"message claims to come from {req.from_node!r} but the TLS peer "
-                               f"is {peer!r}")
-        try:
-            header = header_of(req)
-        except relay_crypto.RelayCryptoError as exc:
-            raise RelayFailure(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
-        if header.dst_node == self.node_id and header.from_node == header.src_node == self.node_id:
-            raise RelayFailure(grpc.StatusCode.INVALID_ARGUMENT, "relay to self")
-        auth = self._authorised(header.path_id, peer, header.src_node, header.dst_node,
-                                header.share_index, header.share_count)
-        hop = f"{peer}|{header.link_id}"
-        try:
-            self._replay.check(hop, header.seq)
-        except relay_crypto.ReplayError as exc:
-            raise RelayFailure(grpc.StatusCode.ALREADY_EXISTS, f"node {self.node_id}: {exc}") from None
-        source = self._link(header.link_id) if self._link else self._sources(peer)
-        if source is None or source.link_id != header.link_id or source.peer_node != peer:
-            raise RelayFailure(grpc.StatusCode.FAILED_PRECONDITION,
-                               f"node {self.node_id} has no QKD link {header.link_id} to {peer}")
-        if header.security_level == "pqc":
-            if req.ciphertext or req.tag or header.pad_key_ids or header.mac_key_ids:
-                raise RelayFailure(grpc.StatusCode.INVALID_ARGUMENT,
-                                   "a pqc relay message carries no QKD key")
-            self._replay.accept(hop, header.seq)
-            return self._forward_or_deliver(header, b"", auth)
-        n = header.payload_bytes
-        try:
-            if header.mac_key_ids:
-                pad = source.claim(header.pad_key_ids, n)
-                mac = source.claim(header.mac_key_ids, relay_crypto.MAC_KEY_BYTES)
-            else:
-                material = source.claim(header.pad_key_ids, n + relay_crypto.MAC_KEY_BYTES)
-                pad, mac = material[:n], material[n:]
-        except UnknownKeyIds as exc:
-            raise RelayFailure(grpc.StatusCode.UNAUTHENTICATED,
-                               f"node {self.node_id}: link key of this message unknown or "
-                               f"already used: {exc}") from None
-        except KeySourceError as exc:
-            raise RelayFailure(grpc.StatusCode.UNAVAILABLE,
-                               f"node {self.node_id}: link key source failed: {exc}") from None
-        if len(pad) != n or len(mac) != relay_crypto.MAC_KEY_BYTES:
-            raise RelayFailure(grpc.StatusCode.UNAUTHENTICATED,
-                               f"node {self.node_id}: link key IDs cover {len(pad)}+{len(mac)} "
-                               f"bytes, message needs {n}+{relay_crypto.MAC_KEY_BYTES}")
-        try:
-            share = relay_crypto.open_sealed(header, req.ciphertext, req.tag, pad, mac)
-            self._replay.accept(hop, header.seq)
-        except relay_crypto.ReplayError as exc:
-            raise RelayFailure(grpc.StatusCode.ALREADY_EXISTS, f"node {self.node_id}: {exc}") from None
-        except relay_crypto.RelayCryptoError as exc:
-            raise RelayFailure(grpc.StatusCode.UNAUTHENTICATED, f"node {self.node_id}: {exc}") from None
-        return self._forward_or_deliver(header, share, auth)
-
-    def _forward_or_deliver(self, header: relay_crypto.RelayHeader, share: bytes,
-                            auth: Authorisation) -> relay_pb2.RelayAck:
-        if auth.next_hop:
-            return self._send_hop(auth.next_hop, auth.next_hop_addr, path_id=header.path_id,
-                                  key_id=header.key_id, key_ids=header.key_ids,
-                                  size_bits=header.size_bits, src=header.src_node,
-                                  dst=header.dst_node,
-                                  share=share, index=header.share_index,
-                                  count=header.share_count, level=header.security_level,
-                                  initiator_sae=header.initiator_sae_id,
-                                  targets=list(header.target_sae_ids),
-                                  extensions=dict(header.extensions))
-        if header.dst_node != self.node_id:
-            raise RelayFailure(grpc.StatusCode.PERMISSION_DENIED,
-                               f"node {self.node_id} is the end of path {header.path_id} but the "
-                               f"message is for {header.dst_node}")
-        return self._deliver(header, share, auth)
-
-    def _check_saes(self, header: relay_crypto.RelayHeader) -> None:
-        if not header.target_sae_ids:
-            raise RelayFailure(grpc.StatusCode.INVALID_ARGUMENT, "relay names no target SAE")
-        if self._sae_node is None:
-            return
-        master = self._sae_node(header.initiator_sae_id)
-        if master != header.src_node:
-            raise RelayFailure(grpc.StatusCode.INVALID_ARGUMENT,
-                               f"master SAE {header.initiator_sae_id!r} is not attached to node "
-                               f"{header.src_node}")
-        wrong = [t for t in header.target_sae_ids if self._sae_node(t) != self.node_id]
-        if wrong:
-            raise RelayFailure(grpc.StatusCode.INVALID_ARGUMENT,
-                               f"target SAE(s) {wrong} are not attached to node {self.node_id}")
-
-    def _deliver(self, header: relay_crypto.RelayHeader, share: bytes,
-                 auth: Authorisation) -> relay_pb2.RelayAck:
-        level = header.security_level
-        self._check_saes(header)
-        ack = relay_pb2.RelayAck(status=relay_pb2.RELAYED, key_id=header.key_id)
-        self._drop_stale_pending()
-        with self._lock:
-            pending = self._pending.setdefault(header.key_id, _Pending())
-            if header.share_index in pending.shares:
-                raise RelayFailure(grpc.StatusCode.ALREADY_EXISTS,
-                                   f"share {header.share_index} of key {header.key_id} already here")
-            pending.shares[header.share_index] = share
-        ext = dict(header.extensions)
-        if level in ("hybrid", "pqc") and hybrid.EXT_OFFER in ext:
-            if self._identity is None:
-                raise RelayFailure(grpc.StatusCode.FAILED_PRECONDITION,
-                                   f"node {self.node_id} has no TLS identity for {level} keys")
-            try:
-                responder = hybrid.Responder(
-                    self._identity, hybrid.unb64(ext[hybrid.EXT_OFFER], "hybrid offer"),
-                    src_node=header.src_node, key_id=header.key_id, level=level,
-                    now=_dt.datetime.now(_dt.timezone.utc))
-            except hybrid.HybridError as exc:
-                self._drop_pending(header.key_id)
-                raise RelayFailure(grpc.StatusCode.UNAUTHENTICATED,
-                                   f"node {self.node_id}: {level} offer rejected: {exc}") from None
-            with self._lock:
-                pending.responder = responder
-            ack.extensions[hybrid.EXT_ANSWER] = hybrid.b64(responder.answer)
-        with self._lock:
-            complete = (len(pending.shares) == header.share_count
-                        and (level == "qkd" or pending.responder is not None))
-            if complete:
-                self._pending.pop(header.key_id, None)
-        if not complete:
-            return ack
-        if level == "pqc":  # no QKD key: derive() only uses its length
-            key = bytes(header.payload_bytes)
-        else:
-            key = shares.combine([pending.shares[i] for i in sorted(pending.shares)])
-        path = ext.get(EXT_PATH, "").split(",") if ext.get(EXT_PATH) else []
-        meta = {"qusec_route_type": "indirect", "qusec_security_level": level,
-                "qusec_src_node": header.src_node, "qusec_path": path,
-                "qusec_hops": max(0, len(path) - 2), "qusec_path_id": header.path_id,
-                "qusec_shares": header.share_count}
-        ids = header.key_ids or (header.key_id,)
-        n = header.size_bits // 8
-        materials = [key[i * n:(i + 1) * n] for i in range(len(ids))]
-        if level in ("hybrid", "pqc"):
-            materials = [pending.responder.derive(m, kid) for m, kid in zip(materials, ids)]
-        try:
-            self._store.put([StoredKey(key_id=kid, master_sae=header.initiator_sae_id,
-                                       slaves=list(header.target_sae_ids), material=m,
-                                       meta=dict(meta)) for kid, m in zip(ids, materials)])
-        except DuplicateKey:
-            raise RelayFailure(grpc.StatusCode.ALREADY_EXISTS,
-                               f"key {header.key_id} is already stored at {self.node_id}") from None
-        except ValueError as exc:
-            raise RelayFailure(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
-        log.info("stored %d relayed key(s) %s from %s for %s (%s, %d share(s))", len(ids),
-                 header.key_id, header.src_node, ",".join(header.target_sae_ids), level,
-                 header.share_count)
-        return ack
-
-    def _drop_pending(self, key_id: str) -> None:
-        with self._lock:
-            self._pending.pop(key_id, None)
-
-    def _drop_stale_pending(self) -> None:
-        cutoff = time.monotonic() - PENDING_SHARES_TTL_S
-        with self._lock:
-            for key_id in [k for k, p in self._pending.items() if p.created < cutoff]:
-                del self._pending[key_id]
-
-    def handle_void(self, req: relay_pb2.VoidRequest, peer: str) -> relay_pb2.RelayAck:
-        """Forget ``req.key_id`` here and pass the void on along the authorised path."""
-        if req.from_node != peer:
-            raise RelayFailure(grpc.StatusCode.PERMISSION_DENIED,
-                               f"void claims to come from {req.from_node!r} but the TLS peer is "
-                               f"{peer!r}")
-        auth = self._authz.get(req.path_id)
-        if auth is None or auth.prev_hop != peer:
-            raise RelayFailure(grpc.StatusCode.PERMISSION_DENIED,
-                               f"node {self.node_id}: no authorisation on path {req.path_id} "
-                               f"from {peer}")
-        if auth.next_hop:
-            return self._send_void(auth.next_hop, auth.next_hop_addr, relay_pb2.VoidRequest(
-                version=relay_crypto.VERSION, path_id=req.path_id, key_id=req.key_id,
-                reason=req.reason, from_node=self.node_id, key_ids=list(req.key_ids)),
-                self._hop_timeout)
-        self._drop_pending(req.key_id)
-        ids = list(req.key_ids) or [req.key_id]
-        present = any(self._store.peek(kid) is not None for kid in ids)
-        self._store.discard(ids)
-        log.info("voided key %s (%s)", req.key_id, req.reason)
-        return relay_pb2.RelayAck(status=relay_pb2.VOIDED if present else relay_pb2.KEY_NOT_PRESENT,
-                                  key_id=req.key_id, message=req.reason)
-
-
-def _hops(reply: control_pb2.PathReply) -> list[list[str]]:
-    return [[h.node_id for h in p.hops] for p in reply.paths]
-
-
-def bulk_groups(keys: list[tuple[str, bytes]], level: str,
-                max_bytes: int = MAX_BULK_BYTES) -> list[list[tuple[str, bytes]]]:
-    """Keys of a request cut into bulk messages (one ML-KEM exchange each for hybrid/pqc)."""
-    if not keys:
-        return []
-    per = max(1, max_bytes // max(1, len(keys[0][1])))
-    # spread over the worker pool: several mid-sized messages pipeline across the hops
-    per = min(per, max(1, -(-len(keys) // 4)))
-    return [keys[i:i + per] for i in range(0, len(keys), per)]
-
-
-def to_request(h: relay_crypto.RelayHeader, ciphertext: bytes, tag: bytes) -> relay_pb2.RelayRequest:
-    """The wire message for a sealed hop."""
-    return relay_pb2.RelayRequest(
-        version=h.version, path_id=h.path_id, share_index=h.share_index,
-        share_count=h.share_count, seq=h.seq, key_id=h.key_id,
-        initiator_sae_id=h.initiator_sae_id, target_sae_ids=list(h.target_sae_ids),
-        src_node=h.src_node, dst_node=h.dst_node, from_node=h.from_node, link_id=h.link_id,
-        pad_key_ids=list(h.pad_key_ids), mac_key_ids=list(h.mac_key_ids), ciphertext=ciphertext,
-        tag=tag, size_bits=h.size_bits, security_level=h.security_level,
-        extensions=dict(h.extensions), key_ids=list(h.key_ids))
-
-
-def header_of(req: relay_pb2.RelayRequest) -> relay_crypto.RelayHeader:
-    """The authenticated header fields of a received message (raises RelayCryptoError)."""
-    return relay_crypto.RelayHeader(
-        path_id=req.path_id, seq=req.seq, key_id=req.key_id, from_node=req.from_node,
-        src_node=req.src_node, dst_node=req.dst_node, share_index=req.share_index,
-        share_count=req.share_count, size_bits=req.size_bits, security_level=req.security_level,
-        link_id=req.link_id, pad_key_ids=tuple(req.pad_key_ids),
-        mac_key_ids=tuple(req.mac_key_ids), initiator_sae_id=req.initiator_sae_id,
-        target_sae_ids=tuple(req.target_sae_ids), extensions=tuple(sorted(req.extensions.items())),
-        version=req.version, key_ids=tuple(req.key_ids))

@@ -1,5 +1,7 @@
-"""A relay network of real local processes (QuSeC under osken-manager + one kms-agent per node,
-mutual TLS, loopback, no root) with a policy file and per-node ``[relay]`` settings.
+"""A relay network of real local processes with a policy file and per-node ``[relay]`` settings.
+
+QuSeC runs under osken-manager and one kms-agent per node, with mutual TLS on
+loopback (no root).
 
 Used by the relay integration tests and ``qkdnet bench relay``; unlike ``qkdnet up --local``
 it lets a caller put an interposer in front of a node (``advertise_addr``) or switch buffers on.

@@ -1,6 +1,8 @@
-"""In-process relay network for protocol tests: real KeyStores (SQLite), simulated QKD link ends,
-real gRPC servers with mutual TLS per node, the relay engines; paths and authorisations are
-handed out by a tiny stand-in for QuSeC (``grant``) so the relay protocol can be tested alone."""
+"""In-process relay network for protocol tests (real SQLite, simulated QKD, gRPC + mutual TLS).
+
+Each node has its KeyStore, its simulated QKD link ends, a gRPC server with the KeyRelay
+servicer and a RelayEngine; paths and authorisations are handed out by a tiny stand-in
+for QuSeC (``grant``) so the relay protocol can be tested alone."""
 from __future__ import annotations
 
 import secrets
