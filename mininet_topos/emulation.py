@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, TextIO
 
 from mininet_topos.model import Topology
-from mininet_topos.topos import MGMT_BRIDGE, TX_CSUM_OFF, EmulationPlan, QkdTopo, plan
+from mininet_topos.topos import MGMT_BRIDGE, TX_CSUM_OFF, EmulationPlan, QkdTopo, QuSeCRemote, plan
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +44,41 @@ class EmulationError(RuntimeError):
     """The emulated network did not come up or a step failed; the message says where to look."""
 
 
+def _inherited_lock_fd() -> int | None:
+    """A descriptor of LOCK_PATH inherited from a parent that holds the lock, or None.
+
+    ``flock /tmp/qusec-mininet.lock make demo`` passes its locked descriptor down; locking the
+    file again through a new descriptor would wait for ourselves forever.
+    """
+    try:
+        inode = os.stat(LOCK_PATH).st_ino
+        fds = os.listdir("/proc/self/fd")
+        locks = Path("/proc/locks").read_text()
+    except OSError:
+        return None
+    if not any(l.split()[1] == "FLOCK" and l.split()[5].endswith(f":{inode}")
+               for l in locks.splitlines() if len(l.split()) > 5):
+        return None
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}") == LOCK_PATH:
+                fcntl.flock(int(fd), fcntl.LOCK_EX | fcntl.LOCK_NB)   # ours already: succeeds
+                return int(fd)
+        except OSError:
+            continue
+    return None
+
+
 @contextlib.contextmanager
 def mininet_lock(progress: TextIO | None = None) -> Iterator[None]:
-    """Hold /tmp/qusec-mininet.lock: one Mininet network (and OVS bridge set) at a time."""
+    """Hold /tmp/qusec-mininet.lock: one Mininet network (and OVS bridge set) at a time.
+
+    Under ``flock /tmp/qusec-mininet.lock COMMAND`` the lock is already ours (inherited) and
+    stays with the parent: nothing is taken or released here.
+    """
+    if _inherited_lock_fd() is not None:
+        yield
+        return
     with open(LOCK_PATH, "a") as fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -181,7 +213,7 @@ class MininetNetwork:
 
     def _start_mininet(self) -> None:
         from mininet.net import Mininet
-        from mininet.node import OVSSwitch, RemoteController
+        from mininet.node import OVSSwitch
         datapath = self.datapath
 
         def switch(name: str, **kw: Any) -> OVSSwitch:
@@ -189,13 +221,7 @@ class MininetNetwork:
 
         self.net = Mininet(topo=QkdTopo(self.plan), switch=switch, controller=None, build=False,
                            autoSetMacs=False, waitConnected=False)
-        class QuSeCController(RemoteController):
-            # Mininet probes the port with telnet and decodes the reply as UTF-8: QuSeC's
-            # binary OpenFlow HELLO then raises UnicodeDecodeError. wait_ready() already checked.
-            def checkListening(self) -> None:
-                pass
-
-        self.net.addController("c0", controller=QuSeCController, ip="127.0.0.1",
+        self.net.addController("c0", controller=QuSeCRemote, ip="127.0.0.1",
                                port=self.controller.of_port)
         self.net.build()
         self.net.start()

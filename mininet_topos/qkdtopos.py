@@ -3,12 +3,15 @@
     mn --custom mininet_topos/qkdtopos.py --topo qkdlinear,4 \\
        --controller remote --switch ovs,protocols=OpenFlow13
 
-(on machines without the OVS kernel module: ``--switch ovs,datapath=user,protocols=OpenFlow13``;
-QuSeC listens with ``osken-manager --observe-links quseccontroller.app``). Topologies:
-``qkdlinear,N``, ``qkdring,N``, ``qkdgrid,ROWS,COLS``, ``qkdmesh,N,SEED`` and
-``qkdfile,SPEC`` (any topology file or shipped name, e.g. ``qkdfile,metro8``). Each node
-is a switch ``qsI`` with its vKMS host; SAE hosts sit on the end nodes. ``mn`` execs this
-file, so it has no relative imports; run it directly to print a topology's plan.
+On machines without the OVS kernel module use ``--switch ovs,datapath=user,protocols=OpenFlow13``;
+start QuSeC first (``osken-manager --observe-links quseccontroller.app``). Topologies:
+``qkdlinear,N``, ``qkdring,N``, ``qkdgrid,ROWS,COLS``, ``qkdmesh,N,SEED`` and ``qkdfile,SPEC``
+(any topology file or shipped name, e.g. ``qkdfile,metro8``). Each node is a switch ``qsI``
+with its vKMS host; SAE hosts sit on the end nodes. ``--controller qusec[,port=PORT]`` is the
+remote controller without Mininet's telnet probe (which can crash on QuSeC's binary HELLO);
+``--test qkdping`` switches TX checksum offload off in the hosts (the userspace datapath needs
+that for TCP) and pings all pairs until none is lost. ``mn`` execs this file, so it has no
+relative imports; run it directly to print a topology's plan.
 """
 import os
 import sys
@@ -29,7 +32,7 @@ def _import_package():
 _import_package()
 
 from mininet_topos.model import Node, QkdLink, Sae, Topology  # noqa: E402
-from mininet_topos.topos import QkdTopo, plan  # noqa: E402
+from mininet_topos.topos import TX_CSUM_OFF, QkdTopo, QuSeCRemote, plan  # noqa: E402
 
 LINK_RATE_BPS = 1e6   # parametrised topologies have no fibre lengths: 1 Mb/s per link
 
@@ -106,6 +109,22 @@ class QkdFileTopo(QkdTopo):
         super().build(plan(load(str(spec))), mgmt=mgmt)
 
 
+def qkd_ping(net, timeout=60):
+    """``--test qkdping``: TX checksum offload off in the hosts (so TCP works on the userspace
+    datapath), then ping all pairs until none is lost (QuSeC needs LLDP before ARP floods)."""
+    import time
+    for h in net.hosts:
+        h.popen([sys.executable, "-S", "-c", TX_CSUM_OFF, h.defaultIntf().name]).wait()
+    t0 = time.time()
+    loss = 100.0
+    while time.time() - t0 < timeout:
+        loss = net.pingAll(timeout=1)
+        if loss == 0:
+            break
+        time.sleep(1)
+    print(f"qkdping: {loss:.0f}% dropped after {time.time() - t0:.1f} s")
+
+
 topos = {
     "qkdlinear": QkdLinearTopo,
     "qkdring": QkdRingTopo,
@@ -113,6 +132,8 @@ topos = {
     "qkdmesh": QkdMeshTopo,
     "qkdfile": QkdFileTopo,
 }
+controllers = {"qusec": QuSeCRemote}     # --controller qusec[,ip=IP,port=PORT]
+tests = {"qkdping": qkd_ping}           # --test qkdping
 
 
 if __name__ == "__main__":

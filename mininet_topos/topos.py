@@ -12,7 +12,7 @@ import ipaddress
 import re
 from dataclasses import dataclass, field
 
-from mininet.node import Switch
+from mininet.node import RemoteController, Switch
 from mininet.topo import Topo
 
 from mininet_topos.model import Topology
@@ -184,6 +184,21 @@ class MgmtBridge(Switch):
 
     def connected(self) -> bool:
         return "UP" in self.cmd("ip link show", self.name)
+
+
+class QuSeCRemote(RemoteController):
+    """QuSeC as Mininet's remote controller (default 127.0.0.1:6653), without the telnet probe.
+
+    Mininet's ``RemoteController`` checks the port with telnet and decodes the reply as UTF-8;
+    QuSeC's binary OpenFlow HELLO then raises UnicodeDecodeError (intermittently: it depends on
+    timing). Whoever starts QuSeC waits for its port instead.
+    """
+
+    def __init__(self, name: str, ip: str = "127.0.0.1", port: int = 6653, **kwargs) -> None:
+        super().__init__(name, ip=ip, port=port, **kwargs)
+
+    def checkListening(self) -> None:  # noqa: N802 - Mininet's name
+        pass
 
 
 class QkdTopo(Topo):
