@@ -22,3 +22,22 @@ def test_mininet_custom_topologies_run_with_mn(emulation_host):
                                f"ovs,datapath={emulation_host},failMode=standalone,protocols=OpenFlow13",
                                "--test", "pingall"], capture_output=True, text=True, timeout=120)
     assert "Results: 0% dropped (20/20 received)" in proc.stdout + proc.stderr, proc.stderr[-2000:]
+
+
+def test_mn_ring_under_a_real_qusec_controller(emulation_host, tmp_path):
+    """``--topo qkdring,4 --controller qusec,port=P``: QuSeC's loop-free forwarding on a ring."""
+    from kms_agents.pki import build_pki
+    from mininet_topos.qkdtopos import ring
+    from quseccontroller.launch import Controller
+    pki = build_pki(ring(4), tmp_path / "pki")
+    mn = Path(sys.executable).with_name("mn")
+    custom = Path(__file__).resolve().parents[2] / "mininet_topos" / "qkdtopos.py"
+    with mininet_lock():
+        with Controller(tmp_path / "qusec", ca_cert=pki.ca_cert, cert=pki.qusec_cert,
+                        key=pki.qusec_key) as ctl:
+            proc = subprocess.run([str(mn), "--custom", str(custom), "--topo", "qkdring,4",
+                                   "--controller", f"qusec,port={ctl.of_port}", "--switch",
+                                   f"ovs,datapath={emulation_host},protocols=OpenFlow13",
+                                   "--test", "qkdping"], capture_output=True, text=True, timeout=180)
+    out = proc.stdout + proc.stderr
+    assert "qkdping: 0% dropped" in out, out[-3000:]
