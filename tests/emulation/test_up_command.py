@@ -88,3 +88,18 @@ def test_clean_removes_what_a_crashed_run_left(emulation_host, tmp_path):
     assert out.returncode == 0, out.stderr
     assert "leftover process" in out.stdout, out.stdout
     nothing_left(state)
+
+
+def test_demo_json_contract(emulation_host, tmp_path):
+    """``qkdnet demo --json``: one JSON object with DESIGN.md's fields, exit 0 with every check held."""
+    out = subprocess.run([QKDNET, "demo", "--json", "--keys", "2", "--state-dir", str(tmp_path / "demo")],
+                         stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=240)
+    doc = json.loads(out.stdout)
+    assert out.returncode == 0 and doc["ok"] is True, out.stdout[-3000:] + out.stderr[-2000:]
+    assert doc["topology"] == "metro8" and doc["flows_installed"] > 0
+    (pair,) = doc["pairs"]
+    assert {"src_sae", "dst_sae", "path", "keys_requested", "keys_matched"} <= set(pair)
+    assert pair["keys_requested"] == pair["keys_matched"] == 2 and len(pair["path"]) - 1 >= 3
+    assert doc["reroute"]["keys_matched"] == 1 and doc["reroute"]["reroute_s"] < 5
+    assert all(c["ok"] for c in doc["checks"]) and len(doc["checks"]) >= 5
+    assert not our_bridges()
