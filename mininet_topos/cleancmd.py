@@ -67,6 +67,16 @@ def leftover_pids(state_dir: Path) -> dict[int, str]:
     return found
 
 
+def launcher_alive(mark: Path) -> int | None:
+    """The pid in a state dir's launcher mark when that process still runs ``qkdnet``/Python."""
+    try:
+        pid = int(mark.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    cmd = _cmdline(pid)
+    return pid if pid != os.getpid() and ("qkdnet" in cmd or "python" in cmd) else None
+
+
 def our_bridges() -> list[str]:
     """OVS bridges a QKD network made (qs1, qs2, ...)."""
     out = subprocess.run(["ovs-vsctl", "--timeout=5", "list-br"], capture_output=True, text=True)
@@ -138,9 +148,17 @@ def run(args: argparse.Namespace) -> int:
         print("qkdnet clean: needs root (Mininet and OVS cleanup)", file=sys.stderr)
         return 2
     from mininet_topos.emulation import mininet_lock
-    dirs = [Path(d) for d in args.state_dir] or sorted(Path("/tmp").glob(STATE_GLOB[5:]))
+    from mininet_topos.emulation import LAUNCHER_MARK
+    # By default only Mininet runs' state dirs (a local run's agents are not ours to stop).
+    dirs = [Path(d) for d in args.state_dir] or sorted(
+        d for d in Path("/tmp").glob(STATE_GLOB[5:]) if (d / LAUNCHER_MARK).exists())
     with mininet_lock(sys.stdout):
         for d in dirs:
+            launcher = launcher_alive(d / LAUNCHER_MARK)
+            if launcher:
+                print(f"{d}: its launcher (pid {launcher}) is still running; stop it instead")
+                continue
+            (d / LAUNCHER_MARK).unlink(missing_ok=True)
             pids = leftover_pids(d)
             if pids:
                 print(f"{d}: stopping {len(pids)} leftover process(es): "

@@ -32,6 +32,7 @@ from mininet_topos.topos import MGMT_BRIDGE, TX_CSUM_OFF, EmulationPlan, QkdTopo
 log = logging.getLogger(__name__)
 
 LOCK_PATH = "/tmp/qusec-mininet.lock"
+LAUNCHER_MARK = "launcher.pid"   # in a state dir while its Mininet launcher runs
 READY_TIMEOUT_S = 180.0          # whole bring-up (35 nodes on 2 cores needs well under this)
 SAE_CALL_TIMEOUT_S = 30.0
 RELAY_FLOW_PRIORITY = 30000      # QuSeC's per-hop relay flows (quseccontroller.flows)
@@ -165,6 +166,8 @@ class MininetNetwork:
         ovs.ensure_running()
         self.datapath = self.datapath or ovs.datapath()
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        # Marks the state dir as a Mininet run of this process, for `qkdnet clean` after a crash.
+        (self.state_dir / LAUNCHER_MARK).write_text(f"{os.getpid()}\n")
         p, topo = self.plan, self.topology
         self.say(f"{topo.name}: {len(p.switches)} switches, {len(p.links)} switch links, "
                  f"{len(p.node_hosts)} vKMS hosts, {len(p.sae_hosts)} SAE hosts "
@@ -540,6 +543,7 @@ class MininetNetwork:
         if self.controller is not None:
             self.controller.stop()
             self.controller = None
+        (self.state_dir / LAUNCHER_MARK).unlink(missing_ok=True)
 
     def host_names(self) -> set[str]:
         p = self.plan

@@ -36,3 +36,20 @@ def test_leftover_pids_are_those_naming_the_state_dir(tmp_path):
             if p.poll() is None:
                 p.kill()
                 p.wait()
+
+
+def test_launcher_mark_names_a_live_launcher_only(tmp_path):
+    from mininet_topos.cleancmd import launcher_alive
+    mark = tmp_path / "launcher.pid"
+    assert launcher_alive(mark) is None                   # no mark
+    live = spawn("qkdnet", "up")
+    try:
+        mark.write_text(f"{live.pid}\n")
+        time.sleep(0.2)                                   # let it exec (cmdline is set then)
+        assert launcher_alive(mark) == live.pid
+    finally:
+        live.kill()
+        live.wait()
+    assert launcher_alive(mark) is None                   # crashed: clean may go ahead
+    mark.write_text("garbage\n")
+    assert launcher_alive(mark) is None
