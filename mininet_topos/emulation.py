@@ -166,8 +166,7 @@ class MininetNetwork:
         ovs.ensure_running()
         self.datapath = self.datapath or ovs.datapath()
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        # Marks the state dir as a Mininet run of this process, for `qkdnet clean` after a crash.
-        (self.state_dir / LAUNCHER_MARK).write_text(f"{os.getpid()}\n")
+        self._take_state_dir()
         p, topo = self.plan, self.topology
         self.say(f"{topo.name}: {len(p.switches)} switches, {len(p.links)} switch links, "
                  f"{len(p.node_hosts)} vKMS hosts, {len(p.sae_hosts)} SAE hosts "
@@ -185,6 +184,23 @@ class MininetNetwork:
                  f"{len(self.agents)} agents registered, LLDP topology matches the file; "
                  f"{self.network_json}")
         return self.network_json
+
+    def _take_state_dir(self) -> None:
+        """Mark the state dir as this run's (for `qkdnet clean`); refuse a dir another live
+        launcher uses, and stop what a crashed earlier run left behind in it."""
+        from mininet_topos.cleancmd import cleanup_ours, kill_all, launcher_alive, leftover_pids
+        mark = self.state_dir / LAUNCHER_MARK
+        other = launcher_alive(mark)
+        if other:
+            raise EmulationError(f"{self.state_dir} is in use by a running launcher (pid {other}); "
+                                 "use another --state-dir")
+        if mark.exists():
+            left = leftover_pids(self.state_dir)
+            if left:
+                self.say(f"  a crashed run left {len(left)} process(es) in {self.state_dir}; stopping them")
+                kill_all(left)
+            cleanup_ours(self.host_names(), say=self.say)
+        mark.write_text(f"{os.getpid()}\n")
 
     def _build_pki(self) -> None:
         from kms_agents.pki import QUSEC_NAME, build_pki

@@ -90,6 +90,28 @@ def test_clean_removes_what_a_crashed_run_left(emulation_host, tmp_path):
     nothing_left(state)
 
 
+def test_up_takes_over_a_crashed_runs_state_dir(emulation_host, tmp_path):
+    state = tmp_path / "again"
+    first = start_up(state)
+    try:
+        wait_network(first, state)
+    finally:
+        first.kill()
+        first.communicate()
+    stale = set(leftover_pids(state))
+    assert stale
+    (state / "network.json").unlink()
+    second = start_up(state)
+    try:
+        wait_network(second, state)
+        assert not stale & set(leftover_pids(state))      # the crashed run's processes are gone
+    finally:
+        second.send_signal(signal.SIGTERM)
+        output, _ = second.communicate(timeout=60)
+    assert second.returncode == 0 and "crashed run left" in output, output
+    nothing_left(state)
+
+
 def test_demo_json_contract(emulation_host, tmp_path):
     """``qkdnet demo --json``: one JSON object with DESIGN.md's fields, exit 0 with every check held."""
     out = subprocess.run([QKDNET, "demo", "--json", "--keys", "2", "--state-dir", str(tmp_path / "demo")],
