@@ -115,6 +115,53 @@ def test_relay_traffic_from_a_host_not_on_the_path_is_dropped(qnet):
     assert " 0% packet loss" in out, out
 
 
+SNIFF_SYNS = r"""
+import socket, sys, time
+ifname, mac, src, port = sys.argv[1], bytes.fromhex(sys.argv[2].replace(":", "")), sys.argv[3], int(sys.argv[4])
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
+s.bind((ifname, 0)); s.settimeout(0.3)
+print("ready", flush=True)
+end, hits = time.time() + float(sys.argv[5]), 0
+while time.time() < end:
+    try:
+        f = s.recv(2048)
+    except OSError:
+        continue
+    ihl = (f[14] & 15) * 4
+    if (f[6:12] == mac and f[23] == 6 and socket.inet_ntoa(f[26:30]) == src
+            and int.from_bytes(f[14 + ihl + 2:14 + ihl + 4], "big") == port):
+        hits += 1
+print(hits)
+"""
+SPOOF_CONNECT = ("import socket, sys\n"
+                 "s = socket.socket(); s.bind((sys.argv[1], 0)); s.settimeout(1.5)\n"
+                 "try:\n    s.connect((sys.argv[2], int(sys.argv[3])))\nexcept OSError:\n    pass\n")
+
+
+@pytest.mark.xfail(reason="QuSeC's relay flows match IPs and ports but not the ingress port "
+                          "(quseccontroller.flows.relay_flows): a host on the switch of a path's "
+                          "node can use that node's address", strict=False)
+def test_spoofed_relay_traffic_from_a_host_on_the_nodes_switch_is_dropped(qnet):
+    r = qnet.key_pair("sae-a", "sae-b", 1, fresh=True)
+    assert r["ok"], r
+    victim, target = r["path"][0], r["path"][1]          # A's address, A -> next hop authorised
+    vh, th = qnet.plan.node_host(victim), qnet.plan.node_host(target)
+    spoofer = qnet.host(next(h.name for h in qnet.plan.sae_hosts if h.node == victim))
+    target_host = qnet.host(th.name)
+    sniff = target_host.popen([sys.executable, "-S", "-c", SNIFF_SYNS, target_host.defaultIntf().name,
+                               spoofer.MAC(), vh.ip, str(relay_port(qnet, target)), "3"])
+    assert sniff.stdout.readline().strip() == b"ready"
+    dev = spoofer.defaultIntf().name
+    spoofer.cmd("ip addr add", f"{vh.ip}/32", "dev", dev)
+    try:
+        spoofer.popen([sys.executable, "-S", "-c", SPOOF_CONNECT, vh.ip, th.ip,
+                       str(relay_port(qnet, target))]).wait(10)
+    finally:
+        spoofer.cmd("ip addr del", f"{vh.ip}/32", "dev", dev)
+    seen = int(sniff.communicate(timeout=10)[0].split()[-1])
+    assert seen == 0, f"{seen} spoofed packet(s) from {spoofer.name} as {victim} reached {target}'s relay port"
+
+
 def test_policy_excluding_a_node_is_honoured_by_real_traffic(qnet, tmp_path):
     # Granted paths run until they expire (QuSeC's documented choice), so the policy is
     # checked on a pair that has not asked yet: sae-b (H) -> sae-a (A), excluding the relay
