@@ -610,15 +610,14 @@ def write_network_json(net: MininetNetwork) -> Path:
 # -- `qkdnet up TOPOLOGY` -------------------------------------------------------------------------
 def run_up(args: argparse.Namespace) -> int:
     """Entry of ``qkdnet up TOPOLOGY`` (Mininet mode; root)."""
-    from mininet_topos import topology as topo_mod
+    from mininet_topos.up import EXIT_BAD_INPUT, check_inputs
+    topo, problems = check_inputs(args)     # before anything starts, root or not
+    if problems:
+        print("\n".join(problems), file=sys.stderr)
+        return EXIT_BAD_INPUT
     if os.geteuid() != 0:
         print("qkdnet up: Mininet needs root (or use --local for plain processes)", file=sys.stderr)
         return 2
-    try:
-        topo = topo_mod.load(args.topology)
-    except topo_mod.TopologyError as exc:
-        print("\n".join(exc.problems), file=sys.stderr)
-        return 1
     state = Path(args.state_dir or f"/tmp/qkdnet-{topo.name}")
     no_cli = bool(getattr(args, "no_cli", False)) or not sys.stdin.isatty()
     stop = threading.Event()

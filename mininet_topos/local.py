@@ -46,8 +46,10 @@ class LocalNetwork:
     def __init__(self, topology: Topology, state_dir: str | Path, *, with_qusec: bool = True,
                  progress: TextIO | None = None, agent_env: dict[str, str] | None = None,
                  limits: dict[str, int] | None = None,
-                 config_hook: Callable[[str, Any], None] | None = None) -> None:
+                 config_hook: Callable[[str, Any], None] | None = None,
+                 policy: str | Path | None = None) -> None:
         self.topology = topology
+        self.policy = str(Path(policy).resolve()) if policy else None
         self.state_dir = Path(state_dir).resolve()
         self.with_qusec = with_qusec
         self.progress = progress
@@ -72,7 +74,7 @@ class LocalNetwork:
             self._say(f"QuSeC controller not available ({exc}); agents run standalone")
             return None
         ctl = Controller(self.state_dir / "qusec", ca_cert=self.pki.ca_cert, cert=self.pki.qusec_cert,
-                         key=self.pki.qusec_key, observe_links=False)
+                         key=self.pki.qusec_key, observe_links=False, policy=self.policy)
         try:
             ctl.start()
             ctl.wait_ready(READY_TIMEOUT_S)
@@ -194,17 +196,17 @@ class LocalNetwork:
 
 def run(args: argparse.Namespace) -> int:
     """Entry of ``qkdnet up TOPOLOGY --local``."""
-    from mininet_topos import topology as topo_mod
-    try:
-        topo = topo_mod.load(args.topology)
-    except topo_mod.TopologyError as exc:
-        print("\n".join(exc.problems), file=sys.stderr)
-        return 1
+    from mininet_topos.up import EXIT_BAD_INPUT, check_inputs
+    topo, problems = check_inputs(args)
+    if problems:
+        print("\n".join(problems), file=sys.stderr)
+        return EXIT_BAD_INPUT
     state = Path(args.state_dir or f"/tmp/qkdnet-{topo.name}")
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    net = LocalNetwork(topo, state, with_qusec=not getattr(args, "no_qusec", False), progress=sys.stdout)
+    net = LocalNetwork(topo, state, with_qusec=not getattr(args, "no_qusec", False), progress=sys.stdout,
+                       policy=getattr(args, "policy", None))
     try:
         net.start()
         print(f"up; get a key with: qkdnet key --network {net.network_json} MASTER_SAE SLAVE_SAE")

@@ -67,3 +67,46 @@ def test_cli_formatting_never_shows_key_material():
     assert "A=10, B=20" in format_links(status)
     assert format_paths({}) == "no active relay paths"
     assert format_links({}) == "no QKD links reported yet"
+
+
+# -- `qkdnet up` input checks: a broken topology or policy stops everything before it starts --------
+def _up(argv: list[str], capsys) -> tuple[int, str]:
+    from mininet_topos.cli import main
+    code = main(["up", *argv])
+    return code, capsys.readouterr().err
+
+
+def test_up_refuses_a_broken_topology_before_anything_starts(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[network]\nname = "bad"\n[[nodes]]\nid = "A"\n[[links]]\na = "A"\nb = "Z"\nlength_km = 5\n')
+    for mode in ([], ["--local"], ["--no-cli"]):
+        state = tmp_path / f"state{len(mode)}"
+        code, err = _up([str(bad), "--state-dir", str(state), *mode], capsys)
+        assert code == 2
+        assert str(bad) in err and "Z" in err          # the checker's message names file and entry
+        assert not state.exists()                        # nothing was created, nothing started
+
+
+def test_up_refuses_a_broken_policy_with_the_rule_and_field(tmp_path, capsys):
+    pol = tmp_path / "policy.toml"
+    pol.write_text('[default]\naction = "allow"\n\n[[rules]]\nname = "r1"\nmatch = { src_sae = "a*" }\n'
+                   'pathz = 2\n')
+    for mode in ([], ["--local"]):
+        state = tmp_path / f"state{len(mode)}"
+        code, err = _up(["linear6", "--policy", str(pol), "--state-dir", str(state), *mode], capsys)
+        assert code == 2
+        assert f"{pol}: rule 1 (r1): pathz: unknown field" in err
+        assert not state.exists()
+    code, err = _up(["linear6", "--policy", str(tmp_path / "missing.toml"),
+                     "--state-dir", str(tmp_path / "s"), "--local"], capsys)
+    assert code == 2 and "missing.toml: cannot read" in err
+
+
+def test_up_help_documents_no_cli_and_policy(capsys):
+    import pytest
+    from mininet_topos.cli import main
+    with pytest.raises(SystemExit):
+        main(["up", "--help"])
+    out = capsys.readouterr().out
+    assert "--no-cli" in out and "SIGTERM" in out
+    assert "--policy FILE" in out and "code 2" in out
