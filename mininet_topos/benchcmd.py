@@ -21,11 +21,5 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "docs/benchmarks.md; --json prints one JSON object instead of a table.")
     benches = parser.add_subparsers(dest="bench", metavar="NAME")
     for name in BENCH_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
-        module.add_parser(benches)
+        importlib.import_module(name).add_parser(benches)
     parser.set_defaults(func=lambda args: parser.print_help() or 2)
