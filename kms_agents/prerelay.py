@@ -99,11 +99,13 @@ class PreRelay:
         from kms_agents.service import RelayResult
         return RelayResult(paths=got[0][2], security_level=got[0][3])
 
-    def count(self, dst_node: str, key_size_bits: int) -> int:
-        """Buffered keys toward ``dst_node`` of that size (for ETSI 014 status)."""
+    def count(self, dst_node: str, key_size_bits: int, master: str | None = None,
+              slave: str | None = None) -> int:
+        """Buffered keys toward ``dst_node`` of that size (of one pair if given; for ETSI 014 status)."""
         with self._lock:
             return sum(len(b.keys) for (m, s, d, size), b in self._buffers.items()
-                       if d == dst_node and size * 8 == key_size_bits)
+                       if d == dst_node and size * 8 == key_size_bits
+                       and master in (None, m) and slave in (None, s))
 
     # -- the refill loop -----------------------------------------------------------------------
     def start(self) -> None:

@@ -182,6 +182,12 @@ class NetworkRelayer:
                 return buffered
         return self.engine.relayable_keys(key_size)
 
+    def buffered_key_count(self, master_sae: str, slave_sae: str, dst_node: str, key_size: int) -> int:
+        """Keys of ``key_size`` bits pre-relayed to ``dst_node`` for this SAE pair, ready to serve."""
+        if self.prerelay is None:
+            return 0
+        return self.prerelay.count(dst_node, key_size, master_sae, slave_sae)
+
 
 class ConsumptionMeter:
     """Recent link key consumption per link end, inferred from its key level over time.

@@ -209,6 +209,10 @@ class KeyService:
         if route == "direct":
             ext["qusec_links"] = [lk.link_id for lk in self.links_to(dst)]
             ext["qusec_hops"] = 0
+        elif route == "indirect":
+            buffered = getattr(self.relayer, "buffered_key_count", None)
+            if buffered is not None:   # keys already relayed to the slave's node for this pair
+                ext["qusec_prerelayed_keys"] = int(buffered(caller, slave, dst, size))
         return {"source_KME_ID": self.node_id, "target_KME_ID": dst, "master_SAE_ID": caller,
                 "slave_SAE_ID": slave, "key_size": size, "stored_key_count": stored,
                 "max_key_count": max_count, "max_key_per_request": self.limits.max_key_per_request,

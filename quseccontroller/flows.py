@@ -153,12 +153,15 @@ def relay_flows(state: NetworkState, hops: list[Hop], cookie: int, hard_timeout:
         if route is None:
             missing.append(hop)
             continue
+        # Each direction matches the port it must arrive on: the sender's host port on its own
+        # switch, the inter-switch port toward the sender on transit switches. Addresses alone
+        # are forgeable by any host sharing a switch with a path node.
         for dpid, toward_a, toward_b in route:
             out.setdefault(dpid, []).extend((
                 spec(PRIORITY_RELAY, (toward_b,), cookie, hard_timeout, hard_timeout,
-                     eth_type=ETH_IPV4, ip_proto=IPPROTO_TCP, ipv4_src=hop.src_ip,
-                     ipv4_dst=hop.dst_ip, tcp_dst=hop.dst_port),
+                     in_port=toward_a, eth_type=ETH_IPV4, ip_proto=IPPROTO_TCP,
+                     ipv4_src=hop.src_ip, ipv4_dst=hop.dst_ip, tcp_dst=hop.dst_port),
                 spec(PRIORITY_RELAY, (toward_a,), cookie, hard_timeout, hard_timeout,
-                     eth_type=ETH_IPV4, ip_proto=IPPROTO_TCP, ipv4_src=hop.dst_ip,
-                     ipv4_dst=hop.src_ip, tcp_src=hop.dst_port)))
+                     in_port=toward_b, eth_type=ETH_IPV4, ip_proto=IPPROTO_TCP,
+                     ipv4_src=hop.dst_ip, ipv4_dst=hop.src_ip, tcp_src=hop.dst_port)))
     return out, missing

@@ -280,3 +280,36 @@ def test_two_paths_sharing_a_hop_keep_it_open_until_both_are_gone():
     assert net.trace(1, 1, relay_pkt(IPS["A"], IPS["B"])) == [(2, 1)]     # still d1's hop
     net.apply(core.release_path(d1.path_ids[0], 32.0))
     assert net.trace(1, 1, relay_pkt(IPS["A"], IPS["B"])) == []
+
+
+def test_spoofed_relay_traffic_from_a_host_on_a_path_nodes_switch_is_dropped():
+    # A stranger on A's switch (port 4) forges A's address toward B's relay port: the relay
+    # flows match the port A's vKMS host is attached to, so the forgery is dropped there.
+    core, agents = core_with(EDGES)
+    net = ring_switches(core, agents, 4, extra_hosts={STRANGER: (1, 4)})
+    grant(core, net)
+    assert net.trace(1, 1, relay_pkt(IPS["A"], IPS["B"])) == [(2, 1)]
+    assert net.trace(1, 4, relay_pkt(IPS["A"], IPS["B"])) == []
+    # B's answers still come back (the reverse flow matches B's host port).
+    back = relay_pkt(IPS["B"], IPS["A"], dst_port=40000, src_port=RELAY_PORT)
+    assert net.trace(2, 1, back) == [(1, 1)]
+    assert net.tables[2].lookup(dict(back, in_port=1)).priority == ofmsgs.PRIORITY_RELAY
+    assert net.tables[2].lookup(dict(back, in_port=4)).priority != ofmsgs.PRIORITY_RELAY
+    # On a transit switch only the inter-switch port toward the sender is accepted: a relay
+    # flow never matches a packet entering from a host port there.
+    relay = [e for t in net.tables.values() for e in t.entries
+             if e.priority == ofmsgs.PRIORITY_RELAY]
+    assert relay and all("in_port" in e.match for e in relay)
+
+
+def test_relay_flows_on_transit_switches_match_the_inter_switch_port():
+    # Hop A -> C across switch 2 (ring of 4, A on 1, B on 2, C on 3): switch 2 accepts A's
+    # relay packets only from its link toward switch 1 (port 3), C's answers only from port 2.
+    core, agents = core_with([("A", "B"), ("A", "C")])
+    net = ring_switches(core, agents, 4)
+    d, acts = core.request_path(PathRequest("A", "C"), 1.0)
+    assert d.granted
+    net.apply(acts)
+    ins = sorted((e.match["in_port"], e.match.get("tcp_dst"), e.outputs)
+                 for e in net.tables[2].entries if e.priority == ofmsgs.PRIORITY_RELAY)
+    assert ins == [(2, None, (3,)), (3, RELAY_PORT, (2,))]
