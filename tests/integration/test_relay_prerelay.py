@@ -47,6 +47,8 @@ def test_buffer_fills_after_repeated_demand_and_serves_identical_keys(setup) -> 
     pre.observe("sae-a", ["sae-d"], "D", 1, 32)
     assert pre.refill_once() == 3          # min_keys
     assert pre.count("D", 256) == 3
+    assert pre.count("D", 256, "sae-a", "sae-d") == 3        # per pair (ETSI 014 status)
+    assert pre.count("D", 256, "sae-a", "sae-other") == 0
     keys = [("agent-id-1", os.urandom(32)), ("agent-id-2", os.urandom(32))]
     result = pre.take("sae-a", ["sae-d"], "D", keys)
     assert result is not None and result.paths == [LINE] and result.security_level == "qkd"
