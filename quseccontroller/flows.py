@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import networkx as nx
 
 from quseccontroller.ofmsgs import (CONTROLLER, ETH_ARP, ETH_IPV4, IPPROTO_TCP, PRIORITY_ARP_FLOOD,
-                                    PRIORITY_MISS, PRIORITY_RELAY, PRIORITY_RELAY_DROP,
+                                    PRIORITY_LEARN, PRIORITY_MISS, PRIORITY_RELAY, PRIORITY_RELAY_DROP,
                                     PRIORITY_UNICAST, FlowSpec, spec)
 from quseccontroller.state import HostInfo, NetworkState
 
@@ -64,17 +64,28 @@ def _port_toward(g: nx.Graph, dpid, nxt) -> int:
 def switch_flows(state: NetworkState, dpid: int, relay_ports: set[int], tree_ports: set[int],
                  host_ports: set[int]) -> list[FlowSpec]:
     """One switch's own base flows: table-miss to controller, the drop of relay-port traffic no
-    authorised path allows, and ARP flooding over spanning-tree and host ports only."""
+    authorised path allows, and ARP flooding.
+
+    ARP from a spanning-tree port or a port where a host was seen floods to the spanning-tree
+    ports and to every port that is not a switch link (edge ports), so a host that never spoke
+    still hears who-has for it. Packets from an edge port where no host was seen yet go to the
+    controller first (learning; the app re-injects them): before LLDP has found every link such
+    a port may be a switch link, and flooding from it could loop. ARP from a link off the tree
+    is dropped. So the flood graph is the spanning tree plus leaves: loop-free."""
     out = [spec(PRIORITY_MISS, (CONTROLLER,))]
     # Connections to a relay port are dropped unless a path's flow lets them through. (No drop on
     # tcp_src: a relay service never answers a SYN it did not get, and a relay port bound to an
     # ephemeral number must not cut other hosts' connections that happen to use it as source.)
     for port in sorted(relay_ports):
         out.append(spec(PRIORITY_RELAY_DROP, (), eth_type=ETH_IPV4, ip_proto=IPPROTO_TCP, tcp_dst=port))
-    flood = tree_ports | host_ports
-    for port in sorted(flood):
+    links = state.link_ports(dpid)
+    edge = state.switch_ports.get(dpid, set()) - links
+    flood = tree_ports | edge
+    for port in sorted(tree_ports | (host_ports - links)):
         out.append(spec(PRIORITY_ARP_FLOOD, tuple(sorted(flood - {port})), in_port=port, eth_type=ETH_ARP))
-    for port in sorted(state.link_ports(dpid) - tree_ports):
+    for port in sorted(edge - host_ports - tree_ports):
+        out.append(spec(PRIORITY_LEARN, (CONTROLLER,), in_port=port))
+    for port in sorted(links - tree_ports):
         out.append(spec(PRIORITY_ARP_FLOOD, (), in_port=port, eth_type=ETH_ARP))
     return out
 

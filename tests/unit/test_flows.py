@@ -92,7 +92,8 @@ def test_arp_broadcast_on_a_ring_reaches_every_host_once_without_loops():
     core, _, net = setup()
     arp = dict(eth_type=0x0806, arp_op=1, arp_tpa="10.0.0.200")
     exits = net.trace(1, 1, arp)   # trace raises on a loop
-    assert exits == sorted([(2, 1), (3, 1), (4, 1), (3, 4)], key=repr)
+    # Every port that is not a switch link hears it once: hosts seen or not (port 4s are silent).
+    assert exits == sorted([(2, 1), (3, 1), (4, 1), (1, 4), (2, 4), (3, 4), (4, 4)], key=repr)
     # ARP for a known host goes straight to it.
     assert net.trace(1, 1, dict(arp, arp_tpa=IPS["C"])) == [(3, 1)]
 
@@ -116,7 +117,8 @@ def test_link_down_reroutes_relay_flows_around_the_ring():
     assert net.trace(1, 1, relay_pkt(IPS["A"], IPS["B"])) == [(2, 1)]
     assert net.trace(2, 1, relay_pkt(IPS["B"], IPS["A"], 40000, RELAY_PORT)) == [(1, 1)]
     arp = dict(eth_type=0x0806, arp_op=1, arp_tpa="10.0.0.200")
-    assert len(net.trace(2, 1, arp)) == 4
+    exits = net.trace(2, 1, arp)
+    assert len(exits) == len(set(exits)) and {(1, 1), (3, 1), (4, 1), (3, 4)} <= set(exits)
     # port_down on the other side of another link behaves the same.
     net.unplug((3, 2))
     net.apply(core.port_down(3, 2, 6.0))
@@ -166,9 +168,13 @@ def test_grid_broadcast_reaches_each_host_exactly_once_and_unicast_is_loop_free(
     for d in sw.values():
         net.apply(core.host_seen(f"00:00:00:00:00:{d:02x}", f"10.0.1.{d}", d, 1, 0.0))
     hosts = {(d, 1) for d in sw.values()}
+    unwired = {(d, p) for d in sw.values() for p in range(2, 6) if (d, p) not in net.wiring}
     for d in sw.values():
         exits = net.trace(d, 1, dict(eth_type=0x0806, arp_op=1, arp_tpa="10.9.9.9"))
-        assert sorted(exits) == sorted(hosts - {(d, 1)})          # each once, none twice
+        # each host once, none twice, and every silent edge port of the border switches once
+        assert sorted(exits) == sorted((hosts | unwired) - {(d, 1)})
+    for d, p in sorted(unwired):   # a silent port's first packet is for the controller to learn
+        assert net.trace(d, p, dict(eth_type=0x0806, arp_op=1, arp_tpa="10.9.9.9")) == [(d, CONTROLLER)]
         for d2 in sw.values():
             if d2 != d:
                 ping = dict(eth_type=0x0800, ip_proto=1, ipv4_src=f"10.0.1.{d}", ipv4_dst=f"10.0.1.{d2}")
@@ -197,12 +203,13 @@ def _random_switch_net(seed: int, n: int, extra: int):
         next_port[b] += 1
     core = QuSeCCore()
     net = FakeNetwork(wiring)
-    for d in range(1, n + 1):
-        net.apply(core.switch_up(d, list(range(1, next_port[d])), 0.0))
+    for d in range(1, n + 1):   # plus one silent edge port per switch (no host seen there)
+        net.apply(core.switch_up(d, list(range(1, next_port[d] + 1)), 0.0))
     for a, b in sorted(wiring.items(), key=lambda kv: rng.random()):
         net.apply(core.link_up(a, b, 0.0))
     for d in range(1, n + 1):
         net.apply(core.host_seen(f"02:00:00:00:00:{d:02x}", f"10.0.2.{d}", d, 1, 0.0))
+    net.silent = {(d, next_port[d]) for d in range(1, n + 1)}
     return core, net
 
 
@@ -213,7 +220,10 @@ def test_random_cyclic_networks_flood_once_and_route_loop_free(seed):
     hosts = {(d, 1) for d in range(1, n + 1)}
     for d in range(1, n + 1):
         assert sorted(net.trace(d, 1, dict(eth_type=0x0806, arp_op=1, arp_tpa="10.0.9.9"))) == \
-            sorted(hosts - {(d, 1)})
+            sorted((hosts | net.silent) - {(d, 1)})
+        (silent,) = [p for p in net.silent if p[0] == d]
+        assert net.trace(*silent, dict(eth_type=0x0806, arp_op=1, arp_tpa="10.0.9.9")) == \
+            [(d, CONTROLLER)]
         for d2 in range(1, n + 1):
             if d2 != d:
                 pkt = dict(eth_type=0x0800, ip_proto=6, ipv4_src=f"10.0.2.{d}",
@@ -313,3 +323,36 @@ def test_relay_flows_on_transit_switches_match_the_inter_switch_port():
     ins = sorted((e.match["in_port"], e.match.get("tcp_dst"), e.outputs)
                  for e in net.tables[2].entries if e.priority == ofmsgs.PRIORITY_RELAY)
     assert ins == [(2, None, (3,)), (3, RELAY_PORT, (2,))]
+
+
+def test_a_host_that_never_spoke_receives_arp_and_is_learned_from_its_answer():
+    # Ring of 4; only A has spoken. A stranger sits silently on switch 3 port 4.
+    core, agents = core_with(EDGES)
+    net = ring_switches(core, agents, 4)
+    quiet = "10.0.0.77"
+    who_has = dict(eth_type=0x0806, arp_op=1, arp_spa=IPS["A"], arp_tpa=quiet)
+    assert (3, 4) in net.trace(1, 1, who_has)            # the request reaches the silent port
+    # Its answer (or any first packet) goes to the controller, which learns it ...
+    answer = dict(eth_type=0x0806, arp_op=2, arp_spa=quiet, arp_tpa=IPS["A"])
+    assert net.trace(3, 4, answer) == [(3, CONTROLLER)]
+    net.apply(core.host_seen("00:00:00:00:02:01", quiet, 3, 4, 1.0))
+    # ... and once known, the same packet (re-injected by the app) and unicast are forwarded.
+    assert net.trace(3, 4, answer) == [(1, 1)]
+    ping = dict(eth_type=0x0800, ip_proto=1, ipv4_src=IPS["A"], ipv4_dst=quiet)
+    assert net.trace(1, 1, ping) == [(3, 4)]
+
+
+def test_arp_before_link_discovery_goes_to_the_controller_not_round_the_ring():
+    # Switches up, no LLDP link known yet: every port looks like an edge port. A flood must
+    # end at the controller on the neighbouring switches, never loop.
+    from fakeoftable import FakeNetwork
+
+    from quseccontroller.core import QuSeCCore
+    core = QuSeCCore()
+    wiring = {(d, 2): (d % 4 + 1, 3) for d in range(1, 5)}
+    net = FakeNetwork(wiring)
+    for d in range(1, 5):
+        net.apply(core.switch_up(d, [1, 2, 3], 0.0))
+    net.apply(core.host_seen("00:00:00:00:00:01", "10.0.0.1", 1, 1, 0.0))
+    exits = net.trace(1, 1, dict(eth_type=0x0806, arp_op=1, arp_tpa="10.0.0.9"))
+    assert exits == sorted([(2, CONTROLLER), (4, CONTROLLER)], key=repr)
