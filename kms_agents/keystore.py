@@ -19,9 +19,9 @@ CREATE TABLE IF NOT EXISTS link_cursor (
     link_id TEXT NOT NULL, direction TEXT NOT NULL, fingerprint TEXT NOT NULL,
     next_index INTEGER NOT NULL DEFAULT 0, claim_floor INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (link_id, direction));
-CREATE TABLE IF NOT EXISTS link_claimed (
-    link_id TEXT NOT NULL, direction TEXT NOT NULL, idx INTEGER NOT NULL,
-    PRIMARY KEY (link_id, direction, idx));
+CREATE TABLE IF NOT EXISTS link_claimed_run (
+    link_id TEXT NOT NULL, direction TEXT NOT NULL, start INTEGER NOT NULL, stop INTEGER NOT NULL,
+    PRIMARY KEY (link_id, direction, start));
 CREATE TABLE IF NOT EXISTS e2e_key (
     key_id TEXT PRIMARY KEY, master_sae TEXT NOT NULL, slaves TEXT NOT NULL,
     material BLOB NOT NULL, size_bits INTEGER NOT NULL, created REAL NOT NULL,
@@ -93,7 +93,7 @@ class KeyStore:
             (link_id, direction)).fetchone()
         if row is None or row[0] != fp:
             # New link or a new secret (network rebuilt): its old state means nothing now.
-            self._db.execute("DELETE FROM link_claimed WHERE link_id=? AND direction=?", (link_id, direction))
+            self._db.execute("DELETE FROM link_claimed_run WHERE link_id=? AND direction=?", (link_id, direction))
             self._db.execute(
                 "INSERT OR REPLACE INTO link_cursor (link_id, direction, fingerprint, next_index, claim_floor) "
                 "VALUES (?, ?, ?, 0, 0)", (link_id, direction, fp))
@@ -114,25 +114,27 @@ class KeyStore:
             self._db.execute("UPDATE link_cursor SET next_index=? WHERE link_id=? AND direction=?",
                              (new, link_id, direction))
 
-    def claim_link_indices(self, link_id: str, direction: str, fingerprint: str,
-                           indices: list[int], floor: int) -> bool:
-        """Record block indices as claimed; False (and no change) if any was claimed or expired."""
+    def claim_link_ranges(self, link_id: str, direction: str, fingerprint: str,
+                          ranges: list[tuple[int, int]], floor: int) -> bool:
+        """Record runs of block indices ``(start, count)`` as claimed, one row each; False (and
+        no change) if any block of them was claimed already or is below the claim floor."""
         with self._tx():
             _, old_floor = self._cursor_row(link_id, direction, fingerprint)
-            if min(indices) < old_floor:
+            if min(start for start, _ in ranges) < old_floor:
                 return False
-            marks = ",".join("?" * len(indices))
-            hit = self._db.execute(
-                f"SELECT 1 FROM link_claimed WHERE link_id=? AND direction=? AND idx IN ({marks}) LIMIT 1",
-                (link_id, direction, *indices)).fetchone()
-            if hit:
-                return False
-            self._db.executemany("INSERT INTO link_claimed (link_id, direction, idx) VALUES (?, ?, ?)",
-                                 [(link_id, direction, i) for i in indices])
+            for start, count in ranges:
+                # claimed runs are disjoint: only the last one starting before our end can overlap
+                hit = self._db.execute(
+                    "SELECT stop FROM link_claimed_run WHERE link_id=? AND direction=? AND start<? "
+                    "ORDER BY start DESC LIMIT 1", (link_id, direction, start + count)).fetchone()
+                if hit and hit[0] > start:
+                    return False
+            self._db.executemany("INSERT INTO link_claimed_run (link_id, direction, start, stop) VALUES (?, ?, ?, ?)",
+                                 [(link_id, direction, a, a + n) for a, n in ranges])
             if floor > old_floor:
                 self._db.execute("UPDATE link_cursor SET claim_floor=? WHERE link_id=? AND direction=?",
                                  (floor, link_id, direction))
-                self._db.execute("DELETE FROM link_claimed WHERE link_id=? AND direction=? AND idx<?",
+                self._db.execute("DELETE FROM link_claimed_run WHERE link_id=? AND direction=? AND stop<=?",
                                  (link_id, direction, floor))
             return True
 

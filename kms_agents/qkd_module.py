@@ -1,17 +1,19 @@
-"""Simulated QKD module: identical key blocks at both ends of a link, released at the link rate.
+"""Simulated QKD module: identical key at both ends of a link, released at the link rate.
 
 Stand-in for the quantum channel (DESIGN.md §6). Both ends hold the same per-link
-secret (created at bring-up) and the same epoch. Block ``i`` of direction ``X>Y``
-(the key that node X hands out when it initiates toward Y) is
-``HMAC-SHA256(secret, "key" | X>Y | i)``; its key ID is a UUID made of an HMAC tag
-over the same inputs and the index, so the far end can check and locate an ID
-without any exchange, and nobody without the secret can forge one. Each direction
-is its own disjoint sub-stream (half the link rate each), so both ends can initiate
-at once. Blocks are released at ``rate_bps / 2`` per direction since the epoch; a
-finite buffer (``capacity_bytes`` per direction) drops the oldest unused blocks, as a
-real module's key store would. The persistent cursor and claimed-index set live in
-a :class:`LinkStateStore` (the agent's SQLite key store), so a block is never handed
-out twice, even across restarts.
+secret (created at bring-up) and the same epoch. Each direction ``X>Y`` (the key that
+node X hands out when it initiates toward Y) is its own disjoint keystream,
+AES-256-CTR keyed with ``HMAC-SHA256(secret, "ctr|X>Y")``, cut into 32-byte blocks
+(block ``i`` = keystream bytes ``32 i .. 32 i + 31``), so both ends can initiate at
+once. One ``take`` hands out a contiguous run of blocks under one key ID per run
+(up to ``MAX_RANGE_BLOCKS`` blocks): a UUID holding the run's first index and length
+and an HMAC tag over both, so the far end can check and locate it without any
+exchange, and nobody without the secret can forge or stretch one. Blocks are released
+at ``rate_bps / 2`` per direction since the epoch; a finite buffer (``capacity_bytes``
+per direction) drops the oldest unused blocks, as a real module's key store would.
+The persistent take cursor and the claimed runs live in a :class:`LinkStateStore` (the
+agent's SQLite key store; one row per take or claim), so a block is never handed out
+twice, even across restarts.
 """
 from __future__ import annotations
 
@@ -25,9 +27,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
 BLOCK_BYTES = 32                 # one key block = 256 bits
 DEFAULT_CAPACITY_BYTES = 1 << 20  # per direction
-_INDEX_MASK = (1 << 62) - 1
+_COUNT_BITS = 22                 # run length field of a key ID
+_COUNT_MASK = (1 << _COUNT_BITS) - 1
+MAX_RANGE_BLOCKS = _COUNT_MASK   # longest run one key ID names (128 MiB)
+_START_BITS = 62 - _COUNT_BITS   # first index field (2^40 blocks = 32 TiB per direction)
 
 
 class KeySourceError(Exception):
@@ -61,8 +68,8 @@ class LinkStateStore(Protocol):
     def advance_link_cursor(self, link_id: str, direction: str, fingerprint: str,
                             old: int, new: int) -> None: ...
 
-    def claim_link_indices(self, link_id: str, direction: str, fingerprint: str,
-                           indices: list[int], floor: int) -> bool: ...
+    def claim_link_ranges(self, link_id: str, direction: str, fingerprint: str,
+                          ranges: list[tuple[int, int]], floor: int) -> bool: ...
 
 
 def direction(initiator: str, responder: str) -> str:
@@ -75,30 +82,61 @@ def fingerprint(secret: bytes) -> str:
     return hashlib.sha256(b"qusec-link-fp" + secret).hexdigest()[:16]
 
 
+def _stream_key(secret: bytes, direction_label: str) -> bytes:
+    return hmac.new(secret, b"ctr|" + direction_label.encode(), hashlib.sha256).digest()
+
+
+def range_key(secret: bytes, direction_label: str, start: int, count: int) -> bytes:
+    """Key material of blocks ``start .. start + count - 1`` of one direction's keystream."""
+    return _range_key(_stream_key(secret, direction_label), start, count)
+
+
+def _range_key(stream_key: bytes, start: int, count: int) -> bytes:
+    # 32-byte block i = AES-CTR counter blocks 2i and 2i + 1
+    enc = Cipher(algorithms.AES(stream_key), modes.CTR((2 * start).to_bytes(16, "big"))).encryptor()
+    return enc.update(bytes(count * BLOCK_BYTES)) + enc.finalize()
+
+
 def block_key(secret: bytes, direction_label: str, index: int) -> bytes:
     """Key material of block ``index`` of one direction's sub-stream."""
-    msg = b"key|" + direction_label.encode() + b"|" + index.to_bytes(8, "big")
-    return hmac.new(secret, msg, hashlib.sha256).digest()
+    return range_key(secret, direction_label, index, 1)
 
 
-def block_id(secret: bytes, direction_label: str, index: int) -> str:
-    """Key ID of block ``index``: an HMAC tag and the index, formatted as a UUID."""
-    msg = b"id|" + direction_label.encode() + b"|" + index.to_bytes(8, "big")
+def range_id(secret: bytes, direction_label: str, start: int, count: int) -> str:
+    """Key ID of the run of ``count`` blocks from ``start``: an HMAC tag, the start and count, as a UUID."""
+    if not 0 <= start < (1 << _START_BITS) or not 1 <= count <= _COUNT_MASK:
+        raise ValueError(f"block run {start}+{count} out of range")
+    msg = b"id|" + direction_label.encode() + b"|" + start.to_bytes(8, "big") + count.to_bytes(4, "big")
     tag = hmac.new(secret, msg, hashlib.sha256).digest()[:8]
-    raw = bytearray(tag + (index & _INDEX_MASK).to_bytes(8, "big"))
+    raw = bytearray(tag + ((start << _COUNT_BITS) | count).to_bytes(8, "big"))
     raw[6] = (raw[6] & 0x0F) | 0x40          # version 4 nibble
     raw[8] = (raw[8] & 0x3F) | 0x80          # RFC 4122 variant
     return str(uuid.UUID(bytes=bytes(raw)))
 
 
-def block_index(secret: bytes, direction_label: str, key_id: str) -> int | None:
-    """The index a key ID names, or None if the ID was not made with this secret/direction."""
+def parse_range_id(secret: bytes, direction_label: str, key_id: str) -> tuple[int, int] | None:
+    """(start, count) a key ID names, or None if it was not made with this secret/direction."""
     try:
-        raw = uuid.UUID(key_id).bytes
+        canonical = str(uuid.UUID(key_id))
     except (ValueError, AttributeError, TypeError):
         return None
-    index = int.from_bytes(raw[8:], "big") & _INDEX_MASK
-    return index if hmac.compare_digest(block_id(secret, direction_label, index), str(uuid.UUID(key_id))) else None
+    field_ = int.from_bytes(uuid.UUID(canonical).bytes[8:], "big") & ((1 << 62) - 1)
+    start, count = field_ >> _COUNT_BITS, field_ & _COUNT_MASK
+    if count == 0:
+        return None
+    ok = hmac.compare_digest(range_id(secret, direction_label, start, count), canonical)
+    return (start, count) if ok else None
+
+
+def block_id(secret: bytes, direction_label: str, index: int) -> str:
+    """Key ID of the single block ``index``."""
+    return range_id(secret, direction_label, index, 1)
+
+
+def block_index(secret: bytes, direction_label: str, key_id: str) -> int | None:
+    """The first block index a key ID names, or None if it was not made with this secret/direction."""
+    got = parse_range_id(secret, direction_label, key_id)
+    return None if got is None else got[0]
 
 
 def released_blocks(now: float, epoch: float, rate_bps: float) -> int:
@@ -135,6 +173,8 @@ class SimulatedQkdModule:
         self._capacity = max(1, capacity_bytes // BLOCK_BYTES)
         self._lock = threading.Lock()
         self._cursor: int | None = None
+        self._out_key = _stream_key(secret, self._out)
+        self._in_key = _stream_key(secret, self._in)
 
     # -- KeySource interface -------------------------------------------------
     def capacity_bytes(self) -> int:
@@ -160,30 +200,40 @@ class SimulatedQkdModule:
                     f"{(released - start) * BLOCK_BYTES} available")
             self._store.advance_link_cursor(self.link_id, self._out, self._fp, self._cursor, start + blocks)
             self._cursor = start + blocks
-        ids = [block_id(self._secret, self._out, i) for i in range(start, start + blocks)]
-        material = b"".join(block_key(self._secret, self._out, i) for i in range(start, start + blocks))
-        return LinkKey(key_ids=ids, material=material[:n_bytes])
+        runs = [(i, min(MAX_RANGE_BLOCKS, start + blocks - i))
+                 for i in range(start, start + blocks, MAX_RANGE_BLOCKS)]
+        ids = [range_id(self._secret, self._out, i, c) for i, c in runs]
+        return LinkKey(key_ids=ids, material=_range_key(self._out_key, start, blocks)[:n_bytes])
 
     def claim(self, key_ids: Iterable[str], n_bytes: int | None = None) -> bytes:
-        """Material of link key the peer took (by its IDs), in order; each ID only once."""
+        """Material of link key the peer took (by its IDs), in order; each block only once."""
         ids = list(key_ids)
         if not ids:
             raise UnknownKeyIds(f"link {self.link_id}: no key IDs given")
-        indices = []
+        runs = []
         for kid in ids:
-            idx = block_index(self._secret, self._in, kid)
-            if idx is None:
+            run = parse_range_id(self._secret, self._in, kid)
+            if run is None:
                 raise UnknownKeyIds(f"link {self.link_id}: key ID {kid} was not issued on this link")
-            indices.append(idx)
-        if len(set(indices)) != len(indices):
-            raise UnknownKeyIds(f"link {self.link_id}: duplicate key IDs")
-        floor = max(0, max(indices) - 4 * self._capacity)
+            runs.append(run)
+        ordered = sorted(runs)
+        if any(a + n > b for (a, n), (b, _) in zip(ordered, ordered[1:])):
+            raise UnknownKeyIds(f"link {self.link_id}: duplicate or overlapping key IDs")
+        floor = max(0, max(s for s, _ in runs) - 4 * self._capacity)
         # no module lock here: the store's transaction is atomic, and the caller may hold it
         # (claim and storing the end-to-end key in one transaction)
-        if not self._store.claim_link_indices(self.link_id, self._in, self._fp, indices, floor):
+        if not self._store.claim_link_ranges(self.link_id, self._in, self._fp, runs, floor):
             raise UnknownKeyIds(f"link {self.link_id}: key IDs already claimed or expired")
-        material = b"".join(block_key(self._secret, self._in, i) for i in indices)
-        return material if n_bytes is None else material[:n_bytes]
+        if n_bytes is not None:   # derive only what is asked for
+            out, need = [], n_bytes
+            for s_, n in runs:
+                if need <= 0:
+                    break
+                take = min(n, math.ceil(need / BLOCK_BYTES))
+                out.append(_range_key(self._in_key, s_, take))
+                need -= take * BLOCK_BYTES
+            return b"".join(out)[:n_bytes]
+        return b"".join(_range_key(self._in_key, s_, n) for s_, n in runs)
 
     def close(self) -> None:
         pass

@@ -121,7 +121,7 @@ def net(tmp_path_factory):
 def claimed_blocks(net: RelayNet, receiver: str, sender: str) -> int:
     """Link key blocks (32 B) ``receiver`` has claimed from ``sender``'s direction of their link."""
     with sqlite3.connect(f"file:{net.db(receiver)}?mode=ro", uri=True) as db:
-        return db.execute("SELECT COUNT(*) FROM link_claimed WHERE direction=?",
+        return db.execute("SELECT COALESCE(SUM(stop - start), 0) FROM link_claimed_run WHERE direction=?",
                           (f"{sender}>{receiver}",)).fetchone()[0]
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 
 import pytest
@@ -36,7 +37,7 @@ def test_both_ends_derive_the_same_key_under_the_same_ids(tmp_path: Path) -> Non
     a, b, *_ = pair(tmp_path, clock)
     assert isinstance(a, KeySource)
     lk = a.take(80)
-    assert len(lk.material) == 80 and len(lk.key_ids) == 3
+    assert len(lk.material) == 80 and len(lk.key_ids) == 1   # one ID for the run of 3 blocks
     assert b.claim(lk.key_ids, 80) == lk.material
     # the other direction is its own sub-stream: B initiating gives different blocks
     lk2 = b.take(32)
@@ -170,3 +171,66 @@ def test_random_interleavings_never_hand_out_a_block_twice(tmp_path_factory, scr
             sa.close(), sb.close()
             a, b, sa, sb = pair(tmp, clock)
     sa.close(), sb.close()
+
+
+def test_one_take_is_one_key_id_for_a_contiguous_run(tmp_path: Path) -> None:
+    clock = Clock(1100.0)
+    a, b, sa, _ = pair(tmp_path, clock)
+    lk = a.take(10 * qm.BLOCK_BYTES + 1)
+    assert len(lk.key_ids) == 1
+    start, count = qm.parse_range_id(SECRET, "A>B", lk.key_ids[0])
+    assert count == 11
+    # the run's material is the concatenation of its blocks' material
+    assert lk.material == b"".join(qm.block_key(SECRET, "A>B", i) for i in range(start, start + 10)) \
+        + qm.block_key(SECRET, "A>B", start + 10)[:1]
+    # a forged ID claiming a longer run (same start, other count) does not verify
+    raw = bytearray(uuid.UUID(lk.key_ids[0]).bytes)
+    raw[15] ^= 0x01
+    assert qm.parse_range_id(SECRET, "A>B", str(uuid.UUID(bytes=bytes(raw)))) is None
+    # the far end may derive only a prefix, yet the whole run is claimed
+    assert b.claim(lk.key_ids, 5) == lk.material[:5]
+    with pytest.raises(qm.UnknownKeyIds):
+        b.claim(lk.key_ids)
+
+
+def test_overlapping_runs_are_claimed_once(tmp_path: Path) -> None:
+    clock = Clock(1100.0)
+    a, b, *_ = pair(tmp_path, clock)
+    lk = a.take(8 * qm.BLOCK_BYTES)
+    start, _ = qm.parse_range_id(SECRET, "A>B", lk.key_ids[0])
+    inner = qm.range_id(SECRET, "A>B", start + 2, 3)       # an attacker with the secret only
+    assert b.claim([inner]) == qm.range_key(SECRET, "A>B", start + 2, 3)
+    with pytest.raises(qm.UnknownKeyIds, match="already claimed"):
+        b.claim(lk.key_ids)                                # overlaps the claimed inner run
+    with pytest.raises(qm.UnknownKeyIds, match="overlapping"):
+        b.claim([qm.range_id(SECRET, "A>B", start + 20, 4), qm.range_id(SECRET, "A>B", start + 22, 1)])
+    with pytest.raises(ValueError):
+        qm.range_id(SECRET, "A>B", 0, 1 << 22)
+
+
+def test_a_take_longer_than_one_id_can_name_gets_several(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(qm, "MAX_RANGE_BLOCKS", 4)
+    clock = Clock(1100.0)
+    a, b, *_ = pair(tmp_path, clock)
+    lk = a.take(10 * qm.BLOCK_BYTES)
+    assert [qm.parse_range_id(SECRET, "A>B", k)[1] for k in lk.key_ids] == [4, 4, 2]
+    assert b.claim(lk.key_ids) == lk.material
+
+
+@settings(max_examples=25, deadline=None)
+@given(runs=st.lists(st.tuples(st.integers(0, 60), st.integers(1, 8)), min_size=1, max_size=12))
+def test_random_runs_claim_each_block_at_most_once(tmp_path_factory, runs) -> None:
+    store = KeyStore(tmp_path_factory.mktemp("runs") / "b.db")
+    b = qm.SimulatedQkdModule("L1", "B", "A", SECRET, RATE, 1000.0, store, clock=Clock(1100.0))
+    claimed: set[int] = set()
+    for start, count in runs:
+        blocks = set(range(start, start + count))
+        try:
+            got = b.claim([qm.range_id(SECRET, "A>B", start, count)])
+        except qm.UnknownKeyIds:
+            assert blocks & claimed      # refused only because a block was claimed before
+            continue
+        assert not blocks & claimed
+        assert got == qm.range_key(SECRET, "A>B", start, count)
+        claimed |= blocks
+    store.close()
