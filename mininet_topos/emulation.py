@@ -26,6 +26,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Callable, Iterator, TextIO
 
+from mininet_topos.agentfleet import AgentFleet, LaunchedNetwork, AgentStartError
 from mininet_topos.model import Topology
 from mininet_topos.topos import MGMT_BRIDGE, TX_CSUM_OFF, EmulationPlan, QkdTopo, QuSeCRemote, plan
 
@@ -107,13 +108,6 @@ def wait_for(cond: Callable[[], Any], timeout: float, what: str, interval: float
         time.sleep(interval)
 
 
-def _tail(path: Path, n: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
-    except OSError:
-        return "(no log)"
-
-
 DEFAULT_POLICY = """# Policy of this emulated network (edit, then `qpolicy reload` in the CLI).
 # Reference: docs/policy.md.
 [default]
@@ -124,7 +118,7 @@ security_level = "qkd"
 """
 
 
-class MininetNetwork:
+class MininetNetwork(LaunchedNetwork):
     """QuSeC + Mininet + one vKMS agent per node host, for one topology."""
 
     def __init__(self, topology: Topology, state_dir: str | Path, *, datapath: str | None = None,
@@ -142,9 +136,9 @@ class MininetNetwork:
         self.net: Any = None
         self.controller: Any = None
         self.pki: Any = None
-        self.configs: dict[str, Any] = {}
-        self.procs: dict[str, subprocess.Popen] = {}
-        self.agents: dict[str, dict] = {}
+        self.fleet = AgentFleet(self._spawn_in_host)
+        self.procs: dict[str, subprocess.Popen] = self.fleet.procs
+        self.agents: dict[str, dict] = self.fleet.agents
         self.qusec: dict[str, str] = {}
         self.network_json = self.state_dir / "network.json"
         self.timings: dict[str, float] = {}
@@ -338,37 +332,16 @@ class MininetNetwork:
         self.say(f"  QuSeC located all {want} hosts ({self.timings['hosts']:.1f} s)")
 
     def _start_agents(self) -> None:
-        from kms_agents.config import configs_for_topology, write_config
+        from kms_agents.config import configs_for_topology
         addrs = {h.node: h.ip for h in self.plan.node_hosts}
-        self.configs = configs_for_topology(self.topology, self.pki, self.state_dir / "nodes",
-                                            addrs, qusec_addr=self.qusec["grpc"], ports=AGENT_PORTS)
-        for node_id, cfg in self.configs.items():
-            write_config(cfg, Path(cfg.state_dir) / "agent.toml")
-            self._spawn_agent(node_id)
+        self.fleet.write_configs(configs_for_topology(self.topology, self.pki, self.state_dir / "nodes",
+                                                      addrs, qusec_addr=self.qusec["grpc"], ports=AGENT_PORTS))
+        self.fleet.spawn_all()
 
-    def _spawn_agent(self, node_id: str) -> subprocess.Popen:
-        cfg = self.configs[node_id]
-        state = Path(cfg.state_dir)
-        (state / "agent.json").unlink(missing_ok=True)
+    def _spawn_in_host(self, node_id: str, argv: list[str], env: dict[str, str],
+                       logf: Any) -> subprocess.Popen:
         host = self.net.get(self.plan.node_host(node_id).name)
-        with open(state / "agent.log", "ab") as logf:
-            proc = host.popen([sys.executable, "-m", "kms_agents.agent", "--config",
-                               str(state / "agent.toml")], stdout=logf, stderr=subprocess.STDOUT,
-                              stdin=subprocess.DEVNULL, env=dict(os.environ, PYTHONUNBUFFERED="1"))
-        self.procs[node_id] = proc
-        self.agents.pop(node_id, None)
-        return proc
-
-    def _agent_json(self, node_id: str) -> dict | None:
-        state = Path(self.configs[node_id].state_dir)
-        proc = self.procs[node_id]
-        if proc.poll() is not None:
-            raise EmulationError(f"agent {node_id} exited with code {proc.returncode}; "
-                                 f"{state / 'agent.log'}:\n{_tail(state / 'agent.log')}")
-        try:
-            return json.loads((state / "agent.json").read_text())
-        except (OSError, ValueError):
-            return None
+        return host.popen(argv, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
 
     def _wait_agents(self, nodes: list[str] | None = None, timeout: float | None = None) -> None:
         restart = nodes is not None
@@ -377,11 +350,10 @@ class MininetNetwork:
         shown = [-1]
 
         def ready() -> bool:
-            for node_id in nodes:
-                if node_id not in self.agents:
-                    info = self._agent_json(node_id)
-                    if info:
-                        self.agents[node_id] = info
+            try:
+                self.fleet.poll(nodes)
+            except AgentStartError as exc:
+                raise EmulationError(str(exc)) from None
             online = self._safe_status().get("core", {}).get("nodes", {})
             registered = [n for n in nodes if online.get(n, {}).get("online")]
             serving = sum(1 for n in nodes if n in self.agents)
@@ -493,13 +465,7 @@ class MininetNetwork:
 
     def restart_agent(self, node_id: str, *, kill: bool = True, timeout: float = 60.0) -> dict:
         """Kill -9 (or SIGTERM) one agent and start it again on its state dir; its new agent.json."""
-        proc = self.procs[node_id]
-        if kill:
-            proc.kill()
-        else:
-            proc.terminate()
-        proc.wait(15)
-        self._spawn_agent(node_id)
+        self.respawn_agent(node_id, kill=kill)
         self._wait_agents([node_id], timeout)
         write_network_json(self)
         return self.agents[node_id]
@@ -537,17 +503,7 @@ class MininetNetwork:
     # -- shutdown ----------------------------------------------------------------------------
     def stop(self) -> None:
         """Stop agents, Mininet and QuSeC (each step runs even when an earlier one failed)."""
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.terminate()
-        deadline = time.monotonic() + 10
-        for node_id, proc in self.procs.items():
-            try:
-                proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                log.warning("agent %s ignored SIGTERM; killing it", node_id)
-                proc.kill()
-                proc.wait(5)
+        self.fleet.stop()
         self.procs.clear()
         if self.net is not None:
             try:
@@ -570,17 +526,6 @@ class MininetNetwork:
         """After a failure: remove what this network may have left (ours only, see cleancmd)."""
         from mininet_topos.cleancmd import cleanup_ours
         cleanup_ours(self.host_names(), say=log.warning)
-
-    def __enter__(self) -> "MininetNetwork":
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def key_path(keys: list[dict]) -> list[str]:
@@ -640,7 +585,7 @@ def run_up(args: argparse.Namespace) -> int:
                          f"key --network {net.network_json} {sae.sae} OTHER_SAE" if sae else ""),
                       flush=True)
                 while not stop.wait(1.0):
-                    dead = [n for n, p in net.procs.items() if p.poll() is not None]
+                    dead = net.fleet.dead()
                     if dead:
                         print(f"agent(s) {dead} exited; see {state}/nodes/NODE/agent.log", file=sys.stderr)
                         return 1

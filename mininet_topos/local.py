@@ -9,18 +9,16 @@ every process it started.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import os
 import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 from collections.abc import Callable
 from typing import Any, TextIO
 
+from mininet_topos.agentfleet import AgentFleet, LaunchedNetwork, AgentStartError, popen_spawner
 from mininet_topos.model import Topology
 from mininet_topos.netinfo import write_network_json
 
@@ -29,18 +27,10 @@ log = logging.getLogger(__name__)
 READY_TIMEOUT_S = 60.0
 
 
-class LaunchError(Exception):
-    """The network did not come up; the message names the log to read."""
+LaunchError = AgentStartError   # the network did not come up; the message names the log to read
 
 
-def _tail(path: Path, n: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
-    except OSError:
-        return "(no log)"
-
-
-class LocalNetwork:
+class LocalNetwork(LaunchedNetwork):
     """PKI + agents (+ QuSeC when available) of one topology, as local processes."""
 
     def __init__(self, topology: Topology, state_dir: str | Path, *, with_qusec: bool = True,
@@ -53,14 +43,14 @@ class LocalNetwork:
         self.state_dir = Path(state_dir).resolve()
         self.with_qusec = with_qusec
         self.progress = progress
-        self.agent_env = agent_env or {}
         self.limits = limits or {}
         self.config_hook = config_hook   # (node id, AgentConfig) -> None, before configs are written
-        self.procs: dict[str, subprocess.Popen] = {}
-        self.agents: dict[str, dict] = {}
-        self.configs: dict[str, Any] = {}
+        self.fleet = AgentFleet(popen_spawner, env=agent_env)
+        self.procs: dict[str, subprocess.Popen] = self.fleet.procs
+        self.agents: dict[str, dict] = self.fleet.agents
         self.controller: Any = None
         self.pki: Any = None
+        self.qusec: dict[str, str] | None = None
         self.network_json = self.state_dir / "network.json"
 
     def _say(self, msg: str) -> None:
@@ -89,109 +79,46 @@ class LocalNetwork:
         self._say(f"QuSeC ready: gRPC {ctl.grpc_addr}, HTTP {ctl.http_url}")
         return {"grpc": ctl.grpc_addr, "http": ctl.http_url}
 
+    def _adjust(self, node_id: str, cfg: Any) -> None:
+        for k, v in self.limits.items():
+            setattr(cfg.limits, k, v)
+        if self.config_hook is not None:
+            self.config_hook(node_id, cfg)
+
     def start(self) -> Path:
         """Bring everything up; returns the path of network.json."""
-        from kms_agents.config import configs_for_topology, write_config
+        from kms_agents.config import configs_for_topology
         from kms_agents.pki import build_pki
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self._say(f"PKI for {len(self.topology.nodes)} nodes and {len(self.topology.saes)} SAEs "
                   f"in {self.state_dir / 'pki'}")
         self.pki = build_pki(self.topology, self.state_dir / "pki")
-        qusec = self._start_qusec() if self.with_qusec else None
-        self.configs = configs_for_topology(self.topology, self.pki, self.state_dir,
-                                            qusec_addr=(qusec or {}).get("grpc"))
-        env = {**os.environ, **self.agent_env}
-        for node_id, cfg in self.configs.items():
-            for k, v in self.limits.items():
-                setattr(cfg.limits, k, v)
-            if self.config_hook is not None:
-                self.config_hook(node_id, cfg)
-            path = write_config(cfg, Path(cfg.state_dir) / "agent.toml")
-            agent_json = Path(cfg.state_dir) / "agent.json"
-            if agent_json.exists():
-                agent_json.unlink()
-            logf = open(Path(cfg.state_dir) / "agent.log", "ab")
-            self.procs[node_id] = subprocess.Popen(
-                [sys.executable, "-m", "kms_agents.agent", "--config", str(path)],
-                stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
-            logf.close()
-        self._wait_ready()
-        write_network_json(self.network_json, self.topology, self.pki, self.agents, qusec)
+        self.qusec = self._start_qusec() if self.with_qusec else None
+        self.fleet.write_configs(configs_for_topology(self.topology, self.pki, self.state_dir,
+                                                      qusec_addr=(self.qusec or {}).get("grpc")),
+                                 self._adjust)
+        self.fleet.spawn_all()
+        self.fleet.wait_ready(timeout=READY_TIMEOUT_S, say=self._say)
+        self._write_network_json()
         self._say(f"network {self.topology.name} up: {len(self.agents)} agents; {self.network_json}")
         return self.network_json
 
-    def _wait_ready(self) -> None:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        total = len(self.procs)
-        while len(self.agents) < total:
-            for node_id, proc in self.procs.items():
-                if node_id in self.agents:
-                    continue
-                state = Path(self.configs[node_id].state_dir)
-                if proc.poll() is not None:
-                    raise LaunchError(f"agent {node_id} exited with code {proc.returncode}; "
-                                      f"{state / 'agent.log'}:\n{_tail(state / 'agent.log')}")
-                try:
-                    info = json.loads((state / "agent.json").read_text())
-                except (OSError, ValueError):
-                    continue
-                self.agents[node_id] = info
-                self._say(f"  [{len(self.agents)}/{total}] node {node_id} ready: {info['etsi014_url']}")
-            if len(self.agents) < total:
-                if time.monotonic() > deadline:
-                    missing = sorted(set(self.procs) - set(self.agents))
-                    raise LaunchError(f"agents not ready after {READY_TIMEOUT_S:.0f} s: {missing}")
-                time.sleep(0.05)
+    def _write_network_json(self) -> None:
+        write_network_json(self.network_json, self.topology, self.pki, self.agents, self.qusec)
 
     def restart_agent(self, node_id: str, *, kill: bool = True) -> dict:
         """Kill (-9) or stop one agent and start it again on the same state dir; returns its new agent.json."""
-        proc = self.procs[node_id]
-        if kill:
-            proc.kill()
-        else:
-            proc.terminate()
-        proc.wait(10)
-        state = Path(self.configs[node_id].state_dir)
-        if (state / "agent.json").exists():   # a killed agent leaves its file behind
-            (state / "agent.json").unlink()
-        logf = open(state / "agent.log", "ab")
-        self.procs[node_id] = subprocess.Popen(
-            [sys.executable, "-m", "kms_agents.agent", "--config", str(state / "agent.toml")],
-            stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env={**os.environ, **self.agent_env})
-        logf.close()
-        del self.agents[node_id]
-        self._wait_ready()
-        write_network_json(self.network_json, self.topology, self.pki, self.agents,
-                           json.loads(self.network_json.read_text()).get("qusec"))
+        self.respawn_agent(node_id, kill=kill)
+        self.fleet.wait_ready([node_id], timeout=READY_TIMEOUT_S, say=self._say)
+        self._write_network_json()
         return self.agents[node_id]
 
     def stop(self) -> None:
         """Stop every process started here (SIGTERM, then SIGKILL after 10 s)."""
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.terminate()
-        deadline = time.monotonic() + 10
-        for node_id, proc in self.procs.items():
-            try:
-                proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                log.warning("agent %s did not stop on SIGTERM; killing it", node_id)
-                proc.kill()
-                proc.wait()
+        self.fleet.stop()
         if self.controller is not None:
             self.controller.stop()
             self.controller = None
-
-    def __enter__(self) -> "LocalNetwork":
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -212,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"up; get a key with: qkdnet key --network {net.network_json} MASTER_SAE SLAVE_SAE")
         print("Ctrl-C (or SIGTERM) stops every process.", flush=True)
         while not stop.wait(1.0):
-            dead = [n for n, p in net.procs.items() if p.poll() is not None]
+            dead = net.fleet.dead()
             if dead:
                 print(f"agent(s) {dead} exited; see {state}/NODE/agent.log", file=sys.stderr)
                 return 1
