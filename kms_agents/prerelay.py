@@ -82,7 +82,7 @@ class PreRelay:
 
     def take(self, master: str, slaves: list[str], dst_node: str,
              keys: list[tuple[str, bytes]]) -> Any | None:
-        """Serve ``keys`` from the buffer (rewriting them in place); None if it cannot."""
+        """A RelayResult whose ``keys`` are buffered ones in place of ``keys``; None if it cannot."""
         if len(slaves) != 1 or not keys:
             return None
         size = len(keys[0][1])
@@ -95,9 +95,9 @@ class PreRelay:
             got = [buf.keys.popleft() for _ in keys]
             self.hits += 1
         self.observe(master, slaves, dst_node, len(keys), size)
-        keys[:] = [(kid, material) for kid, material, *_ in got]
         from kms_agents.service import RelayResult
-        return RelayResult(paths=got[0][2], security_level=got[0][3])
+        return RelayResult(paths=got[0][2], security_level=got[0][3],
+                           keys=[(kid, material) for kid, material, *_ in got])
 
     def count(self, dst_node: str, key_size_bits: int, master: str | None = None,
               slave: str | None = None) -> int:

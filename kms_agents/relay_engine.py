@@ -171,6 +171,7 @@ class RelayEngine(HopRole):
     def relay_keys(self, *, master_sae: str, slave_saes: list[str], dst_node: str,
                    keys: Sequence[tuple[str, bytes]],
                    level_for: Callable[[str], str] = lambda policy: policy or "qkd",
+                   check_path: Callable[[control_pb2.PathReply], None] | None = None,
                    ) -> tuple[list[RelayedKey], control_pb2.PathReply, str]:
         """Relay ``keys`` (key id, material) to ``dst_node`` for ``slave_saes``; all or none.
 
@@ -178,7 +179,8 @@ class RelayEngine(HopRole):
         RelayFailure). Returns the keys as the master must get them (derived for
         hybrid/pqc), the path reply and the level. On failure every key of the
         request is voided at the destination and RelayFailure is raised; the
-        caller charges nothing to the SAE.
+        caller charges nothing to the SAE. ``check_path`` may refuse a granted path
+        (raising RelayFailure, e.g. OptionUnmet) before any link key is spent on it.
         """
         if not keys:
             raise RelayFailure(grpc.StatusCode.INVALID_ARGUMENT, "no keys to relay")
@@ -186,6 +188,8 @@ class RelayEngine(HopRole):
         if any(len(m) * 8 != size_bits for _, m in keys) or size_bits == 0:
             raise RelayFailure(grpc.StatusCode.INVALID_ARGUMENT, "keys of one request differ in size")
         reply = self.path_for(dst_node, master_sae, slave_saes[0], size_bits, len(keys))
+        if check_path is not None:
+            check_path(reply)
         try:
             return self._relay_batch(reply, master_sae, slave_saes, dst_node, keys, level_for)
         except RelayFailure as exc:
@@ -198,6 +202,8 @@ class RelayEngine(HopRole):
             if exc.code not in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.NOT_FOUND) \
                     and hops_of(fresh) == hops_of(reply):
                 raise  # QuSeC has not noticed the failure yet: same path, same outcome
+            if check_path is not None:
+                check_path(fresh)
             log.info("relay on %s failed (%s); retrying on %s", hops_of(reply), exc.message,
                      hops_of(fresh))
             return self._relay_batch(fresh, master_sae, slave_saes, dst_node, keys, level_for)

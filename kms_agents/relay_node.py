@@ -23,6 +23,7 @@ from kms_agents.authz import AuthTable
 from kms_agents.hybrid import NodeIdentity
 from kms_agents.proto import relay_pb2, relay_pb2_grpc
 from kms_agents.relay_engine import RelayEngine, RelayFailure
+from kms_agents.relay_wire import OptionUnmet
 from quseccontroller.proto import control_pb2
 
 log = logging.getLogger(__name__)
@@ -126,6 +127,18 @@ def effective_level(policy_level: str, requested: str | None) -> str:
                        f"{policy_level!r}")
 
 
+def max_hops_check(max_hops: int) -> Callable[[control_pb2.PathReply], None]:
+    """A path check refusing granted paths that cross more than ``max_hops`` trusted nodes."""
+    def check(reply: control_pb2.PathReply) -> None:
+        paths = [[h.node_id for h in p.hops] for p in reply.paths]
+        hops = max((len(p) - 2 for p in paths), default=0)
+        if hops > max_hops:
+            raise OptionUnmet(f"QuSeC's path {' | '.join('-'.join(p) for p in paths)} crosses {hops} "
+                              f"trusted relay nodes; qusec_max_hops is {max_hops}",
+                              {"qusec_max_hops": max_hops, "qusec_hops": hops, "qusec_paths": paths})
+    return check
+
+
 class NetworkRelayer:
     """The agent's relayer (service.Relayer protocol) backed by a RelayEngine."""
 
@@ -140,39 +153,46 @@ class NetworkRelayer:
 
     def relay(self, *, master_sae: str, slave_saes: list[str], dst_node: str,
               keys: list[tuple[str, bytes]], security_level: str | None,
-              extensions: dict[str, Any]) -> Any:
-        """Relay ``keys``; for hybrid/pqc (or buffered keys) ``keys`` is rewritten in place.
+              extensions: dict[str, Any], options: Any = None) -> Any:
+        """Relay ``keys``; the result's ``keys`` replace them for hybrid/pqc or buffered keys.
 
-        The service relays one list to each destination node of a multi-node request;
-        once a hybrid/pqc relay has replaced its keys by derived ones, no other node could
-        derive the same, so such a second relay is refused rather than giving SAEs
-        different keys under one ID.
+        ``options`` (service.RequestOptions): a mandatory ``qusec_max_hops`` is enforced on
+        the granted path before any link key is spent (400 "not all extension_mandatory
+        request options could be met" otherwise). The service relays one list to each
+        destination node of a multi-node request; once a hybrid/pqc relay has replaced its
+        keys by derived ones, no other node could derive the same, so such a second relay
+        is refused rather than giving SAEs different keys under one ID.
         """
         ids = tuple(kid for kid, _ in keys)
+        mandatory = dict(getattr(options, "mandatory", None) or {})
+        max_hops = mandatory.get("qusec_max_hops")
         try:
             if ids in self._derived:
                 raise RelayFailure(grpc.StatusCode.FAILED_PRECONDITION,
                                    "hybrid/pqc keys are agreed between two end nodes; they cannot "
                                    "be shared with SAEs on several nodes")
-            if self.prerelay is not None and not security_level:
+            if self.prerelay is not None and not security_level and max_hops is None:
                 got = self.prerelay.take(master_sae, slave_saes, dst_node, keys)
                 if got is not None:
                     return got
             relayed, reply, level = self.engine.relay_keys(
                 master_sae=master_sae, slave_saes=slave_saes, dst_node=dst_node, keys=keys,
-                level_for=lambda policy: effective_level(policy, security_level))
+                level_for=lambda policy: effective_level(policy, security_level),
+                check_path=None if max_hops is None else max_hops_check(int(max_hops)))
+        except OptionUnmet as exc:
+            from kms_agents.service import MSG_EXT_UNMET
+            raise self._error(400, MSG_EXT_UNMET, [dict(exc.detail, reason=exc.message)]) from None
         except RelayFailure as exc:
             raise self._error(503, f"relay to node {dst_node} failed: {exc.message}",
                               [{"qusec_route_type": "indirect", "qusec_dst_node": dst_node,
                                 "qusec_relay_status": exc.code.name}]) from None
         if self.prerelay is not None:
             self.prerelay.observe(master_sae, slave_saes, dst_node, len(keys), len(keys[0][1]))
-        # the master gets what the slave gets: the derived key for hybrid/pqc
-        keys[:] = [(k.key_id, k.key) for k in relayed]
         if level != "qkd":
             self._derived.append(ids)
+        # the master gets what the slave gets: the derived key for hybrid/pqc
         return self._result(paths=[[h.node_id for h in p.hops] for p in reply.paths],
-                            security_level=level)
+                            security_level=level, keys=[(k.key_id, k.key) for k in relayed])
 
     def stored_key_count(self, dst_node: str, key_size: int) -> int:
         """Keys of ``key_size`` bits that could be relayed now (bounded by this node's links)."""

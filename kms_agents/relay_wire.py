@@ -22,6 +22,14 @@ class RelayFailure(Exception):
         self.message = message
 
 
+class OptionUnmet(RelayFailure):
+    """A mandatory request option (e.g. ``qusec_max_hops``) cannot be met on the granted path."""
+
+    def __init__(self, message: str, detail: dict) -> None:
+        super().__init__(grpc.StatusCode.FAILED_PRECONDITION, message)
+        self.detail = detail
+
+
 @dataclass
 class RelayedKey:
     """An end-to-end key the source hands back to the master SAE."""

@@ -67,10 +67,23 @@ class EncRequest:
 
 
 @dataclass
+class RequestOptions:
+    """The SAE's ETSI 014 request extensions (qusec_ options), as the relayer must honour them."""
+    mandatory: dict[str, Any] = field(default_factory=dict)
+    optional: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class RelayResult:
-    """What the relayer reports after the keys reached the destination node."""
+    """What the relayer reports after the keys reached the destination node.
+
+    ``keys``: what the master gets instead of the keys handed to the relayer (same
+    order and number), e.g. hybrid/pqc-derived keys or keys served from a pre-relayed
+    buffer under their own IDs; None = the keys as given.
+    """
     paths: list[list[str]]
     security_level: str = "qkd"
+    keys: list[tuple[str, bytes]] | None = None
 
     @property
     def hops(self) -> int:
@@ -88,7 +101,7 @@ class PeerNotifier(Protocol):
 class Relayer(Protocol):
     def relay(self, *, master_sae: str, slave_saes: list[str], dst_node: str,
               keys: list[tuple[str, bytes]], security_level: str | None,
-              extensions: dict[str, Any]) -> RelayResult: ...
+              extensions: dict[str, Any], options: RequestOptions) -> RelayResult: ...
 
     def stored_key_count(self, dst_node: str, key_size: int) -> int: ...
 
@@ -108,7 +121,7 @@ class NoRelayer:
 
     def relay(self, *, master_sae: str, slave_saes: list[str], dst_node: str,
               keys: list[tuple[str, bytes]], security_level: str | None,
-              extensions: dict[str, Any]) -> RelayResult:
+              extensions: dict[str, Any], options: RequestOptions | None = None) -> RelayResult:
         raise self._refuse(dst_node)
 
     def stored_key_count(self, dst_node: str, key_size: int) -> int:
@@ -289,7 +302,12 @@ class KeyService:
                 {k: v for k, v in req.optional.items() if k in EXTENSIONS}, route, len(dst_nodes)):
             container_ext = {"message": MSG_EXT_OPTIONAL, "qusec_unhandled": unhandled}
         ids = [str(uuid.uuid4()) for _ in range(req.number)]
-        delivered = self.deliver(caller, slaves, ids, req.size, level)
+        delivered = self.deliver(caller, slaves, ids, req.size, level,
+                                 options=RequestOptions(dict(req.mandatory), dict(req.optional)))
+        max_hops = req.optional.get("qusec_max_hops")
+        if isinstance(max_hops, int) and not container_ext and \
+                any(d.extension.get("qusec_hops", 0) > max_hops for d in delivered):
+            container_ext = {"message": MSG_EXT_OPTIONAL, "qusec_unhandled": ["qusec_max_hops"]}
         out: dict[str, Any] = {"keys": [{"key_ID": d.key_id, "key": base64.b64encode(d.material).decode(),
                                          "key_extension": d.extension} for d in delivered]}
         if container_ext:
@@ -312,7 +330,8 @@ class KeyService:
         return True
 
     def deliver(self, master: str, slaves: list[str], key_ids: list[str], size_bits: int,
-                security_level: str | None = None, extensions: dict[str, str] | None = None) -> list[Delivered]:
+                security_level: str | None = None, extensions: dict[str, str] | None = None,
+                options: RequestOptions | None = None) -> list[Delivered]:
         """Make keys shared by ``master`` and ``slaves`` and stored at the slaves' node(s).
 
         Returns the material for the master. Local: CSPRNG key stored here. Direct: link
@@ -344,8 +363,15 @@ class KeyService:
                 self.store.put([StoredKey(kid, master, node_slaves, m, self.clock(), {"qusec_route_type": "local"})
                                 for kid, m in keys])
                 continue
-            results.append(self.relayer.relay(master_sae=master, slave_saes=node_slaves, dst_node=dst, keys=keys,
-                                              security_level=security_level, extensions=dict(extensions or {})))
+            result = self.relayer.relay(master_sae=master, slave_saes=node_slaves, dst_node=dst, keys=list(keys),
+                                        security_level=security_level, extensions=dict(extensions or {}),
+                                        options=options or RequestOptions())
+            if result.keys is not None:   # the relayer decides what the master gets (derived / buffered)
+                if len(result.keys) != len(keys) or any(len(m) != n_bytes for _, m in result.keys):
+                    raise KeyServiceError(503, f"relay to node {dst} returned {len(result.keys)} keys "
+                                               f"for {len(keys)} of {n_bytes} bytes")
+                keys = list(result.keys)
+            results.append(result)
         # the key is only as strong as its weakest path
         level = max((r.security_level for r in results), default="qkd",
                     key=lambda lv: SECURITY_LEVELS.index(lv) if lv in SECURITY_LEVELS else len(SECURITY_LEVELS))

@@ -270,6 +270,21 @@ def test_sae_can_ask_for_hybrid_but_not_for_pqc(net) -> None:
     assert info.value.status == 503 and "'pqc' requested" in info.value.body["message"]
 
 
+def test_mandatory_max_hops_enforced_on_the_relayed_path(net) -> None:
+    a, e = net.client("sae-a"), net.client("sae-e")
+    hops = list(zip(LINE, LINE[1:]))
+    before = {h: claimed_blocks(net, h[1], h[0]) for h in hops}
+    with pytest.raises(Etsi014Error) as info:     # A-B-C-D-E crosses 3 trusted nodes
+        a.enc_keys("sae-e", 1, 256, extension_mandatory=[{"qusec_max_hops": 2}])
+    assert info.value.status == 400
+    assert info.value.body["message"] == "not all extension_mandatory request options could be met"
+    assert info.value.body["details"][0]["qusec_hops"] == 3
+    assert {h: claimed_blocks(net, h[1], h[0]) for h in hops} == before   # no link key spent
+    keys = a.enc_keys("sae-e", 1, 256, extension_mandatory=[{"qusec_max_hops": 3}])
+    assert keys[0].key_extension["qusec_hops"] == 3
+    assert e.dec_keys("sae-a", [keys[0].key_id])[0].key == keys[0].key
+
+
 def pending_ids(net: RelayNet, node: str, master: str, slave: str) -> set[str]:
     with sqlite3.connect(f"file:{net.db(node)}?mode=ro", uri=True) as db:
         return {r[0] for r in db.execute(

@@ -52,7 +52,9 @@ def test_buffer_fills_after_repeated_demand_and_serves_identical_keys(setup) -> 
     keys = [("agent-id-1", os.urandom(32)), ("agent-id-2", os.urandom(32))]
     result = pre.take("sae-a", ["sae-d"], "D", keys)
     assert result is not None and result.paths == [LINE] and result.security_level == "qkd"
-    assert not any(kid.startswith("agent-id") for kid, _ in keys)  # the buffered IDs
+    assert keys[0][0] == "agent-id-1"                              # not rewritten in place
+    keys = result.keys
+    assert len(keys) == 2 and not any(kid.startswith("agent-id") for kid, _ in keys)  # buffered IDs
     got = net.nodes["D"].store.fetch("sae-a", "sae-d", [kid for kid, _ in keys])
     assert [g.material for g in got] == [m for _, m in keys]
     assert pre.count("D", 256) == 1

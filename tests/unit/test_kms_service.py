@@ -131,6 +131,39 @@ def test_non_neighbour_uses_the_relayer(tmp_path: Path) -> None:
     assert a.status("m", "far")["stored_key_count"] == 5
 
 
+def test_relayer_replaces_the_masters_keys_and_gets_the_request_options(tmp_path: Path) -> None:
+    a, _ = make(tmp_path)
+    seen = []
+
+    class Replacing:
+        def relay(self, *, keys, options, **kw):
+            seen.append((list(keys), options))
+            return RelayResult([["A", "B", "X", "Y", "C"]], "hybrid", keys=[(k, bytes(len(m))) for k, m in keys])
+
+        def stored_key_count(self, dst_node, key_size):
+            return 1
+
+    a.relayer = Replacing()
+    out = a.enc_keys("m", "far", {"number": 2, "size": 64,
+                                  "extension_mandatory": [{"qusec_max_hops": 5}],
+                                  "extension_optional": [{"qusec_max_hops": 2}]})
+    (given, options), = seen
+    assert keys_of(out) == [(k, bytes(8)) for k, _ in given]      # the relayer's keys, not ours
+    assert options.mandatory == {"qusec_max_hops": 5} and options.optional == {"qusec_max_hops": 2}
+    assert out["keys"][0]["key_extension"]["qusec_security_level"] == "hybrid"
+    # 3 trusted nodes > the optional 2: delivered, and said so
+    assert out["key_container_extension"]["qusec_unhandled"] == ["qusec_max_hops"]
+
+    class Short(Replacing):
+        def relay(self, *, keys, options, **kw):
+            return RelayResult([["A", "B", "C"]], keys=list(keys)[:1])
+
+    a.relayer = Short()
+    with pytest.raises(KeyServiceError) as e:
+        a.enc_keys("m", "far", {"number": 2})
+    assert e.value.status == 503 and "returned 1 keys for 2" in e.value.message
+
+
 @pytest.mark.parametrize("body,status,message", [
     ({"size": 7}, 400, svc.MSG_SIZE_MULTIPLE),
     ({"number": True}, 400, "number"),
