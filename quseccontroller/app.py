@@ -56,6 +56,9 @@ OPTS = [
     cfg.StrOpt("bridge_socket", default="", help="Unix socket to the gateway (default: in state_dir)"),
     cfg.FloatOpt("path_ttl", default=settings.PATH_TTL_S, help="relay authorisation lifetime (s)"),
     cfg.FloatOpt("expire_interval", default=settings.EXPIRE_INTERVAL_S, help="expiry sweep period (s)"),
+    cfg.FloatOpt("barrier_timeout", default=settings.BARRIER_TIMEOUT_S,
+                 help="seconds every switch whose flows a request changed has to confirm them "
+                      "with a barrier reply; a switch that does not fails the request"),
     cfg.FloatOpt("gone_grace", default=settings.GONE_GRACE_S,
                  help="seconds before a node with a lost control stream is marked gone"),
     cfg.IntOpt("parent_pid", default=0,
@@ -82,6 +85,7 @@ class AppConfig:
     expire_interval: float
     gone_grace: float
     parent_pid: int = 0
+    barrier_timeout: float = settings.BARRIER_TIMEOUT_S
 
     @classmethod
     def from_conf(cls, conf: Any = None) -> "AppConfig":
@@ -92,7 +96,7 @@ class AppConfig:
                    cert=q.cert, key=q.key,
                    bridge_socket=q.bridge_socket or settings.bridge_socket_path(state_dir),
                    path_ttl=q.path_ttl, expire_interval=q.expire_interval, gone_grace=q.gone_grace,
-                   parent_pid=q.parent_pid)
+                   parent_pid=q.parent_pid, barrier_timeout=q.barrier_timeout)
 
     def gateway_argv(self) -> list[str]:
         """Command line of the companion gateway process."""
@@ -306,7 +310,7 @@ class QuSeCApp(app_manager.OSKenApp):
         sends the barriers without waiting: OpenFlow event handlers must use it, because the
         barrier replies arrive through the very event loop they run on.
         """
-        touched: dict[int, Any] = {}
+        touched: dict[int, Any] = {}   # switches whose flows change: only these get a barrier
         held: list[Authorise] = []
         adds = 0
         for action in actions or ():
@@ -318,9 +322,12 @@ class QuSeCApp(app_manager.OSKenApp):
                         raise BridgeError("unavailable", msg, {"dpid": action.dpid})
                     LOG.warning("%s; %d messages dropped", msg, len(action.msgs))
                     continue
+                flow_mods = 0
                 for msg in action.msgs:
                     adds += self._send_bound(dp, msg)
-                touched[action.dpid] = dp
+                    flow_mods += type(msg).__name__ == "OFPFlowMod"
+                if flow_mods:   # packet-outs alone (ARP probes) change no flow: no barrier
+                    touched[action.dpid] = dp
             elif isinstance(action, Authorise):
                 if push_auth:
                     self.bridge.push("authorise", {"node_id": action.node_id,
@@ -357,8 +364,10 @@ class QuSeCApp(app_manager.OSKenApp):
         return int(getattr(bound, "command", None) == ofp.OFPFC_ADD
                    and type(bound).__name__ == "OFPFlowMod")
 
-    def barrier(self, dps: dict[int, Any], timeout: float = settings.BARRIER_TIMEOUT_S) -> dict[int, str]:
-        """Barrier every switch in ``dps`` in parallel; {dpid: error} for those that failed."""
+    def barrier(self, dps: dict[int, Any], timeout: float | None = None) -> dict[int, str]:
+        """Barrier every switch in ``dps`` in parallel; {dpid: error} for those that failed
+        (``timeout``: the [qusec] barrier_timeout window unless given)."""
+        timeout = self.cfg.barrier_timeout if timeout is None else timeout
         waits: dict[int, tuple[int, _Barrier]] = {}
         for dpid, dp in dps.items():
             req = dp.ofproto_parser.OFPBarrierRequest(dp)

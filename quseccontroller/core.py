@@ -196,12 +196,19 @@ class QuSeCCore:
         for lid, a, bits in ap.reserved:
             self.state.unreserve(lid, a, bits)
         acts: list[Action] = [Revoke(n, ap.path_id, reason) for n in ap.nodes]
+        planned = ap.plan[1] if ap.plan else {}
         for dpid in sorted(ap.flows):
             if dpid in self.installed:
                 acts.append(FlowMods(dpid, [ofmsgs.delete_cookie(ap.cookie)]))
-                self.installed[dpid] = {k: f for k, f in self.installed[dpid].items()
-                                        if f.cookie != ap.cookie}
-                self._synced.pop(dpid, None)
+                have = self.installed[dpid]
+                gone = [f.key for f in planned.get(dpid, ()) if f.key in have
+                        and have[f.key].cookie == ap.cookie]
+                for k in gone:   # only this path's flows: no walk over the whole table
+                    del have[k]
+                synced = self._synced.get(dpid)
+                if synced is not None:
+                    self._synced[dpid] = (synced[0], {k: f for k, f in synced[1].items()
+                                                      if k not in gone})
         return acts + self._reconcile(now)
 
     def expire(self, now: float) -> list[Action]:
@@ -400,8 +407,12 @@ class QuSeCCore:
         return ap.expires_at if ap else 0.0
 
     def _reconcile(self, now: float) -> list[Action]:
-        """FlowMods turning what each switch has into what it should have (switches whose base
-        flows and relay flows did not change since the last call are skipped)."""
+        """FlowMods turning what each switch has into what it should have.
+
+        Filter first: when the base flows are unchanged since a switch was last reconciled,
+        only its relay flows are compared (a path setup looks at the few flows it changes,
+        not at every host route of every switch); switches whose relay flows did not change
+        are skipped."""
         if not self.installed:   # no switches (local loopback network): nothing to plan
             return []
         self._by_cookie = {ap.cookie: ap for ap in self.paths.values()}
@@ -410,20 +421,39 @@ class QuSeCCore:
         acts: list[Action] = []
         for dpid in sorted(self.installed):
             mine = over.get(dpid, {})
-            if self._synced.get(dpid) == (stamp, mine):
-                continue
-            have = self.installed[dpid]
-            target = {**base.get(dpid, {}), **mine}
-            msgs = [ofmsgs.delete_strict(f) for k, f in have.items() if k not in target]
-            for k, f in target.items():
-                if k not in have or have[k].body != f.body:
-                    ap = self._by_cookie.get(f.cookie)
-                    if ap is not None:   # timeouts count from now, whenever the flow is (re)sent
-                        hard = max(1, math.ceil(ap.expires_at - now))
-                        f = replace(f, idle_timeout=hard, hard_timeout=hard)
-                    msgs.append(ofmsgs.add(f))
-            self.installed[dpid] = target
+            synced = self._synced.get(dpid)
+            if synced is not None and synced[0] == stamp:
+                old = synced[1]
+                if old == mine:
+                    continue
+                msgs = self._diff(dpid, old, mine, now)
+            else:
+                msgs = self._diff(dpid, self.installed[dpid], {**base.get(dpid, {}), **mine}, now,
+                                  replace_all=True)
             self._synced[dpid] = (stamp, mine)
             if msgs:
                 acts.append(FlowMods(dpid, msgs))
         return acts
+
+    def _diff(self, dpid: int, old: dict[tuple, FlowSpec], new: dict[tuple, FlowSpec], now: float,
+              replace_all: bool = False) -> list:
+        """Messages turning ``old`` into ``new`` on one switch; updates ``installed``. With
+        ``replace_all`` the two are whole tables, else only the relay flows (base unchanged)."""
+        have = self.installed[dpid]
+        msgs = [ofmsgs.delete_strict(have.get(k, f)) for k, f in old.items() if k not in new]
+        for k, f in new.items():
+            cur = have.get(k)
+            if cur is None or cur.body != f.body:
+                ap = self._by_cookie.get(f.cookie)
+                if ap is not None:   # timeouts count from now, whenever the flow is (re)sent
+                    hard = max(1, math.ceil(ap.expires_at - now))
+                    f = replace(f, idle_timeout=hard, hard_timeout=hard)
+                msgs.append(ofmsgs.add(f))
+        if replace_all:
+            self.installed[dpid] = dict(new)
+        else:
+            for k in old:
+                if k not in new:
+                    have.pop(k, None)
+            have.update(new)
+        return msgs

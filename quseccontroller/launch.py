@@ -63,7 +63,7 @@ class Controller:
                  http_listen: str = "127.0.0.1:0", of_listen: str = "127.0.0.1:0",
                  observe_links: bool = True, path_ttl: float = settings.PATH_TTL_S,
                  gone_grace: float = settings.GONE_GRACE_S, extra_args: list[str] | None = None,
-                 gateway: str = "spawn"):
+                 gateway: str = "spawn", barrier_timeout: float = settings.BARRIER_TIMEOUT_S):
         self.state_dir = Path(state_dir).resolve()
         self.ca_cert, self.cert, self.key = (str(Path(p).resolve()) for p in (ca_cert, cert, key))
         self.policy = str(Path(policy).resolve()) if policy else ""
@@ -74,6 +74,7 @@ class Controller:
         self.observe_links = observe_links
         self.path_ttl = path_ttl
         self.gone_grace = gone_grace
+        self.barrier_timeout = barrier_timeout
         self.extra_args = list(extra_args or [])
         if gateway not in ("spawn", "standalone"):
             raise ValueError(f"gateway: expected 'spawn' or 'standalone', got {gateway!r}")
@@ -122,6 +123,7 @@ class Controller:
                  f"http_listen = {self._http[0]}:{self._http[1]}",
                  f"ca_cert = {self.ca_cert}", f"cert = {self.cert}", f"key = {self.key}",
                  f"path_ttl = {self.path_ttl}", f"gone_grace = {self.gone_grace}",
+                 f"barrier_timeout = {self.barrier_timeout}",
                  f"parent_pid = {os.getpid()}", ""]
         self.config_file.write_text("\n".join(lines))
         return self.config_file

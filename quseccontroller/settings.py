@@ -30,7 +30,8 @@ GATEWAY_LOG = "gateway.log"
 # Core / app timing.
 PATH_TTL_S = 60.0            # lifetime of a relay authorisation and its flows
 EXPIRE_INTERVAL_S = 1.0      # how often the app calls core.expire(now)
-BARRIER_TIMEOUT_S = 5.0      # a switch that does not confirm flows in time fails the request
+BARRIER_TIMEOUT_S = 5.0      # [qusec] barrier_timeout: a switch whose flows a request changed
+                             # and that does not confirm them in time fails the request
 GATEWAY_RESTART_MIN_S = 0.5  # back-off between gateway restarts, doubling up to the max
 GATEWAY_RESTART_MAX_S = 10.0
 

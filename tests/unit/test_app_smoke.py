@@ -1,6 +1,8 @@
 """Smoke test of the os-ken shim: instantiate QuSeCApp and drive every handler with fake events."""
 from __future__ import annotations
 
+import dataclasses
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -10,7 +12,7 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from quseccontroller import app as app_mod
-from quseccontroller import ofmsgs
+from quseccontroller import ofmsgs, settings
 from quseccontroller.bridge import BridgeError
 
 RELAY_PORT = 7000
@@ -199,12 +201,42 @@ def test_refusal_and_bad_requests(app):
 def test_unconfirmed_flows_fail_the_request_and_release_it(app):
     dps = _line(app)
     dps[2].answer_barriers = False
-    app_barrier = app.barrier
-    app.barrier = lambda touched, timeout=0.2: app_barrier(touched, timeout)
+    app.cfg = dataclasses.replace(app.cfg, barrier_timeout=0.2)   # the [qusec] barrier_timeout
+    t0 = time.monotonic()
     with pytest.raises(BridgeError) as err:
         app.handle_bridge("request_path", {"src_node": "A", "dst_node": "C"})
     assert err.value.code == "unavailable" and "0000000000000002" in err.value.message
+    assert "0.2s" in err.value.message and time.monotonic() - t0 < 2.0
     assert app.core.status()["paths"] == {}
+
+
+def test_barrier_timeout_is_a_qusec_option(app):
+    assert app.cfg.barrier_timeout == settings.BARRIER_TIMEOUT_S
+    app_mod.CONF.set_override("barrier_timeout", 1.5, group="qusec")
+    try:
+        assert app_mod.AppConfig.from_conf().barrier_timeout == 1.5
+    finally:
+        app_mod.CONF.clear_override("barrier_timeout", group="qusec")
+
+
+def test_only_switches_whose_flows_change_get_a_barrier(app):
+    dps = _line(app)
+    for dp in dps.values():
+        dp.sent.clear()
+    # A one-hop path A-B changes flows on s1 and s2 only: s3 is neither barriered nor waited on.
+    reply = app.handle_bridge("request_path", {"src_node": "A", "dst_node": "B"})
+    assert reply["granted"]
+    barriered = {d for d, dp in dps.items()
+                 if any(isinstance(m, parser.OFPBarrierRequest) for m in dp.sent)}
+    assert barriered == {1, 2}
+    # An expiry sweep that only ARP-probes a quiet vKMS host sends packet-outs, no barrier.
+    app.handle_bridge("register", _register("Q", "10.0.0.50", [("QA", "A")]))
+    for dp in dps.values():
+        dp.sent.clear()
+    app.execute(app.core.expire(time.time() + 10))
+    sent = [m for dp in dps.values() for m in dp.sent]
+    assert any(isinstance(m, parser.OFPPacketOut) for m in sent)
+    assert not any(isinstance(m, parser.OFPBarrierRequest) for m in sent)
 
 
 def test_port_link_switch_down_and_reroute_events(app):

@@ -165,3 +165,25 @@ def test_quiet_vkms_host_is_arp_probed_until_seen():
     assert core.host_seen(ofmsgs.PROBE_MAC, "0.0.0.0", 2, 4, 16.0) == []
     net.apply(core.host_seen("00:00:00:00:00:77", "10.0.0.7", 3, 4, 16.0))
     assert not [a for a in core.expire(30.0) if isinstance(a, FlowMods)]
+
+
+def test_a_path_setup_on_a_big_network_only_looks_at_the_flows_it_changes(monkeypatch):
+    # 75 switches in a ring, one host each: a one-hop path touches two switches and a handful
+    # of relay flows; reconciling must not walk every flow of every switch (it did, per call).
+    from qusec_net import ring_switches
+
+    from quseccontroller import ofmsgs as om
+    edges = [(f"N{i:02d}", f"N{i + 1:02d}") for i in range(74)]
+    core, agents = core_with(edges)
+    ring_switches(core, agents, 75)
+    reads = []
+    body = om.FlowSpec.body
+    monkeypatch.setattr(om.FlowSpec, "body", property(lambda f: reads.append(1) or body.fget(f)))
+    d, acts = core.request_path(PathRequest("N10", "N11"), 1.0)
+    assert d.granted
+    assert sorted(a.dpid for a in acts if isinstance(a, FlowMods)) == [11, 12]
+    assert len(reads) <= 20, len(reads)
+    reads.clear()
+    acts = core.release_path(d.path_ids[0], 2.0)
+    assert sorted(a.dpid for a in acts if isinstance(a, FlowMods)) == [11, 12]
+    assert len(reads) <= 20, len(reads)
