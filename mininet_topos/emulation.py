@@ -168,9 +168,12 @@ class MininetNetwork(LaunchedNetwork):
         self._build_pki()
         self._start_qusec()
         self._start_mininet()
+        # Agents boot (seconds of CPU each: imports, TLS, SQLite) while QuSeC discovers the
+        # switch links and hosts: they register over the management bridge, which needs
+        # neither, and retry their data-plane connections until QuSeC routes them.
+        self._start_agents()
         self._wait_switches()
         self._announce_hosts()
-        self._start_agents()
         self._wait_agents()
         write_network_json(self)
         self._mark("ready")
@@ -337,6 +340,9 @@ class MininetNetwork(LaunchedNetwork):
         self.fleet.write_configs(configs_for_topology(self.topology, self.pki, self.state_dir / "nodes",
                                                       addrs, qusec_addr=self.qusec["grpc"], ports=AGENT_PORTS))
         self.fleet.spawn_all()
+        self._mark("agents_started")
+        self.say(f"  started {len(self.configs)} vKMS agents in their hosts "
+                 f"({self.timings['agents_started']:.1f} s)")
 
     def _spawn_in_host(self, node_id: str, argv: list[str], env: dict[str, str],
                        logf: Any) -> subprocess.Popen:
