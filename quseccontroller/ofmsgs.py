@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
@@ -74,14 +74,27 @@ def _actions(outputs: tuple) -> list:
     return acts
 
 
+@lru_cache(maxsize=1 << 16)
+def _match(items: tuple[tuple[str, object], ...]) -> parser.OFPMatch:
+    """OFPMatch of a FlowSpec's match, built once: os-ken normalises every field through
+    netaddr on construction, the largest cost of a path setup. Messages share the object;
+    serialising a match does not change it."""
+    return parser.OFPMatch(**dict(items))
+
+
+@lru_cache(maxsize=1 << 12)
+def _instructions(outputs: tuple) -> tuple:
+    acts = _actions(outputs)
+    return (parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, acts),) if acts else ()
+
+
 def add(fs: FlowSpec) -> parser.OFPFlowMod:
     """OFPFC_ADD of a FlowSpec (replaces a flow with the same priority and match)."""
-    acts = _actions(fs.outputs)
-    inst = [parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, acts)] if acts else []
+    inst = list(_instructions(fs.outputs))
     return parser.OFPFlowMod(None, cookie=fs.cookie, command=ofp.OFPFC_ADD,
                              idle_timeout=fs.idle_timeout, hard_timeout=fs.hard_timeout,
                              priority=fs.priority, flags=ofp.OFPFF_SEND_FLOW_REM if fs.hard_timeout else 0,
-                             match=parser.OFPMatch(**dict(fs.match)), instructions=inst)
+                             match=_match(fs.match), instructions=inst)
 
 
 def delete_strict(fs: FlowSpec) -> parser.OFPFlowMod:
@@ -89,7 +102,7 @@ def delete_strict(fs: FlowSpec) -> parser.OFPFlowMod:
     return parser.OFPFlowMod(None, cookie=fs.cookie, cookie_mask=COOKIE_FULL_MASK,
                              command=ofp.OFPFC_DELETE_STRICT, priority=fs.priority,
                              out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY, table_id=ofp.OFPTT_ALL,
-                             match=parser.OFPMatch(**dict(fs.match)))
+                             match=_match(fs.match))
 
 
 def delete_cookie(cookie: int, mask: int = COOKIE_FULL_MASK) -> parser.OFPFlowMod:

@@ -356,3 +356,37 @@ def test_arp_before_link_discovery_goes_to_the_controller_not_round_the_ring():
     net.apply(core.host_seen("00:00:00:00:00:01", "10.0.0.1", 1, 1, 0.0))
     exits = net.trace(1, 1, dict(eth_type=0x0806, arp_op=1, arp_tpa="10.0.0.9"))
     assert exits == sorted([(2, CONTROLLER), (4, CONTROLLER)], key=repr)
+
+
+def test_flow_messages_reuse_their_match_and_still_serialise(monkeypatch):
+    # os-ken normalises every match field on OFPMatch construction (the largest cost of a path
+    # setup): a match is built once per distinct FlowSpec match, shared by later messages.
+    import copy
+
+    from os_ken.ofproto import ofproto_protocol, ofproto_v1_3
+
+    built = []
+    real = ofmsgs.parser
+
+    class CountingParser:
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def OFPMatch(self, **kw):   # noqa: N802 - os-ken's name
+            built.append(kw)
+            return real.OFPMatch(**kw)
+
+    monkeypatch.setattr(ofmsgs, "parser", CountingParser())
+    fs = ofmsgs.spec(ofmsgs.PRIORITY_RELAY, (2,), ofmsgs.path_cookie(1), 9, 9, in_port=1,
+                     eth_type=0x0800, ip_proto=6, ipv4_src="10.7.0.1", ipv4_dst="10.7.0.2",
+                     tcp_dst=7123)
+    msgs = [ofmsgs.add(fs), ofmsgs.add(fs), ofmsgs.delete_strict(fs)]
+    assert len(built) == 1
+    dp = ofproto_protocol.ProtocolDesc(version=ofproto_v1_3.OFP_VERSION)
+    bufs = []
+    for m in msgs[:2]:
+        bound = copy.copy(m)
+        bound.datapath, bound.xid, bound.buf = dp, 0, None
+        bound.serialize()
+        bufs.append(bytes(bound.buf))
+    assert bufs[0] == bufs[1] and b"\x0a\x07\x00\x02" in bufs[0]
