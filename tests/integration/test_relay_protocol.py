@@ -354,11 +354,13 @@ def test_network_relayer_gives_master_the_derived_key_and_refuses_multinode_hybr
     result = relayer.relay(master_sae="sae-a", slave_saes=["sae-e"], dst_node="E", keys=keys,
                            security_level=None, extensions={})
     assert result.security_level == "hybrid" and result.paths == [LINE]
+    assert keys == relayed_in                                      # the caller's list untouched
     got = line.nodes["E"].store.fetch("sae-a", "sae-e", ["h1", "h2"])
-    assert [g.material for g in got] == [m for _, m in keys]       # master == slave
-    assert [m for _, m in keys] != [m for _, m in relayed_in]      # derived, not the QKD key
+    assert [k for k, _ in result.keys] == ["h1", "h2"]
+    assert [g.material for g in got] == [m for _, m in result.keys]   # master == slave
+    assert [m for _, m in result.keys] != [m for _, m in relayed_in]  # derived, not the QKD key
     with pytest.raises(KeyServiceError) as info:                   # the same keys to a 2nd node
-        relayer.relay(master_sae="sae-a", slave_saes=["sae-d"], dst_node="D", keys=keys,
+        relayer.relay(master_sae="sae-a", slave_saes=["sae-d"], dst_node="D", keys=result.keys,
                       security_level=None, extensions={})
     assert info.value.status == 503 and "several nodes" in str(info.value.message)
 
