@@ -86,12 +86,9 @@ class ControlClient:
                  links: Callable[[], list[control_pb2.QkdLinkState]], authz: AuthTable,
                  on_revoke: Callable[[str, str], None] | None = None,
                  on_reregistered: Callable[[], None] | None = None) -> None:
-        self.settings = settings
-        self._register = register
-        self._links = links
-        self.authz = authz
-        self._on_revoke = on_revoke
-        self._on_reregistered = on_reregistered
+        self.settings, self.authz = settings, authz
+        self._register, self._links = register, links                        # what the stream sends
+        self._on_revoke, self._on_reregistered = on_revoke, on_reregistered  # what it calls back
         self.registered = threading.Event()
         self.registrations = 0          # how many times the stream registered (1 + reconnects)
         self.reports_sent = 0

@@ -24,7 +24,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import grpc
 
@@ -48,6 +48,20 @@ RETRY_ON_FRESH_PATH = (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.NOT_FO
                        grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 Send = Callable[[str, str, relay_pb2.RelayRequest, float], relay_pb2.RelayAck]
+
+
+def gather(futures: Iterable[Future]) -> tuple[list, RelayFailure | None]:
+    """Results of the futures that succeeded (each one waited for) and the first failure."""
+    results, failure = [], None
+    for fut in futures:
+        try:
+            results.append(fut.result())
+        except RelayFailure as exc:
+            failure = failure or exc
+        except Exception as exc:  # a bug must still void and fail cleanly
+            log.exception("relay failed")
+            failure = failure or RelayFailure(grpc.StatusCode.INTERNAL, f"relay failed: {exc}")
+    return results, failure
 VoidSend = Callable[[str, str, relay_pb2.VoidRequest, float], relay_pb2.RelayAck]
 
 
@@ -247,15 +261,8 @@ class RelayEngine(HopRole):
         jobs = [(str(uuid.uuid4()) if len(g) > 1 else g[0][0], g) for g in groups]
         futures = [self._pool.submit(self._relay_group, paths, level, group_id, group,
                                      master_sae, slave_saes, dst_node) for group_id, group in jobs]
-        out, failure = [], None
-        for fut in futures:
-            try:
-                out.extend(fut.result())
-            except RelayFailure as exc:
-                failure = failure or exc
-            except Exception as exc:  # a bug must still void and fail cleanly
-                log.exception("relay failed")
-                failure = failure or RelayFailure(grpc.StatusCode.INTERNAL, f"relay failed: {exc}")
+        results, failure = gather(futures)
+        out = [k for group in results for k in group]
         if failure is not None:
             for group_id, group in jobs:
                 self.void(paths, group_id, failure.message,
@@ -292,13 +299,8 @@ class RelayEngine(HopRole):
         if len(paths) == 1:
             acks = [send_share(paths[0], parts[0])]
         else:  # shares travel their disjoint paths at the same time
-            futures = [self._share_pool.submit(send_share, p, sh) for p, sh in zip(paths, parts)]
-            acks, failure = [], None
-            for fut in futures:
-                try:
-                    acks.append(fut.result())
-                except RelayFailure as exc:
-                    failure = failure or exc
+            acks, failure = gather([self._share_pool.submit(send_share, p, sh)
+                                    for p, sh in zip(paths, parts)])
             if failure is not None:
                 raise failure
         answer = next((a.extensions.get(hybrid.EXT_ANSWER) for p, a in zip(paths, acks)

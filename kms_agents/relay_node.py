@@ -64,15 +64,15 @@ class PeerChannels:
 
     def relay(self, node: str, addr: str, req: relay_pb2.RelayRequest,
               timeout: float) -> relay_pb2.RelayAck:
-        try:
-            return self.stub(node, addr).Relay(req, timeout=timeout)
-        except grpc.RpcError as exc:
-            raise RelayFailure(exc.code(), exc.details() or f"next hop {node}: {exc.code().name}")
+        return self._call("Relay", node, addr, req, timeout)
 
     def void(self, node: str, addr: str, req: relay_pb2.VoidRequest,
              timeout: float) -> relay_pb2.RelayAck:
+        return self._call("Void", node, addr, req, timeout)
+
+    def _call(self, method: str, node: str, addr: str, req: Any, timeout: float) -> relay_pb2.RelayAck:
         try:
-            return self.stub(node, addr).Void(req, timeout=timeout)
+            return getattr(self.stub(node, addr), method)(req, timeout=timeout)
         except grpc.RpcError as exc:
             raise RelayFailure(exc.code(), exc.details() or f"next hop {node}: {exc.code().name}")
 

@@ -102,3 +102,23 @@ def test_link_states_carry_consumption() -> None:
     (state,) = link_states([src], m, now=1.0)
     # 1e6 b/s link: 500 kbit produced in 1 s, level fell 800 bits -> 500.8 kbit/s consumed
     assert state.consumption_bps == pytest.approx(500_800.0)
+
+
+def test_gather_waits_for_every_future_and_keeps_the_first_failure() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    import grpc
+
+    from kms_agents.relay_engine import RelayFailure, gather
+
+    def boom() -> None:
+        raise KeyError("bug")
+
+    def refused() -> None:
+        raise RelayFailure(grpc.StatusCode.PERMISSION_DENIED, "no authorisation")
+
+    with ThreadPoolExecutor(2) as pool:
+        results, failure = gather([pool.submit(lambda: 1), pool.submit(boom), pool.submit(refused)])
+        assert results == [1] and failure.code == grpc.StatusCode.INTERNAL and "bug" in failure.message
+        results, failure = gather([pool.submit(refused), pool.submit(lambda: 2)])
+        assert results == [2] and failure.code == grpc.StatusCode.PERMISSION_DENIED
