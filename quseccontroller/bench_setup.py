@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import json
 import os
 import queue
@@ -26,18 +25,7 @@ import threading
 import time
 from pathlib import Path
 
-LOCK_PATH = "/tmp/qusec-mininet.lock"
 RELAY_PORT = 7000
-# = ``ethtool -K IF tx off`` in a host: the userspace datapath forwards the partial checksums
-# the sending kernel leaves for the NIC, which breaks TCP (the relay) but not ping.
-TX_CSUM_OFF = """
-import ctypes, fcntl, socket, struct, sys
-with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-    for ifname in sys.argv[1:]:
-        value = ctypes.create_string_buffer(struct.pack("II", 0x17, 0))
-        ifreq = struct.pack("16sP", ifname.encode(), ctypes.addressof(value)).ljust(40, bytes(1))
-        fcntl.ioctl(s.fileno(), 0x8946, ifreq)
-"""
 
 
 def add_parser(benches: argparse._SubParsersAction) -> None:
@@ -111,18 +99,6 @@ class BenchAgent:
         self.channel.close()
 
 
-def _remote_controller_class():
-    """Mininet's RemoteController without its telnet probe: the launcher has already waited for
-    the port, and the probe chokes decoding the binary OpenFlow HELLO it gets back."""
-    from mininet.node import RemoteController
-
-    class ReadyRemoteController(RemoteController):
-        def checkListening(self) -> None:
-            pass
-
-    return ReadyRemoteController
-
-
 # ------------------------------------------------------------------------------- the network
 
 
@@ -139,6 +115,7 @@ def qkd_line_network(n: int, ring: bool, workdir: Path):
     from kms_agents.pki import build_pki
     from mininet_topos import ovs
     from mininet_topos.model import Node, Topology
+    from mininet_topos.topos import TX_CSUM_OFF, QuSeCRemote
     from quseccontroller.launch import Controller
     from quseccontroller.proto import control_pb2
 
@@ -179,8 +156,7 @@ def qkd_line_network(n: int, ring: bool, workdir: Path):
 
     try:
         ctl.start().wait_ready(60)
-        net.addController("c0", controller=_remote_controller_class(), ip="127.0.0.1",
-                          port=ctl.of_port)
+        net.addController("c0", controller=QuSeCRemote, ip="127.0.0.1", port=ctl.of_port)
         net.build()
         net.start()
         wait(lambda: status()["switch_links"] == len(pairs), f"{len(pairs)} LLDP links")
@@ -345,9 +321,10 @@ def run(args: argparse.Namespace) -> int:
     except ovs.OvsError as exc:
         print(f"bench setup: {exc}", file=sys.stderr)
         return 2
-    with tempfile.TemporaryDirectory(prefix="qusec-bench-setup-") as tmp, \
-            open(LOCK_PATH, "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    from mininet_topos.emulation import mininet_lock
+    # The shared lock; under ``flock /tmp/qusec-mininet.lock qkdnet bench setup`` the
+    # inherited lock is used (taking it again here would wait for ourselves forever).
+    with tempfile.TemporaryDirectory(prefix="qusec-bench-setup-") as tmp, mininet_lock(sys.stderr):
         load_before = os.getloadavg()[0]
         lat = measure_latency(args.hops, args.requests, Path(tmp))
         rate = measure_rate(args.switches, args.duration, args.clients, Path(tmp))

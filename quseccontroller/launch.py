@@ -230,25 +230,13 @@ class Controller:
     def stop_app(self, timeout: float = 10.0) -> None:
         """Stop osken-manager only (a standalone gateway keeps serving and waits for it)."""
         proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        _terminate(proc, timeout)
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM osken-manager (a spawned gateway exits with it) and a standalone gateway,
         then SIGKILL what is left."""
         gw, self.gateway_proc = self.gateway_proc, None
-        if gw is not None and gw.poll() is None:
-            gw.send_signal(signal.SIGTERM)
-            try:
-                gw.wait(timeout)
-            except subprocess.TimeoutExpired:
-                gw.kill()
-                gw.wait(5)
+        _terminate(gw, timeout)
         if self._gw_log is not None:
             self._gw_log.close()
             self._gw_log = None
@@ -258,13 +246,7 @@ class Controller:
             gw_pid = self.gateway_info().get("pid")
         except (OSError, ValueError):
             pass
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        _terminate(proc, timeout)
         if gw_pid:
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline and _alive(gw_pid):
@@ -280,6 +262,18 @@ class Controller:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _terminate(proc: subprocess.Popen | None, timeout: float) -> None:
+    """SIGTERM a child we started, SIGKILL it if it is still there after ``timeout``."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
 
 
 def _alive(pid: int) -> bool:

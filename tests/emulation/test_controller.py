@@ -6,7 +6,6 @@ Tests run in file order on one network; the reroute test (which takes a link dow
 """
 from __future__ import annotations
 
-import fcntl
 import json
 import subprocess
 import threading
@@ -16,6 +15,7 @@ import urllib.request
 import grpc
 import pytest
 
+from mininet_topos.topos import TX_CSUM_OFF, QuSeCRemote
 from quseccontroller.launch import Controller
 from quseccontroller.proto import control_pb2
 from tests.helpers_agent import TestAgent, link, status_details
@@ -23,7 +23,6 @@ from tests.helpers_tls import make_pki
 
 pytestmark = pytest.mark.emulation
 
-LOCK_PATH = "/tmp/qusec-mininet.lock"
 RELAY_PORT = 7000
 OTHER_PORT = 7001
 IPS = {"A": "10.0.0.1", "B": "10.0.0.2", "C": "10.0.0.3", "X": "10.0.0.9"}
@@ -50,17 +49,6 @@ def serve(port):
 for p in sys.argv[1:]:
     threading.Thread(target=serve, args=(int(p),)).start()
 """
-# = ``ethtool -K IF tx off`` inside a host. OVS's userspace datapath forwards frames from the
-# veths with the checksum the sending kernel left for the NIC to fill in: ping works, TCP not.
-TX_CSUM_OFF = """
-import ctypes, fcntl, socket, struct, sys
-ETHTOOL_STXCSUM, SIOCETHTOOL = 0x17, 0x8946
-with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-    for ifname in sys.argv[1:]:
-        value = ctypes.create_string_buffer(struct.pack("II", ETHTOOL_STXCSUM, 0))
-        ifreq = struct.pack("16sP", ifname.encode(), ctypes.addressof(value)).ljust(40, bytes(1))
-        fcntl.ioctl(s.fileno(), SIOCETHTOOL, ifreq)
-"""
 CONNECT = ("import socket,sys\n"
            "try:\n"
            "    c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=float(sys.argv[3]))\n"
@@ -80,26 +68,12 @@ def wait_for(cond, timeout=30.0, what="condition", interval=0.2):
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
 
 
-def _remote_controller_class():
-    """Mininet's RemoteController without its telnet probe: the launcher has already waited for
-    the port, and the probe chokes decoding the binary OpenFlow HELLO it gets back."""
-    from mininet.node import RemoteController
-
-    class ReadyRemoteController(RemoteController):
-        def checkListening(self) -> None:
-            pass
-
-    return ReadyRemoteController
-
-
 @pytest.fixture(scope="module")
 def mininet_lock():
-    with open(LOCK_PATH, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    """The shared Mininet lock (an inherited ``flock /tmp/qusec-mininet.lock`` is recognised)."""
+    from mininet_topos.emulation import mininet_lock as lock
+    with lock():
+        yield
 
 
 class Env:
@@ -155,8 +129,7 @@ def env(emulation_host, mininet_lock, tmp_path_factory):
     e = Env(net, ctl, pki, tmp)
     try:
         ctl.start().wait_ready(30)
-        net.addController("c0", controller=_remote_controller_class(), ip="127.0.0.1",
-                          port=ctl.of_port)
+        net.addController("c0", controller=QuSeCRemote, ip="127.0.0.1", port=ctl.of_port)
         net.build()
         net.start()
         for sw in net.switches:  # echo every second, so a stalled controller loop would show
@@ -164,11 +137,9 @@ def env(emulation_host, mininet_lock, tmp_path_factory):
         wait_for(lambda: len(e.status()["switches"]) == 4 and e.status()["switch_links"] == 4,
                  what="4 switches and 4 LLDP links")
         (tmp / "txoff.py").write_text(TX_CSUM_OFF)
-        for node in ATTACH:  # hosts announce themselves (an ARP the table-miss sends up)
+        for node in ATTACH:  # no announcing: hosts that never spoke must be reachable
             h = net.get("h" + node)
             h.cmd("python3 -S", str(tmp / "txoff.py"), h.defaultIntf().name)
-            h.cmd("ping -c1 -W1 10.0.0.254")
-        wait_for(lambda: e.status()["core"]["hosts"] == 4, what="4 hosts learned")
         net.get("hB").popen(["python3", "-c", LISTENER, str(RELAY_PORT), str(OTHER_PORT)])
         net.get("hC").popen(["python3", "-c", LISTENER, str(RELAY_PORT)])
         for node, links in (("A", [link("AB", "B")]), ("B", [link("AB", "A"), link("BC", "C")]),
@@ -177,12 +148,13 @@ def env(emulation_host, mininet_lock, tmp_path_factory):
             e.agents[node] = TestAgent(ctl.grpc_addr, pki.ca_cert, cert, key, node, data_ip=IPS[node],
                                        relay_port=RELAY_PORT, links=links).connect()
             assert e.agents[node].registered.is_set(), e.agents[node].error
-        try:
+        try:   # X and B never sent a packet before: X's ARP floods to B, B is learned
             wait_for(lambda: e.connect("X", "B", OTHER_PORT).startswith("open"), what="listener on hB")
         except AssertionError as exc:
             raise AssertionError(f"{exc}\nX->B: {e.connect('X', 'B', OTHER_PORT)}\n"
                                  f"hX arp: {net.get('hX').cmd('ip neigh')}\n"
                                  f"qc2 flows:\n{e.dump_flows('qc2')}") from None
+        wait_for(lambda: e.status()["core"]["hosts"] == 4, what="4 hosts learned")
         yield e
         ok = True
     finally:
