@@ -36,6 +36,12 @@ MIMETYPE = "application/json"
 POLL_S = 0.05
 
 
+def out_of_key(exc: KeyServiceError) -> bool:
+    """Whether a failed delivery ran out of link key (direct link, or a relay hop / QuSeC's no_key)."""
+    return exc.status == 503 and ("not enough key" in exc.message or any(
+        d.get("qusec_relay_status") == "RESOURCE_EXHAUSTED" for d in exc.details or [] if isinstance(d, dict)))
+
+
 class StreamError(Exception):
     """A request that is not a spec status but an error (unknown stream, wrong caller, bad index)."""
 
@@ -311,8 +317,7 @@ class KeyStreams:
                                                       got.extension)])
             except KeyServiceError as exc:
                 log.info("key stream %s chunk %d: %s", st.ksid, index, exc.message)
-                return S.INSUFFICIENT_KEY if exc.status == 503 and "not enough key" in exc.message \
-                    else S.NO_QKD_CONNECTION
+                return S.INSUFFICIENT_KEY if out_of_key(exc) else S.NO_QKD_CONNECTION
             except DuplicateKey:
                 pass
             st.produced.add(index)
