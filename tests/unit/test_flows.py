@@ -358,30 +358,18 @@ def test_arp_before_link_discovery_goes_to_the_controller_not_round_the_ring():
     assert exits == sorted([(2, CONTROLLER), (4, CONTROLLER)], key=repr)
 
 
-def test_flow_messages_reuse_their_match_and_still_serialise(monkeypatch):
+def test_flow_messages_reuse_their_match_and_still_serialise():
     # os-ken normalises every match field on OFPMatch construction (the largest cost of a path
     # setup): a match is built once per distinct FlowSpec match, shared by later messages.
     import copy
 
     from os_ken.ofproto import ofproto_protocol, ofproto_v1_3
 
-    built = []
-    real = ofmsgs.parser
-
-    class CountingParser:
-        def __getattr__(self, name):
-            return getattr(real, name)
-
-        def OFPMatch(self, **kw):   # noqa: N802 - os-ken's name
-            built.append(kw)
-            return real.OFPMatch(**kw)
-
-    monkeypatch.setattr(ofmsgs, "parser", CountingParser())
     fs = ofmsgs.spec(ofmsgs.PRIORITY_RELAY, (2,), ofmsgs.path_cookie(1), 9, 9, in_port=1,
                      eth_type=0x0800, ip_proto=6, ipv4_src="10.7.0.1", ipv4_dst="10.7.0.2",
                      tcp_dst=7123)
     msgs = [ofmsgs.add(fs), ofmsgs.add(fs), ofmsgs.delete_strict(fs)]
-    assert len(built) == 1
+    assert msgs[0].match is msgs[1].match is msgs[2].match
     dp = ofproto_protocol.ProtocolDesc(version=ofproto_v1_3.OFP_VERSION)
     bufs = []
     for m in msgs[:2]:
@@ -390,3 +378,32 @@ def test_flow_messages_reuse_their_match_and_still_serialise(monkeypatch):
         bound.serialize()
         bufs.append(bytes(bound.buf))
     assert bufs[0] == bufs[1] and b"\x0a\x07\x00\x02" in bufs[0]
+
+
+def test_a_flow_match_is_converted_to_wire_format_once(monkeypatch):
+    import copy
+
+    from os_ken.ofproto import ofproto_protocol, ofproto_v1_3
+    from os_ken.ofproto import ofproto_v1_3_parser as parser
+
+    fs = ofmsgs.spec(ofmsgs.PRIORITY_RELAY, (3,), ofmsgs.path_cookie(2), 5, 5, in_port=2,
+                     eth_type=0x0800, ip_proto=6, ipv4_src="10.7.1.1", ipv4_dst="10.7.1.2",
+                     tcp_src=7321)
+    dp = ofproto_protocol.ProtocolDesc(version=ofproto_v1_3.OFP_VERSION)
+
+    def wire(msg):
+        bound = copy.copy(msg)
+        bound.datapath, bound.xid, bound.buf = dp, 7, None
+        bound.serialize()
+        return bytes(bound.buf)
+
+    first = wire(ofmsgs.add(fs))
+    plain = ofmsgs.add(fs)
+    plain.match = parser.OFPMatch(**dict(fs.match))
+    assert first == wire(plain)                      # same bytes as os-ken's own match
+    conversions = []
+    real = ofproto_v1_3.oxm_from_user
+    monkeypatch.setattr(ofproto_v1_3, "oxm_from_user",
+                        lambda *a: conversions.append(a) or real(*a))
+    assert wire(ofmsgs.add(fs)) == first and wire(ofmsgs.delete_strict(fs))[1] == 14
+    assert conversions == []
