@@ -168,12 +168,13 @@ class MininetNetwork(LaunchedNetwork):
         self._build_pki()
         self._start_qusec()
         self._start_mininet()
-        # Agents boot (seconds of CPU each: imports, TLS, SQLite) while QuSeC discovers the
-        # switch links and hosts: they register over the management bridge, which needs
-        # neither, and retry their data-plane connections until QuSeC routes them.
-        self._start_agents()
+        # Agents start only once LLDP has found every link: 75 agents booting at once (seconds
+        # of CPU each) starve osken-manager and ovs-vswitchd on 2 cores, switches miss echo
+        # replies and reconnect, and os-ken's LLDP loop can die on the churn (measured: a
+        # 75-node mesh never finished discovery that way, and came up in 44 s this way).
         self._wait_switches()
         self._announce_hosts()
+        self._start_agents()
         self._wait_agents()
         write_network_json(self)
         self._mark("ready")
