@@ -106,11 +106,13 @@ def _instructions(outputs: tuple) -> tuple:
 
 
 def add(fs: FlowSpec) -> parser.OFPFlowMod:
-    """OFPFC_ADD of a FlowSpec (replaces a flow with the same priority and match)."""
+    """OFPFC_ADD of a FlowSpec (replaces a flow with the same priority and match). No
+    OFPFF_SEND_FLOW_REM: the core deletes what it installed itself, and a flow-removed message
+    per relay flow (parsed and then ignored) cost the controller more than the flow-mod did."""
     inst = list(_instructions(fs.outputs))
     return parser.OFPFlowMod(None, cookie=fs.cookie, command=ofp.OFPFC_ADD,
                              idle_timeout=fs.idle_timeout, hard_timeout=fs.hard_timeout,
-                             priority=fs.priority, flags=ofp.OFPFF_SEND_FLOW_REM if fs.hard_timeout else 0,
+                             priority=fs.priority, flags=0,
                              match=_match(fs.match), instructions=inst)
 
 

@@ -407,3 +407,14 @@ def test_a_flow_match_is_converted_to_wire_format_once(monkeypatch):
                         lambda *a: conversions.append(a) or real(*a))
     assert wire(ofmsgs.add(fs)) == first and wire(ofmsgs.delete_strict(fs))[1] == 14
     assert conversions == []
+
+
+def test_flows_do_not_ask_for_flow_removed_messages():
+    # The core removes what it installed (by cookie or strictly) and never reads flow-removed
+    # messages: asking for one per expiring or deleted relay flow only loads the controller.
+    core, _, net = setup()
+    d, acts = core.request_path(PathRequest("A", "D"), 1.0)
+    acts += core.release_path(d.path_ids[0], 2.0)
+    adds = [m for a in acts if isinstance(a, FlowMods) for m in a.msgs
+            if type(m).__name__ == "OFPFlowMod" and m.command == 0]
+    assert adds and all(m.flags == 0 for m in adds)
