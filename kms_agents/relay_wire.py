@@ -50,8 +50,10 @@ def bulk_groups(keys: list[tuple[str, bytes]], level: str,
     if not keys:
         return []
     per = max(1, max_bytes // max(1, len(keys[0][1])))
-    # spread over the worker pool: several mid-sized messages pipeline across the hops
-    per = min(per, max(1, -(-len(keys) // 4)))
+    if level != "qkd":
+        # spread the ML-KEM work over the worker pool. Not for qkd: every message costs a
+        # durable link-store commit at each hop end, which costs more than pipelining saves
+        per = min(per, max(1, -(-len(keys) // 4)))
     return [keys[i:i + per] for i in range(0, len(keys), per)]
 
 

@@ -72,11 +72,12 @@ def test_hop_cost_and_bulk_groups() -> None:
     assert relay_hop_bytes(32) == 64
     keys = [(str(i), bytes(1024)) for i in range(128)]
     groups = bulk_groups(keys, "qkd")
-    assert [len(g) for g in groups] == [32, 32, 32, 32]
+    assert [len(g) for g in groups] == [128]                  # one message: one commit per hop end
     assert [k for g in groups for k in g] == keys
     assert [len(g) for g in bulk_groups(keys[:8], "hybrid")] == [2, 2, 2, 2]
     assert bulk_groups([], "qkd") == []
     assert [len(g) for g in bulk_groups(keys, "qkd", max_bytes=10 * 1024)] == [10] * 12 + [8]
+    assert [len(g) for g in bulk_groups(keys + keys, "qkd")] == [256]
 
 
 def test_consumption_inferred_from_key_level() -> None:
