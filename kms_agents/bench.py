@@ -4,7 +4,10 @@ Both start two neighbouring agents (real processes, real TLS, real SQLite) in a
 temporary directory. latency: one keep-alive client, sequential enc_keys for a
 direct-link key (and, side by side, for an SAE on the same node as the baseline).
 throughput: 50 concurrent keep-alive clients (spread over a few processes so the
-client side is not the bottleneck) for a fixed time. Results go to docs/benchmarks.md.
+client side is not the bottleneck) for a fixed time. Then both bring up the relay
+line of kms_agents/bench_relay.py (10 agents and QuSeC) for the relayed numbers
+(latency by hop count and pre-relayed buffers; bulk relay Mb/s), unless ``--no-relay``.
+Results go to docs/benchmarks.md.
 """
 from __future__ import annotations
 
@@ -119,8 +122,12 @@ def _network(state: Path):
 
 
 def run_latency(args: argparse.Namespace) -> int:
+    from kms_agents import bench_relay
     with tempfile.TemporaryDirectory(prefix="bench-latency-") as tmp, _network(Path(tmp)) as net:
         result = measure_latency(json.loads(net.network_json.read_text()), args.samples)
+    if args.relay:
+        with bench_relay.relay_network() as rnet:
+            result.update(bench_relay.measure_latency(rnet, args.relay_samples))
     result["targets_met"] = all(result[k] < v for k, v in LATENCY_TARGETS.items())
     rows = [{"route": r, "p50 ms": result[f"{r}_p50_ms"], "p99 ms": result[f"{r}_p99_ms"],
              "mean ms": result[f"{r}_mean_ms"]} for r in ("direct", "local")]
@@ -131,16 +138,23 @@ def run_latency(args: argparse.Namespace) -> int:
             + _md_table(rows) + f"\n`dec_keys` p50: {result['dec_keys_p50_ms']} ms.\n\n"
             f"Targets: direct p50 < {LATENCY_TARGETS['direct_p50_ms']} ms, p99 < "
             f"{LATENCY_TARGETS['direct_p99_ms']} ms: **{'met' if result['targets_met'] else 'NOT met'}**.\n")
-    _record("latency", "ETSI 014 key delivery latency (direct link)", body,
-            f"qkdnet bench latency --samples {args.samples}")
+    if args.relay:
+        body += "\n" + bench_relay.latency_markdown(result)
+    _record("latency", "ETSI 014 key delivery latency (direct link, relayed, pre-relayed buffers)", body,
+            f"qkdnet bench latency --samples {args.samples}"
+            + (f" --relay-samples {args.relay_samples}" if args.relay else " --no-relay"))
     print(json.dumps(result) if args.json else body)
     return 0
 
 
 def run_throughput(args: argparse.Namespace) -> int:
+    from kms_agents import bench_relay
     with tempfile.TemporaryDirectory(prefix="bench-throughput-") as tmp, _network(Path(tmp)) as net:
         result = measure_throughput(json.loads(net.network_json.read_text()), args.clients, args.duration,
                                     args.procs)
+    if args.relay:
+        with bench_relay.relay_network() as rnet:
+            result.update(bench_relay.measure_throughput(rnet, args.relay_seconds))
     result["target_met"] = result["requests_per_s"] >= THROUGHPUT_TARGET and result["errors"] == 0
     body = (f"ETSI 014 `enc_keys` (256-bit keys, direct link) from {result['clients']} concurrent keep-alive "
             f"mutual-TLS clients ({args.procs} client processes) against one agent for "
@@ -148,8 +162,11 @@ def run_throughput(args: argparse.Namespace) -> int:
             + _md_table([{k: result[k] for k in ("clients", "requests", "errors", "requests_per_s")}])
             + f"\nTarget: >= {THROUGHPUT_TARGET:.0f} requests/s with zero errors: "
             f"**{'met' if result['target_met'] else 'NOT met'}**.\n")
-    _record("throughput", "ETSI 014 key delivery throughput (one agent, 50 clients)", body,
-            f"qkdnet bench throughput --clients {args.clients} --duration {args.duration}")
+    if args.relay:
+        body += "\n" + bench_relay.throughput_markdown(result)
+    _record("throughput", "ETSI 014 key delivery throughput (one agent, 50 clients; bulk relay)", body,
+            f"qkdnet bench throughput --clients {args.clients} --duration {args.duration}"
+            + (f" --relay-seconds {args.relay_seconds}" if args.relay else " --no-relay"))
     print(json.dumps(result) if args.json else body)
     return 0
 
@@ -165,14 +182,18 @@ def _record(name: str, title: str, body: str, command: str) -> None:
 
 
 def add_parser(benches: argparse._SubParsersAction) -> None:
-    p = benches.add_parser("latency", help="ETSI 014 enc_keys latency for a direct-link key (p50/p99)")
+    p = benches.add_parser("latency", help="ETSI 014 enc_keys latency: direct link, relayed (1..8 hops), buffered")
     p.add_argument("--samples", type=int, default=1000, help="requests measured (default 1000)")
+    p.add_argument("--relay-samples", type=int, default=40, help="relayed requests per hop count (default 40)")
+    p.add_argument("--no-relay", dest="relay", action="store_false", help="skip the relayed measurements")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run_latency)
-    p = benches.add_parser("throughput", help="ETSI 014 enc_keys/s from 50 concurrent clients")
+    p = benches.add_parser("throughput", help="ETSI 014 enc_keys/s from 50 concurrent clients; bulk relay Mb/s")
     p.add_argument("--clients", type=int, default=50)
     p.add_argument("--duration", type=float, default=10.0, help="seconds of load (default 10)")
     p.add_argument("--procs", type=int, default=5, help="client processes (default 5)")
+    p.add_argument("--relay-seconds", type=float, default=5.0, help="seconds of bulk relay (default 5)")
+    p.add_argument("--no-relay", dest="relay", action="store_false", help="skip the bulk relay measurement")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run_throughput)
 

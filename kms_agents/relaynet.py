@@ -3,7 +3,7 @@
 QuSeC runs under osken-manager and one kms-agent per node, with mutual TLS on
 loopback (no root).
 
-Used by the relay integration tests and ``qkdnet bench relay``; unlike ``qkdnet up --local``
+Used by the relay integration tests and the relay part of ``qkdnet bench latency/throughput``; unlike ``qkdnet up --local``
 it lets a caller put an interposer in front of a node (``advertise_addr``) or switch buffers on.
 """
 from __future__ import annotations

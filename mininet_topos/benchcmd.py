@@ -9,7 +9,6 @@ BENCH_MODULES = (
     "quseccontroller.bench_routing",  # routing: delivered key rate vs multi-commodity bound
     "quseccontroller.bench_setup",    # setup: relay path setup latency in Mininet
     "kms_agents.bench",               # latency, throughput: ETSI 014 over mutual TLS
-    "kms_agents.bench_relay",         # relay: enc_keys latency by hop count, relay Mb/s
     "mininet_topos.bench_scale",      # scale: Mininet bring-up time, reroute time
 )
 

@@ -20,11 +20,26 @@ def test_percentile() -> None:
 
 
 def test_markdown_states_targets_from_numbers() -> None:
-    res = {"relayed": [{"hops": 5, "route": "indirect", "p50_ms": 30.0, "p99_ms": 40.0}],
-           "direct_p50_ms": 2.0, "buffered_p50_ms": 2.5, "buffered_hops": 5,
-           "unbuffered_p50_ms_same_hops": 30.0, "relay_mbps": 90.0, "relay_mbps_hops": 3,
-           "bulk_request": {"number": 128, "size_bits": 8192, "clients": 2},
-           "link_kms_take_claim_mbps": 100.0, "samples": 10}
-    md = bench_relay.markdown(res)
+    lat = {"relayed": [{"hops": 5, "route": "indirect", "p50_ms": 30.0, "p99_ms": 40.0}],
+           "buffered_direct_p50_ms": 2.0, "buffered_p50_ms": 2.5, "buffered_hops": 5,
+           "unbuffered_p50_ms_same_hops": 30.0, "relay_samples": 10}
+    md = bench_relay.latency_markdown(lat)
     assert "30.0 ms, NOT met" in md and "x1.25; target within x1.5: met" in md
-    assert "90.00 Mb/s (target 85 Mb/s: met)" in md
+    tp = {"relay_mbps": 90.0, "relay_mbps_hops": 3, "link_rate_bps": 1e9,
+          "bulk_request": {"number": 128, "size_bits": 8192, "clients": 2},
+          "link_kms_take_claim_mbps": 100.0}
+    md = bench_relay.throughput_markdown(tp)
+    assert "90.00 Mb/s** of delivered key (target 85 Mb/s: met)" in md and "1e+09 b/s" in md
+    assert "NOT met" in bench_relay.throughput_markdown(dict(tp, relay_mbps=84.9))
+
+
+def test_bench_commands_carry_the_relay_options() -> None:
+    import argparse
+
+    from kms_agents import bench
+    parser = argparse.ArgumentParser()
+    bench.add_parser(parser.add_subparsers(dest="bench"))
+    args = parser.parse_args(["latency", "--relay-samples", "5"])
+    assert args.relay and args.relay_samples == 5
+    assert not parser.parse_args(["throughput", "--no-relay"]).relay
+
