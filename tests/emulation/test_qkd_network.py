@@ -140,9 +140,6 @@ SPOOF_CONNECT = ("import socket, sys\n"
                  "try:\n    s.connect((sys.argv[2], int(sys.argv[3])))\nexcept OSError:\n    pass\n")
 
 
-@pytest.mark.xfail(reason="QuSeC's relay flows match IPs and ports but not the ingress port "
-                          "(quseccontroller.flows.relay_flows): a host on the switch of a path's "
-                          "node can use that node's address", strict=False)
 def test_spoofed_relay_traffic_from_a_host_on_the_nodes_switch_is_dropped(qnet):
     r = qnet.key_pair("sae-a", "sae-b", 1, fresh=True)
     assert r["ok"], r
