@@ -192,7 +192,8 @@ def add_parser(benches: argparse._SubParsersAction) -> None:
     p.add_argument("--clients", type=int, default=50)
     p.add_argument("--duration", type=float, default=10.0, help="seconds of load (default 10)")
     p.add_argument("--procs", type=int, default=5, help="client processes (default 5)")
-    p.add_argument("--relay-seconds", type=float, default=5.0, help="seconds of bulk relay (default 5)")
+    p.add_argument("--relay-seconds", type=float, default=4.0,
+                   help="seconds of bulk relay per client count (default 4)")
     p.add_argument("--no-relay", dest="relay", action="store_false", help="skip the bulk relay measurement")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run_throughput)

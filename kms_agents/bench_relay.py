@@ -9,7 +9,7 @@ ETSI 014 over HTTPS:
 * on node P (pre-relay buffers on): the p50 of a 5-hop pair at a steady request rate
   (served from the buffer) against the p50 of P's direct neighbour, in the same run;
 * relay throughput: bulk enc_keys (max keys per request x max key size) over 3 hops,
-  with two concurrent clients, in Mb/s of delivered key; plus the link KMS's own
+  with 1, 2, 4 and 8 concurrent clients, in Mb/s of delivered key (the best is the path's); plus the link KMS's own
   take+claim rate for the same bulk, measured in-process in the same run, because the
   relay can never be faster than its link key source.
 
@@ -167,12 +167,22 @@ def measure_latency(net: Any, samples: int = 40, max_hops: int = 8) -> dict:
             "relay_samples": samples}
 
 
-def measure_throughput(net: Any, seconds: float = 5.0) -> dict:
-    """Bulk relay Mb/s over THROUGHPUT_HOPS hops, and the link KMS's own take+claim rate for that bulk."""
-    mbps, number, size = _throughput(net, "sae-0", f"sae-{THROUGHPUT_HOPS}", seconds)
+RELAY_CLIENTS = (1, 2, 4, 8)   # concurrent bulk clients tried; the path's capacity is the best
+
+
+def measure_throughput(net: Any, seconds: float = 4.0, clients: tuple[int, ...] = RELAY_CLIENTS) -> dict:
+    """Bulk relay Mb/s over THROUGHPUT_HOPS hops for each client count (best = ``relay_mbps``),
+    and the link KMS's own take+claim rate for one hop's bulk."""
+    by_clients = []
+    number = size = 0
+    for c in clients:
+        mbps, number, size = _throughput(net, "sae-0", f"sae-{THROUGHPUT_HOPS}", seconds, clients=c)
+        by_clients.append({"clients": c, "relay_mbps": round(mbps, 3)})
+    best = max(by_clients, key=lambda r: r["relay_mbps"])
     kms = link_kms_mbps(number * size // 8 + 32)   # one hop's take: the keys and a MAC key
-    return {"relay_mbps": round(mbps, 3), "relay_mbps_hops": THROUGHPUT_HOPS,
-            "bulk_request": {"number": number, "size_bits": size, "clients": 2},
+    return {"relay_mbps": best["relay_mbps"], "relay_mbps_hops": THROUGHPUT_HOPS,
+            "relay_mbps_by_clients": by_clients, "relay_seconds": seconds,
+            "bulk_request": {"number": number, "size_bits": size, "clients": best["clients"]},
             "link_kms_take_claim_mbps": round(kms, 3), "link_rate_bps": LINK_RATE_BPS}
 
 
@@ -204,13 +214,16 @@ def latency_markdown(res: dict) -> str:
 
 def throughput_markdown(res: dict) -> str:
     """The relay part of the throughput section."""
+    from mininet_topos import benchdoc
     b = res["bulk_request"]
-    return (f"* Relay throughput over {res['relay_mbps_hops']} hops (line of real agents with QuSeC), "
-            f"bulk requests of {b['number']} x {b['size_bits']} bits, {b['clients']} clients: "
-            f"**{res['relay_mbps']:.2f} Mb/s** of delivered key (target 85 Mb/s: "
-            f"{'met' if res['relay_mbps'] >= 85 else 'NOT met'}). The simulated QKD links are "
-            f"configured at {res['link_rate_bps']:g} b/s so that the link rate (which caps key in the "
-            f"simulation, as a real link would) is not the limit: this measures the software.\n"
+    return (f"Bulk relay over {res['relay_mbps_hops']} hops (line of real agents with QuSeC), requests "
+            f"of {b['number']} x {b['size_bits']} bits from concurrent keep-alive clients, "
+            f"{res.get('relay_seconds', '?')} s per client count, Mb/s of delivered key:\n\n"
+            + benchdoc.table(res.get("relay_mbps_by_clients", []))
+            + f"\n* Relay throughput (best client count, {b['clients']}): **{res['relay_mbps']:.2f} Mb/s** "
+            f"(target 85 Mb/s: {'met' if res['relay_mbps'] >= 85 else 'NOT met'}). The simulated QKD "
+            f"links are configured at {res['link_rate_bps']:g} b/s so that the link rate (which caps key "
+            f"in the simulation, as a real link would) is not the limit: this measures the software.\n"
             f"* Link KMS (simulated module) take+claim of one hop's bulk (keys + MAC key), "
             f"in-process, same run: {res['link_kms_take_claim_mbps']:.2f} Mb/s; every relay hop needs "
             f"one take and one claim.\n")

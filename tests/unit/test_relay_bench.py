@@ -25,11 +25,13 @@ def test_markdown_states_targets_from_numbers() -> None:
            "unbuffered_p50_ms_same_hops": 30.0, "relay_samples": 10}
     md = bench_relay.latency_markdown(lat)
     assert "30.0 ms, NOT met" in md and "x1.25; target within x1.5: met" in md
-    tp = {"relay_mbps": 90.0, "relay_mbps_hops": 3, "link_rate_bps": 1e9,
-          "bulk_request": {"number": 128, "size_bits": 8192, "clients": 2},
+    tp = {"relay_mbps": 90.0, "relay_mbps_hops": 3, "link_rate_bps": 1e9, "relay_seconds": 4.0,
+          "relay_mbps_by_clients": [{"clients": 1, "relay_mbps": 50.0}, {"clients": 4, "relay_mbps": 90.0}],
+          "bulk_request": {"number": 128, "size_bits": 8192, "clients": 4},
           "link_kms_take_claim_mbps": 100.0}
     md = bench_relay.throughput_markdown(tp)
-    assert "90.00 Mb/s** of delivered key (target 85 Mb/s: met)" in md and "1e+09 b/s" in md
+    assert "(best client count, 4): **90.00 Mb/s** (target 85 Mb/s: met)" in md and "1e+09 b/s" in md
+    assert "| 1 | 50 |" in md
     assert "NOT met" in bench_relay.throughput_markdown(dict(tp, relay_mbps=84.9))
 
 
