@@ -45,11 +45,11 @@ def hops_of(reply: control_pb2.PathReply) -> list[list[str]]:
 
 
 def bulk_groups(keys: list[tuple[str, bytes]], level: str,
-                max_bytes: int = MAX_BULK_BYTES) -> list[list[tuple[str, bytes]]]:
+                max_bytes: int | None = None) -> list[list[tuple[str, bytes]]]:
     """Keys of a request cut into bulk messages (one ML-KEM exchange each for hybrid/pqc)."""
     if not keys:
         return []
-    per = max(1, max_bytes // max(1, len(keys[0][1])))
+    per = max(1, (max_bytes or MAX_BULK_BYTES) // max(1, len(keys[0][1])))
     if level != "qkd":
         # spread the ML-KEM work over the worker pool. Not for qkd: every message costs a
         # durable link-store commit at each hop end, which costs more than pipelining saves

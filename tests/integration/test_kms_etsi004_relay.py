@@ -14,8 +14,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def net(tmp_path_factory):
-    # B-C at 2 kbit/s: 128 B of link key per second per direction, 64 B per relayed 32-byte chunk
-    with LocalNetwork(small_topology(slow_bps=2048), tmp_path_factory.mktemp("s004"), with_qusec=True) as n:
+    # B-C at 64 kbit/s: 4 KB of link key per second per direction; the second test drains it
+    with LocalNetwork(small_topology(slow_bps=65536), tmp_path_factory.mktemp("s004"), with_qusec=True) as n:
         if n.controller is None:
             pytest.skip("QuSeC could not start here (see its log under the state dir)")
         yield n
@@ -46,8 +46,9 @@ def test_relayed_stream_out_of_link_key_says_insufficient_key(net) -> None:
     # runs after the test above: drains B-C
     saes = Saes(json.loads(net.network_json.read_text()))
     a, c = saes.app("sae-a1"), saes.app("sae-c1")
-    r = a.open_connect("qkd://sae-a1", "qkd://sae-c1", key_chunk_size=32, timeout_ms=0)
-    c.open_connect("qkd://sae-a1", "qkd://sae-c1", key_stream_id=r.key_stream_id, key_chunk_size=32)
+    # 1 KiB chunks: 1056 B of B-C key per chunk, relayed far faster than B-C makes it
+    r = a.open_connect("qkd://sae-a1", "qkd://sae-c1", key_chunk_size=1024, timeout_ms=0)
+    c.open_connect("qkd://sae-a1", "qkd://sae-c1", key_stream_id=r.key_stream_id, key_chunk_size=1024)
     statuses = []
     while pb.Status.INSUFFICIENT_KEY not in statuses and len(statuses) < 300:
         statuses.append(a.get_key(r.key_stream_id, len(statuses)).status)

@@ -147,8 +147,8 @@ def test_link_key_per_hop_is_key_plus_mac(net) -> None:
     before = {h: claimed_blocks(net, h[1], h[0]) for h in hops}
     keys = net.client("sae-a").enc_keys("sae-e", 4, 512)
     after = {h: claimed_blocks(net, h[1], h[0]) for h in hops}
-    for h in hops:  # (64-byte key + 32-byte MAC key) per key per hop, in 32-byte blocks
-        assert (after[h] - before[h]) * 32 == 4 * (64 + 32), h
+    for h in hops:  # one bulk message per hop: 4 x 64-byte pads + one 32-byte MAC key
+        assert (after[h] - before[h]) * 32 == 4 * 64 + 32, h
     net.client("sae-e").dec_keys("sae-a", [k.key_id for k in keys])
 
 
@@ -214,8 +214,8 @@ def test_multipath_shares_travel_node_disjoint_paths(net) -> None:
     paths = keys[0].key_extension["qusec_paths"]
     assert sorted(paths) == [LINE, ["A", "X", "Y", "Z", "E"]]
     assert not set(paths[0][1:-1]) & set(paths[1][1:-1])
-    for h in links:  # every hop of both paths carried one share per key
-        assert (after[h] - before[h]) * 32 == 2 * (32 + 32), h
+    for h in links:  # every hop of both paths carried one share of both keys, one MAC key
+        assert (after[h] - before[h]) * 32 == 2 * 32 + 32, h
     got = net.client("sae-me").dec_keys("sae-ma", [k.key_id for k in keys])
     assert [g.key for g in got] == [k.key for k in keys]
     assert got[0].key_extension["qusec_shares"] == 2

@@ -12,7 +12,7 @@ import threading
 import grpc
 import pytest
 
-from kms_agents import relay_crypto
+from kms_agents import relay_crypto, relay_wire
 from kms_agents.keystore import KeyNotFound
 from kms_agents.proto import relay_pb2, relay_pb2_grpc
 from kms_agents.relay_engine import RelayFailure
@@ -70,7 +70,8 @@ def test_link_key_per_hop_is_key_plus_mac_and_never_reused(line: Net) -> None:
     after = cursors(line)
     used = {k: (after[k] - before[k]) * 32 for k in after}
     for a, b in zip(LINE, LINE[1:]):
-        assert used[(a, b)] == 4 * (64 + relay_crypto.MAC_KEY_BYTES), (a, b)
+        # one bulk message: the 4 keys' pad and one MAC key
+        assert used[(a, b)] == 4 * 64 + relay_crypto.MAC_KEY_BYTES, (a, b)
         assert used[(b, a)] == 0  # the reverse direction's key is untouched
     # the claimed IDs cannot be claimed again: B's end of A-B refuses a second claim
     src = line.nodes["A"].sources["B"]
@@ -214,7 +215,8 @@ def test_multipath_shares_travel_node_disjoint_paths(tmp_path) -> None:
         after = cursors(net)
         assert len(reply.paths) == 2
         for a, b in [("A", "B"), ("B", "C"), ("C", "E"), ("A", "D"), ("D", "F"), ("F", "E")]:
-            assert (after[(a, b)] - before[(a, b)]) * 32 == 2 * (32 + 32), (a, b)
+            # one share of both keys per path, one message: 2 pads and one MAC key
+            assert (after[(a, b)] - before[(a, b)]) * 32 == 2 * 32 + 32, (a, b)
         got = net.nodes["E"].store.fetch("sae-a", "sae-e", [k for k, _ in keys])
         assert [g.material for g in got] == [m for _, m in keys] == [k.key for k in out]
         assert got[0].meta["qusec_shares"] == 2
@@ -381,7 +383,8 @@ def test_multipath_hybrid(tmp_path) -> None:
         net.close()
 
 
-def test_part_of_a_request_fails_the_delivered_part_is_voided(line: Net) -> None:
+def test_part_of_a_request_fails_the_delivered_part_is_voided(line: Net, monkeypatch) -> None:
+    monkeypatch.setattr(relay_wire, "MAX_BULK_BYTES", 32)   # one key per message
     proxy = interpose(line, "flip-second")
     try:
         a = line.nodes["A"].engine
