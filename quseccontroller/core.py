@@ -262,8 +262,7 @@ class QuSeCCore:
             return []
         acts: list[Action] = []
         for dpid in sorted(st.switch_ports):
-            edge = sorted(st.switch_ports[dpid] - st.link_ports(dpid)
-                          - {h.port for h in st.hosts.values() if h.dpid == dpid})
+            edge = sorted(st.edge_ports(dpid) - {h.port for h in st.hosts.values() if h.dpid == dpid})
             if edge:
                 acts.append(FlowMods(dpid, [ofmsgs.arp_probe(ip, edge) for ip in quiet]))
         for ip in quiet:

@@ -70,8 +70,8 @@ def switch_flows(state: NetworkState, dpid: int, relay_ports: set[int], tree_por
     ports and to every port that is not a switch link (edge ports), so a host that never spoke
     still hears who-has for it. Packets from an edge port where no host was seen yet go to the
     controller first (learning; the app re-injects them): before LLDP has found every link such
-    a port may be a switch link, and flooding from it could loop. ARP from a link off the tree
-    is dropped. So the flood graph is the spanning tree plus leaves: loop-free."""
+    a port may be a switch link, and flooding from it could loop. ARP from a link off the tree,
+    or from a port LLDP once found a link on (until the port goes down), is dropped. So the flood graph is the spanning tree plus leaves: loop-free."""
     out = [spec(PRIORITY_MISS, (CONTROLLER,))]
     # Connections to a relay port are dropped unless a path's flow lets them through. (No drop on
     # tcp_src: a relay service never answers a SYN it did not get, and a relay port bound to an
@@ -79,13 +79,13 @@ def switch_flows(state: NetworkState, dpid: int, relay_ports: set[int], tree_por
     for port in sorted(relay_ports):
         out.append(spec(PRIORITY_RELAY_DROP, (), eth_type=ETH_IPV4, ip_proto=IPPROTO_TCP, tcp_dst=port))
     links = state.link_ports(dpid)
-    edge = state.switch_ports.get(dpid, set()) - links
+    edge = state.edge_ports(dpid)
     flood = tree_ports | edge
-    for port in sorted(tree_ports | (host_ports - links)):
+    for port in sorted(tree_ports | (host_ports & edge)):
         out.append(spec(PRIORITY_ARP_FLOOD, tuple(sorted(flood - {port})), in_port=port, eth_type=ETH_ARP))
     for port in sorted(edge - host_ports - tree_ports):
         out.append(spec(PRIORITY_LEARN, (CONTROLLER,), in_port=port))
-    for port in sorted(links - tree_ports):
+    for port in sorted((state.switch_ports.get(dpid, set()) | links) - edge - tree_ports):
         out.append(spec(PRIORITY_ARP_FLOOD, (), in_port=port, eth_type=ETH_ARP))
     return out
 

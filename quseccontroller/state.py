@@ -112,6 +112,13 @@ class HostInfo:
     seen: float
 
 
+# A host seen on another port within this many seconds of its last sighting stays where it was:
+# a broadcast leaking over a not yet discovered switch link comes back to the controller from
+# the far switch with the sender's address, and moving the host each time would carry it round
+# a ring through the controller.
+HOST_MOVE_HOLD_S = 2.0
+
+
 class NetworkState:
     """The QKD overlay (``qkd``: node pairs, edge attribute ``links``) and the classical network
     (``classical``: switches by dpid, edge attribute ``ports`` {dpid: port}), updated by events."""
@@ -124,6 +131,9 @@ class NetworkState:
         self.online: set[str] = set()
         self.classical = nx.Graph()
         self.switch_ports: dict[int, set[int]] = {}
+        # Ports LLDP once found a switch link on: not edge ports until the port goes down (LLDP
+        # can time out on a loaded controller while the cable is still there).
+        self.former_link_ports: set[tuple[int, int]] = set()
         self.hosts: dict[str, HostInfo] = {}          # by IPv4
         self.reserved: dict[tuple[str, str], int] = {}  # (link_id, from_node) -> bits
         self.version = 0  # bumped on every change that can change a path
@@ -243,6 +253,7 @@ class NetworkState:
         self.classical_version += 1
         self.links_version += 1
         self.switch_ports.pop(dpid, None)
+        self.former_link_ports = {e for e in self.former_link_ports if e[0] != dpid}
         if dpid in self.classical:
             self.classical.remove_node(dpid)
         for ip in [ip for ip, h in self.hosts.items() if h.dpid == dpid]:
@@ -258,6 +269,7 @@ class NetworkState:
         if self.classical.has_edge(da, db) and self.classical.edges[da, db]["ports"] == ports:
             return False
         self.classical.add_edge(da, db, ports=ports)
+        self.former_link_ports |= {(da, pa), (db, pb)}
         self.classical_version += 1
         self.links_version += 1
         # A port that turns out to be a switch link never had a host behind it.
@@ -277,6 +289,10 @@ class NetworkState:
 
     def port_down(self, dpid: int, port: int) -> bool:
         changed = self.link_down((dpid, port))
+        if (dpid, port) in self.former_link_ports:   # unplugged: may become a host port
+            self.former_link_ports.discard((dpid, port))
+            self.links_version += 1
+            changed = True
         for ip in [ip for ip, h in self.hosts.items() if (h.dpid, h.port) == (dpid, port)]:
             del self.hosts[ip]
             changed = True
@@ -286,11 +302,21 @@ class NetworkState:
     def link_ports(self, dpid: int) -> set[int]:
         return {d["ports"][dpid] for _, _, d in self.classical.edges(dpid, data=True)}
 
+    def edge_ports(self, dpid: int) -> set[int]:
+        """Ports that are not (and were not, while up) switch links: where hosts may live."""
+        return {p for p in self.switch_ports.get(dpid, ()) - self.link_ports(dpid)
+                if (dpid, p) not in self.former_link_ports}
+
     def host_seen(self, mac: str, ip: str, dpid: int, port: int, now: float) -> bool:
         """Record a host's attachment point; ignored on switch-to-switch ports."""
         if port in self.link_ports(dpid) if dpid in self.classical else False:
             return False
+        if (dpid, port) in self.former_link_ports:
+            return False
         old = self.hosts.get(ip)
+        if old is not None and (old.dpid, old.port) != (dpid, port) \
+                and now - old.seen < HOST_MOVE_HOLD_S:
+            return False
         self.hosts[ip] = HostInfo(mac, ip, dpid, port, now)
         changed = old is None or (old.mac, old.dpid, old.port) != (mac, dpid, port)
         self.classical_version += changed

@@ -259,7 +259,7 @@ def test_every_message_serialises_as_openflow_1_3():
     acts += core.agent_registered(AgentInfo("Q", "10.0.0.50:7100", data_ip="10.0.0.50",
                                             links=(LinkState("D-Q", "D", 1e5, 10**6),)), 2.0)
     acts += core.switch_up(3, [1, 2, 3, 4], 3.0) + core.release_path(next(iter(core.paths)), 4.0)
-    acts += core.link_down((1, 2), (2, 3), 5.0)
+    acts += core.link_down((1, 2), (2, 3), 5.0) + core.port_down(1, 2, 6.0)
     dp = ofproto_protocol.ProtocolDesc(version=ofproto_v1_3.OFP_VERSION)
     kinds = set()
     for a in acts:
@@ -418,3 +418,31 @@ def test_flows_do_not_ask_for_flow_removed_messages():
     adds = [m for a in acts if isinstance(a, FlowMods) for m in a.msgs
             if type(m).__name__ == "OFPFlowMod" and m.command == 0]
     assert adds and all(m.flags == 0 for m in adds)
+
+
+def test_a_link_lldp_lost_but_still_cabled_does_not_become_a_flood_or_learning_port():
+    # LLDP can time out on a loaded controller while the cable is still there: flooding into
+    # it, or learning hosts on it, would carry broadcasts round the ring through the controller.
+    core, agents = core_with(EDGES)
+    net = ring_switches(core, agents, 4)
+    net.apply(core.link_down((1, 2), (2, 3), 5.0))      # LLDP says gone; net still wired
+    arp = dict(eth_type=0x0806, arp_op=1, arp_tpa="10.0.0.200")
+    for d in range(1, 5):
+        exits = net.trace(d, 1, arp)
+        assert not [e for e in exits if e[1] == CONTROLLER], exits
+        assert {(x, 1) for x in range(1, 5)} - {(d, 1)} <= set(exits)
+    assert core.host_seen("00:00:00:00:00:01", IPS["A"], 2, 3, 6.0) == []   # no host there
+    assert net.trace(2, 3, arp) == []
+
+
+def test_a_host_bouncing_between_ports_is_not_moved_at_once():
+    # A broadcast that leaks over a not yet discovered link comes back to the controller from
+    # the far switch with the sender's address: moving the host there each time would make the
+    # controller re-route it around the ring. A move within HOST_MOVE_HOLD_S is ignored.
+    from quseccontroller.state import HOST_MOVE_HOLD_S
+    core, agents = core_with(EDGES)
+    ring_switches(core, agents, 4, now=10.0)
+    assert core.host_seen("00:00:00:00:00:01", IPS["A"], 3, 4, 10.0 + HOST_MOVE_HOLD_S / 4) == []
+    assert core.state.hosts[IPS["A"]].dpid == 1
+    assert core.host_seen("00:00:00:00:00:01", IPS["A"], 3, 4, 11.0 + HOST_MOVE_HOLD_S) != []
+    assert (core.state.hosts[IPS["A"]].dpid, core.state.hosts[IPS["A"]].port) == (3, 4)
