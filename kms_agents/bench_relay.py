@@ -127,13 +127,13 @@ def link_kms_mbps(n_bytes: int, seconds: float = 2.0) -> float:
 def relay_network(state_dir: Path | None = None) -> Iterator[Any]:
     """The benchmark's line of real agents with QuSeC (P has pre-relay buffers on)."""
     from kms_agents.relaynet import RelayNet
-    root = Path(state_dir or tempfile.mkdtemp(prefix="bench-relay-"))
-    net = RelayNet(root, topology_toml(), link_capacity_bytes=LINK_CAPACITY,
-                   relay_settings={"P": {"prerelay": True, "prerelay_max_keys": 64}})
-    try:
-        yield net
-    finally:
-        net.stop()
+    with tempfile.TemporaryDirectory(prefix="bench-relay-") as tmp:
+        net = RelayNet(Path(state_dir or tmp), topology_toml(), link_capacity_bytes=LINK_CAPACITY,
+                       relay_settings={"P": {"prerelay": True, "prerelay_max_keys": 64}})
+        try:
+            yield net
+        finally:
+            net.stop()
 
 
 def measure_latency(net: Any, samples: int = 40, max_hops: int = 8) -> dict:
