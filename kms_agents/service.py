@@ -357,7 +357,8 @@ class KeyService:
             return delivered
         keys = [(kid, os.urandom(n_bytes)) for kid in key_ids]
         results = []
-        for dst in dst_nodes:
+        # relays first, this node last: a relay may replace the keys (derived, pre-relayed)
+        for dst in sorted(dst_nodes, key=lambda n: n == self.node_id):
             node_slaves = [s for s in slaves if self.saes[s] == dst]
             if dst == self.node_id:
                 self.store.put([StoredKey(kid, master, node_slaves, m, self.clock(), {"qusec_route_type": "local"})
@@ -366,10 +367,17 @@ class KeyService:
             result = self.relayer.relay(master_sae=master, slave_saes=node_slaves, dst_node=dst, keys=list(keys),
                                         security_level=security_level, extensions=dict(extensions or {}),
                                         options=options or RequestOptions())
-            if result.keys is not None:   # the relayer decides what the master gets (derived / buffered)
+            if result.keys is not None and list(result.keys) != keys:
+                # the relayer decides what the master gets (derived / pre-relayed keys)
                 if len(result.keys) != len(keys) or any(len(m) != n_bytes for _, m in result.keys):
                     raise KeyServiceError(503, f"relay to node {dst} returned {len(result.keys)} keys "
                                                f"for {len(keys)} of {n_bytes} bytes")
+                if results:   # another node has the earlier keys already
+                    done = [n for n in dst_nodes if n != self.node_id][:len(results)]
+                    raise KeyServiceError(503, f"relay to node {dst} replaced keys already relayed to "
+                                               f"node(s) {', '.join(done)}: one key "
+                                               "cannot be derived or pre-relayed per node for SAEs on "
+                                               "several nodes")
                 keys = list(result.keys)
             results.append(result)
         # the key is only as strong as its weakest path

@@ -164,6 +164,38 @@ def test_relayer_replaces_the_masters_keys_and_gets_the_request_options(tmp_path
     assert e.value.status == 503 and "returned 1 keys for 2" in e.value.message
 
 
+def test_multi_node_request_keys_replaced_once_before_any_other_node_has_them(tmp_path: Path) -> None:
+    a, _ = make(tmp_path)
+    a.saes.update({"far2": "D", "here": "A"})
+    calls = []
+
+    class ReplaceAt:
+        def __init__(self, node):
+            self.node = node
+
+        def relay(self, *, dst_node, keys, **kw):
+            calls.append(dst_node)
+            if dst_node == self.node:
+                return RelayResult([["A", "B", dst_node]], "qkd", keys=[(k, bytes(len(m))) for k, m in keys])
+            return RelayResult([["A", "B", dst_node]], "qkd")
+
+        def stored_key_count(self, dst_node, key_size):
+            return 1
+
+    # the first relay replaces: the local SAE (stored last) and the second node get the new keys
+    a.relayer = ReplaceAt("C")
+    out = a.enc_keys("m", "far", {"number": 1, "size": 64, "additional_slave_SAE_IDs": ["far2", "here"]})
+    assert calls == ["C", "D"] and keys_of(out)[0][1] == bytes(8)
+    kid = keys_of(out)[0][0]
+    assert a.dec_keys("here", "m", {"key_IDs": [{"key_ID": kid}]})["keys"][0]["key"] == \
+        base64.b64encode(bytes(8)).decode()
+    # a later relay cannot replace what an earlier node already has
+    a.relayer = ReplaceAt("D")
+    with pytest.raises(KeyServiceError) as e:
+        a.enc_keys("m", "far", {"number": 1, "additional_slave_SAE_IDs": ["far2"]})
+    assert e.value.status == 503 and "already relayed to node(s) C" in e.value.message
+
+
 @pytest.mark.parametrize("body,status,message", [
     ({"size": 7}, 400, svc.MSG_SIZE_MULTIPLE),
     ({"number": True}, 400, "number"),
