@@ -184,6 +184,8 @@ def qkd_line_network(n: int, ring: bool, workdir: Path):
             a.close()
         try:
             net.stop()
+            for c in net.controllers:   # Mininet stops a controller but leaves its shell
+                c.terminate()
         finally:
             ctl.stop()
             if not ok:

@@ -162,6 +162,8 @@ def env(emulation_host, mininet_lock, tmp_path_factory):
             a.close()
         try:
             net.stop()
+            for c in net.controllers:   # Mininet stops a controller but leaves its shell
+                c.terminate()
         finally:
             ctl.stop()
             if not ok:
