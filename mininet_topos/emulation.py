@@ -515,21 +515,36 @@ class MininetNetwork(LaunchedNetwork):
 
     # -- shutdown ----------------------------------------------------------------------------
     def stop(self) -> None:
-        """Stop agents, Mininet and QuSeC (each step runs even when an earlier one failed)."""
-        self.fleet.stop()
+        """Stop agents, Mininet and QuSeC. Each step runs even when an earlier one failed
+        (a failing step is logged; the first such error is raised once all have run)."""
+        errors: list[BaseException] = []
+
+        def step(what: str, fn: Callable[[], Any]) -> None:
+            try:
+                fn()
+            except Exception as exc:  # noqa: BLE001 - the remaining steps must still run
+                log.exception("stop: %s failed", what)
+                errors.append(exc)
+
+        step("stopping the agents", self.fleet.stop)
         self.procs.clear()
         if self.net is not None:
-            try:
-                self._delete_links()
-                self.net.stop()
-            except Exception:  # noqa: BLE001 - a half-built net is cleaned below
-                log.exception("net.stop failed; removing our bridges, veths and host shells")
-                self.cleanup()
+            step("stopping Mininet", self._stop_mininet)
             self.net = None
         if self.controller is not None:
-            self.controller.stop()
+            step("stopping QuSeC", self.controller.stop)
             self.controller = None
         (self.state_dir / LAUNCHER_MARK).unlink(missing_ok=True)
+        if errors:
+            raise errors[0]
+
+    def _stop_mininet(self) -> None:
+        try:
+            self._delete_links()
+            self.net.stop()
+        except Exception:  # noqa: BLE001 - a half-built net is cleaned below
+            log.exception("net.stop failed; removing our bridges, veths and host shells")
+            self.cleanup()
 
     def _delete_links(self) -> None:
         """Delete every veth pair in one ``ip -batch`` from its root-namespace end (Mininet's

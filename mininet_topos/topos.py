@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from mininet.node import RemoteController, Switch
 from mininet.topo import Topo
@@ -199,6 +200,11 @@ class QuSeCRemote(RemoteController):
 
     def checkListening(self) -> None:  # noqa: N802 - Mininet's name
         pass
+
+    def stop(self, *_args: Any, **_kwargs: Any) -> None:
+        """End this node's shell: Mininet's RemoteController.stop does nothing, so every
+        network used to leave a ``bash ... mininet:c0`` behind in the root namespace."""
+        self.terminate()
 
 
 class QkdTopo(Topo):

@@ -5,11 +5,13 @@ import sys
 
 import pytest
 
+from emu_guard import no_leftovers  # noqa: F401 - fixture
+
 from mininet_topos import topology
 from mininet_topos.demo import far_pairs
 from mininet_topos.emulation import MininetNetwork, mininet_lock
 
-pytestmark = [pytest.mark.emulation, pytest.mark.slow]
+pytestmark = [pytest.mark.emulation, pytest.mark.slow, pytest.mark.usefixtures("no_leftovers")]
 
 
 def test_beijing_qman_comes_up_and_serves_a_key_between_end_nodes(emulation_host, tmp_path):

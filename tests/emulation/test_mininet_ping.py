@@ -6,10 +6,12 @@ import time
 
 import pytest
 
+from emu_guard import no_leftovers  # noqa: F401 - fixture
+
 from mininet_topos import emulation
 from mininet_topos.topos import TX_CSUM_OFF
 
-pytestmark = pytest.mark.emulation
+pytestmark = [pytest.mark.emulation, pytest.mark.usefixtures("no_leftovers")]
 
 BULK_BYTES = 1 << 20
 SERVE_BULK = f"""
@@ -100,3 +102,34 @@ def test_two_switches_ping_on_userspace_datapath(emulation_host, mininet_lock):
         if not ok:
             from mininet_topos.cleancmd import cleanup_ours
             cleanup_ours({"h1", "h2", "qs1", "qs2"})
+
+
+def test_leftover_guard_finds_and_removes_what_a_failed_test_left(emulation_host, tmp_path):
+    """The fixture finaliser (emu_guard) sees a bridge, a veth and an agent left behind, removes
+    them with qkdnet clean's scoped cleanup, and nothing unrelated."""
+    import subprocess
+    from emu_guard import leftovers, sweep
+    base = tmp_path.parent
+    unrelated = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "kms_agents.agent"])
+    with emulation.mininet_lock():
+        subprocess.run(["ovs-vsctl", "add-br", "qs9999", "--", "set", "bridge", "qs9999",
+                        "datapath_type=netdev"], check=True)
+        subprocess.run(["ip", "link", "add", "qs9999-eth1", "type", "veth", "peer", "name", "qgtest-p"],
+                       check=True)
+        (tmp_path / "n").mkdir()
+        agent = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "kms_agents.agent",
+                                  "--config", str(tmp_path / "n" / "agent.toml")])
+        try:
+            left = sweep(base)
+            assert "qs9999" in left["OVS bridges"]
+            assert "qs9999-eth1" in left["veths"]
+            assert any(p.startswith(f"{agent.pid} ") for p in left["processes"])
+            assert leftovers(base) == {}
+            assert agent.wait(5) is not None
+            assert unrelated.poll() is None               # not ours: untouched
+        finally:
+            for p in (agent, unrelated):
+                p.kill()
+                p.wait()
+            subprocess.run(["ovs-vsctl", "--if-exists", "del-br", "qs9999"], check=False)
+            subprocess.run(["ip", "link", "del", "qs9999-eth1"], capture_output=True, check=False)

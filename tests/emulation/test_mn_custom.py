@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from emu_guard import no_leftovers  # noqa: F401 - fixture
+
 from mininet_topos.emulation import mininet_lock
 
-pytestmark = pytest.mark.emulation
+pytestmark = [pytest.mark.emulation, pytest.mark.usefixtures("no_leftovers")]
 
 
 def test_mininet_custom_topologies_run_with_mn(emulation_host):

@@ -11,6 +11,8 @@ import sys
 
 import pytest
 
+from emu_guard import no_leftovers_module  # noqa: F401 - fixture
+
 from mininet_topos import topology
 from mininet_topos.emulation import MininetNetwork, mininet_lock, wait_for
 
@@ -25,7 +27,7 @@ CONNECT = ("import socket,sys\n"
 
 
 @pytest.fixture(scope="module")
-def qnet(emulation_host, tmp_path_factory):
+def qnet(emulation_host, tmp_path_factory, no_leftovers_module):
     topo = topology.load("metro8")
     with mininet_lock():
         net = MininetNetwork(topo, tmp_path_factory.mktemp("metro8"), datapath=emulation_host,

@@ -11,10 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from emu_guard import no_leftovers  # noqa: F401 - fixture
+
 from mininet_topos.cleancmd import leftover_pids, our_bridges
 from mininet_topos.topos import MGMT_BRIDGE
 
-pytestmark = pytest.mark.emulation
+pytestmark = [pytest.mark.emulation, pytest.mark.usefixtures("no_leftovers")]
 
 QKDNET = str(Path(sys.executable).with_name("qkdnet"))
 

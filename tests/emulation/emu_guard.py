@@ -1,0 +1,58 @@
+"""Fixture finalisers for the Mininet tier: after a test (pass or fail) nothing of ours is left.
+
+Checked under the Mininet lock (so another run's live network is never mistaken for a
+leftover): OVS bridges qsN, the management bridge, our root-namespace veths, Mininet host
+shells (each holds a host's network namespace), and agents / QuSeC / gateway processes
+whose command line names a file under this pytest run's temp dir. Whatever is found is
+removed the way ``qkdnet clean`` does it (never ``mn -c``) and the test errors, naming it.
+"""
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from mininet_topos.cleancmd import cleanup_ours, kill_all, leftover_pids, mininet_shells, our_bridges, our_veths
+from mininet_topos.emulation import mininet_lock
+from mininet_topos.topos import MGMT_BRIDGE
+
+
+def leftovers(base: Path) -> dict[str, list]:
+    """What a finished test left behind: kind -> names/pids (empty when clean)."""
+    mgmt = subprocess.run(["ip", "link", "show", MGMT_BRIDGE], capture_output=True).returncode == 0
+    found = {"processes": sorted(f"{pid} {what}" for pid, what in leftover_pids(base).items()),
+             "OVS bridges": our_bridges(),
+             "management bridge": [MGMT_BRIDGE] if mgmt else [],
+             "veths": our_veths(),
+             "Mininet host shells": sorted(mininet_shells().values())}
+    return {k: v for k, v in found.items() if v}
+
+
+def sweep(base: Path) -> dict[str, list]:
+    """Find and remove our leftovers (under the lock); what was found."""
+    with mininet_lock():
+        left = leftovers(base)
+        if left:
+            kill_all(leftover_pids(base), grace=3.0)
+            cleanup_ours(None, say=lambda _m: None)
+    return left
+
+
+def _check(base: Path) -> None:
+    left = sweep(base)
+    assert not left, f"left behind after the test (now removed): {left}"
+
+
+@pytest.fixture
+def no_leftovers(tmp_path_factory):
+    """Function scope: the test (and its finally blocks) must leave nothing behind."""
+    yield
+    _check(tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture(scope="module")
+def no_leftovers_module(tmp_path_factory):
+    """Module scope, for modules sharing one network through a module fixture."""
+    yield
+    _check(tmp_path_factory.getbasetemp())
