@@ -27,6 +27,8 @@ DEFAULT_TOPOLOGY = "metro8"
 MIN_HOPS = 3
 KEYS_PER_PAIR = 3
 REROUTE_DEADLINE_S = 20.0
+STEPS = ("[1/4] bringing the network up", "[2/4] keys between SAEs far apart",
+         "[3/4] a link on the path fails: rerouting", "[4/4] tearing down")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -224,9 +226,11 @@ def scenario(backend: Any, topology: Topology, pairs: list[tuple[str, str, int]]
     result: dict[str, Any] = {"topology": topology.name, "mode": backend.mode, "pairs": [],
                               "flows_installed": 0}
     flows_seen = 0
+    say(f"\n{STEPS[1]}")
     for master, slave, hops in pairs:
-        say(f"\n{master} (node {topology.saes[master].node}) -> {slave} (node {topology.saes[slave].node}), "
-            f"{hops} QKD hops apart: {keys} keys via ETSI 014")
+        say(f"  {master} (on node {topology.saes[master].node}) -> {slave} (on node "
+            f"{topology.saes[slave].node}), {hops} QKD hops apart: {keys} keys, enc_keys in "
+            f"{master}'s host, dec_keys in {slave}'s")
         r = backend.key_pair(master, slave, keys)
         flows = backend.relay_flows(r.get("path") or [])
         n_flows = sum(len(v) for v in flows.values())
@@ -239,10 +243,13 @@ def scenario(backend: Any, topology: Topology, pairs: list[tuple[str, str, int]]
               r.get("ok", False), r.get("error", "") or f"{r.get('keys_matched', 0)}/{keys} match "
               f"in {r.get('seconds', 0):.2f} s")
         path = r.get("path") or []
+        if path:
+            say(f"  relay path chosen by QuSeC: {' -> '.join(path)} ({len(path) - 1} hops)")
         check(f"{master} -> {slave}: relayed over >= {MIN_HOPS} hops",
               len(path) - 1 >= MIN_HOPS, " -> ".join(path) or "no path reported")
         if backend.mode == "mininet" and path:
-            say("  relay flows QuSeC installed on the switches of the path (node->node:port out PORT):")
+            say("  relay flows QuSeC installed on the switches of the path (A->B:7000 = node A's relay "
+                "traffic to node B's relay port, 'from :7000' = B's replies, 'out N' = switch port):")
             for node, lines in flows.items():
                 if lines:
                     say(f"    {node}'s switch: " + ", ".join(short_flow(l, backend.names) for l in lines))
@@ -271,7 +278,7 @@ def reroute(backend: Any, pair: dict, check: Check, say: Callable[[str], None]) 
     t0 = time.monotonic()
     what = (f"link {failure['link'][0]}-{failure['link'][1]}" if failure["kind"] == "link_down"
             else f"node {failure['node']}'s agent")
-    say(f"\nfailure: {what} down; next key {master} -> {slave} over the rerouted path")
+    say(f"\n{STEPS[2]}\n  {what} goes down; the next key {master} -> {slave} must take another route")
     r: dict = {}
     attempts = 0
     while time.monotonic() - t0 < REROUTE_DEADLINE_S:
@@ -292,7 +299,7 @@ def reroute(backend: Any, pair: dict, check: Check, say: Callable[[str], None]) 
         check("no relay flow still uses the failed link", not stale, "; ".join(stale[:2]))
         a, b = failure["link"]
         changed = after != before
-        say(f"    path before {' -> '.join(before)}; after {' -> '.join(after)}"
+        say(f"  path before {' -> '.join(before)}; after {' -> '.join(after)}"
             + ("" if changed else f" (same trusted nodes; the {a}-{b} hop now takes another switch route)"))
         if after and not changed:
             route = backend.hop_route(a, b)
@@ -327,11 +334,12 @@ def short_flow(line: str, names: dict[str, str] | None = None) -> str:
 # -- entry ---------------------------------------------------------------------------------------
 def run(args: argparse.Namespace) -> int:
     from mininet_topos import topology as topo_mod
+    t_start = time.monotonic()
     try:
         topo = topo_mod.load(args.topology)
     except topo_mod.TopologyError as exc:
         print("\n".join(exc.problems), file=sys.stderr)
-        return 1
+        return 2
     pairs = far_pairs(topo)
     if not pairs:
         print(f"qkdnet demo: {topo.name} has no SAE pair at least {MIN_HOPS} hops apart", file=sys.stderr)
@@ -349,7 +357,7 @@ def run(args: argparse.Namespace) -> int:
     state = Path(args.state_dir or f"/tmp/qkdnet-demo-{topo.name}")
     say(f"QuSeC demo on {topo.name} ({'local processes' if args.local else 'Mininet + Open vSwitch'}): "
         f"{len(topo.nodes)} trusted nodes, {len(topo.links)} QKD links, SAE pairs "
-        + ", ".join(f"{a}-{b} ({h} hops)" for a, b, h in pairs))
+        + ", ".join(f"{a} <-> {b} ({h} hops)" for a, b, h in pairs))
     if args.local:
         result = _run_backend(LocalBackend(topo, state, progress), topo, pairs, args.keys, say)
     else:
@@ -360,20 +368,46 @@ def run(args: argparse.Namespace) -> int:
             if not result.get("started", True):
                 backend.net.cleanup()
     result.pop("started", None)
+    result["total_s"] = round(time.monotonic() - t_start, 1)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        passed = sum(1 for c in result.get("checks", []) if c["ok"])
-        total = len(result.get("checks", []))
-        print(f"\n{'DEMO OK' if result['ok'] else 'DEMO FAILED'}: {passed}/{total} checks held"
-              + (f"; reroute took {result['reroute']['reroute_s']:.2f} s" if "reroute" in result else ""))
+        print("\n" + summary(result))
     return 0 if result["ok"] else 1
+
+
+def summary(result: dict) -> str:
+    """The demo's last lines: OK/FAILED, checks, keys matched, flows, reroute, times."""
+    checks = result.get("checks", [])
+    passed = sum(1 for c in checks if c["ok"])
+    pairs = result.get("pairs", [])
+    lines = [f"{'DEMO OK' if result.get('ok') else 'DEMO FAILED'}: {passed}/{len(checks)} checks held"]
+    if pairs:
+        lines.append("  keys matched: " + ", ".join(
+            f"{p['src_sae']}->{p['dst_sae']} {p['keys_matched']}/{p['keys_requested']}" for p in pairs)
+            + f"; OpenFlow rules QuSeC installed (base + relay, all switches): "
+            f"{result.get('flows_installed', 0)}")
+    rr = result.get("reroute")
+    if rr:
+        lines.append(f"  reroute: first key {rr['reroute_s']:.2f} s after the failure, path "
+                     f"{' -> '.join(rr['path_after']) or 'none'}")
+    for c in checks:
+        if not c["ok"]:
+            lines.append(f"  failed: {c['check']}: {c['detail']}")
+    if result.get("error"):
+        lines.append(f"  error: {result['error']}")
+    times = [f"total {result['total_s']:.1f} s"] if "total_s" in result else []
+    if result.get("bringup_s"):
+        times.append(f"bring-up {result['bringup_s']:.1f} s")
+    if times:
+        lines.append("  time: " + ", ".join(times))
+    return "\n".join(lines)
 
 
 def _run_backend(backend: Any, topo: Topology, pairs: list, keys: int, say: Callable[[str], None]) -> dict:
     started = False
     try:
-        say("\nbringing the network up")
+        say(f"\n{STEPS[0]}")
         bringup = backend.start()
         started = True
         result = scenario(backend, topo, pairs, keys, say)
@@ -384,6 +418,7 @@ def _run_backend(backend: Any, topo: Topology, pairs: list, keys: int, say: Call
                   "ok": False, "error": f"{type(exc).__name__}: {exc}", "started": started}
         say(f"\nFAILED: {result['error']}")
     finally:
-        say("\ntearing down")
+        say(f"\n{STEPS[3]}")
         backend.stop()
+        say("  stopped: agents, network, QuSeC")
     return result

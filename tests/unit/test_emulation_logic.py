@@ -110,3 +110,27 @@ def test_up_help_documents_no_cli_and_policy(capsys):
     out = capsys.readouterr().out
     assert "--no-cli" in out and "SIGTERM" in out
     assert "--policy FILE" in out and "code 2" in out
+
+
+def test_demo_summary_names_the_outcome_keys_reroute_and_time():
+    from mininet_topos.demo import summary
+    ok = {"ok": True, "checks": [{"check": "a", "ok": True, "detail": ""}] * 6, "flows_installed": 42,
+          "pairs": [{"src_sae": "sae-a", "dst_sae": "sae-b", "keys_matched": 3, "keys_requested": 3}],
+          "reroute": {"reroute_s": 0.61, "path_after": ["A", "E", "F"]}, "bringup_s": 5.3, "total_s": 21.04}
+    text = summary(ok)
+    assert text.splitlines()[0] == "DEMO OK: 6/6 checks held"
+    assert "sae-a->sae-b 3/3" in text and "(base + relay, all switches): 42" in text
+    assert "0.61 s after the failure, path A -> E -> F" in text
+    assert "total 21.0 s, bring-up 5.3 s" in text
+    bad = {"ok": False, "checks": [{"check": "keys", "ok": False, "detail": "503 no key"}],
+           "error": "EmulationError: boom", "total_s": 3.0}
+    text = summary(bad)
+    assert text.startswith("DEMO FAILED: 0/1 checks held")
+    assert "failed: keys: 503 no key" in text and "error: EmulationError: boom" in text
+
+
+def test_demo_refuses_a_broken_topology_with_exit_code_2(tmp_path, capsys):
+    from mininet_topos.cli import main
+    code = main(["demo", str(tmp_path / "nope.toml"), "--state-dir", str(tmp_path / "s")])
+    assert code == 2 and "nope.toml" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
