@@ -39,7 +39,8 @@ def sweep(base: Path) -> dict[str, list]:
     return left
 
 
-def _check(base: Path) -> None:
+def check_clean(base: Path) -> None:
+    """Fail (after removing them) when leftovers of this run are found."""
     left = sweep(base)
     assert not left, f"left behind after the test (now removed): {left}"
 
@@ -48,11 +49,11 @@ def _check(base: Path) -> None:
 def no_leftovers(tmp_path_factory):
     """Function scope: the test (and its finally blocks) must leave nothing behind."""
     yield
-    _check(tmp_path_factory.getbasetemp())
+    check_clean(tmp_path_factory.getbasetemp())
 
 
 @pytest.fixture(scope="module")
 def no_leftovers_module(tmp_path_factory):
     """Module scope, for modules sharing one network through a module fixture."""
     yield
-    _check(tmp_path_factory.getbasetemp())
+    check_clean(tmp_path_factory.getbasetemp())

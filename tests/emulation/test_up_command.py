@@ -7,24 +7,43 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 
-from emu_guard import no_leftovers  # noqa: F401 - fixture
+from emu_guard import check_clean
 
 from mininet_topos.cleancmd import leftover_pids, our_bridges
+from mininet_topos.emulation import _inherited_lock_fd, mininet_lock
 from mininet_topos.topos import MGMT_BRIDGE
 
-pytestmark = [pytest.mark.emulation, pytest.mark.usefixtures("no_leftovers")]
+pytestmark = pytest.mark.emulation
 
 QKDNET = str(Path(sys.executable).with_name("qkdnet"))
 
 
-def start_up(state: Path) -> subprocess.Popen:
+@pytest.fixture
+def lock_fd(tmp_path_factory):
+    """The test holds the Mininet lock from start to finish and hands its descriptor to every
+    qkdnet it starts (which then uses it, see emulation.mininet_lock): no other run's network or
+    finaliser can come between a SIGKILLed launcher and the clean-up this file tests. Before
+    releasing it, the leftover finaliser checks (and removes) what the test left."""
+    with mininet_lock():
+        fd = _inherited_lock_fd()
+        assert fd is not None
+        yield fd
+        check_clean(tmp_path_factory.getbasetemp())
+
+
+def qkdnet(argv: list[str], lock: int, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([QKDNET, *argv], pass_fds=(lock,), capture_output=True, text=True, **kw)
+
+
+def start_up(state: Path, lock: int, *extra: str) -> subprocess.Popen:
     # stdin is not a terminal: `qkdnet up` stays up without the CLI until SIGTERM.
-    return subprocess.Popen([QKDNET, "up", "linear6", "--state-dir", str(state)],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+    return subprocess.Popen([QKDNET, "up", "linear6", "--state-dir", str(state), *extra],
+                            pass_fds=(lock,), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
 
 
@@ -50,12 +69,19 @@ def nothing_left(state: Path) -> None:
     assert subprocess.run(["ip", "link", "show", MGMT_BRIDGE], capture_output=True).returncode != 0
 
 
-def test_up_serves_keys_and_stops_cleanly_on_sigterm(emulation_host, tmp_path):
+def test_up_serves_keys_and_stops_cleanly_on_sigterm(emulation_host, tmp_path, lock_fd):
     state = tmp_path / "up"
-    proc = start_up(state)
+    policy = tmp_path / "lab-policy.toml"
+    policy.write_text('[default]\naction = "allow"\n\n[[rules]]\nname = "no-c"\n'
+                      'match = { dst_sae = "sae-c" }\naction = "deny"\n')
+    proc = start_up(state, lock_fd, "--no-cli", "--policy", str(policy))
     try:
         doc = wait_network(proc, state)
         assert set(doc["nodes"]) == {"A", "B", "C", "D", "E", "F"}
+        # --policy: QuSeC runs a copy of the file (state/policy.toml, so `qpolicy reload` edits stay local).
+        assert Path(doc["policy"]).read_text() == policy.read_text()
+        with urllib.request.urlopen(doc["qusec"]["http"] + "/status", timeout=5) as r:
+            assert json.loads(r.read())["core"]["policy"] == doc["policy"]
         sae = doc["mininet"]["saes"]["sae-a"]
         # Inside SAE host sae-a: qkdnet key gets keys from A's and F's vKMS over the data plane.
         out = subprocess.run(["mnexec", "-a", str(sae["pid"]), QKDNET, "key", "--network",
@@ -72,29 +98,29 @@ def test_up_serves_keys_and_stops_cleanly_on_sigterm(emulation_host, tmp_path):
             proc.kill()
             output, _ = proc.communicate()
     assert proc.returncode == 0, output
+    assert "up; SIGTERM or Ctrl-C stops it" in output          # --no-cli: no Mininet CLI
     assert "stopped: agents, Mininet network and QuSeC" in output
     nothing_left(state)
 
 
-def test_clean_removes_what_a_crashed_run_left(emulation_host, tmp_path):
+def test_clean_removes_what_a_crashed_run_left(emulation_host, tmp_path, lock_fd):
     state = tmp_path / "crash"
-    proc = start_up(state)
+    proc = start_up(state, lock_fd)
     try:
         wait_network(proc, state)
     finally:
         proc.kill()                       # no finally blocks, no net.stop(): a crash
         proc.communicate()
     assert leftover_pids(state) and our_bridges()
-    out = subprocess.run([QKDNET, "clean", "--state-dir", str(state)], capture_output=True,
-                         text=True, timeout=120)
+    out = qkdnet(["clean", "--state-dir", str(state)], lock_fd, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "leftover process" in out.stdout, out.stdout
     nothing_left(state)
 
 
-def test_up_takes_over_a_crashed_runs_state_dir(emulation_host, tmp_path):
+def test_up_takes_over_a_crashed_runs_state_dir(emulation_host, tmp_path, lock_fd):
     state = tmp_path / "again"
-    first = start_up(state)
+    first = start_up(state, lock_fd)
     try:
         wait_network(first, state)
     finally:
@@ -103,7 +129,7 @@ def test_up_takes_over_a_crashed_runs_state_dir(emulation_host, tmp_path):
     stale = set(leftover_pids(state))
     assert stale
     (state / "network.json").unlink()
-    second = start_up(state)
+    second = start_up(state, lock_fd)
     try:
         wait_network(second, state)
         assert not stale & set(leftover_pids(state))      # the crashed run's processes are gone
@@ -114,10 +140,10 @@ def test_up_takes_over_a_crashed_runs_state_dir(emulation_host, tmp_path):
     nothing_left(state)
 
 
-def test_demo_json_contract(emulation_host, tmp_path):
+def test_demo_json_contract(emulation_host, tmp_path, lock_fd):
     """``qkdnet demo --json``: one JSON object with DESIGN.md's fields, exit 0 with every check held."""
-    out = subprocess.run([QKDNET, "demo", "--json", "--keys", "2", "--state-dir", str(tmp_path / "demo")],
-                         stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=240)
+    out = qkdnet(["demo", "--json", "--keys", "2", "--state-dir", str(tmp_path / "demo")], lock_fd,
+                 stdin=subprocess.DEVNULL, timeout=240)
     doc = json.loads(out.stdout)
     assert out.returncode == 0 and doc["ok"] is True, out.stdout[-3000:] + out.stderr[-2000:]
     assert doc["topology"] == "metro8" and doc["flows_installed"] > 0
