@@ -29,7 +29,7 @@ from os_ken.lib.packet import arp, ethernet, ether_types, ipv4, packet
 from os_ken.ofproto import ofproto_v1_3
 from os_ken.topology import event as topo_event
 
-from quseccontroller import settings
+from quseccontroller import lldpfix, settings
 from quseccontroller.actions import Authorise, FlowMods, PathRequest, RelayAuthorisation, Revoke
 from quseccontroller.bridge import AppBridgeServer, BridgeError
 from quseccontroller.core import QuSeCCore
@@ -38,6 +38,7 @@ from quseccontroller.policy import load as load_policy
 from quseccontroller.state import AgentInfo, LinkState
 
 LOG = logging.getLogger(__name__)
+lldpfix.install()  # before os_ken.topology starts its link-expiry thread
 
 CONF = cfg.CONF
 # Options of the [qusec] group; osken-manager parses the command line before it imports
