@@ -307,7 +307,8 @@ def reroute(backend: Any, pair: dict, check: Check, say: Callable[[str], None]) 
             check(f"relay traffic {a} -> {b} follows QuSeC's flows around the failed link",
                   bool(route) and route[:2] != [a, b],
                   f"switches {' -> '.join(route)}" if route else "flows do not lead to the host")
-        flows = backend.relay_flows(after)
+        # The path's switches plus those the rerouted hop now crosses.
+        flows = backend.relay_flows(after + [n for n in out.get("hop_route") or [] if n not in after])
         say("  relay flows now:")
         for node, lines in flows.items():
             if lines:
