@@ -351,7 +351,7 @@ def _record(r: dict, args: argparse.Namespace) -> None:
     t = r["targets"]
     lat = [{"measure": "path setup (request -> flows confirmed -> authorisations acked -> answer)",
             "p50 ms": r["setup_p50_ms"], "p99 ms": r["setup_p99_ms"]},
-           {"measure": "  of which in the app (core + FlowMods + barriers on every switch)",
+           {"measure": "  of which in the app (core + FlowMods + barriers on the switches whose flows changed)",
             "p50 ms": r["app_p50_ms"], "p99 ms": r["app_p99_ms"]},
            {"measure": "  of which authorisation delivery and acks (gateway <-> agents)",
             "p50 ms": r["auth_delivery_p50_ms"], "p99 ms": r["auth_delivery_p99_ms"]},
