@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterator, TextIO
 
 from mininet_topos.agentfleet import AgentFleet, LaunchedNetwork, AgentStartError
 from mininet_topos.model import Topology
-from mininet_topos.topos import MGMT_BRIDGE, TX_CSUM_OFF, EmulationPlan, QkdTopo, QuSeCRemote, plan
+from mininet_topos.topos import MGMT_BRIDGE, EmulationPlan, QkdTopo, QuSeCRemote, plan, tx_checksum_off
 
 log = logging.getLogger(__name__)
 
@@ -246,13 +246,10 @@ class MininetNetwork(LaunchedNetwork):
         self.net.build()
         self.net.start()
         if datapath == "user":
-            procs = [h.popen([sys.executable, "-S", "-c", TX_CSUM_OFF,
-                              *(i.name for i in h.intfList() if i.name != "lo")])
-                     for h in self.net.hosts]
-            for proc in procs:
-                _, err = proc.communicate(timeout=30)
-                if proc.returncode:
-                    raise EmulationError(f"could not turn off TX checksum offload: {err.decode()}")
+            try:
+                tx_checksum_off(self.net.hosts)
+            except RuntimeError as exc:
+                raise EmulationError(str(exc)) from None
         if self.static_arp:
             self._static_arp()
         self._mark("mininet")

@@ -32,7 +32,7 @@ def _import_package():
 _import_package()
 
 from mininet_topos.model import Node, QkdLink, Sae, Topology  # noqa: E402
-from mininet_topos.topos import TX_CSUM_OFF, QkdTopo, QuSeCRemote, plan  # noqa: E402
+from mininet_topos.topos import QkdTopo, QuSeCRemote, plan, tx_checksum_off  # noqa: E402
 
 LINK_RATE_BPS = 1e6   # parametrised topologies have no fibre lengths: 1 Mb/s per link
 
@@ -115,8 +115,7 @@ def qkd_ping(net, timeout=60):
     seen), then ping all pairs until none is lost."""
     import subprocess
     import time
-    for h in net.hosts:
-        h.popen([sys.executable, "-S", "-c", TX_CSUM_OFF, h.defaultIntf().name]).wait()
+    tx_checksum_off(net.hosts)
     for p in [h.popen(["ping", "-c", "1", "-W", "1", "10.0.255.254"], stdout=subprocess.DEVNULL,
                       stderr=subprocess.DEVNULL) for h in net.hosts]:
         p.wait()

@@ -115,7 +115,7 @@ def qkd_line_network(n: int, ring: bool, workdir: Path):
     from kms_agents.pki import build_pki
     from mininet_topos import ovs
     from mininet_topos.model import Node, Topology
-    from mininet_topos.topos import TX_CSUM_OFF, QuSeCRemote
+    from mininet_topos.topos import QuSeCRemote, tx_checksum_off
     from quseccontroller.launch import Controller
     from quseccontroller.proto import control_pb2
 
@@ -160,10 +160,9 @@ def qkd_line_network(n: int, ring: bool, workdir: Path):
         net.build()
         net.start()
         wait(lambda: status()["switch_links"] == len(pairs), f"{len(pairs)} LLDP links")
-        (workdir / "txoff.py").write_text(TX_CSUM_OFF)
+        tx_checksum_off(net.hosts)
         for node in nodes:
             h = net.get(f"h{node}")
-            h.cmd("python3 -S", str(workdir / "txoff.py"), h.defaultIntf().name)
             h.cmd("ping -c1 -W1 10.1.255.254")  # announce: the table-miss teaches QuSeC the host
         wait(lambda: status()["core"]["hosts"] == n, f"{n} hosts learned")
         for i, node in enumerate(nodes):
@@ -183,9 +182,7 @@ def qkd_line_network(n: int, ring: bool, workdir: Path):
         for a in agents.values():
             a.close()
         try:
-            net.stop()
-            for c in net.controllers:   # Mininet stops a controller but leaves its shell
-                c.terminate()
+            net.stop()  # QuSeCRemote.stop also ends the controller node's shell
         finally:
             ctl.stop()
             if not ok:

@@ -15,7 +15,7 @@ import urllib.request
 import grpc
 import pytest
 
-from mininet_topos.topos import TX_CSUM_OFF, QuSeCRemote
+from mininet_topos.topos import QuSeCRemote, tx_checksum_off
 from quseccontroller.launch import Controller
 from quseccontroller.proto import control_pb2
 from tests.helpers_agent import TestAgent, link, status_details
@@ -136,10 +136,7 @@ def env(emulation_host, mininet_lock, tmp_path_factory):
             sw.cmd("ovs-vsctl set controller", sw.name, "inactivity_probe=1000")
         wait_for(lambda: len(e.status()["switches"]) == 4 and e.status()["switch_links"] == 4,
                  what="4 switches and 4 LLDP links")
-        (tmp / "txoff.py").write_text(TX_CSUM_OFF)
-        for node in ATTACH:  # no announcing: hosts that never spoke must be reachable
-            h = net.get("h" + node)
-            h.cmd("python3 -S", str(tmp / "txoff.py"), h.defaultIntf().name)
+        tx_checksum_off(net.hosts)  # no announcing: hosts that never spoke must be reachable
         net.get("hB").popen(["python3", "-c", LISTENER, str(RELAY_PORT), str(OTHER_PORT)])
         net.get("hC").popen(["python3", "-c", LISTENER, str(RELAY_PORT)])
         for node, links in (("A", [link("AB", "B")]), ("B", [link("AB", "A"), link("BC", "C")]),
@@ -161,9 +158,7 @@ def env(emulation_host, mininet_lock, tmp_path_factory):
         for a in e.agents.values():
             a.close()
         try:
-            net.stop()
-            for c in net.controllers:   # Mininet stops a controller but leaves its shell
-                c.terminate()
+            net.stop()  # QuSeCRemote.stop also ends the controller node's shell
         finally:
             ctl.stop()
             if not ok:
