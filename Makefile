@@ -39,7 +39,7 @@ $(STAMP): setup.cfg pyproject.toml
 	@touch $@
 
 ovs: venv
-	@$(BIN)/python -m mininet_topos.ovs start
+	@$(BIN)/python -m mininet_topos.launch.ovs start
 
 test: setup
 	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \

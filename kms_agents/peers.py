@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from kms_agents.config import AgentConfig, PeerConfig
+from kms_agents.config import PeerConfig
 from kms_agents.keysource import KeySourceError
 from kms_agents.keystore import DuplicateKey
 from kms_agents.proto import peer_pb2 as pb

@@ -20,19 +20,19 @@ import sys
 def _import_package():
     """Import the qusec package; when ``mn`` runs outside the virtualenv, from this checkout."""
     try:
-        import mininet_topos.topos  # noqa: F401
+        import mininet_topos.launch.topos  # noqa: F401
     except ImportError:
         for arg in sys.argv:
             if arg.endswith("qkdtopos.py") and os.path.isfile(arg):
                 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(arg))))
                 break
-        import mininet_topos.topos  # noqa: F401
+        import mininet_topos.launch.topos  # noqa: F401
 
 
 _import_package()
 
 from mininet_topos.model import Node, QkdLink, Sae, Topology  # noqa: E402
-from mininet_topos.topos import QkdTopo, QuSeCRemote, plan, tx_checksum_off  # noqa: E402
+from mininet_topos.launch.topos import QkdTopo, QuSeCRemote, plan, tx_checksum_off  # noqa: E402
 
 LINK_RATE_BPS = 1e6   # parametrised topologies have no fibre lengths: 1 Mb/s per link
 

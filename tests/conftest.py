@@ -22,7 +22,7 @@ def emulation_unavailable() -> str | None:
     for tool in ("mnexec", "ovs-vsctl"):
         if not shutil.which(tool):
             return f"{tool} not found (apt-get install mininet openvswitch-switch, or run make test)"
-    from mininet_topos import ovs
+    from mininet_topos.launch import ovs
     try:
         ovs.ensure_running()
     except ovs.OvsError as exc:
@@ -38,5 +38,5 @@ def emulation_host() -> str:
         if IN_CI:
             pytest.fail(f"emulation tier cannot run in CI: {reason}")
         pytest.skip(reason)
-    from mininet_topos import ovs
+    from mininet_topos.launch import ovs
     return ovs.datapath()

@@ -5,11 +5,11 @@ import sys
 
 import pytest
 
-from emu_guard import no_leftovers  # noqa: F401 - fixture
 
 from mininet_topos import topology
-from mininet_topos.demo import far_pairs
-from mininet_topos.emulation import MininetNetwork, mininet_lock
+from mininet_topos.cli.demo import far_pairs
+from mininet_topos.launch.mininet import MininetNetwork
+from mininet_topos.launch.lock import mininet_lock
 
 pytestmark = [pytest.mark.emulation, pytest.mark.slow, pytest.mark.usefixtures("no_leftovers")]
 

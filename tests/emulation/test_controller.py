@@ -15,11 +15,11 @@ import urllib.request
 import grpc
 import pytest
 
-from mininet_topos.topos import QuSeCRemote, tx_checksum_off
-from quseccontroller.launch import Controller
+from mininet_topos.launch.topos import QuSeCRemote, tx_checksum_off
+from mininet_topos.launch.controller import Controller
 from quseccontroller.proto import control_pb2
-from tests.helpers_agent import TestAgent, link, status_details
-from tests.helpers_tls import make_pki
+from tests.helpers.agent_standin import TestAgent, link, status_details
+from tests.helpers.pki import make_pki
 
 pytestmark = pytest.mark.emulation
 
@@ -71,7 +71,7 @@ def wait_for(cond, timeout=30.0, what="condition", interval=0.2):
 @pytest.fixture(scope="module")
 def mininet_lock():
     """The shared Mininet lock (an inherited ``flock /tmp/qusec-mininet.lock`` is recognised)."""
-    from mininet_topos.emulation import mininet_lock as lock
+    from mininet_topos.launch.lock import mininet_lock as lock
     with lock():
         yield
 

@@ -6,10 +6,9 @@ import time
 
 import pytest
 
-from emu_guard import no_leftovers  # noqa: F401 - fixture
 
-from mininet_topos import emulation
-from mininet_topos.topos import tx_checksum_off
+from mininet_topos.launch import lock
+from mininet_topos.launch.topos import tx_checksum_off
 
 pytestmark = [pytest.mark.emulation, pytest.mark.usefixtures("no_leftovers")]
 
@@ -41,7 +40,7 @@ print(n)
 @pytest.fixture(scope="module")
 def mininet_lock():
     """Mininet and OVS are shared by every test run on the machine: one network at a time."""
-    with emulation.mininet_lock():
+    with lock.mininet_lock():
         yield
 
 
@@ -99,7 +98,7 @@ def test_two_switches_ping_on_userspace_datapath(emulation_host, mininet_lock):
     finally:
         net.stop()
         if not ok:
-            from mininet_topos.cleancmd import cleanup_ours
+            from mininet_topos.launch.clean import cleanup_ours
             cleanup_ours({"h1", "h2", "qs1", "qs2"})
 
 
@@ -107,10 +106,10 @@ def test_leftover_guard_finds_and_removes_what_a_failed_test_left(emulation_host
     """The fixture finaliser (emu_guard) sees a bridge, a veth and an agent left behind, removes
     them with qkdnet clean's scoped cleanup, and nothing unrelated."""
     import subprocess
-    from emu_guard import leftovers, sweep
+    from tests.helpers.emu_guard import leftovers, sweep
     base = tmp_path.parent
     unrelated = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "kms_agents.agent"])
-    with emulation.mininet_lock():
+    with lock.mininet_lock():
         subprocess.run(["ovs-vsctl", "add-br", "qs9999", "--", "set", "bridge", "qs9999",
                         "datapath_type=netdev"], check=True)
         subprocess.run(["ip", "link", "add", "qs9999-eth1", "type", "veth", "peer", "name", "qgtest-p"],

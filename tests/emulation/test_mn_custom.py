@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from emu_guard import no_leftovers  # noqa: F401 - fixture
+from tests.helpers import ROOT
 
-from mininet_topos.emulation import mininet_lock
+
+from mininet_topos.launch.lock import mininet_lock
 
 pytestmark = [pytest.mark.emulation, pytest.mark.usefixtures("no_leftovers")]
 
@@ -17,7 +18,7 @@ pytestmark = [pytest.mark.emulation, pytest.mark.usefixtures("no_leftovers")]
 def test_mininet_custom_topologies_run_with_mn(emulation_host):
     """``mn --custom mininet_topos/qkdtopos.py --topo qkdlinear,3`` builds and pings (no controller)."""
     mn = Path(sys.executable).with_name("mn")
-    custom = Path(__file__).resolve().parents[2] / "mininet_topos" / "qkdtopos.py"
+    custom = ROOT / "mininet_topos" / "qkdtopos.py"
     with mininet_lock():
         proc = subprocess.run([str(mn), "--custom", str(custom), "--topo", "qkdlinear,3",
                                "--controller", "none", "--switch",
@@ -28,12 +29,12 @@ def test_mininet_custom_topologies_run_with_mn(emulation_host):
 
 def test_mn_ring_under_a_real_qusec_controller(emulation_host, tmp_path):
     """``--topo qkdring,4 --controller qusec,port=P``: QuSeC's loop-free forwarding on a ring."""
-    from kms_agents.pki import build_pki
+    from mininet_topos.provision.pki import build_pki
     from mininet_topos.qkdtopos import ring
-    from quseccontroller.launch import Controller
+    from mininet_topos.launch.controller import Controller
     pki = build_pki(ring(4), tmp_path / "pki")
     mn = Path(sys.executable).with_name("mn")
-    custom = Path(__file__).resolve().parents[2] / "mininet_topos" / "qkdtopos.py"
+    custom = ROOT / "mininet_topos" / "qkdtopos.py"
     with mininet_lock():
         with Controller(tmp_path / "qusec", ca_cert=pki.ca_cert, cert=pki.qusec_cert,
                         key=pki.qusec_key) as ctl:

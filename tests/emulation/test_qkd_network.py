@@ -11,10 +11,10 @@ import sys
 
 import pytest
 
-from emu_guard import no_leftovers_module  # noqa: F401 - fixture
 
 from mininet_topos import topology
-from mininet_topos.emulation import MininetNetwork, mininet_lock, wait_for
+from mininet_topos.launch.mininet import MininetNetwork
+from mininet_topos.launch.lock import mininet_lock, wait_for
 
 pytestmark = pytest.mark.emulation
 
@@ -208,7 +208,7 @@ def test_killing_an_agent_loses_no_undelivered_key(qnet):
 
 
 def test_cli_qkd_commands(qnet, tmp_path, capsys):
-    from mininet_topos.mncli import QkdCLI
+    from mininet_topos.cli.mncli import QkdCLI
     script = tmp_path / "cli.txt"
     script.write_text("qkey sae-a sae-b 2\nqkey sae-a nobody\nqkey sae-a\nqpaths\nqlinks\nqnodes\n"
                       "qpolicy reload\nqpolicy reload /nonexistent.toml\n")
@@ -226,7 +226,7 @@ def test_cli_qkd_commands(qnet, tmp_path, capsys):
 
 def test_demo_scenario_on_the_running_network(qnet):
     """The demo's checks (keys, path, flows, link down + rerouted key), on this network."""
-    from mininet_topos.demo import MininetBackend, far_pairs, scenario
+    from mininet_topos.cli.demo import MininetBackend, far_pairs, scenario
     backend = MininetBackend(qnet.topology, None, None, net=qnet)
     lines: list[str] = []
     result = scenario(backend, qnet.topology, far_pairs(qnet.topology), 2, lines.append)

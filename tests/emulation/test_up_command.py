@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from emu_guard import check_clean
+from tests.helpers.emu_guard import check_clean
 
-from mininet_topos.cleancmd import leftover_pids, our_bridges
-from mininet_topos.emulation import _inherited_lock_fd, mininet_lock
-from mininet_topos.topos import MGMT_BRIDGE
+from mininet_topos.launch.clean import leftover_pids, our_bridges
+from mininet_topos.launch.lock import _inherited_lock_fd, mininet_lock
+from mininet_topos.launch.topos import MGMT_BRIDGE
 
 pytestmark = pytest.mark.emulation
 

@@ -1,0 +1,55 @@
+"""``qkdnet``: bring QKD networks up, check files, get keys, run benchmarks.
+
+Each sub-command lives in its own module exposing ``add_parser(subparsers)``,
+which registers the parser and sets ``func`` to the function that runs it.
+Heavy imports (grpc, os-ken, Mininet) stay inside those functions so that
+``qkdnet --help`` and ``qkdnet check`` start fast.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+
+# Order is the order shown in --help.
+SUBCOMMAND_MODULES = (
+    "mininet_topos.cli.up",          # up
+    "mininet_topos.cli.demo",        # demo
+    "mininet_topos.cli.check",    # check
+    "mininet_topos.cli.bench",    # bench
+    "mininet_topos.provision.pki",            # pki
+    "mininet_topos.cli.key",         # key
+    "mininet_topos.cli.topo",     # topo (generate / list shipped topologies)
+    "mininet_topos.cli.clean",    # clean
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="qkdnet",
+        description="QuSeC: SDN key management for trusted-node QKD networks.",
+        epilog="Run 'qkdnet COMMAND --help' for a command's options.",
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="more log output (repeat for debug)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in SUBCOMMAND_MODULES:
+        importlib.import_module(name).add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    logging.basicConfig(
+        level=logging.WARNING - 10 * min(args.verbose, 2),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+

@@ -1,0 +1,160 @@
+"""``qkdnet up TOPOLOGY [--local] [--no-cli] [--policy FILE]``: bring a QKD network up until interrupted."""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+EXIT_BAD_INPUT = 2   # a topology or policy file the checkers refuse (nothing was started)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("up", help="bring a QKD network up and keep it running until Ctrl-C",
+                       description="Bring a QKD network up (Mininet + OVS by default; --local runs every "
+                                   "node as a plain process on loopback) and write DIR/network.json. "
+                                   "The topology and the policy file are checked before anything "
+                                   "starts; a broken one exits with code 2 and the checker's messages.")
+    p.add_argument("topology", nargs="?", default="metro8",
+                   help="topology file, shipped name or mesh:N[:SEED] (default: metro8)")
+    p.add_argument("--local", action="store_true", help="plain processes on loopback (no root, no OpenFlow)")
+    p.add_argument("--state-dir", help="where configs, keys, logs and network.json go "
+                                       "(default: /tmp/qkdnet-TOPOLOGY)")
+    p.add_argument("--policy", metavar="FILE",
+                   help="QuSeC policy file (TOML, docs/policy.md); default: allow everything, one "
+                        "key-aware path, security level qkd")
+    p.add_argument("--no-cli", action="store_true",
+                   help="Mininet mode: no Mininet CLI; stay up until SIGTERM or Ctrl-C (also the "
+                        "behaviour when stdin is not a terminal)")
+    p.add_argument("--no-qusec", action="store_true", help="--local: do not start QuSeC (neighbours only)")
+    p.set_defaults(func=run)
+
+
+def check_inputs(args: argparse.Namespace) -> tuple[Any, list[str]]:
+    """Load the topology and check the policy file: (Topology or None, problems).
+
+    Pure reading: no process, file or network is created, so a broken input fails before
+    anything starts.
+    """
+    from mininet_topos import topology as topo_mod
+    problems: list[str] = []
+    topo = None
+    try:
+        topo = topo_mod.load(args.topology)
+    except topo_mod.TopologyError as exc:
+        problems += exc.problems
+    policy = getattr(args, "policy", None)
+    if policy:
+        from quseccontroller.policy import PolicyError, load as load_policy
+        try:
+            load_policy(policy)
+        except PolicyError as exc:
+            problems += exc.problems
+    return topo, problems
+
+
+def run(args: argparse.Namespace) -> int:
+    topo, problems = check_inputs(args)
+    if problems:
+        print("qkdnet up: nothing started; fix these first:", file=sys.stderr)
+        print("\n".join(f"  {p}" for p in problems), file=sys.stderr)
+        return EXIT_BAD_INPUT
+    state = Path(args.state_dir or f"/tmp/qkdnet-{topo.name}")
+    if args.local:
+        return run_local(topo, state, args)
+    return run_mininet(topo, state, args)
+
+
+def run_local(topo: Any, state: Path, args: argparse.Namespace) -> int:
+    """``qkdnet up TOPOLOGY --local``: every node as a plain process on loopback."""
+    from mininet_topos.launch.local import LaunchError, LocalNetwork
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    net = LocalNetwork(topo, state, with_qusec=not getattr(args, "no_qusec", False), progress=sys.stdout,
+                       policy=getattr(args, "policy", None))
+    try:
+        net.start()
+        print(f"up; get a key with: qkdnet key --network {net.network_json} MASTER_SAE SLAVE_SAE")
+        print("Ctrl-C (or SIGTERM) stops every process.", flush=True)
+        while not stop.wait(1.0):
+            dead = net.fleet.dead()
+            if dead:
+                print(f"agent(s) {dead} exited; see {state}/NODE/agent.log", file=sys.stderr)
+                return 1
+        return 0
+    except LaunchError as exc:
+        print(f"qkdnet up: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        net.stop()
+        print("stopped every process", flush=True)
+
+
+def run_mininet(topo: Any, state: Path, args: argparse.Namespace) -> int:
+    """``qkdnet up TOPOLOGY``: Mininet + OVS under QuSeC (root)."""
+    if os.geteuid() != 0:
+        print("qkdnet up: Mininet needs root (or use --local for plain processes)", file=sys.stderr)
+        return 2
+    try:
+        from mininet_topos.launch.lock import EmulationError, mininet_lock
+        from mininet_topos.launch.mininet import MininetNetwork
+    except ModuleNotFoundError as exc:
+        if exc.name != "mininet" and not (exc.name or "").startswith("mininet."):
+            raise
+        print("qkdnet up: Mininet is not installed in this environment (pip install "
+              "'qusec[emulation]', or make setup); --local needs no Mininet", file=sys.stderr)
+        return 2
+    no_cli = bool(getattr(args, "no_cli", False)) or not sys.stdin.isatty()
+    stop = threading.Event()
+    if no_cli:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+    else:
+        # Mininet's CLI swallows KeyboardInterrupt (Ctrl-C aborts the current command only);
+        # SIGTERM must end the CLI, so it raises SystemExit, which runs the finally below.
+        signal.signal(signal.SIGTERM, _exit_on_signal)
+    with mininet_lock(sys.stdout):
+        net = MininetNetwork(topo, state, policy=getattr(args, "policy", None), progress=sys.stdout)
+        ok = False
+        try:
+            net.start()
+            if no_cli:
+                sae = net.plan.sae_hosts[0] if net.plan.sae_hosts else None
+                print("up; SIGTERM or Ctrl-C stops it. SAE hosts reach the vKMSs on the data plane, e.g.\n"
+                      + (f"  mnexec -a {net.net.get(sae.name).pid} {Path(sys.executable).with_name('qkdnet')} "
+                         f"key --network {net.network_json} {sae.sae} OTHER_SAE" if sae else ""),
+                      flush=True)
+                while not stop.wait(1.0):
+                    dead = net.fleet.dead()
+                    if dead:
+                        print(f"agent(s) {dead} exited; see {state}/nodes/NODE/agent.log", file=sys.stderr)
+                        return 1
+            else:
+                from mininet_topos.cli.mncli import QkdCLI
+                QkdCLI(net.net, qnet=net)
+            ok = True
+            return 0
+        except EmulationError as exc:
+            print(f"qkdnet up: {exc}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            ok = True
+            return 130
+        except SystemExit as exc:
+            ok = True
+            return int(exc.code or 0)
+        finally:
+            net.stop()
+            if not ok:
+                net.cleanup()
+            print("stopped: agents, Mininet network and QuSeC", flush=True)
+
+
+def _exit_on_signal(signum: int, _frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+

@@ -1,0 +1,117 @@
+"""``qkdnet up TOPOLOGY --local``: every node's vKMS agent as a plain process on loopback (no root).
+
+Creates the PKI and agent configs under the state directory, starts QuSeC when the
+controller package can run here (agents then get its address), starts one
+``kms-agent`` per node, waits for every ``agent.json`` (with progress output), writes
+``network.json`` (DESIGN.md §4) and keeps running until Ctrl-C / SIGTERM, then stops
+every process it started.
+"""
+from __future__ import annotations
+
+import logging
+import subprocess
+from pathlib import Path
+from collections.abc import Callable
+from typing import Any, TextIO
+
+from mininet_topos.launch.fleet import AgentFleet, LaunchedNetwork, AgentStartError, popen_spawner
+from mininet_topos.model import Topology
+from mininet_topos.provision.netinfo import write_network_json
+
+log = logging.getLogger(__name__)
+
+READY_TIMEOUT_S = 60.0
+
+
+LaunchError = AgentStartError   # the network did not come up; the message names the log to read
+
+
+class LocalNetwork(LaunchedNetwork):
+    """PKI + agents (+ QuSeC when available) of one topology, as local processes."""
+
+    def __init__(self, topology: Topology, state_dir: str | Path, *, with_qusec: bool = True,
+                 progress: TextIO | None = None, agent_env: dict[str, str] | None = None,
+                 limits: dict[str, int] | None = None,
+                 config_hook: Callable[[str, Any], None] | None = None,
+                 policy: str | Path | None = None) -> None:
+        self.topology = topology
+        self.policy = str(Path(policy).resolve()) if policy else None
+        self.state_dir = Path(state_dir).resolve()
+        self.with_qusec = with_qusec
+        self.progress = progress
+        self.limits = limits or {}
+        self.config_hook = config_hook   # (node id, AgentConfig) -> None, before configs are written
+        self.fleet = AgentFleet(popen_spawner, env=agent_env)
+        self.procs: dict[str, subprocess.Popen] = self.fleet.procs
+        self.agents: dict[str, dict] = self.fleet.agents
+        self.controller: Any = None
+        self.pki: Any = None
+        self.qusec: dict[str, str] | None = None
+        self.network_json = self.state_dir / "network.json"
+
+    def _say(self, msg: str) -> None:
+        if self.progress is not None:
+            print(msg, file=self.progress, flush=True)
+
+    def _start_qusec(self) -> dict[str, str] | None:
+        try:
+            from mininet_topos.launch.controller import Controller
+        except ImportError as exc:
+            self._say(f"QuSeC controller not available ({exc}); agents run standalone")
+            return None
+        ctl = Controller(self.state_dir / "qusec", ca_cert=self.pki.ca_cert, cert=self.pki.qusec_cert,
+                         key=self.pki.qusec_key, observe_links=False, policy=self.policy)
+        try:
+            ctl.start()
+            ctl.wait_ready(READY_TIMEOUT_S)
+        except Exception as exc:  # noqa: BLE001 - the key service still works without QuSeC
+            self._say(f"QuSeC did not start ({exc}); agents run standalone (neighbours only)")
+            try:
+                ctl.stop()
+            except Exception:  # noqa: BLE001
+                pass
+            return None
+        self.controller = ctl
+        self._say(f"QuSeC ready: gRPC {ctl.grpc_addr}, HTTP {ctl.http_url}")
+        return {"grpc": ctl.grpc_addr, "http": ctl.http_url}
+
+    def _adjust(self, node_id: str, cfg: Any) -> None:
+        for k, v in self.limits.items():
+            setattr(cfg.limits, k, v)
+        if self.config_hook is not None:
+            self.config_hook(node_id, cfg)
+
+    def start(self) -> Path:
+        """Bring everything up; returns the path of network.json."""
+        from mininet_topos.provision.agents import configs_for_topology
+        from mininet_topos.provision.pki import build_pki
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._say(f"PKI for {len(self.topology.nodes)} nodes and {len(self.topology.saes)} SAEs "
+                  f"in {self.state_dir / 'pki'}")
+        self.pki = build_pki(self.topology, self.state_dir / "pki")
+        self.qusec = self._start_qusec() if self.with_qusec else None
+        self.fleet.write_configs(configs_for_topology(self.topology, self.pki, self.state_dir,
+                                                      qusec_addr=(self.qusec or {}).get("grpc")),
+                                 self._adjust)
+        self.fleet.spawn_all()
+        self.fleet.wait_ready(timeout=READY_TIMEOUT_S, say=self._say)
+        self._write_network_json()
+        self._say(f"network {self.topology.name} up: {len(self.agents)} agents; {self.network_json}")
+        return self.network_json
+
+    def _write_network_json(self) -> None:
+        write_network_json(self.network_json, self.topology, self.pki, self.agents, self.qusec)
+
+    def restart_agent(self, node_id: str, *, kill: bool = True) -> dict:
+        """Kill (-9) or stop one agent and start it again on the same state dir; returns its new agent.json."""
+        self.respawn_agent(node_id, kill=kill)
+        self.fleet.wait_ready([node_id], timeout=READY_TIMEOUT_S, say=self._say)
+        self._write_network_json()
+        return self.agents[node_id]
+
+    def stop(self) -> None:
+        """Stop every process started here (SIGTERM, then SIGKILL after 10 s)."""
+        self.fleet.stop()
+        if self.controller is not None:
+            self.controller.stop()
+            self.controller = None
