@@ -32,9 +32,9 @@ system:
 venv: $(STAMP)
 
 $(STAMP): setup.cfg pyproject.toml
-	@echo "creating $(VENV) with the qusec package and its test/bench extras"
+	@echo "creating $(VENV) with the qusec package and its emulation and test extras"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@$(BIN)/python -m pip install -q -e '.[test,bench]' > $(VENV)/pip.log 2>&1 \
+	@$(BIN)/python -m pip install -q -e '.[emulation,test]' > $(VENV)/pip.log 2>&1 \
 	  || { tail -n 30 $(VENV)/pip.log; echo "pip install failed: full log in $(VENV)/pip.log"; exit 1; }
 	@touch $@
 
@@ -59,8 +59,11 @@ bench: setup
 	$(BIN)/qkdnet bench setup
 	$(BIN)/qkdnet bench scale
 
+# Protos sit at their package path and compile from the repo root with -I., so the generated
+# imports work unchanged (tests/unit/test_protos.py runs the same command and compares).
+PROTOS := $(sort $(wildcard quseccontroller/proto/*.proto kms_agents/proto/*.proto))
 protos: venv
-	$(BIN)/python -m quseccontroller.protogen
+	$(BIN)/python -m grpc_tools.protoc -I. --python_out=. --pyi_out=. --grpc_python_out=. $(PROTOS)
 
 clean:
 	-$(BIN)/qkdnet clean

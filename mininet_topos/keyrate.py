@@ -23,9 +23,9 @@ exceed ``-log2(1 - eta_channel)`` secret bits per pulse, here at
 
 The detector parameters (``Y0``, ``ETA_BOB``, ``E_D``, ``WINDOW_S``) are not
 one device's data sheet: they are plausible values for a GHz-gated InGaAs
-system, chosen so that the curve passes within a factor 2 of the reference
-points in STANDARDS.md (13.7 Mb/s at 10 km, about 1 Mb/s at 50 km, 1.1 kb/s at
-30 dB = 150 km).  Installed fibre is lossier than 0.2 dB/km (splices,
+system, chosen so that the curve passes within a factor 2 of published reference
+points (13.72 Mb/s sustained at 10 km, about 1 Mb/s at 50 km, about 1 kb/s at
+30 dB = 150 km; docs/topologies.md lists them).  Installed fibre is lossier than 0.2 dB/km (splices,
 connectors): give such links an explicit ``rate_bps`` (e.g. Tokyo 2010's
 304 kb/s over 45 km).
 """

@@ -32,7 +32,8 @@ def _import_package():
 _import_package()
 
 from mininet_topos.model import Node, QkdLink, Sae, Topology  # noqa: E402
-from mininet_topos.launch.topos import QkdTopo, QuSeCRemote, plan, tx_checksum_off  # noqa: E402
+from mininet_topos.launch.plan import plan  # noqa: E402
+from mininet_topos.launch.topos import QkdTopo, QuSeCRemote, tx_checksum_off  # noqa: E402
 
 LINK_RATE_BPS = 1e6   # parametrised topologies have no fibre lengths: 1 Mb/s per link
 

@@ -15,7 +15,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from mininet_topos.launch.topos import MGMT_BRIDGE, SWITCH_PREFIX
+from mininet_topos.launch.plan import MGMT_BRIDGE, SWITCH_PREFIX
 
 
 def _cmdline(pid: int) -> str:

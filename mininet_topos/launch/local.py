@@ -3,7 +3,7 @@
 Creates the PKI and agent configs under the state directory, starts QuSeC when the
 controller package can run here (agents then get its address), starts one
 ``kms-agent`` per node, waits for every ``agent.json`` (with progress output), writes
-``network.json`` (DESIGN.md §4) and keeps running until Ctrl-C / SIGTERM, then stops
+``network.json`` (docs/emulation.md describes it) and keeps running until Ctrl-C / SIGTERM, then stops
 every process it started.
 """
 from __future__ import annotations

@@ -25,7 +25,8 @@ from mininet_topos.launch.fleet import AgentFleet, AgentStartError, LaunchedNetw
 from mininet_topos.launch.keypair import KeyCallError, KeySeen, check_pair
 from mininet_topos.launch.lock import LAUNCHER_MARK, EmulationError, wait_for
 from mininet_topos.launch.sae import CALL_TIMEOUT_S as SAE_CALL_TIMEOUT_S
-from mininet_topos.launch.topos import MGMT_BRIDGE, EmulationPlan, QkdTopo, QuSeCRemote, plan, tx_checksum_off
+from mininet_topos.launch.plan import MGMT_BRIDGE, EmulationPlan, plan
+from mininet_topos.launch.topos import QkdTopo, QuSeCRemote, tx_checksum_off
 from mininet_topos.model import Topology
 
 log = logging.getLogger(__name__)

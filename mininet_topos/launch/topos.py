@@ -1,161 +1,21 @@
 """Mininet topologies built from QKD topology files: one switch per node, vKMS and SAE hosts.
 
-``plan(topology)`` is the pure part: which switches (with fixed DPIDs), hosts (with fixed
-data-plane and management addresses) and links a topology becomes. ``QkdTopo`` turns a
+``mininet_topos.launch.plan`` is the pure part: which switches (with fixed DPIDs), hosts (with
+fixed data-plane and management addresses) and links a topology becomes. ``QkdTopo`` turns a
 plan into a Mininet ``Topo``. The out-of-band management network is a plain Linux bridge
 in the root namespace (``MgmtBridge``): agent <-> QuSeC control traffic never crosses the
 OpenFlow switches QuSeC programs.
 """
 from __future__ import annotations
 
-import ipaddress
-import re
 import sys
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 from mininet.node import RemoteController, Switch
 from mininet.topo import Topo
 
-from mininet_topos.model import Topology
-
-SWITCH_PREFIX = "qs"              # our OVS bridges are qs1, qs2, ...: `qkdnet clean` finds them by it
-MGMT_BRIDGE = "qmgmt0"            # the management bridge (Linux bridge in the root namespace)
-DATA_NET = ipaddress.ip_network("10.0.0.0/16")
-SAE_BASE = ipaddress.ip_address("10.0.128.0")     # SAE hosts: 10.0.128.1, ...
-MGMT_NET = ipaddress.ip_network("172.30.0.0/16")
-MGMT_ROOT_IP = ipaddress.ip_address("172.30.0.1")  # QuSeC's address on the management network
-MAX_NODES = 32000                 # node and SAE addresses must stay inside DATA_NET's halves
-
-_NAME_OK = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,9}$")
-_SAE_NAME_OK = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,9}$")
-# Words the Mininet CLI reads as commands: a host of that name could not be addressed.
-_RESERVED = {"dpctl", "dump", "exit", "gterm", "help", "intfs", "iperf", "iperfudp", "link",
-             "links", "net", "nodes", "noecho", "pingall", "pingallfull", "pingpair",
-             "pingpairfull", "ports", "px", "py", "quit", "sh", "source", "switch", "time",
-             "wait", "x", "xterm", "eof", "qkey", "qpaths", "qlinks", "qpolicy", "qnodes",
-             "c0", "lo"}
-
-
-class TopoPlanError(ValueError):
-    """The topology cannot be emulated (e.g. too many nodes for the address plan)."""
-
-
-@dataclass(frozen=True)
-class SwitchPlan:
-    name: str
-    node: str
-    dpid: int
-
-
-@dataclass(frozen=True)
-class NodeHostPlan:
-    name: str
-    node: str
-    switch: str
-    ip: str          # data plane (ETSI 014/004 for SAEs, relay between agents)
-    mgmt_ip: str     # management network (control stream to QuSeC)
-
-
-@dataclass(frozen=True)
-class SaeHostPlan:
-    name: str
-    sae: str
-    node: str
-    switch: str
-    ip: str
-
-
-@dataclass(frozen=True)
-class LinkPlan:
-    a: str           # switch names
-    b: str
-    node_a: str
-    node_b: str
-    delay_ms: float | None = None
-
-
-@dataclass
-class EmulationPlan:
-    """Everything a topology becomes in Mininet, with names and addresses fixed up front."""
-    topology: str
-    switches: list[SwitchPlan] = field(default_factory=list)
-    node_hosts: list[NodeHostPlan] = field(default_factory=list)
-    sae_hosts: list[SaeHostPlan] = field(default_factory=list)
-    links: list[LinkPlan] = field(default_factory=list)
-    prefixlen: int = DATA_NET.prefixlen
-    mgmt_prefixlen: int = MGMT_NET.prefixlen
-    mgmt_root_ip: str = str(MGMT_ROOT_IP)
-
-    def switch_of(self, node: str) -> SwitchPlan:
-        return next(s for s in self.switches if s.node == node)
-
-    def node_host(self, node: str) -> NodeHostPlan:
-        for h in self.node_hosts:
-            if h.node == node:
-                return h
-        raise KeyError(f"no node {node!r} in {self.topology}")
-
-    def sae_host(self, sae: str) -> SaeHostPlan:
-        for h in self.sae_hosts:
-            if h.sae == sae:
-                return h
-        raise KeyError(f"no SAE {sae!r} in {self.topology}")
-
-    def node_of_dpid(self) -> dict[int, str]:
-        return {s.dpid: s.node for s in self.switches}
-
-    def expected_switch_links(self) -> set[frozenset[int]]:
-        """Switch adjacencies (pairs of DPIDs) LLDP discovery should find."""
-        dpid = {s.name: s.dpid for s in self.switches}
-        return {frozenset((dpid[l.a], dpid[l.b])) for l in self.links}
-
-
-def _host_name(wanted: str, fallback: str, pattern: re.Pattern, taken: set[str]) -> str:
-    ok = (pattern.match(wanted) and wanted.lower() not in _RESERVED
-          and not wanted.startswith(SWITCH_PREFIX) and wanted not in taken)
-    name = wanted if ok else fallback
-    if name in taken:
-        raise TopoPlanError(f"host name {name!r} is used twice")
-    taken.add(name)
-    return name
-
-
-def plan(topology: Topology) -> EmulationPlan:
-    """Switches, hosts and links of ``topology`` in Mininet (pure; no root needed).
-
-    Hosts are named after their node or SAE id where that is a usable Mininet name
-    (short, no CLI command), else ``nI`` / ``eJ``. Switch ``qsI`` has DPID I, in file order.
-    """
-    n_nodes, n_saes = len(topology.nodes), len(topology.saes)
-    if n_nodes > MAX_NODES or n_saes > MAX_NODES:
-        raise TopoPlanError(f"{topology.name}: {n_nodes} nodes / {n_saes} SAEs exceed the "
-                            f"address plan ({MAX_NODES} each)")
-    p = EmulationPlan(topology.name)
-    taken: set[str] = set()
-    sw_of: dict[str, str] = {}
-    for i, node_id in enumerate(topology.nodes, start=1):
-        sw = f"{SWITCH_PREFIX}{i}"
-        sw_of[node_id] = sw
-        taken.add(sw)
-        p.switches.append(SwitchPlan(sw, node_id, i))
-    for i, node_id in enumerate(topology.nodes, start=1):
-        name = _host_name(node_id, f"n{i}", _NAME_OK, taken)
-        p.node_hosts.append(NodeHostPlan(name, node_id, sw_of[node_id],
-                                         str(DATA_NET.network_address + i),
-                                         str(MGMT_ROOT_IP + i)))
-    for j, sae in enumerate(topology.saes.values(), start=1):
-        name = _host_name(sae.id, f"e{j}", _SAE_NAME_OK, taken)
-        p.sae_hosts.append(SaeHostPlan(name, sae.id, sae.node, sw_of[sae.node], str(SAE_BASE + j)))
-    g = topology.classical_graph()
-    order = {n: i for i, n in enumerate(topology.nodes)}
-    for a, b, data in sorted(g.edges(data=True), key=lambda e: sorted((order[e[0]], order[e[1]]))):
-        if order[a] > order[b]:
-            a, b = b, a
-        p.links.append(LinkPlan(sw_of[a], sw_of[b], a, b, data.get("latency_ms")))
-    return p
-
+from mininet_topos.launch.plan import MGMT_BRIDGE, MGMT_NET, MGMT_ROOT_IP, EmulationPlan
 
 class MgmtBridge(Switch):
     """A Linux bridge in the root namespace carrying the management network (no OpenFlow).

@@ -1,4 +1,4 @@
-"""``network.json``: where a running QKD network's services are (DESIGN.md §4), written and read here."""
+"""``network.json``: where a running QKD network's services are (docs/emulation.md), written and read here."""
 from __future__ import annotations
 
 import json

@@ -164,20 +164,6 @@ def build_pki(topology: Topology, out_dir: str | Path, addresses: dict[str, list
     return pki
 
 
-def issue_extra(pki: Pki, cn: str, *, server: bool = False, names: list[str] | None = None) -> CertPair:
-    """Issue one more certificate from an existing PKI (e.g. a vendor KMS, a test client)."""
-    ca_key = serialization.load_pem_private_key(Path(pki.ca_key).read_bytes(), None)
-    ca = x509.load_pem_x509_certificate(Path(pki.ca_cert).read_bytes())
-    key = _new_key()
-    cert = _issue(ca_key, ca.subject, cn, key, server=server,
-                  names=[cn, *(names or []), "127.0.0.1", "localhost"] if server else [cn])
-    stem = Path(pki.out_dir) / "extra" / _file_stem(cn)
-    stem.parent.mkdir(exist_ok=True)
-    _write_cert(cert, stem.with_suffix(".pem"))
-    _write_key(key, stem.with_suffix(".key"))
-    return CertPair(str(stem.with_suffix(".pem")), str(stem.with_suffix(".key")))
-
-
 def _file_stem(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 

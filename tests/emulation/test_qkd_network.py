@@ -71,7 +71,7 @@ def test_bring_up_matches_the_topology_file(qnet):
         assert host.intfs[1].IP() == h.mgmt_ip                       # management interface
         (link,) = net.linksBetween(host, net.get(h.switch))
         assert {link.intf1.node.name, link.intf2.node.name} == {h.name, h.switch}
-    # network.json (DESIGN.md section 4) names every node's endpoints and every SAE's files.
+    # network.json names every node's endpoints and every SAE's files.
     doc = json.loads(qnet.network_json.read_text())
     assert set(doc["nodes"]) == set(qnet.topology.nodes)
     assert doc["nodes"]["A"]["etsi014_url"].startswith(f"https://{p.node_host('A').ip}:")

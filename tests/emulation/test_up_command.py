@@ -16,7 +16,7 @@ from tests.helpers.emu_guard import check_clean
 
 from mininet_topos.launch.clean import leftover_pids, our_bridges
 from mininet_topos.launch.lock import _inherited_lock_fd, mininet_lock
-from mininet_topos.launch.topos import MGMT_BRIDGE
+from mininet_topos.launch.plan import MGMT_BRIDGE
 
 pytestmark = pytest.mark.emulation
 
@@ -141,7 +141,7 @@ def test_up_takes_over_a_crashed_runs_state_dir(emulation_host, tmp_path, lock_f
 
 
 def test_demo_json_contract(emulation_host, tmp_path, lock_fd):
-    """``qkdnet demo --json``: one JSON object with DESIGN.md's fields, exit 0 with every check held."""
+    """``qkdnet demo --json``: one JSON object with the documented fields, exit 0 with every check held."""
     out = qkdnet(["demo", "--json", "--keys", "2", "--state-dir", str(tmp_path / "demo")], lock_fd,
                  stdin=subprocess.DEVNULL, timeout=240)
     doc = json.loads(out.stdout)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from mininet_topos.launch.clean import cleanup_ours, kill_all, leftover_pids, mininet_shells, our_bridges, our_veths
 from mininet_topos.launch.lock import mininet_lock
-from mininet_topos.launch.topos import MGMT_BRIDGE
+from mininet_topos.launch.plan import MGMT_BRIDGE
 
 
 def leftovers(base: Path) -> dict[str, list]:

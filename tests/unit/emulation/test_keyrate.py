@@ -1,4 +1,4 @@
-"""Key-rate model: anchored, within 2x of the STANDARDS.md reference points, never above PLOB."""
+"""Key-rate model: anchored, within 2x of the published reference points, never above PLOB."""
 from __future__ import annotations
 
 import math

@@ -1,4 +1,4 @@
-"""network.json (DESIGN.md §4): its shape, atomic write, and clear errors when reading it."""
+"""network.json: its shape, atomic write, and clear errors when reading it."""
 from __future__ import annotations
 
 import json

@@ -7,7 +7,8 @@ import pytest
 
 from mininet_topos import topology
 from mininet_topos.model import ClassicalLink, Node, QkdLink, Sae, Topology
-from mininet_topos.launch.topos import MGMT_BRIDGE, QkdTopo, TopoPlanError, plan
+from mininet_topos.launch.plan import MGMT_BRIDGE, TopoPlanError, plan
+from mininet_topos.launch.topos import QkdTopo
 
 
 def small(classical=()) -> Topology:
