@@ -8,22 +8,12 @@ import numpy as np
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import dijkstra
 
+from quseccontroller.pathcost import Constraints, hop_cost
+
 if TYPE_CHECKING:
-    from quseccontroller.paths import Constraints
     from quseccontroller.state import NetworkState
 
 Found = tuple[list[str], list[str], float]   # nodes, link id per hop, cost
-
-
-def arc_costs(skr, cons, avail, need, metric: str, latency_ms, horizon_s: float, alpha: float):
-    """Vector form of paths.hop_cost (same formula, elementwise)."""
-    if metric == "hops":
-        return np.ones_like(avail, dtype=float)
-    if metric == "latency":
-        return np.maximum(latency_ms, 1e-6)
-    ref = np.where(skr > 0, horizon_s * skr, np.maximum(avail, 1.0))
-    headroom = avail - need + horizon_s * np.maximum(skr - cons, 0.0)
-    return 1.0 + alpha * ref / np.maximum(np.maximum(headroom, ref * 1e-3), 1.0)
 
 
 class ArcIndex:
@@ -91,7 +81,7 @@ class ArcIndex:
         self.online = np.array([(not require_online) or x in st.online for x in self.nodes], dtype=bool)
         st.nodes_dirty = False
 
-    def node_ok(self, c: "Constraints") -> np.ndarray:
+    def node_ok(self, c: Constraints) -> np.ndarray:
         ok = self.online.copy()
         if c.check_trust and c.min_trust:
             ok &= self.trust >= c.min_trust
@@ -104,14 +94,18 @@ class ArcIndex:
             ok &= ~ex
         return ok
 
-    def arc_weights(self, c: "Constraints", horizon_s: float, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    def arc_weights(self, c: Constraints) -> tuple[np.ndarray, np.ndarray]:
         """(usable mask, cost) of every arc, from link state and key constraints only."""
         avail = self.stored - self.reserved
         usable = ~self.off
         if c.check_key:
             usable &= avail >= c.need_bits
-        w = arc_costs(self.skr, self.cons, avail, c.need_bits, c.metric, self.latency, horizon_s, alpha)
-        return usable, w
+        return usable, hop_cost(self.skr, self.cons, avail, c.need_bits, c.metric, self.latency)
+
+    def best_arc(self, p: int, q: int, mask: np.ndarray, w: np.ndarray) -> int | None:
+        """The cheapest arc p -> q allowed by ``mask`` (ties: the smaller link id), or None."""
+        return min((i for i in self.by_pair.get((p, q), ()) if mask[i]),
+                   key=lambda i: (w[i], self.lids[i]), default=None)
 
     def _cheapest_per_pair(self, sel: np.ndarray, w: np.ndarray) -> np.ndarray:
         """Of parallel arcs (several links between one node pair), keep the cheapest (ties: the
@@ -125,8 +119,8 @@ class ArcIndex:
         first[1:] = pair[1:] != pair[:-1]
         return np.sort(sel[first])
 
-    def search(self, st: "NetworkState", src: str, dst: str, c: "Constraints", horizon_s: float,
-               alpha: float, banned: set[str] = frozenset(), no_direct: bool = False) -> Found | None:
+    def search(self, st: "NetworkState", src: str, dst: str, c: Constraints,
+               banned: set[str] = frozenset(), no_direct: bool = False) -> Found | None:
         """Least-cost path src -> dst whose relays pass the node constraints (Dijkstra in C)."""
         self.refresh(st)
         s, t = self.idx[src], self.idx[dst]
@@ -134,7 +128,7 @@ class ArcIndex:
         for b in banned:
             ok[self.idx[b]] = False
         ok[s] = ok[t] = True
-        usable, w = self.arc_weights(c, horizon_s, alpha)
+        usable, w = self.arc_weights(c)
         mask = usable & ok[self.tail] & ok[self.head]
         if no_direct:
             mask &= ~((self.tail == s) & (self.head == t))
@@ -152,13 +146,12 @@ class ArcIndex:
         path.reverse()
         links, cost = [], 0.0
         for p, q in zip(path, path[1:]):
-            arc = min((i for i in self.by_pair[(p, q)] if mask[i]), key=lambda i: (w[i], self.lids[i]))
+            arc = self.best_arc(p, q, mask, w)
             links.append(self.lids[arc])
             cost += float(w[arc])
         return [self.nodes[i] for i in path], links, cost
 
-    def disjoint(self, st: "NetworkState", src: str, dst: str, c: "Constraints", k: int,
-                 horizon_s: float, alpha: float) -> list[Found]:
+    def disjoint(self, st: "NetworkState", src: str, dst: str, c: Constraints, k: int) -> list[Found]:
         """Up to k node-disjoint paths of least total cost: successive shortest paths with
         potentials on the node-split graph (Suurballe/Bhandari), every search in C."""
         self.refresh(st)
@@ -166,7 +159,7 @@ class ArcIndex:
         s, t = self.idx[src], self.idx[dst]
         ok = self.node_ok(c)
         ok[s] = ok[t] = True
-        usable, w = self.arc_weights(c, horizon_s, alpha)
+        usable, w = self.arc_weights(c)
         mask = usable & ok[self.tail] & ok[self.head] & (self.head != s) & (self.tail != t)
         # One arc per node pair: parallel links share both ends, so they are one share's worth.
         sel = self._cheapest_per_pair(np.flatnonzero(mask), w)

@@ -5,31 +5,10 @@ import fnmatch
 from dataclasses import dataclass, field, replace
 
 from quseccontroller.arcs import ArcIndex, Found
+from quseccontroller.pathcost import Constraints
 from quseccontroller.state import NetworkState
 
-# Key-aware edge cost (ETSI GS QKD 015: "a weighted graph built using the key availability,
-# key generation rates and consumption for each link"). A hop costs 1 plus a scarcity term
-# ALPHA * (HORIZON_S * skr) / headroom, where headroom = the key left at the hop's start after this
-# request plus what the link nets (generation - consumption) over HORIZON_S (about one report
-# interval). A link with ample key costs about 1 (a hop), one about to run dry far more, so demand
-# spreads before links empty. ALPHA and HORIZON_S were chosen with `qkdnet bench routing`:
-# (32, 0.5 s) lifts the worst mesh seeds from about 0.91 to 0.97+ of the flow bound and lowers the
-# key burnt per bit, against (1, 10 s).
-ALPHA = 32.0
-HORIZON_S = 0.5
 EPS = 1e-9
-
-
-@dataclass(frozen=True)
-class Constraints:
-    """What a path must satisfy (from the matched policy rule and the request)."""
-    need_bits: int = 256
-    min_trust: int = 0
-    exclude: tuple[str, ...] = ()
-    max_hops: int = 0
-    metric: str = "key_aware"
-    check_key: bool = True
-    check_trust: bool = True
 
 
 @dataclass
@@ -43,18 +22,6 @@ class PathResult:
     @property
     def ok(self) -> bool:
         return bool(self.paths)
-
-
-def hop_cost(skr: float, cons: float, avail: float, need: float, metric: str, latency_ms: float = 1.0) -> float:
-    """Cost of one hop under ``metric``; ``avail`` is the (reserved-adjusted) key at its start.
-    (arcs.arc_costs is the same formula on arrays.)"""
-    if metric == "hops":
-        return 1.0
-    if metric == "latency":
-        return max(latency_ms, 1e-6)
-    ref = HORIZON_S * skr if skr > 0 else max(avail, 1.0)
-    headroom = avail - need + HORIZON_S * max(skr - cons, 0.0)
-    return 1.0 + ALPHA * ref / max(headroom, ref * 1e-3, 1.0)
 
 
 def _index(state: NetworkState) -> ArcIndex:
@@ -71,25 +38,15 @@ def _node_ok(state: NetworkState, c: Constraints, n: str) -> bool:
     return not (c.check_trust and c.exclude and any(fnmatch.fnmatchcase(n, g) for g in c.exclude))
 
 
-def _edge(state: NetworkState, c: Constraints, u: str, v: str) -> tuple[float, str] | None:
-    """(cost, link id) of the cheapest usable link for a hop u -> v."""
-    best = None
-    for rec in state.qkd.edges[u, v]["recs"]:
-        if rec.off:
-            continue
-        avail = rec.stored_from(u) - state.reserved.get((rec.link_id, u), 0)
-        if c.check_key and avail < c.need_bits:
-            continue
-        w = hop_cost(rec.skr_bps, rec.consumption.get(u, 0.0), avail, c.need_bits, c.metric, rec.latency_ms)
-        if best is None or (w, rec.link_id) < best:
-            best = (w, rec.link_id)
-    return best
-
-
 def _bounded_hops(state: NetworkState, c: Constraints, src: str, dst: str, banned: set[str],
                   no_direct: bool) -> Found | None:
     """Least-cost path with at most ``c.max_hops`` hops (hop-layered Bellman-Ford; only used
-    when the least-cost path is too long, and max_hops is small)."""
+    when the least-cost path is too long, and max_hops is small). Hop costs and usable links
+    come from the same arrays as the array search's."""
+    index = _index(state)
+    index.refresh(state)
+    usable, w = index.arc_weights(c)
+    at = index.idx
     best: dict[str, Found] = {src: ([src], [], 0.0)}
     frontier = dict(best)
     for _ in range(c.max_hops):
@@ -102,10 +59,10 @@ def _bounded_hops(state: NetworkState, c: Constraints, src: str, dst: str, banne
                     continue
                 if v != dst and not _node_ok(state, c, v):
                     continue
-                e = _edge(state, c, u, v)
-                if e is None:
+                arc = index.best_arc(at[u], at[v], usable, w)
+                if arc is None:
                     continue
-                cand = (p + [v], ls + [e[1]], d + e[0])
+                cand = (p + [v], ls + [index.lids[arc]], d + float(w[arc]))
                 if v not in best or cand[2] < best[v][2] - EPS:
                     best[v] = nxt[v] = cand
         frontier = nxt
@@ -114,7 +71,7 @@ def _bounded_hops(state: NetworkState, c: Constraints, src: str, dst: str, banne
 
 def _one_path(state: NetworkState, c: Constraints, src: str, dst: str, banned: set[str] = frozenset(),
               no_direct: bool = False) -> Found | None:
-    found = _index(state).search(state, src, dst, c, HORIZON_S, ALPHA, banned, no_direct)
+    found = _index(state).search(state, src, dst, c, banned, no_direct)
     if found and c.max_hops and len(found[1]) > c.max_hops:
         found = _bounded_hops(state, c, src, dst, banned, no_direct)
     return found
@@ -126,7 +83,7 @@ def _find(state: NetworkState, c: Constraints, src: str, dst: str, k: int) -> li
         return [first] if first else []
     # k paths of least total cost (min-cost flow); with a hop limit they may be too long, and
     # then the greedy way (cheapest bounded path, ban its relays, repeat) is what is left.
-    flow = _index(state).disjoint(state, src, dst, c, k, HORIZON_S, ALPHA)
+    flow = _index(state).disjoint(state, src, dst, c, k)
     if not (c.max_hops and any(len(ls) > c.max_hops for _, ls, _ in flow)):
         return flow
     found: list[Found] = []

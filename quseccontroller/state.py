@@ -180,10 +180,9 @@ class NetworkState:
                     self.qkd.add_node(n, trust=3)
             self.topo_version += 1
             if not self.qkd.has_edge(a, b):
-                self.qkd.add_edge(a, b, links=[], recs=[])
+                self.qkd.add_edge(a, b, links=[])
             edge = self.qkd.edges[a, b]
             edge["links"] = sorted(edge["links"] + [ls.link_id])
-            edge["recs"] = [self.links[lid] for lid in edge["links"]]
         if node_id not in (rec.a, rec.b):
             log.warning("node %s reported link %s it is not an end of", node_id, ls.link_id)
             return rec

@@ -8,7 +8,8 @@ from tests.helpers.qusec_net import agents_for, core_with
 
 from quseccontroller.actions import PathRequest
 from quseccontroller.core import QuSeCCore
-from quseccontroller.paths import Constraints, compute, hop_cost
+from quseccontroller.pathcost import hop_cost
+from quseccontroller.paths import Constraints, compute
 from quseccontroller.policy import parse
 from quseccontroller.state import LINK_OFF, LinkState
 
@@ -38,6 +39,22 @@ def test_cost_grows_as_key_drains():
     assert hop_cost(1e5, 0.0, 10**4, 256, "key_aware", 1.0) < costs[2]
     # Consumption above generation makes a link costlier than an idle one with the same key.
     assert hop_cost(1e5, 2e5, 10**6, 256, "key_aware", 1.0) > hop_cost(1e5, 0.0, 10**6, 256, "key_aware", 1.0)
+
+
+def test_hop_bounded_search_costs_hops_like_the_array_search():
+    # The hop-bounded fallback takes its hop costs from the array search's arrays: with a bound
+    # the least-cost path already meets, both give the same path, links and cost.
+    from dataclasses import replace
+
+    from quseccontroller.paths import _bounded_hops
+    core, _ = core_with(EDGES)
+    core.agent_report("A", [LinkState("A-E", "E", 1e5, 3000, consumption_bps=1e5)], 1.0)
+    for metric in ("key_aware", "hops", "latency"):
+        c = Constraints(metric=metric)
+        free = compute(core.state, "A", "D", c)
+        nodes, links, cost = _bounded_hops(core.state, replace(c, max_hops=len(free.links[0])),
+                                           "A", "D", set(), False)
+        assert (nodes, links, round(cost, 6)) == (free.paths[0], free.links[0], free.costs[0])
 
 
 def test_direction_uses_the_initiating_end_of_each_link():

@@ -11,8 +11,8 @@ import pytest
 from mininet_topos.cli import main as qkdnet
 from mininet_topos.model import Node, QkdLink, Sae, Topology
 from mininet_topos.bench import keyflow
-from quseccontroller.arcs import arc_costs
-from quseccontroller.paths import ALPHA, HORIZON_S, Constraints, compute, hop_cost
+from quseccontroller.pathcost import hop_cost
+from quseccontroller.paths import Constraints, compute
 
 
 def topo(edges: list[tuple[str, str, float]], saes=()) -> Topology:
@@ -73,8 +73,8 @@ def test_vector_and_scalar_cost_agree():
     cons = rng.uniform(0, 2e6, 200)
     avail = rng.uniform(0, 1e7, 200)
     for metric in ("key_aware", "hops", "latency"):
-        vec = arc_costs(skr, cons, avail, 256, metric, np.full(200, 2.5), HORIZON_S, ALPHA)
-        scalar = [hop_cost(s, c, a, 256, metric, 2.5) for s, c, a in zip(skr, cons, avail)]
+        vec = hop_cost(skr, cons, avail, 256, metric, np.full(200, 2.5))
+        scalar = [hop_cost(float(s), float(c), float(a), 256, metric, 2.5) for s, c, a in zip(skr, cons, avail)]
         assert np.allclose(vec, scalar)
 
 
