@@ -3,12 +3,10 @@ from __future__ import annotations
 
 import datetime as _dt
 import uuid
-from typing import TYPE_CHECKING
+from typing import Mapping
 
-from quseccontroller.state import LINK_ACTIVE, LINK_OFF, LINK_PASSIVE
-
-if TYPE_CHECKING:
-    from quseccontroller.core import QuSeCCore
+from quseccontroller.grants import ActivePath
+from quseccontroller.state import LINK_ACTIVE, LINK_OFF, LINK_PASSIVE, NetworkState
 
 NS = uuid.UUID("6d1c0a52-5f0e-4c61-9d5a-51e5ec0000de")  # namespace of QuSeC's name-based UUIDs
 TYPES = "etsi-qkd-node-types:"
@@ -28,9 +26,9 @@ def _iso(t: float) -> str:
     return _dt.datetime.fromtimestamp(t, _dt.timezone.utc).isoformat().replace("+00:00", "Z")
 
 
-def export(core: "QuSeCCore") -> dict:
-    """{node id: {"etsi-qkd-sdn-node:qkd_node": {...}}} with PHYS links and a VIRT link per path."""
-    st = core.state
+def export(st: NetworkState, paths: Mapping[str, ActivePath], path_ttl_s: float) -> dict:
+    """{node id: {"etsi-qkd-sdn-node:qkd_node": {...}}} with PHYS links and a VIRT link per
+    active path (``path_ttl_s``: the grant lifetime its bandwidth is spread over)."""
     out: dict = {}
     for node in sorted(st.qkd):
         agent = st.agents.get(node)
@@ -56,12 +54,12 @@ def export(core: "QuSeCCore") -> dict:
                 "qusec_link_name": lid,
             })
         apps = []
-        for pid in sorted(core.paths):
-            ap = core.paths[pid]
+        for pid in sorted(paths):
+            ap = paths[pid]
             if node not in ap.nodes:
                 continue
             i = ap.nodes.index(node)
-            bps = ap.request.bits / max(core.path_ttl_s, 1e-9)
+            bps = ap.request.bits / max(path_ttl_s, 1e-9)
             links.append({
                 "qkdl_id": qkdl_id(pid),
                 "qkdl_status": TYPES + "ACTIVE",

@@ -128,11 +128,11 @@ def test_local_loopback_network_grants_without_flows():
 def test_relay_port_of_new_agent_gets_a_drop_rule_on_every_switch():
     core, _ = core_with([("A", "B")])
     acts = core.switch_up(1, [1, 2], 0.0)
-    n_before = len(core.installed[1])
+    n_before = len(core.reconciler.installed[1])
     info = AgentInfo("C", "10.0.0.9:7999", data_ip="10.0.0.9", links=(LinkState("B-C", "B", 1e5, 10**6),))
     acts = core.agent_registered(info, 1.0)
     fm = [a for a in acts if isinstance(a, FlowMods)]
-    assert fm and fm[0].dpid == 1 and len(core.installed[1]) == n_before + 1
+    assert fm and fm[0].dpid == 1 and len(core.reconciler.installed[1]) == n_before + 1
     assert {dict(m.match.items()).get("tcp_dst") for m in fm[0].msgs} >= {7999}
 
 

@@ -139,7 +139,7 @@ def test_reservation_stops_concurrent_requests_over_committing_a_link():
     assert d4.paths == [["A", "B"]]
     # After reservation_s the agents' reports carry the truth: reservations lapse, paths stay.
     assert core.state.reserved
-    core.expire(2.0 + core.reservation_s)
+    core.expire(2.0 + core.admission.reservation_s)
     assert not core.state.reserved and len(core.paths) == 2
 
 
