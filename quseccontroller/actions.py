@@ -2,10 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Union
-
-REFUSALS = ("policy_deny", "disconnected", "no_key", "trust", "unknown_node",
-            "rate_limit", "max_hops")
+from typing import Union
 
 
 @dataclass(frozen=True)
@@ -24,12 +21,6 @@ class PathRequest:
         """Key bits one path carries for this request (every hop burns this much link key)."""
         return max(1, int(self.key_size_bits)) * max(1, int(self.key_count))
 
-    @classmethod
-    def from_proto(cls, msg: Any) -> "PathRequest":
-        return cls(src_node=msg.src_node, dst_node=msg.dst_node, src_sae=msg.src_sae,
-                   dst_sae=msg.dst_sae, key_size_bits=msg.key_size_bits or 256,
-                   key_count=msg.key_count or 1, application=msg.application)
-
 
 @dataclass(frozen=True)
 class RelayAuthorisation:
@@ -44,10 +35,6 @@ class RelayAuthorisation:
     dst_node: str
     share_index: int = 0
     share_count: int = 1
-
-    def to_proto(self) -> Any:
-        from quseccontroller.proto import control_pb2
-        return control_pb2.RelayAuthorisation(**self.__dict__)
 
 
 @dataclass(frozen=True)
@@ -89,6 +76,3 @@ class PathDecision:
     expires_at: float = 0.0
     costs: list[float] = field(default_factory=list)
     flows_installed: int = 0
-
-    def as_dict(self) -> dict:
-        return dict(self.__dict__)

@@ -111,20 +111,6 @@ def host_ports(state: NetworkState) -> dict[int, set[int]]:
     return ports
 
 
-def base_flows(state: NetworkState, relay_ports: set[int], routes: Routes | None = None,
-               ) -> dict[int, list[FlowSpec]]:
-    """Per switch: its own flows (switch_flows) plus unicast routes to every known host."""
-    g = state.classical
-    routes = routes or Routes(g)
-    tree = spanning_tree_ports(g)
-    hp = host_ports(state)
-    out = {dpid: switch_flows(state, dpid, relay_ports, tree[dpid], hp[dpid]) for dpid in g}
-    for h in sorted(state.hosts.values(), key=lambda h: h.ip):
-        for dpid, fs in host_flows(state, h, routes).items():
-            out[dpid].extend(fs)
-    return out
-
-
 @dataclass(frozen=True)
 class Hop:
     """One relay hop a -> b on the classical network: a connects to b's relay port."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Iterable
+from typing import Iterable
 
 import networkx as nx
 
@@ -12,7 +12,6 @@ log = logging.getLogger(__name__)
 
 # control.proto LinkStatus, by name.
 LINK_UNSPECIFIED, LINK_ACTIVE, LINK_PASSIVE, LINK_OFF = "UNSPECIFIED", "ACTIVE", "PASSIVE", "OFF"
-_STATUS_BY_NUMBER = {0: LINK_UNSPECIFIED, 1: LINK_ACTIVE, 2: LINK_PASSIVE, 3: LINK_OFF}
 
 
 @dataclass(frozen=True)
@@ -25,13 +24,6 @@ class LinkState:
     consumption_bps: float = 0.0
     status: str = LINK_ACTIVE
     kms_kind: str = "simulated"
-
-    @classmethod
-    def from_proto(cls, msg: Any) -> "LinkState":
-        return cls(link_id=msg.link_id, peer_node=msg.peer_node, skr_bps=msg.skr_bps,
-                   stored_bits=int(msg.stored_bits), consumption_bps=msg.consumption_bps,
-                   status=_STATUS_BY_NUMBER.get(int(msg.status), LINK_UNSPECIFIED),
-                   kms_kind=msg.kms_kind)
 
 
 @dataclass(frozen=True)
@@ -52,14 +44,6 @@ class AgentInfo:
         """TCP port of the node's relay service (from relay_addr 'host:port')."""
         _, sep, port = self.relay_addr.rpartition(":")
         return int(port) if sep and port.isdigit() else None
-
-    @classmethod
-    def from_proto(cls, msg: Any) -> "AgentInfo":
-        return cls(node_id=msg.node_id, relay_addr=msg.relay_addr, etsi014_url=msg.etsi014_url,
-                   etsi004_addr=msg.etsi004_addr, data_ip=msg.data_ip,
-                   trust_level=int(msg.trust_level) or 3,
-                   links=tuple(LinkState.from_proto(x) for x in msg.links),
-                   saes=tuple(msg.saes), agent_version=msg.agent_version)
 
 
 @dataclass
@@ -204,17 +188,6 @@ class NetworkState:
                 rec.set_status(node_id, LINK_OFF)
                 self.dirty_links.add(rec.link_id)
         self.version += 1
-
-    @property
-    def adjacency(self) -> dict:
-        """networkx's own dict-of-dicts of the QKD graph (read only): the path search's hot loop
-        skips the view objects."""
-        return self.qkd._adj
-
-    def available(self, link_id: str, from_node: str) -> int:
-        """Stored key for a hop from ``from_node`` minus what granted paths have reserved."""
-        rec = self.links[link_id]
-        return rec.stored_from(from_node) - self.reserved.get((link_id, from_node), 0)
 
     def reserve(self, link_id: str, from_node: str, bits: int) -> None:
         key = (link_id, from_node)

@@ -1,9 +1,11 @@
 """QuSeCCore facade: events in, actions out (authorisations, revocations, reroutes, policy)."""
 from __future__ import annotations
 
+from dataclasses import asdict, fields
+
 from tests.helpers.qusec_net import core_with
 
-from quseccontroller.actions import Authorise, FlowMods, PathRequest, Revoke
+from quseccontroller.actions import Authorise, FlowMods, PathRequest, RelayAuthorisation, Revoke
 from quseccontroller.policy import parse
 from quseccontroller.state import LINK_OFF, AgentInfo, LinkState
 
@@ -26,7 +28,18 @@ def test_grant_authorises_every_node_with_prev_and_next_hop():
     assert (a["E"].prev_hop, a["E"].next_hop) == ("A", "D")
     assert (a["D"].prev_hop_addr, a["D"].next_hop) == (agents["E"].relay_addr, "")
     assert all(x.expires_unix_ms == 160_000 and x.path_id == d.path_ids[0] for x in a.values())
-    assert a["E"].to_proto().prev_hop == "A"
+    assert asdict(a["E"]) == dict(
+        path_id=d.path_ids[0], prev_hop="A", next_hop="D", prev_hop_addr=agents["A"].relay_addr,
+        next_hop_addr=agents["D"].relay_addr, expires_unix_ms=160_000, src_node="A", dst_node="D",
+        share_index=0, share_count=1)
+
+
+def test_core_records_mirror_control_proto_field_for_field():
+    # The gateway converts these to and from control.proto by field name.
+    from quseccontroller.proto import control_pb2 as pb
+    for cls, msg in ((RelayAuthorisation, pb.RelayAuthorisation), (PathRequest, pb.PathRequest),
+                     (LinkState, pb.QkdLinkState), (AgentInfo, pb.Register)):
+        assert [f.name for f in fields(cls)] == list(msg.DESCRIPTOR.fields_by_name), cls
 
 
 def test_saes_resolve_to_nodes():
