@@ -13,6 +13,7 @@ from quseccontroller.actions import Action, FlowMods, PathDecision, PathRequest,
 from quseccontroller.admission import Admission, reserve, unreserve
 from quseccontroller.grants import ActivePath, authorisations
 from quseccontroller.hostprobe import HostProber
+from quseccontroller.inventory import Inventory
 from quseccontroller.pathcost import Constraints
 from quseccontroller.paths import compute
 from quseccontroller.policy import PolicyTable, default_table
@@ -27,7 +28,7 @@ class QuSeCCore:
     """Network state + policy + paths + flows. Every event method returns a list of actions."""
 
     def __init__(self, policy: PolicyTable | None = None, *, path_ttl_s: float = 60.0,
-                 reservation_s: float = 5.0) -> None:
+                 reservation_s: float = 5.0, inventory: Inventory | None = None) -> None:
         self.policy = policy or default_table()
         self.path_ttl_s = float(path_ttl_s)
         self.state = NetworkState()
@@ -36,7 +37,10 @@ class QuSeCCore:
         self.admission = Admission(reservation_s)
         self.reconciler = FlowReconciler()
         self.prober = HostProber()
+        self.inventory: Inventory | None = None
         self._seq = 0
+        if inventory is not None:
+            self.set_inventory(inventory)
 
     # -- agents ------------------------------------------------------------------------------
     def agent_registered(self, info: AgentInfo, now: float) -> list[Action]:
@@ -175,6 +179,17 @@ class QuSeCCore:
     def reload_policy(self, table: PolicyTable) -> list[Action]:
         """Swap the policy table; granted paths keep running until they expire."""
         self.policy = table
+        return []
+
+    def set_inventory(self, inventory: Inventory | None) -> list[Action]:
+        """Take (or swap) QuSeC's inventory: each QKD link's relay-hop latency, for the links
+        reported now and later (by link id); granted paths keep running until they expire."""
+        self.inventory = inventory
+        latencies = inventory.hop_latencies() if inventory else {}
+        self.state.set_hop_latencies(latencies)
+        if inventory is not None:
+            log.info("inventory %s: %d links, %d with a hop latency", inventory.source,
+                     len(inventory.links), len(latencies))
         return []
 
     # -- views -------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Iterable
+from typing import Iterable, Mapping
 
 import networkx as nx
 
@@ -12,6 +12,10 @@ log = logging.getLogger(__name__)
 
 # control.proto LinkStatus, by name.
 LINK_UNSPECIFIED, LINK_ACTIVE, LINK_PASSIVE, LINK_OFF = "UNSPECIFIED", "ACTIVE", "PASSIVE", "OFF"
+
+# One relay hop's latency when QuSeC's inventory does not give it: with every hop at the default,
+# metric "latency" ranks paths exactly like "hops".
+DEFAULT_HOP_LATENCY_MS = 1.0
 
 
 @dataclass(frozen=True)
@@ -58,7 +62,7 @@ class QkdLinkRecord:
     status: dict[str, str] = field(default_factory=dict)
     kms_kind: str = "simulated"
     updated: float = 0.0
-    latency_ms: float = 1.0     # one hop's relay latency, for the "latency" metric
+    latency_ms: float = DEFAULT_HOP_LATENCY_MS   # one relay hop's latency, for metric "latency"
     off: bool = True            # cached "not usable()", kept current by set_status
 
     def set_status(self, node: str, status: str) -> None:
@@ -120,6 +124,7 @@ class NetworkState:
         self.former_link_ports: set[tuple[int, int]] = set()
         self.hosts: dict[str, HostInfo] = {}          # by IPv4
         self.reserved: dict[tuple[str, str], int] = {}  # (link_id, from_node) -> bits
+        self.hop_latency: dict[str, float] = {}      # link id -> relay hop latency (ms), inventory
         self.version = 0  # bumped on every change that can change a path
         self.topo_version = 0  # bumped when a QKD node or link appears
         self.dirty_links: set[str] = set()   # links changed since the path search's arrays were synced
@@ -158,7 +163,9 @@ class NetworkState:
         rec = self.links.get(ls.link_id)
         if rec is None:
             a, b = sorted((node_id, ls.peer_node))
-            rec = self.links[ls.link_id] = QkdLinkRecord(ls.link_id, a, b, kms_kind=ls.kms_kind)
+            rec = self.links[ls.link_id] = QkdLinkRecord(
+                ls.link_id, a, b, kms_kind=ls.kms_kind,
+                latency_ms=self.hop_latency.get(ls.link_id, DEFAULT_HOP_LATENCY_MS))
             for n in (a, b):
                 if n not in self.qkd:
                     self.qkd.add_node(n, trust=3)
@@ -207,6 +214,15 @@ class NetworkState:
         """Per-hop latency of a QKD link's relay hop (e.g. from fibre length), for metric "latency"."""
         self.links[link_id].latency_ms = float(latency_ms)
         self.dirty_links.add(link_id)
+
+    def set_hop_latencies(self, latencies: Mapping[str, float]) -> None:
+        """Relay-hop latency by link id (from QuSeC's inventory), for the links known now and
+        those that appear later; a link not named costs DEFAULT_HOP_LATENCY_MS."""
+        self.hop_latency = {lid: float(ms) for lid, ms in latencies.items()}
+        for lid, rec in self.links.items():
+            ms = self.hop_latency.get(lid, DEFAULT_HOP_LATENCY_MS)
+            if rec.latency_ms != ms:
+                self.set_link_latency(lid, ms)
 
     def trust(self, node: str) -> int:
         return int(self.qkd.nodes[node].get("trust", 3)) if node in self.qkd else 0

@@ -29,8 +29,8 @@ def agents_for(edges, rate=1e5, stored=10**6, trust=None, data_ip=True, port=REL
     return out
 
 
-def core_with(edges, policy=None, now=0.0, **kw) -> tuple[QuSeCCore, dict[str, AgentInfo]]:
-    core = QuSeCCore(policy)
+def core_with(edges, policy=None, now=0.0, inventory=None, **kw) -> tuple[QuSeCCore, dict[str, AgentInfo]]:
+    core = QuSeCCore(policy, inventory=inventory)
     agents = agents_for(edges, **kw)
     for info in agents.values():
         core.agent_registered(info, now)

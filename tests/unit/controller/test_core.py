@@ -200,3 +200,32 @@ def test_a_path_setup_on_a_big_network_only_looks_at_the_flows_it_changes(monkey
     acts = core.release_path(d.path_ids[0], 2.0)
     assert sorted(a.dpid for a in acts if isinstance(a, FlowMods)) == [11, 12]
     assert len(reads) <= 20, len(reads)
+
+
+def test_latency_metric_takes_hop_latencies_from_the_inventory():
+    # A-E-D is the short route (2 hops) but slow; A-B-C-D has more hops and is fast.
+    from quseccontroller.inventory import parse as parse_inventory
+    inv = parse_inventory({"links": [{"id": f"{a}-{b}", "a": a, "b": b, "latency_ms": ms}
+                                     for (a, b), ms in zip(EDGES, (1.0, 1.5, 0.5, 10.0, 10.0))]},
+                          "inventory.toml")
+    by = {m: parse({"default": {"metric": m}}, f"{m}.toml") for m in ("latency", "hops")}
+    core, _ = core_with(EDGES, policy=by["latency"], inventory=inv)
+    assert core.state.links["A-E"].latency_ms == 10.0   # applied when the agents reported the link
+    d, _ = core.request_path(PathRequest("A", "D"), 1.0)
+    assert d.paths == [["A", "B", "C", "D"]] and d.cost == 3.0 and "latency metric" in d.reason
+    core.reload_policy(by["hops"])
+    assert core.request_path(PathRequest("A", "D"), 2.0)[0].paths == [["A", "E", "D"]]
+    # Without an inventory every hop costs the default 1 ms: "latency" ranks like "hops".
+    core.reload_policy(by["latency"])
+    core.set_inventory(None)
+    d, _ = core.request_path(PathRequest("A", "D"), 3.0)
+    assert d.paths == [["A", "E", "D"]] and d.cost == 2.0
+    plain, _ = core_with(EDGES, policy=by["latency"])
+    assert plain.request_path(PathRequest("A", "D"), 1.0)[0].paths == [["A", "E", "D"]]
+    # A reload reaches links already known and those that appear later.
+    core.set_inventory(inv)
+    core.agent_registered(AgentInfo("F", "10.0.0.9:7000", links=(LinkState("D-F", "D", 1e5, 10**6),)), 4.0)
+    assert core.state.links["D-F"].latency_ms == 1.0
+    core.set_inventory(parse_inventory({"links": [{"id": "D-F", "a": "D", "b": "F", "latency_ms": 7}]}))
+    assert core.state.links["D-F"].latency_ms == 7.0 and core.state.links["A-E"].latency_ms == 1.0
+    assert core.request_path(PathRequest("A", "F"), 5.0)[0].cost == 9.0

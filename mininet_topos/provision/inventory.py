@@ -1,0 +1,54 @@
+"""QuSeC's inventory file from a topology: each QKD link's relay-hop latency over the classical network."""
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import networkx as nx
+
+from mininet_topos.model import Topology
+from quseccontroller import inventory
+from quseccontroller.inventory import Inventory, InventoryLink
+
+
+def _latency(_u: str, _v: str, data: dict) -> float:
+    return data.get("latency_ms") or 0.0   # a classical link without latency_ms adds nothing
+
+
+def hop_latencies(topo: Topology) -> dict[str, float]:
+    """Link id -> the least summed ``latency_ms`` over the classical graph between the link's
+    two ends: the relay connection of a hop crosses the switch links between its two vKMS, and
+    Mininet gives each switch link its ``latency_ms`` as a netem delay. A topology without
+    classical links has its switch links follow the QKD links with no delay: every latency is 0."""
+    if not topo.classical:
+        return {link.id: 0.0 for link in topo.links}
+    g = topo.classical_graph()
+    by_source: dict[str, list] = defaultdict(list)
+    for link in topo.links:
+        by_source[link.a].append(link)
+    out: dict[str, float] = {}
+    for a in sorted(by_source):
+        dist = nx.single_source_dijkstra_path_length(g, a, weight=_latency)
+        for link in by_source[a]:
+            if link.b not in dist:
+                raise ValueError(f"{topo.name}: QKD link {link.id}: no classical route from "
+                                 f"{link.a} to {link.b}")
+            out[link.id] = round(float(dist[link.b]), 9)   # no float noise from the sums
+    return {link.id: out[link.id] for link in topo.links}
+
+
+def build(topo: Topology) -> Inventory:
+    """The inventory QuSeC is given for ``topo``: every QKD link with its hop latency."""
+    lat = hop_latencies(topo)
+    return Inventory(tuple(InventoryLink(link.id, link.a, link.b, lat[link.id]) for link in topo.links),
+                     source=f"<inventory of {topo.name}>")
+
+
+def write(topo: Topology, path: str | Path) -> Path:
+    """Write ``topo``'s inventory as TOML to ``path`` (what QuSeC's inventory loader reads)."""
+    path = Path(path)
+    how = ("latency_ms: the least summed latency_ms of the classical links between the link's two nodes."
+           if topo.classical else
+           "No classical links: the switch links follow the QKD links without delay, every latency_ms is 0.")
+    path.write_text(inventory.dumps(build(topo), comment=f"QuSeC inventory of topology {topo.name!r}.\n{how}"))
+    return path
