@@ -23,13 +23,16 @@ class ArcIndex:
 
     def __init__(self) -> None:
         self.version = -1
+        self._weights: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
 
     def refresh(self, st: "NetworkState") -> None:
         if st.topo_version != self.version:
             self._build(st)
+            self._weights.clear()
         elif st.dirty_links:
             for lid in st.dirty_links:
                 self._load(st, lid)
+            self._weights.clear()
         st.dirty_links.clear()
         if st.nodes_dirty or self.version != st.topo_version:
             self._load_nodes(st)
@@ -95,12 +98,24 @@ class ArcIndex:
         return ok
 
     def arc_weights(self, c: Constraints) -> tuple[np.ndarray, np.ndarray]:
-        """(usable mask, cost) of every arc, from link state and key constraints only."""
-        avail = self.stored - self.reserved
-        usable = ~self.off
-        if c.check_key:
-            usable &= avail >= c.need_bits
-        return usable, hop_cost(self.skr, self.cons, avail, c.need_bits, c.metric, self.latency)
+        """(usable mask, cost) of every arc, from link state and key constraints only (read-only
+        arrays, kept until the links change: a search, its hop-bounded retry and the refusal
+        checks of one request share them)."""
+        key = (c.need_bits, c.check_key, c.metric)
+        got = self._weights.get(key)
+        if got is None:
+            avail = self.stored - self.reserved
+            usable = ~self.off
+            if c.check_key:
+                usable &= avail >= c.need_bits
+            w = np.asarray(hop_cost(self.skr, self.cons, avail, c.need_bits, c.metric, self.latency),
+                           dtype=float)
+            for a in (usable, w):
+                a.setflags(write=False)
+            if len(self._weights) >= 8:
+                self._weights.clear()
+            got = self._weights[key] = (usable, w)
+        return got
 
     def best_arc(self, p: int, q: int, mask: np.ndarray, w: np.ndarray) -> int | None:
         """The cheapest arc p -> q allowed by ``mask`` (ties: the smaller link id), or None."""
