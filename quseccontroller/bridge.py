@@ -1,8 +1,9 @@
 """The app <-> gateway process boundary: length-prefixed JSON over a Unix socket.
 
-grpcio freezes the eventlet hub inside ``osken-manager`` (DESIGN.md §5), so the
-gRPC API lives in a companion process. This module is the only place that knows
-how the two talk, so a move to a native-thread hub touches this file alone.
+grpcio freezes the eventlet hub inside ``osken-manager``, so the gRPC API lives in
+a companion process. This module is the only place that knows how the two talk
+(socket path, framing, ops, pushes), so a move to a native-thread hub touches this
+file alone; what goes inside the frames is converted in ``quseccontroller.records``.
 
 Wire format: each frame is a 4-byte big-endian length followed by that many bytes
 of UTF-8 JSON (one object). Three kinds of objects:
@@ -18,6 +19,7 @@ os-ken's hub; the gateway side (``GatewayBridgeClient``) runs on plain threads.
 """
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import logging
@@ -25,6 +27,7 @@ import os
 import socket
 import struct
 import threading
+from pathlib import Path
 from typing import Any, Callable
 
 LOG = logging.getLogger(__name__)
@@ -37,6 +40,19 @@ PUSH_KINDS = ("authorise", "revoke")
 
 # Error codes a handler may raise; the gateway maps them to gRPC status codes.
 ERROR_CODES = ("invalid", "not_found", "permission", "unavailable", "timeout", "internal")
+
+SOCKET_NAME = "bridge.sock"
+# Unix socket paths are limited to 107 bytes; long state dirs get a short alias.
+_SUN_PATH_MAX = 100
+
+
+def bridge_socket_path(state_dir: str | os.PathLike) -> str:
+    """The app<->gateway Unix socket for ``state_dir`` (short enough for AF_UNIX)."""
+    path = str(Path(state_dir).resolve() / SOCKET_NAME)
+    if len(path.encode()) <= _SUN_PATH_MAX:
+        return path
+    digest = hashlib.sha1(path.encode()).hexdigest()[:16]
+    return f"/tmp/qusec-bridge-{digest}.sock"
 
 
 class BridgeError(Exception):

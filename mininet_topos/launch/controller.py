@@ -1,7 +1,7 @@
 """Start and stop a QuSeC controller: ``osken-manager quseccontroller.app`` and its gateway.
 
 ``Controller(state_dir, ca_cert=..., cert=..., key=...)`` writes ``STATE_DIR/qusec.conf``
-(the app's ``[qusec]`` options), runs ``osken-manager`` as a subprocess (which starts the
+(the app's ``[qusec]`` options, from ``quseccontroller.options``), runs ``osken-manager`` as a subprocess (which starts the
 gRPC gateway), and ``wait_ready()`` returns once the OpenFlow port accepts connections and
 the gateway's gRPC health check says SERVING. Logs go to ``STATE_DIR/osken.log`` and
 ``STATE_DIR/gateway.log``. Used by the local and the Mininet launchers, tests and benches.
@@ -18,8 +18,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
-from quseccontroller import settings
+from quseccontroller import options
 
 LOG = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def _resolve(listen: str, what: str) -> tuple[str, int]:
-    host, port = settings.split_hostport(listen, what)
+    host, port = options.split_hostport(listen, what)
     return host, port or free_port("127.0.0.1" if host in ("0.0.0.0", "") else host)
 
 
@@ -61,9 +62,10 @@ class Controller:
     def __init__(self, state_dir: str | os.PathLike, *, ca_cert: str, cert: str, key: str,
                  policy: str | None = None, grpc_listen: str = "127.0.0.1:0",
                  http_listen: str = "127.0.0.1:0", of_listen: str = "127.0.0.1:0",
-                 observe_links: bool = True, path_ttl: float = settings.PATH_TTL_S,
-                 gone_grace: float = settings.GONE_GRACE_S, extra_args: list[str] | None = None,
-                 gateway: str = "spawn", barrier_timeout: float = settings.BARRIER_TIMEOUT_S):
+                 observe_links: bool = True, path_ttl: float = options.default("path_ttl"),
+                 gone_grace: float = options.default("gone_grace"),
+                 extra_args: list[str] | None = None, gateway: str = options.default("gateway"),
+                 barrier_timeout: float = options.default("barrier_timeout")):
         self.state_dir = Path(state_dir).resolve()
         self.ca_cert, self.cert, self.key = (str(Path(p).resolve()) for p in (ca_cert, cert, key))
         self.policy = str(Path(policy).resolve()) if policy else ""
@@ -76,7 +78,7 @@ class Controller:
         self.gone_grace = gone_grace
         self.barrier_timeout = barrier_timeout
         self.extra_args = list(extra_args or [])
-        if gateway not in ("spawn", "standalone"):
+        if gateway not in options.BY_NAME["gateway"].choices:
             raise ValueError(f"gateway: expected 'spawn' or 'standalone', got {gateway!r}")
         # "spawn": the app starts and supervises the gateway; "standalone": this launcher runs
         # it as a separate process that outlives app restarts.
@@ -113,19 +115,21 @@ class Controller:
 
     @property
     def gateway_log(self) -> Path:
-        return self.state_dir / settings.GATEWAY_LOG
+        return self.state_dir / options.GATEWAY_LOG
+
+    def option_values(self) -> dict[str, Any]:
+        """This controller's [qusec] option values (the others keep the table's defaults);
+        ``parent_pid`` is this launcher, so neither process outlives it."""
+        return {"state_dir": self.state_dir, "policy": self.policy, "gateway": self.gateway,
+                "grpc_listen": f"{self._grpc[0]}:{self._grpc[1]}",
+                "http_listen": f"{self._http[0]}:{self._http[1]}",
+                "ca_cert": self.ca_cert, "cert": self.cert, "key": self.key,
+                "path_ttl": self.path_ttl, "gone_grace": self.gone_grace,
+                "barrier_timeout": self.barrier_timeout, "parent_pid": os.getpid()}
 
     def write_config(self) -> Path:
         """The oslo.config file osken-manager reads (``--config-file``)."""
-        lines = ["[qusec]", f"state_dir = {self.state_dir}", f"policy = {self.policy}",
-                 f"gateway = {self.gateway}",
-                 f"grpc_listen = {self._grpc[0]}:{self._grpc[1]}",
-                 f"http_listen = {self._http[0]}:{self._http[1]}",
-                 f"ca_cert = {self.ca_cert}", f"cert = {self.cert}", f"key = {self.key}",
-                 f"path_ttl = {self.path_ttl}", f"gone_grace = {self.gone_grace}",
-                 f"barrier_timeout = {self.barrier_timeout}",
-                 f"parent_pid = {os.getpid()}", ""]
-        self.config_file.write_text("\n".join(lines))
+        self.config_file.write_text(options.config_text(self.option_values()))
         return self.config_file
 
     def argv(self) -> list[str]:
@@ -137,13 +141,7 @@ class Controller:
 
     def gateway_argv(self) -> list[str]:
         """The standalone gateway's command line (the app builds its own in spawn mode)."""
-        return [sys.executable, "-m", "quseccontroller.gateway",
-                "--bridge", settings.bridge_socket_path(self.state_dir),
-                "--state-dir", str(self.state_dir),
-                "--grpc-listen", f"{self._grpc[0]}:{self._grpc[1]}",
-                "--http-listen", f"{self._http[0]}:{self._http[1]}",
-                "--ca-cert", self.ca_cert, "--cert", self.cert, "--key", self.key,
-                "--gone-grace", str(self.gone_grace), "--parent-pid", str(os.getpid())]
+        return options.gateway_argv(self.option_values(), parent_pid=os.getpid())
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> "Controller":
@@ -152,7 +150,7 @@ class Controller:
             raise ControllerError("controller already running")
         self.state_dir.mkdir(parents=True, exist_ok=True)
         if self.gateway == "spawn" or self.gateway_proc is None or self.gateway_proc.poll() is not None:
-            (self.state_dir / settings.GATEWAY_READY_FILE).unlink(missing_ok=True)
+            (self.state_dir / options.GATEWAY_READY_FILE).unlink(missing_ok=True)
         if self.gateway == "standalone" and (self.gateway_proc is None
                                              or self.gateway_proc.poll() is not None):
             self._gw_log = open(self.gateway_log, "ab")
@@ -213,7 +211,7 @@ class Controller:
         while time.monotonic() < deadline:
             self._check_alive()
             of_ok = of_ok or self.of_listening()
-            if of_ok and (self.state_dir / settings.GATEWAY_READY_FILE).exists():
+            if of_ok and (self.state_dir / options.GATEWAY_READY_FILE).exists():
                 grpc_ok = self.grpc_serving()
                 if grpc_ok:
                     return self
@@ -225,7 +223,7 @@ class Controller:
 
     def gateway_info(self) -> dict:
         """What the running gateway wrote to STATE_DIR/gateway.json (pid, addresses)."""
-        return json.loads((self.state_dir / settings.GATEWAY_READY_FILE).read_text())
+        return json.loads((self.state_dir / options.GATEWAY_READY_FILE).read_text())
 
     def stop_app(self, timeout: float = 10.0) -> None:
         """Stop osken-manager only (a standalone gateway keeps serving and waits for it)."""

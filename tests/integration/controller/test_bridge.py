@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from quseccontroller import bridge, settings
+from quseccontroller import bridge
 from quseccontroller.bridge import (BridgeError, BridgeProtocolError, BridgeUnavailable, FrameDecoder,
                                     GatewayBridgeClient, check_request, encode)
 
@@ -43,10 +43,10 @@ def test_check_request_names_the_problem():
 
 
 def test_bridge_socket_path_is_short_enough(tmp_path):
-    assert settings.bridge_socket_path(tmp_path).endswith("bridge.sock")
+    assert bridge.bridge_socket_path(tmp_path).endswith("bridge.sock")
     deep = tmp_path / ("d" * 120)
-    path = settings.bridge_socket_path(deep)
-    assert len(path) < 108 and path == settings.bridge_socket_path(deep)
+    path = bridge.bridge_socket_path(deep)
+    assert len(path) < 108 and path == bridge.bridge_socket_path(deep)
 
 
 class ScriptedApp:

@@ -1,7 +1,8 @@
 """Smoke test of the os-ken shim: instantiate QuSeCApp and drive every handler with fake events."""
 from __future__ import annotations
 
-import dataclasses
+import subprocess
+import sys
 import time
 from types import SimpleNamespace
 
@@ -12,7 +13,7 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from quseccontroller import app as app_mod
-from quseccontroller import ofmsgs, settings
+from quseccontroller import ofmsgs, options
 from quseccontroller.bridge import BridgeError
 
 RELAY_PORT = 7000
@@ -201,7 +202,7 @@ def test_refusal_and_bad_requests(app):
 def test_unconfirmed_flows_fail_the_request_and_release_it(app):
     dps = _line(app)
     dps[2].answer_barriers = False
-    app.cfg = dataclasses.replace(app.cfg, barrier_timeout=0.2)   # the [qusec] barrier_timeout
+    app.sender.barrier_timeout = 0.2   # the [qusec] barrier_timeout
     t0 = time.monotonic()
     with pytest.raises(BridgeError) as err:
         app.handle_bridge("request_path", {"src_node": "A", "dst_node": "C"})
@@ -211,10 +212,10 @@ def test_unconfirmed_flows_fail_the_request_and_release_it(app):
 
 
 def test_barrier_timeout_is_a_qusec_option(app):
-    assert app.cfg.barrier_timeout == settings.BARRIER_TIMEOUT_S
+    assert app.cfg.barrier_timeout == app.sender.barrier_timeout == options.default("barrier_timeout")
     app_mod.CONF.set_override("barrier_timeout", 1.5, group="qusec")
     try:
-        assert app_mod.AppConfig.from_conf().barrier_timeout == 1.5
+        assert options.AppConfig.from_conf(app_mod.CONF).barrier_timeout == 1.5
     finally:
         app_mod.CONF.clear_override("barrier_timeout", group="qusec")
 
@@ -233,7 +234,7 @@ def test_only_switches_whose_flows_change_get_a_barrier(app):
     app.handle_bridge("register", _register("Q", "10.0.0.50", [("QA", "A")]))
     for dp in dps.values():
         dp.sent.clear()
-    app.execute(app.core.expire(time.time() + 10))
+    app.sender.execute(app.core.expire(time.time() + 10))
     sent = [m for dp in dps.values() for m in dp.sent]
     assert any(isinstance(m, parser.OFPPacketOut) for m in sent)
     assert not any(isinstance(m, parser.OFPBarrierRequest) for m in sent)
@@ -263,7 +264,7 @@ def test_port_link_switch_down_and_reroute_events(app):
     assert app.status()["switches"] == [2, 4]
     assert isinstance(app.handle_bridge("state", {}), dict)
     assert app.handle_bridge("ping", {}) == {"pong": True}
-    app.execute(app.core.expire(10**12))  # everything expired: nothing left to revoke twice
+    app.sender.execute(app.core.expire(10**12))  # everything expired: nothing left to revoke twice
     assert app.core.status()["paths"] == {}
 
 
@@ -287,3 +288,12 @@ def test_reconnected_switch_survives_the_stale_events_of_its_old_connection(app)
     app.switch_leave_handler(_ev(switch=SimpleNamespace(dp=old)))
     app.state_change_handler(_ev(datapath=old, state=DEAD_DISPATCHER))
     assert app.status()["switches"] == [7] and app.datapaths[7] is new
+
+
+def test_importing_the_app_does_not_import_grpc():
+    """grpcio would freeze the eventlet hub: the app process must never load it."""
+    code = ("import sys, quseccontroller.app; "
+            "bad = sorted(m for m in sys.modules if m.split('.')[0].startswith('grpc')); "
+            "print(bad); sys.exit(bool(bad))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
