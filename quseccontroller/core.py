@@ -221,4 +221,4 @@ class QuSeCCore:
         return reroute_broken(self.state, self.paths, self.counters)
 
     def _reconcile(self, now: float) -> list[Action]:
-        return [*self.reconciler.reconcile(self.state, self.paths, now)]
+        return list(self.reconciler.reconcile(self.state, self.paths, now))

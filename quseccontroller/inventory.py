@@ -1,4 +1,4 @@
-"""QuSeC's inventory of the network it controls (a TOML file): for now its QKD links and their relay-hop latency.
+"""QuSeC's inventory of the network it controls (a TOML file): for now its QKD links and hop latencies.
 
     [[links]]
     id = "A-B"          # the link id the agents report
@@ -76,7 +76,7 @@ def _links(raw: Any, source: str, problems: list[str]) -> tuple[InventoryLink, .
             problems.append(f"{source}: links[{i}]: must be a table, got {item!r}")
             continue
         ident = item.get("id")
-        where = f"{source}: links[{i}] ({ident})" if isinstance(ident, str) and ident else f"{source}: links[{i}]"
+        where = f"{source}: links[{i}]" + (f" ({ident})" if isinstance(ident, str) and ident else "")
         ok = True
         for key in item:
             if key not in LINK_FIELDS:

@@ -50,5 +50,6 @@ def write(topo: Topology, path: str | Path) -> Path:
     how = ("latency_ms: the least summed latency_ms of the classical links between the link's two nodes."
            if topo.classical else
            "No classical links: the switch links follow the QKD links without delay, every latency_ms is 0.")
-    path.write_text(inventory.dumps(build(topo), comment=f"QuSeC inventory of topology {topo.name!r}.\n{how}"))
+    comment = f"QuSeC inventory of topology {topo.name!r}.\n{how}"
+    path.write_text(inventory.dumps(build(topo), comment=comment))
     return path

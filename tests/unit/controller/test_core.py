@@ -224,7 +224,8 @@ def test_latency_metric_takes_hop_latencies_from_the_inventory():
     assert plain.request_path(PathRequest("A", "D"), 1.0)[0].paths == [["A", "E", "D"]]
     # A reload reaches links already known and those that appear later.
     core.set_inventory(inv)
-    core.agent_registered(AgentInfo("F", "10.0.0.9:7000", links=(LinkState("D-F", "D", 1e5, 10**6),)), 4.0)
+    f_node = AgentInfo("F", "10.0.0.9:7000", links=(LinkState("D-F", "D", 1e5, 10**6),))
+    core.agent_registered(f_node, 4.0)
     assert core.state.links["D-F"].latency_ms == 1.0
     core.set_inventory(parse_inventory({"links": [{"id": "D-F", "a": "D", "b": "F", "latency_ms": 7}]}))
     assert core.state.links["D-F"].latency_ms == 7.0 and core.state.links["A-E"].latency_ms == 1.0
