@@ -1,0 +1,1 @@
+"""QKD networks from topology files: the model and loader, provisioning, launchers (local and Mininet), the qkdnet CLI and the benchmarks; the only package that uses both the controller and the agent."""

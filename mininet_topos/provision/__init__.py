@@ -1,0 +1,1 @@
+"""What a network needs before it starts: its PKI, each agent's config, network.json."""
