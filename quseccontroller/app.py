@@ -28,6 +28,7 @@ from os_ken.topology import event as topo_event
 from quseccontroller import lldpfix, options
 from quseccontroller.bridge import AppBridgeServer
 from quseccontroller.core import QuSeCCore
+from quseccontroller.inventory import load as load_inventory
 from quseccontroller.dispatch import BridgeDispatch
 from quseccontroller.policywatch import PolicyWatch
 from quseccontroller.sender import Sender
@@ -52,7 +53,9 @@ class QuSeCApp(app_manager.OSKenApp):
         self.cfg = options.AppConfig.from_conf(CONF)
         self.cfg.state_dir.mkdir(parents=True, exist_ok=True)
         self.policy = PolicyWatch(self.cfg.policy)
-        self.core = QuSeCCore(self.policy.initial(), path_ttl_s=self.cfg.path_ttl)
+        # A bad inventory at start-up is fatal, like a bad policy file: its problems are the error.
+        inv = load_inventory(self.cfg.inventory) if self.cfg.inventory else None
+        self.core = QuSeCCore(self.policy.initial(), path_ttl_s=self.cfg.path_ttl, inventory=inv)
         self.switches_up: set[int] = set()
         self.links: set[frozenset] = set()          # undirected LLDP links, by their two ends
         self.bridge = AppBridgeServer(self.cfg.bridge_socket, self.handle_bridge)

@@ -52,6 +52,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("state_dir", Path, "/var/lib/qusec",
            "directory for the bridge socket, gateway log and ready file (gateway.json)", BOTH),
     Option("policy", str, "", "policy TOML file (empty: allow all, one key-aware path)", APP),
+    Option("inventory", str, "",
+           "inventory TOML file: the network's QKD links and the latency of their relay hops "
+           "(empty: none; policy metric \"latency\" then ranks paths like \"hops\")", APP),
     Option("gateway", str, "spawn",
            "spawn: start and supervise the gRPC gateway; standalone: it is run separately", APP,
            choices=("spawn", "standalone")),
@@ -136,6 +139,7 @@ def _app_config_from_conf(cls: type, conf: Any, group: str = "qusec") -> Any:
     values = {o.name: getattr(section, o.name) for o in app_options()}
     values["state_dir"] = Path(values["state_dir"]).resolve()
     values["policy"] = values["policy"] or ""
+    values["inventory"] = values["inventory"] or ""
     values["bridge_socket"] = values["bridge_socket"] or bridge_socket_path(values["state_dir"])
     return cls(**values)
 

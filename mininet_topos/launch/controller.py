@@ -60,7 +60,8 @@ class Controller:
     """A running QuSeC: osken-manager with the app, plus the gateway it supervises."""
 
     def __init__(self, state_dir: str | os.PathLike, *, ca_cert: str, cert: str, key: str,
-                 policy: str | None = None, grpc_listen: str = "127.0.0.1:0",
+                 policy: str | None = None, inventory: str | os.PathLike | None = None,
+                 grpc_listen: str = "127.0.0.1:0",
                  http_listen: str = "127.0.0.1:0", of_listen: str = "127.0.0.1:0",
                  observe_links: bool = True, path_ttl: float = options.default("path_ttl"),
                  gone_grace: float = options.default("gone_grace"),
@@ -69,6 +70,7 @@ class Controller:
         self.state_dir = Path(state_dir).resolve()
         self.ca_cert, self.cert, self.key = (str(Path(p).resolve()) for p in (ca_cert, cert, key))
         self.policy = str(Path(policy).resolve()) if policy else ""
+        self.inventory = str(Path(inventory).resolve()) if inventory else ""
         # Fixed ports (port 0 resolved now) so a restarted gateway comes back on the same address.
         self._grpc = _resolve(grpc_listen, "grpc_listen")
         self._http = _resolve(http_listen, "http_listen")
@@ -120,7 +122,8 @@ class Controller:
     def option_values(self) -> dict[str, Any]:
         """This controller's [qusec] option values (the others keep the table's defaults);
         ``parent_pid`` is this launcher, so neither process outlives it."""
-        return {"state_dir": self.state_dir, "policy": self.policy, "gateway": self.gateway,
+        return {"state_dir": self.state_dir, "policy": self.policy, "inventory": self.inventory,
+                "gateway": self.gateway,
                 "grpc_listen": f"{self._grpc[0]}:{self._grpc[1]}",
                 "http_listen": f"{self._http[0]}:{self._http[1]}",
                 "ca_cert": self.ca_cert, "cert": self.cert, "key": self.key,

@@ -54,13 +54,11 @@ class LocalNetwork(LaunchedNetwork):
             print(msg, file=self.progress, flush=True)
 
     def _start_qusec(self) -> dict[str, str] | None:
-        try:
-            from mininet_topos.launch.controller import Controller
-        except ImportError as exc:
-            self._say(f"QuSeC controller not available ({exc}); agents run standalone")
-            return None
+        from mininet_topos.launch.controller import Controller
+        from mininet_topos.provision import inventory
         ctl = Controller(self.state_dir / "qusec", ca_cert=self.pki.ca_cert, cert=self.pki.qusec_cert,
-                         key=self.pki.qusec_key, observe_links=False, policy=self.policy)
+                         key=self.pki.qusec_key, observe_links=False, policy=self.policy,
+                         inventory=inventory.write(self.topology, self.state_dir / "inventory.toml"))
         try:
             ctl.start()
             ctl.wait_ready(READY_TIMEOUT_S)

@@ -140,13 +140,17 @@ class MininetNetwork(LaunchedNetwork):
 
     def _start_qusec(self) -> None:
         from mininet_topos.launch.controller import Controller
+        from mininet_topos.provision import inventory
         # A fresh copy every start: an edit made through `qpolicy reload` lasts one run.
         self.policy_file.write_text(self.policy_src.read_text() if self.policy_src else DEFAULT_POLICY)
         # gRPC on every address, so agents reach it over the management bridge; OpenFlow on
         # loopback (the switches live in the root namespace).
         self.controller = Controller(self.state_dir / "qusec", ca_cert=self.pki.ca_cert,
                                      cert=self.pki.qusec_cert, key=self.pki.qusec_key,
-                                     policy=str(self.policy_file), grpc_listen="0.0.0.0:0",
+                                     policy=str(self.policy_file),
+                                     inventory=inventory.write(self.topology,
+                                                               self.state_dir / "inventory.toml"),
+                                     grpc_listen="0.0.0.0:0",
                                      http_listen="127.0.0.1:0", of_listen="127.0.0.1:0")
         self.controller.start()
         self.controller.wait_ready(60)

@@ -17,7 +17,7 @@ from quseccontroller.bridge import bridge_socket_path
 from quseccontroller.gateway import process
 
 # Today's names and defaults: config files, service units and scripts depend on them.
-APP_DEFAULTS = {"state_dir": "/var/lib/qusec", "policy": "", "gateway": "spawn",
+APP_DEFAULTS = {"state_dir": "/var/lib/qusec", "policy": "", "inventory": "", "gateway": "spawn",
                 "grpc_listen": "0.0.0.0:50051", "http_listen": "127.0.0.1:9301", "ca_cert": "",
                 "cert": "", "key": "", "bridge_socket": "", "path_ttl": 60.0,
                 "expire_interval": 1.0, "barrier_timeout": 5.0, "gone_grace": 5.0, "parent_pid": 0}
