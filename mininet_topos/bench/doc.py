@@ -12,7 +12,7 @@ import platform
 import re
 from pathlib import Path
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "benchmarks.md"   # the repository's docs/
 HEADER = """# Benchmarks
 
 Written by `qkdnet bench NAME`; do not edit by hand. Each section is replaced by the

@@ -73,3 +73,8 @@ def test_bench_json(capsys: pytest.CaptureFixture) -> None:
     assert args.func(args) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["bench"] == "topology" and data["rows"][0]["nodes"] == 30 and data["ok"] is True
+
+
+def test_benchmarks_record_into_the_repositorys_docs() -> None:
+    from tests.helpers import ROOT
+    assert benchdoc.DOC == ROOT / "docs" / "benchmarks.md" and benchdoc.DOC.exists()
