@@ -46,6 +46,20 @@ class Limits:
 
 
 @dataclass
+class RelayConfig:
+    """Key relay and the QuSeC control stream (docs/relay.md); every number must be positive."""
+    hop_timeout_s: float = 10.0      # deadline of each hop's call (and of the chain behind it)
+    max_parallel: int = 8            # keys/messages relayed concurrently by one source
+    report_interval_s: float = 2.0   # link report period until QuSeC sets its own
+    path_deadline_s: float = 10.0    # RequestPath deadline
+    backoff_max_s: float = 5.0       # longest reconnect back-off
+    data_ip: str = ""                # IPv4 on the OpenFlow network (default: the relay host)
+    advertise_addr: str = ""         # relay address QuSeC gives neighbours (default: the bound one)
+    prerelay: bool = False           # pre-relayed key buffers
+    prerelay_max_keys: int = 64      # largest buffer per SAE pair
+
+
+@dataclass
 class LinkConfig:
     """One QKD link end and its link KMS."""
     id: str
@@ -87,7 +101,8 @@ class AgentConfig:
     saes: dict[str, str] = field(default_factory=dict)   # every SAE of the network -> its node
     graph: dict[str, list[str]] = field(default_factory=dict)  # QKD graph (node -> neighbours), optional
     limits: Limits = field(default_factory=Limits)
-    extra: dict[str, Any] = field(default_factory=dict)  # other sections (e.g. [relay]), kept as-is
+    relay: RelayConfig = field(default_factory=RelayConfig)
+    extra: dict[str, Any] = field(default_factory=dict)  # other top-level tables, kept as-is
     source: str = ""
 
     def local_saes(self) -> list[str]:
@@ -112,13 +127,19 @@ def _dataclass_from(cls, data: dict, where: str, problems: list[str], required: 
             problems.append(f"{where}: unknown field {k!r} (known: {', '.join(sorted(known))})")
             continue
         default = known[k].default
-        if isinstance(default, bool) or (isinstance(default, (int, float)) and not isinstance(default, bool)):
+        if isinstance(default, bool):
+            if not isinstance(v, bool):
+                problems.append(f"{where}: {k}: expected true or false, got {v!r}")
+                continue
+        elif isinstance(default, (int, float)):
             if isinstance(v, bool) or not isinstance(v, (int, float)):
                 problems.append(f"{where}: {k}: expected a number, got {v!r}")
                 continue
-            if isinstance(default, int) and not isinstance(default, bool) and not isinstance(v, int):
+            if isinstance(default, int) and not isinstance(v, int):
                 problems.append(f"{where}: {k}: expected an integer, got {v!r}")
                 continue
+            if isinstance(default, float):
+                v = float(v)
         elif isinstance(default, str) and not isinstance(v, str):
             problems.append(f"{where}: {k}: expected a string, got {v!r}")
             continue
@@ -168,6 +189,15 @@ def parse_config(data: dict, source: str = "<config>") -> AgentConfig:
         p.append(f"{source}: [limits]: key sizes must be multiples of 8 bits")
     if not 0 < limits.min_key_size <= limits.key_size <= limits.max_key_size:
         p.append(f"{source}: [limits]: need 0 < min_key_size <= key_size <= max_key_size")
+    relay_data = data.get("relay", {})
+    if not isinstance(relay_data, dict):
+        p.append(f"{source}: [relay]: expected a table")
+        relay_data = {}
+    relay = _dataclass_from(RelayConfig, relay_data, f"{source}: [relay]", p) or RelayConfig()
+    for f in fields(RelayConfig):
+        value = getattr(relay, f.name)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value <= 0:
+            p.append(f"{source}: [relay]: {f.name}: must be positive, got {value}")
     links = []
     for i, ld in enumerate(data.get("links", [])):
         where = f"{source}: links[{i}] ({ld.get('id', '?') if isinstance(ld, dict) else '?'})"
@@ -205,8 +235,8 @@ def parse_config(data: dict, source: str = "<config>") -> AgentConfig:
                                               for v in graph.values()):
         p.append(f"{source}: [graph]: expected NODE = [\"neighbour\", ...] entries")
         graph = {}
-    known = {"node_id", "state_dir", "tls", "listen", "qusec", "limits", "links", "peers", "saes", "trust",
-             "graph"}
+    known = {"node_id", "state_dir", "tls", "listen", "qusec", "limits", "relay", "links", "peers", "saes",
+             "trust", "graph"}
     extra = {k: v for k, v in data.items() if k not in known}
     if p:
         raise ConfigError(p)
@@ -215,7 +245,7 @@ def parse_config(data: dict, source: str = "<config>") -> AgentConfig:
                        advertise_host=listen.get("advertise_host", ""), qusec_addr=qusec_addr,
                        trust=int(data.get("trust", 3)), links=links, peers=peers, saes=dict(saes),
                        graph={k: list(v) for k, v in graph.items()},
-                       limits=limits, extra=extra, source=source)
+                       limits=limits, relay=relay, extra=extra, source=source)
 
 
 def load_config(path: str | Path) -> AgentConfig:
@@ -264,6 +294,7 @@ def to_toml(cfg: AgentConfig) -> str:
     if cfg.qusec_addr:
         lines += _toml_table("qusec", {"addr": cfg.qusec_addr})
     lines += _toml_table("limits", asdict(cfg.limits))
+    lines += _toml_table("relay", asdict(cfg.relay))
     lines += _toml_table("saes", cfg.saes)
     if cfg.graph:
         lines += _toml_table("graph", cfg.graph)

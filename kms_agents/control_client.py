@@ -7,6 +7,10 @@ threshold, and applies the RelayAuthorisation / Revocation messages QuSeC pushes
 down to the node's AuthTable (acking each authorisation). When the stream breaks
 (QuSeC restarting) it reconnects with bounded exponential back-off and registers
 again. Nothing here blocks key delivery: direct-link keys never wait for QuSeC.
+
+This is the agent's only module that knows control.proto: it converts QuSeC's messages
+to and from the agent's dataclasses (:class:`Registration`, link states, authorisations,
+path queries and plans, refusals).
 """
 from __future__ import annotations
 
@@ -17,14 +21,20 @@ import threading
 import time
 from bisect import bisect_right
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
 from grpc_status import rpc_status
 
-from kms_agents.authz import Authorisation, AuthTable
+from kms_agents import rpc
+from kms_agents.relay import wire
+from kms_agents.relay.authz import Authorisation, AuthTable
+from kms_agents.relay.links import LinkState
+from kms_agents.relay.plan import Hop, PathPlan, PathQuery, PathRefused, PlannedPath
 from quseccontroller.proto import control_pb2, control_pb2_grpc
+
+__all__ = ["ControlClient", "ControlSettings", "PathRefused", "Registration", "crossed"]
 
 log = logging.getLogger(__name__)
 
@@ -32,12 +42,19 @@ DEFAULT_THRESHOLDS_BITS = (8 * 1024, 64 * 1024, 1024 * 1024)
 AUTH_FORGET_GRACE_S = 120.0  # expired authorisations still route Voids this long
 
 
-class PathRefused(Exception):
-    """QuSeC refused (or could not answer) a path request; ``code`` is the gRPC status."""
+@dataclass(frozen=True)
+class Registration:
+    """What a (re)connecting control stream sends first: how QuSeC reaches and sees this node."""
 
-    def __init__(self, code: grpc.StatusCode, reason: str, message: str, rule: str = "") -> None:
-        super().__init__(f"QuSeC refused the path ({code.name}, {reason or 'no reason'}): {message}")
-        self.code, self.reason, self.message, self.rule = code, reason, message, rule
+    node_id: str
+    relay_addr: str
+    etsi014_url: str = ""
+    etsi004_addr: str = ""
+    data_ip: str = ""
+    trust_level: int = 3
+    links: list[LinkState] = field(default_factory=list)
+    saes: list[str] = field(default_factory=list)
+    agent_version: str = ""
 
 
 @dataclass
@@ -82,8 +99,8 @@ def backoff_delays(initial: float, maximum: float,
 class ControlClient:
     """The agent's connection to QuSeC (stream thread + unary calls)."""
 
-    def __init__(self, settings: ControlSettings, *, register: Callable[[], control_pb2.Register],
-                 links: Callable[[], list[control_pb2.QkdLinkState]], authz: AuthTable,
+    def __init__(self, settings: ControlSettings, *, register: Callable[[], Registration],
+                 links: Callable[[], list[LinkState]], authz: AuthTable,
                  on_revoke: Callable[[str, str], None] | None = None,
                  on_reregistered: Callable[[], None] | None = None) -> None:
         self.settings, self.authz = settings, authz
@@ -102,9 +119,7 @@ class ControlClient:
 
     def _make_channel(self) -> grpc.Channel:
         s = self.settings
-        creds = grpc.ssl_channel_credentials(root_certificates=Path(s.ca_cert).read_bytes(),
-                                             private_key=Path(s.key).read_bytes(),
-                                             certificate_chain=Path(s.cert).read_bytes())
+        creds = rpc.channel_credentials(s.ca_cert, s.cert, s.key)
         options = [("grpc.keepalive_time_ms", 10_000), ("grpc.keepalive_timeout_ms", 5_000),
                    ("grpc.keepalive_permit_without_calls", 1),
                    ("grpc.initial_reconnect_backoff_ms", int(s.backoff_initial_s * 1000)),
@@ -158,8 +173,8 @@ class ControlClient:
             self._stop.wait(delay)
 
     def _requests(self, outbox: queue.Queue,
-                  first: control_pb2.Register) -> Iterator[control_pb2.AgentMessage]:
-        yield control_pb2.AgentMessage(register=first)
+                  first: Registration) -> Iterator[control_pb2.AgentMessage]:
+        yield control_pb2.AgentMessage(register=register_to_proto(first))
         last_bits: dict[str, int] = {}
         next_report = time.monotonic() + self._report_interval
         while not self._stop.is_set():
@@ -188,7 +203,7 @@ class ControlClient:
                 next_report = now + self._report_interval
                 self.reports_sent += 1
                 yield control_pb2.AgentMessage(report=control_pb2.LinkReport(
-                    links=links, threshold_crossed=bool(changed)))
+                    links=[link_to_proto(ln) for ln in links], threshold_crossed=bool(changed)))
 
     def _stream_once(self) -> None:
         # a fresh outbox per stream: the previous stream's generator may still be parked on its own
@@ -218,7 +233,7 @@ class ControlClient:
             log.info("registered with QuSeC as %s (report every %.1f s)",
                      msg.registered.node_id, self._report_interval)
         elif kind == "authorise":
-            auth = Authorisation.from_proto(msg.authorise)
+            auth = authorisation_of(msg.authorise)
             self.authz.grant(auth)
             self._outbox.put(control_pb2.AgentMessage(
                 auth_ack=control_pb2.AuthorisationAck(path_id=auth.path_id)))
@@ -232,13 +247,14 @@ class ControlClient:
             log.warning("ignoring unknown controller message %r", kind)
 
     # -- unary calls -------------------------------------------------------------------------
-    def request_path(self, req: control_pb2.PathRequest,
-                     timeout: float | None = None) -> control_pb2.PathReply:
+    def request_path(self, query: PathQuery, timeout: float | None = None) -> PathPlan:
         """Ask QuSeC for a relay path; raises PathRefused with the controller's reason."""
         try:
-            return self._stub.RequestPath(req, timeout=timeout or self.settings.path_deadline_s)
+            reply = self._stub.RequestPath(path_request_to_proto(query),
+                                           timeout=timeout or self.settings.path_deadline_s)
         except grpc.RpcError as exc:
             raise refusal_from(exc) from None
+        return plan_of(reply)
 
     def release_path(self, path_id: str, timeout: float = 2.0) -> bool:
         """Release a path early; False if QuSeC could not be told (it expires anyway)."""
@@ -248,6 +264,48 @@ class ControlClient:
         except grpc.RpcError as exc:
             log.info("release of path %s failed: %s", path_id, exc.code().name)
             return False
+
+
+# -- control.proto <-> the agent's dataclasses ----------------------------------------------
+def link_to_proto(link: LinkState) -> control_pb2.QkdLinkState:
+    return control_pb2.QkdLinkState(
+        link_id=link.link_id, peer_node=link.peer_node, skr_bps=link.skr_bps,
+        stored_bits=link.stored_bits, consumption_bps=link.consumption_bps,
+        status=control_pb2.LinkStatus.Value(f"LINK_STATUS_{link.status.name}"),
+        kms_kind=link.kms_kind)
+
+
+def register_to_proto(reg: Registration) -> control_pb2.Register:
+    return control_pb2.Register(
+        node_id=reg.node_id, relay_addr=reg.relay_addr, etsi014_url=reg.etsi014_url,
+        etsi004_addr=reg.etsi004_addr, data_ip=reg.data_ip, trust_level=reg.trust_level,
+        links=[link_to_proto(ln) for ln in reg.links], saes=reg.saes,
+        agent_version=reg.agent_version)
+
+
+def authorisation_of(msg: control_pb2.RelayAuthorisation) -> Authorisation:
+    """An authorisation QuSeC pushed (its share_index counts from 0; ours from 1)."""
+    return Authorisation(path_id=msg.path_id, prev_hop=msg.prev_hop, next_hop=msg.next_hop,
+                         prev_hop_addr=msg.prev_hop_addr, next_hop_addr=msg.next_hop_addr,
+                         expires_at=msg.expires_unix_ms / 1000.0, src_node=msg.src_node,
+                         dst_node=msg.dst_node, share_index=msg.share_index + 1,
+                         share_count=msg.share_count or 1)
+
+
+def path_request_to_proto(query: PathQuery) -> control_pb2.PathRequest:
+    return control_pb2.PathRequest(src_node=query.src_node, dst_node=query.dst_node,
+                                   src_sae=query.src_sae, dst_sae=query.dst_sae,
+                                   key_size_bits=query.key_size_bits, key_count=query.key_count)
+
+
+def plan_of(reply: control_pb2.PathReply) -> PathPlan:
+    """What QuSeC granted, as the relay engine uses it."""
+    return PathPlan(
+        paths=tuple(PlannedPath(path_id=p.path_id, share_index=p.share_index,
+                                hops=tuple(Hop(h.node_id, h.relay_addr) for h in p.hops))
+                    for p in reply.paths),
+        security_level=reply.security_level, rule=reply.rule,
+        expires_at=reply.expires_unix_ms / 1000.0)
 
 
 def refusal_from(exc: grpc.RpcError) -> PathRefused:
@@ -270,4 +328,4 @@ def refusal_from(exc: grpc.RpcError) -> PathRefused:
         reason = "timeout"
     elif not reason and code == grpc.StatusCode.UNAVAILABLE:
         reason = "controller_unavailable"
-    return PathRefused(code, reason, details or "", rule)
+    return PathRefused(wire.reason_of(code), reason, details or "", rule)

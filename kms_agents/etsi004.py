@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 
 import grpc
 
+from kms_agents import rpc
+from kms_agents.channels import PeerUnavailable
 from kms_agents.keystore import DuplicateKey, StoredKey
-from kms_agents.peers import PeerUnavailable, caller_node
 from kms_agents.proto import etsi004_pb2 as pb
 from kms_agents.proto import etsi004_pb2_grpc as pb_grpc
 from kms_agents.proto import peer_pb2
@@ -399,32 +400,24 @@ class KeyStreams:
         return pb.CloseResponse(status=S.SUCCESSFUL)
 
 
+def _stream_errors(_servicer: object, exc: Exception, _sae: str) -> tuple[grpc.StatusCode, str] | None:
+    return (exc.code, str(exc)) if isinstance(exc, StreamError) else None
+
+
 class Etsi004Servicer(pb_grpc.KeyDeliveryServicer):
     """gRPC adapter: the calling SAE is the CN of its client certificate."""
 
     def __init__(self, streams: KeyStreams) -> None:
         self.streams = streams
 
-    def _caller(self, context: grpc.ServicerContext) -> str:
-        sae = caller_node(context)
-        if sae is None:
-            context.abort(grpc.StatusCode.UNAUTHENTICATED, "a client certificate naming the SAE is required")
-        return sae
+    @rpc.method(_stream_errors, unauthenticated="a client certificate naming the SAE is required")
+    def OpenConnect(self, request: pb.OpenConnectRequest, caller: str) -> pb.OpenConnectResponse:
+        return self.streams.open_connect(caller, request)
 
-    def _run(self, context: grpc.ServicerContext, fn):
-        try:
-            return fn()
-        except StreamError as exc:
-            context.abort(exc.code, str(exc))
+    @rpc.method(_stream_errors, unauthenticated="a client certificate naming the SAE is required")
+    def GetKey(self, request: pb.GetKeyRequest, caller: str) -> pb.GetKeyResponse:
+        return self.streams.get_key(caller, request)
 
-    def OpenConnect(self, request: pb.OpenConnectRequest, context: grpc.ServicerContext) -> pb.OpenConnectResponse:
-        caller = self._caller(context)
-        return self._run(context, lambda: self.streams.open_connect(caller, request))
-
-    def GetKey(self, request: pb.GetKeyRequest, context: grpc.ServicerContext) -> pb.GetKeyResponse:
-        caller = self._caller(context)
-        return self._run(context, lambda: self.streams.get_key(caller, request))
-
-    def Close(self, request: pb.CloseRequest, context: grpc.ServicerContext) -> pb.CloseResponse:
-        caller = self._caller(context)
-        return self._run(context, lambda: self.streams.close(caller, request.key_stream_id))
+    @rpc.method(_stream_errors, unauthenticated="a client certificate naming the SAE is required")
+    def Close(self, request: pb.CloseRequest, caller: str) -> pb.CloseResponse:
+        return self.streams.close(caller, request.key_stream_id)

@@ -1,4 +1,4 @@
-"""ETSI GS QKD 014 REST server over HTTPS with mutual TLS (standard library only).
+"""ETSI GS QKD 014 REST server over HTTPS with mutual TLS (the standard library's HTTP server).
 
 The calling SAE is the CN of its client certificate (``CERT_REQUIRED``, the network's
 CA). HTTP/1.1 keep-alive; the TLS handshake runs in the connection's own thread so a
@@ -17,6 +17,7 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from kms_agents.rpc import https_server_context, peer_cn
 from kms_agents.service import KeyService, KeyServiceError, bad
 
 log = logging.getLogger(__name__)
@@ -24,25 +25,6 @@ log = logging.getLogger(__name__)
 API_PREFIX = "/api/v1/keys/"
 MAX_BODY = 1 << 20
 IDLE_TIMEOUT_S = 60.0
-
-
-def server_ssl_context(ca_cert: str, cert: str, key: str) -> ssl.SSLContext:
-    """TLS 1.2+ server context that requires a client certificate issued by ``ca_cert``."""
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=ca_cert)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.verify_mode = ssl.CERT_REQUIRED
-    ctx.load_cert_chain(cert, key)
-    return ctx
-
-
-def peer_common_name(sock: ssl.SSLSocket) -> str | None:
-    """CN of the verified client certificate of a TLS connection."""
-    cert = sock.getpeercert()
-    for rdn in (cert or {}).get("subject", ()):
-        for name, value in rdn:
-            if name == "commonName":
-                return value
-    return None
 
 
 class _Server(ThreadingHTTPServer):
@@ -83,10 +65,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.request.settimeout(self.timeout)
         try:
             self.request.do_handshake()
-            self.sae = peer_common_name(self.request)
+            self.sae = peer_cn(self.request)
         except (ssl.SSLError, OSError) as exc:
             log.info("TLS handshake with %s failed: %s", self.client_address, exc)
-            self.sae = None
+            self.sae = ""
             self._handshake_failed = True
         else:
             self._handshake_failed = False
@@ -179,7 +161,7 @@ class _Handler(BaseHTTPRequestHandler):
         if method not in allowed:
             self._send(405, {"message": f"method {method} not allowed on {call}"}, {"Allow": ", ".join(allowed)})
             return
-        if self.sae is None:
+        if not self.sae:
             self._send(401, None)
             return
         try:
@@ -272,7 +254,7 @@ class Etsi014Server:
     def __init__(self, service: KeyService, listen: str, ca_cert: str, cert: str, key: str) -> None:
         host, _, port = listen.rpartition(":")
         host = host.strip("[]")
-        self._httpd = _Server((host, int(port)), server_ssl_context(ca_cert, cert, key), service)
+        self._httpd = _Server((host, int(port)), https_server_context(ca_cert, cert, key), service)
         self._thread: threading.Thread | None = None
 
     @property

@@ -1,6 +1,6 @@
 """Simulated QKD module: identical key at both ends of a link, released at the link rate.
 
-Stand-in for the quantum channel (DESIGN.md §6). Both ends hold the same per-link
+Stand-in for a QKD pair (quantum channel and link KMS). Both ends hold the same per-link
 secret (created at bring-up) and the same epoch. Each direction ``X>Y`` (the key that
 node X hands out when it initiates toward Y) is its own disjoint keystream,
 AES-256-CTR keyed with ``HMAC-SHA256(secret, "ctr|X>Y")``, cut into 32-byte blocks

@@ -3,7 +3,9 @@
 The HTTP and gRPC front ends translate requests into calls on :class:`KeyService`
 and :class:`KeyServiceError` into 400/401/503 answers. Neighbours are reached through
 an injected :class:`PeerNotifier` (gRPC in the agent, a direct call in unit tests)
-and non-neighbours through ``relayer`` (the relay plugin; the default refuses with 503).
+and non-neighbours through ``relayer`` (the agent's relay, :mod:`kms_agents.relay`; the
+default refuses with 503). This module never imports the relay: the relay implements
+:class:`Relayer` with the types defined here.
 """
 from __future__ import annotations
 
@@ -283,7 +285,7 @@ class KeyService:
         """Get key: new keys shared by ``caller`` (master) and ``slave`` (+ additional slaves)."""
         self._caller_is_local(caller)
         req = self.parse_enc_request(body)
-        dst = self._slave_node(slave)
+        self._slave_node(slave)   # an unknown slave SAE is named as such
         slaves = [slave] + req.additional_slaves
         if caller in slaves or len(set(slaves)) != len(slaves):
             raise bad("slave SAE IDs must be distinct and differ from the master SAE",
@@ -487,8 +489,3 @@ class KeyService:
                 raise ValueError(f"keys {short}: fewer link key bits than their size")
             self.store.put(stored)
         return len(stored)
-
-    def store_incoming(self, master: str, slaves: list[str], keys: Sequence[tuple[str, bytes]],
-                       meta: dict[str, Any] | None = None) -> None:
-        """Store keys that reached this node (e.g. by relay) for ``slaves`` to fetch."""
-        self.store.put([StoredKey(kid, master, slaves, m, self.clock(), dict(meta or {})) for kid, m in keys])

@@ -8,6 +8,7 @@ it lets a caller put an interposer in front of a node (``advertise_addr``) or sw
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -50,7 +51,7 @@ class RelayNet:
                                                 qusec_addr=self.controller.grpc_addr)
             for node, cfg in self.configs.items():
                 if relay_settings and node in relay_settings:
-                    cfg.extra["relay"] = dict(relay_settings[node])
+                    cfg.relay = dataclasses.replace(cfg.relay, **relay_settings[node])
                 for k, v in (limits or {}).items():
                     setattr(cfg.limits, k, v)
                 for link in cfg.links:

@@ -1,27 +1,29 @@
 """In-process relay network for protocol tests (real SQLite, simulated QKD, gRPC + mutual TLS).
 
 Each node has its KeyStore, its simulated QKD link ends, a gRPC server with the KeyRelay
-servicer and a RelayEngine; paths and authorisations are handed out by a tiny stand-in
-for QuSeC (``grant``) so the relay protocol can be tested alone."""
+servicer, a channel pool and a RelayEngine; paths and authorisations are handed out by a
+tiny stand-in for QuSeC (``grant``) so the relay protocol can be tested alone."""
 from __future__ import annotations
 
 import secrets
 import time
 import uuid
-from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
 
-from kms_agents.authz import Authorisation, AuthTable
-from kms_agents.hybrid import NodeIdentity
+from kms_agents import rpc
+from kms_agents.channels import PeerChannels
 from kms_agents.keystore import KeyStore
-from kms_agents.proto import relay_pb2_grpc
+from kms_agents.proto import relay_pb2, relay_pb2_grpc
 from kms_agents.qkd_module import SimulatedQkdModule
-from kms_agents.relay_engine import RelayEngine
-from kms_agents.relay_node import KeyRelayServicer, PeerChannels
-from quseccontroller.proto import control_pb2
+from kms_agents.relay.authz import Authorisation, AuthTable
+from kms_agents.relay.engine import RelayEngine
+from kms_agents.relay.hybrid import NodeIdentity
+from kms_agents.relay.plan import Hop, PathPlan, PlannedPath
+from kms_agents.relay.servicer import KeyRelayServicer
+from kms_agents.relay.transport import RelayTransport
 from tests.helpers.pki import make_ca, make_cert, write
 
 
@@ -34,9 +36,10 @@ class Node:
     cert: Path
     key: Path
     engine: RelayEngine | None = None
-    server: grpc.Server | None = None
+    server: rpc.Server | None = None
     addr: str = ""
     channels: PeerChannels | None = None
+    transport: RelayTransport | None = None
 
 
 @dataclass
@@ -49,10 +52,10 @@ class Net:
     granted: list[str] = field(default_factory=list)
     routes: dict[str, list[list[str]]] = field(default_factory=dict)  # dst -> paths
 
-    def grant(self, paths: list[list[str]], ttl: float = 60.0) -> control_pb2.PathReply:
+    def grant(self, paths: list[list[str]], ttl: float = 60.0) -> PathPlan:
         """What QuSeC does for RequestPath: authorise every node on every path, then reply."""
-        reply = control_pb2.PathReply(security_level=self.level,
-                                      expires_unix_ms=int((time.time() + ttl) * 1000))
+        expires = int((time.time() + ttl) * 1000) / 1000
+        granted = []
         for i, hops in enumerate(paths, start=1):
             path_id = f"path-{uuid.uuid4().hex[:8]}"
             self.granted.append(path_id)
@@ -65,9 +68,9 @@ class Net:
                     next_hop_addr=self.addr_of(nxt) if nxt else "",
                     expires_at=time.time() + ttl, src_node=hops[0], dst_node=hops[-1],
                     share_index=i, share_count=len(paths)))
-            reply.paths.add(path_id=path_id, share_index=i - 1, hops=[
-                control_pb2.Hop(node_id=n, relay_addr=self.addr_of(n)) for n in hops])
-        return reply
+            granted.append(PlannedPath(path_id=path_id, share_index=i - 1, hops=tuple(
+                Hop(node_id=n, relay_addr=self.addr_of(n)) for n in hops)))
+        return PathPlan(paths=tuple(granted), security_level=self.level, expires_at=expires)
 
     def addr_of(self, node: str) -> str:
         return self.addr_override.get(node, self.nodes[node].addr)
@@ -84,9 +87,12 @@ class Net:
 
 
 def server_creds(ca: Path, cert: Path, key: Path) -> grpc.ServerCredentials:
-    return grpc.ssl_server_credentials([(key.read_bytes(), cert.read_bytes())],
-                                       root_certificates=ca.read_bytes(),
-                                       require_client_auth=True)
+    return rpc.server_credentials(ca, cert, key)
+
+
+def transport(ca: str | Path, cert: str | Path, key: str | Path) -> RelayTransport:
+    """A node's way of sending relay messages (its own channel pool), as that node."""
+    return RelayTransport(PeerChannels(rpc.channel_credentials(ca, cert, key)))
 
 
 def build(root: Path, nodes: list[str], links: list[tuple[str, str]], *,
@@ -109,18 +115,20 @@ def build(root: Path, nodes: list[str], links: list[tuple[str, str]], *,
                 link_id, me, peer, secret, rate_bps, epoch, net.nodes[me].store,
                 capacity_bytes=1 << 26, clock=lambda: frozen)
     for node in net.nodes.values():
-        node.server = grpc.server(futures.ThreadPoolExecutor(max_workers=32))
-        node.channels = PeerChannels(ca_path, node.cert, node.key)
+        node.server = rpc.Server("127.0.0.1:0", server_creds(ca_path, node.cert, node.key))
+        node.transport = transport(ca_path, node.cert, node.key)
+        node.channels = node.transport.channels
         node.engine = RelayEngine(
             node.node_id, sources=node.sources.get, all_sources=node.sources.values,
             link=lambda lid, _n=node: next((s for s in _n.sources.values() if s.link_id == lid),
                                            None),
             store=node.store, authz=node.authz,
             request_path=lambda req, _net=net: _net.grant(_net.routes[req.dst_node]),
-            send=node.channels.relay, send_void=node.channels.void,
+            send=node.transport.relay, send_void=node.transport.void,
             identity=NodeIdentity.load(node.node_id, node.cert, node.key, ca_path))
-        relay_pb2_grpc.add_KeyRelayServicer_to_server(KeyRelayServicer(node.engine), node.server)
-        port = node.server.add_secure_port("127.0.0.1:0", server_creds(ca_path, node.cert, node.key))
+        node.server.add(relay_pb2_grpc.add_KeyRelayServicer_to_server,
+                        KeyRelayServicer(node.engine.receiver),
+                        relay_pb2.DESCRIPTOR.services_by_name["KeyRelay"])
         node.server.start()
-        node.addr = f"127.0.0.1:{port}"
+        node.addr = f"127.0.0.1:{node.server.port}"
     return net

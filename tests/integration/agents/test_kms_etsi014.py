@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from kms_agents.client import Etsi014Client, Etsi014Error
+from kms_agents.client import Etsi014Error
 from kms_agents import service as svc
 from mininet_topos.launch.local import LocalNetwork
 from tests.helpers.kmsnet import Saes, small_topology
@@ -186,7 +186,7 @@ def test_same_node_pair(saes) -> None:
 def test_non_neighbour_is_503_with_message(saes) -> None:
     e = err(saes.kme("sae-a1").enc_keys, "sae-c1")
     assert e.status == 503 and "C" in e.body["message"]
-    try:   # without a relay: 503; with the relay plugin (no QuSeC here): an indirect status
+    try:   # without a relay: 503; with the relay (no QuSeC here): an indirect status
         st = saes.kme("sae-a1").status("sae-c1")
     except Etsi014Error as exc:
         assert exc.status == 503 and exc.body["message"]

@@ -13,8 +13,11 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, status_pb2
 from grpc_status import rpc_status
 
-from kms_agents.authz import AuthTable
-from kms_agents.control_client import ControlClient, ControlSettings, PathRefused, crossed
+from kms_agents.control_client import ControlClient, ControlSettings, PathRefused, Registration, crossed
+from kms_agents.relay.authz import AuthTable
+from kms_agents.relay.links import LinkState, LinkStatus
+from kms_agents.relay.messages import Reason
+from kms_agents.relay.plan import PathQuery
 from quseccontroller.proto import control_pb2, control_pb2_grpc
 from tests.helpers.pki import make_ca, make_cert, write
 
@@ -91,18 +94,22 @@ def serve(pki: dict[str, Path], fake: FakeQuSeC, port: int = 0) -> tuple[grpc.Se
 
 
 def links_of(level: list[int]):
-    return lambda: [control_pb2.QkdLinkState(link_id="A-B", peer_node="B", skr_bps=1e6,
-                                             stored_bits=level[0],
-                                             status=control_pb2.LINK_STATUS_ACTIVE)]
+    return lambda: [LinkState(link_id="A-B", peer_node="B", skr_bps=1e6, stored_bits=level[0],
+                              status=LinkStatus.ACTIVE)]
 
 
 def client(pki, port, level, authz=None, **kw) -> ControlClient:
     settings = ControlSettings(target=f"127.0.0.1:{port}", ca_cert=pki["ca"], cert=pki["A.pem"],
                                key=pki["A.key"], backoff_initial_s=0.05, backoff_max_s=0.4,
                                poll_interval_s=0.05, **kw)
-    reg = lambda: control_pb2.Register(node_id="A", relay_addr="127.0.0.1:1",
-                                       links=links_of(level)(), saes=["sae-a"])
+    reg = lambda: Registration(node_id="A", relay_addr="127.0.0.1:1", links=links_of(level)(),
+                               saes=["sae-a"])
     return ControlClient(settings, register=reg, links=links_of(level), authz=authz if authz is not None else AuthTable())
+
+
+def query(dst: str) -> PathQuery:
+    return PathQuery(src_node="A", dst_node=dst, src_sae="sae-a", dst_sae="sae-x", key_size_bits=256,
+                     key_count=1)
 
 
 def wait_msg(fake: FakeQuSeC, kind: str, timeout: float = 5.0) -> control_pb2.AgentMessage:
@@ -191,18 +198,18 @@ def test_request_path_reply_refusal_and_deadline(pki) -> None:
     server, port = serve(pki, fake)
     c = client(pki, port, [100_000], path_deadline_s=0.5)
     try:
-        reply = c.request_path(control_pb2.PathRequest(src_node="A", dst_node="E"))
+        reply = c.request_path(query("E"))
         assert [h.node_id for h in reply.paths[0].hops] == ["A", "B", "E"]
         with pytest.raises(PathRefused) as info:
-            c.request_path(control_pb2.PathRequest(src_node="A", dst_node="Z"))
-        assert info.value.code == grpc.StatusCode.PERMISSION_DENIED
-        assert (info.value.reason, info.value.rule) == ("policy_deny", "no-z")
+            c.request_path(query("Z"))
+        assert info.value.reason == Reason.DENIED
+        assert (info.value.refusal, info.value.rule) == ("policy_deny", "no-z")
         assert "rule no-z denies A->Z" in str(info.value)
         fake.path_delay = 1.0
         t0 = time.monotonic()
         with pytest.raises(PathRefused) as info:
-            c.request_path(control_pb2.PathRequest(src_node="A", dst_node="E"))
-        assert info.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+            c.request_path(query("E"))
+        assert info.value.reason == Reason.TIMEOUT
         assert time.monotonic() - t0 < 0.9
         assert c.release_path("p1") is True
     finally:
@@ -219,8 +226,8 @@ def test_controller_down_gives_unavailable_not_a_hang(pki, tmp_path) -> None:
     c = client(pki, port, [1], path_deadline_s=1.0)
     try:
         with pytest.raises(PathRefused) as info:
-            c.request_path(control_pb2.PathRequest(src_node="A", dst_node="E"))
-        assert info.value.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+            c.request_path(query("E"))
+        assert info.value.reason in (Reason.UNREACHABLE, Reason.TIMEOUT)
     finally:
         c.stop()
 

@@ -18,10 +18,12 @@ import pytest
 
 from kms_agents.client import Etsi014Error
 from kms_agents.proto import relay_pb2, relay_pb2_grpc
-from kms_agents.relay_engine import RelayFailure
-from kms_agents.relay_node import PeerChannels, peer_cn
+from kms_agents.relay import wire
+from kms_agents.relay.messages import Reason, RelayFailure
+from kms_agents.rpc import peer_cn
 from mininet_topos.launch.relaynet import RelayNet
 from mininet_topos.launch.controller import free_port
+from tests.helpers.relay_harness import server_creds, transport
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -65,7 +67,7 @@ class Interposer(relay_pb2_grpc.KeyRelayServicer):
         self.mode = "pass"
         self.target = ""
         # C's neighbours are B and D: forward as whichever of them is calling
-        self.outs = {n: PeerChannels(pki.ca_cert, pki.nodes[n].cert, pki.nodes[n].key)
+        self.outs = {n: transport(pki.ca_cert, pki.nodes[n].cert, pki.nodes[n].key)
                      for n in ("B", "D")}
         self.out = self.outs["B"]
         self.seen: list[relay_pb2.RelayRequest] = []
@@ -74,24 +76,26 @@ class Interposer(relay_pb2_grpc.KeyRelayServicer):
         caller = peer_cn(context)
         if caller != "B":  # only B -> C is watched and tampered with
             try:
-                return self.outs[caller].relay("C", self.target, request, 10.0)
+                return wire.ack_to_proto(self.outs[caller].relay("C", self.target,
+                                                                 wire.message_of(request), 10.0))
             except RelayFailure as exc:
-                context.abort(exc.code, exc.message)
+                context.abort(wire.status_of(exc.reason), exc.message)
         self.seen.append(relay_pb2.RelayRequest.FromString(request.SerializeToString()))
         if self.mode == "flip":
             ct = bytearray(request.ciphertext)
             ct[-1] ^= 0x80
             request.ciphertext = bytes(ct)
         try:
-            return self.out.relay("C", self.target, request, 10.0)
+            return wire.ack_to_proto(self.out.relay("C", self.target, wire.message_of(request), 10.0))
         except RelayFailure as exc:
-            context.abort(exc.code, exc.message)
+            context.abort(wire.status_of(exc.reason), exc.message)
 
     def Void(self, request, context):
         try:
-            return self.outs[peer_cn(context)].void("C", self.target, request, 10.0)
+            return wire.ack_to_proto(self.outs[peer_cn(context)].void("C", self.target,
+                                                                      wire.void_of(request), 10.0))
         except RelayFailure as exc:
-            context.abort(exc.code, exc.message)
+            context.abort(wire.status_of(exc.reason), exc.message)
 
 
 @pytest.fixture(scope="module")
@@ -107,10 +111,7 @@ def net(tmp_path_factory):
         n.proxy.target = n.info["C"]["relay_addr"]
         relay_pb2_grpc.add_KeyRelayServicer_to_server(n.proxy, server)
         c = n.pki.nodes["C"]
-        creds = grpc.ssl_server_credentials(
-            [(Path(c.key).read_bytes(), Path(c.cert).read_bytes())],
-            root_certificates=Path(n.pki.ca_cert).read_bytes(), require_client_auth=True)
-        server.add_secure_port(proxy_addr, creds)
+        server.add_secure_port(proxy_addr, server_creds(Path(n.pki.ca_cert), Path(c.cert), Path(c.key)))
         server.start()
         yield n
     finally:
@@ -155,16 +156,16 @@ def test_link_key_per_hop_is_key_plus_mac(net) -> None:
 def test_relay_without_authorisation_refused_by_relay_node(net) -> None:
     # acting as B (its own certificate), push a message to D for a path QuSeC never granted
     b = net.pki.nodes["C"]
-    ch = PeerChannels(net.pki.ca_cert, b.cert, b.key)
+    ch = transport(net.pki.ca_cert, b.cert, b.key)
     req = relay_pb2.RelayRequest(version="qusec-relay/1", path_id="never-granted", share_index=1,
                                  share_count=1, seq=1, key_id="k", from_node="C", src_node="A",
                                  dst_node="E", link_id="C-D", size_bits=256, pad_key_ids=["x"],
                                  mac_key_ids=["y"], ciphertext=bytes(32), tag=bytes(16),
                                  security_level="qkd")
     with pytest.raises(RelayFailure) as info:
-        ch.relay("D", net.info["D"]["relay_addr"], req, 5.0)
-    ch.close()
-    assert info.value.code == grpc.StatusCode.PERMISSION_DENIED
+        ch.relay("D", net.info["D"]["relay_addr"], wire.message_of(req), 5.0)
+    ch.channels.close()
+    assert info.value.reason == Reason.DENIED
     assert "node D" in info.value.message and "no authorisation from QuSeC" in info.value.message
 
 
@@ -194,14 +195,14 @@ def test_replayed_message_rejected(net) -> None:
     original = net.proxy.seen[-1]
     assert original.key_id == keys[0].key_id
     with pytest.raises(RelayFailure) as info:
-        net.proxy.out.relay("C", net.proxy.target, original, 5.0)
-    assert info.value.code == grpc.StatusCode.ALREADY_EXISTS
+        net.proxy.out.relay("C", net.proxy.target, wire.message_of(original), 5.0)
+    assert info.value.reason == Reason.DUPLICATE
     assert "already seen (replay)" in info.value.message
     bumped = relay_pb2.RelayRequest.FromString(original.SerializeToString())
     bumped.seq += 1
     with pytest.raises(RelayFailure) as info:
-        net.proxy.out.relay("C", net.proxy.target, bumped, 5.0)
-    assert info.value.code == grpc.StatusCode.UNAUTHENTICATED  # link key already used
+        net.proxy.out.relay("C", net.proxy.target, wire.message_of(bumped), 5.0)
+    assert info.value.reason == Reason.NOT_AUTHENTIC  # link key already used
     got = e.dec_keys("sae-a", [keys[0].key_id])
     assert got[0].key == keys[0].key
 

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from kms_agents.prerelay import PreRelay, target_size
+from kms_agents.relay.prerelay import PreRelay, target_size
 from tests.helpers.relay_harness import build
 
 pytestmark = pytest.mark.integration

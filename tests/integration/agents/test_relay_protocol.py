@@ -12,12 +12,14 @@ import threading
 import grpc
 import pytest
 
-from kms_agents import relay_crypto, relay_wire
 from kms_agents.keystore import KeyNotFound
 from kms_agents.proto import relay_pb2, relay_pb2_grpc
-from kms_agents.relay_engine import RelayFailure
-from kms_agents.relay_node import KeyRelayServicer, PeerChannels, peer_cn
-from tests.helpers.relay_harness import Net, build, server_creds
+from kms_agents.relay import crypto as relay_crypto
+from kms_agents.relay import engine as relay_engine
+from kms_agents.relay import wire
+from kms_agents.relay.messages import Reason, RelayFailure
+from kms_agents.rpc import peer_cn
+from tests.helpers.relay_harness import Net, build, server_creds, transport
 
 pytestmark = pytest.mark.integration
 
@@ -87,11 +89,11 @@ def test_relay_without_authorisation_is_refused_by_the_relay_node(line: Net) -> 
     a = line.nodes["A"].engine
     with pytest.raises(RelayFailure) as info:
         a._relay_batch(reply, "sae-a", ["sae-e"], "E", [("k", os.urandom(32))], lambda p: p)
-    assert info.value.code == grpc.StatusCode.PERMISSION_DENIED
+    assert info.value.reason == Reason.DENIED
     assert "node C" in info.value.message and "revoked (test)" in info.value.message
     assert line.nodes["E"].store.peek("k") is None
     # a path QuSeC never granted at all
-    reply.paths[0].path_id = "made-up"
+    reply = dataclasses.replace(reply, paths=(dataclasses.replace(reply.paths[0], path_id="made-up"),))
     line.nodes["A"].authz  # (the source uses the reply itself)
     with pytest.raises(RelayFailure, match="no authorisation from QuSeC"):
         a._relay_batch(reply, "sae-a", ["sae-e"], "E", [("k2", os.urandom(32))], lambda p: p)
@@ -105,7 +107,7 @@ class Interposer(relay_pb2_grpc.KeyRelayServicer):
         self.mode = mode
         self.net = net
         b = net.nodes["B"]
-        self.out = PeerChannels(net.ca, b.cert, b.key)
+        self.out = transport(net.ca, b.cert, b.key)
         self.seen: list[relay_pb2.RelayRequest] = []
         self.voids: list[relay_pb2.VoidRequest] = []
         self.acks: list[str] = []
@@ -120,19 +122,19 @@ class Interposer(relay_pb2_grpc.KeyRelayServicer):
         elif self.mode == "retarget":
             request.target_sae_ids[:] = ["sae-evil"]
         try:
-            ack = self.out.relay("C", self.net.nodes["C"].addr, request, 5.0)
-            self.acks.append(relay_pb2.RelayStatus.Name(ack.status))
-            return ack
+            ack = self.out.relay("C", self.net.nodes["C"].addr, wire.message_of(request), 5.0)
+            self.acks.append(ack.status.name)
+            return wire.ack_to_proto(ack)
         except RelayFailure as exc:
-            self.acks.append(exc.code.name)
-            context.abort(exc.code, exc.message)
+            self.acks.append(exc.reason.value)
+            context.abort(wire.status_of(exc.reason), exc.message)
 
     def Void(self, request, context):
         self.voids.append(request)
         try:
-            return self.out.void("C", self.net.nodes["C"].addr, request, 5.0)
+            return wire.ack_to_proto(self.out.void("C", self.net.nodes["C"].addr, wire.void_of(request), 5.0))
         except RelayFailure as exc:
-            context.abort(exc.code, exc.message)
+            context.abort(wire.status_of(exc.reason), exc.message)
 
 
 def interpose(net: Net, mode: str) -> Interposer:
@@ -153,11 +155,11 @@ def test_tampered_message_rejected_and_key_voided(line: Net, mode: str) -> None:
     try:
         with pytest.raises(RelayFailure) as info:
             relay(line, n=2)
-        assert info.value.code == grpc.StatusCode.UNAUTHENTICATED
+        assert info.value.reason == Reason.NOT_AUTHENTIC
         assert "node C" in info.value.message and "does not verify" in info.value.message
         for node in line.nodes.values():
             assert node.store.pending_count("sae-a", "sae-e") == 0
-            assert not node.engine._pending
+            assert not node.engine.receiver.pending
     finally:
         proxy.server.stop(0)
 
@@ -172,10 +174,9 @@ def test_replayed_message_rejected(line: Net) -> None:
             for k, v in change.items():
                 setattr(replay, k, v)
             with pytest.raises(RelayFailure) as info:
-                proxy.out.relay("C", line.nodes["C"].addr, replay, 5.0)
+                proxy.out.relay("C", line.nodes["C"].addr, wire.message_of(replay), 5.0)
             # same seq: the replay window; new seq: the MAC (seq is authenticated)
-            assert info.value.code in (grpc.StatusCode.ALREADY_EXISTS,
-                                       grpc.StatusCode.UNAUTHENTICATED), info.value
+            assert info.value.reason in (Reason.DUPLICATE, Reason.NOT_AUTHENTIC), info.value
             assert "replay" in info.value.message or "already used" in info.value.message \
                 or "does not verify" in info.value.message
         # the delivered key is still exactly once at E
@@ -192,16 +193,19 @@ def test_message_from_wrong_peer_refused(line: Net) -> None:
                                  share_index=1, share_count=1, seq=1, key_id="x", from_node="B",
                                  src_node="A", dst_node="E", link_id="B-C", size_bits=256,
                                  ciphertext=bytes(32), tag=bytes(16), security_level="qkd")
-    with pytest.raises(RelayFailure) as info:
-        d.channels.relay("C", line.nodes["C"].addr, req, 5.0)
-    assert info.value.code == grpc.StatusCode.PERMISSION_DENIED
-    assert "TLS peer is 'D'" in info.value.message
+    stub = d.channels.key_relay("C", line.nodes["C"].addr)   # the raw gRPC edge
+    with pytest.raises(grpc.RpcError) as info:
+        stub.Relay(req, timeout=5.0)
+    assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "TLS peer is 'D'" in info.value.details()
     req.from_node = "D"
     with pytest.raises(RelayFailure, match="previous hop is B, message came from D"):
-        d.channels.relay("C", line.nodes["C"].addr, req, 5.0)
+        d.transport.relay("C", line.nodes["C"].addr, wire.message_of(req), 5.0)
     req.version = "qusec-relay/0"
-    with pytest.raises(RelayFailure, match="version 'qusec-relay/0' not supported"):
-        d.channels.relay("C", line.nodes["C"].addr, req, 5.0)
+    with pytest.raises(grpc.RpcError) as info:
+        stub.Relay(req, timeout=5.0)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "version 'qusec-relay/0' not supported" in info.value.details()
 
 
 def test_multipath_shares_travel_node_disjoint_paths(tmp_path) -> None:
@@ -228,7 +232,7 @@ def test_multipath_shares_travel_node_disjoint_paths(tmp_path) -> None:
         with pytest.raises(RelayFailure, match="node F"):
             net.nodes["A"].engine._relay_batch(reply, "sae-a", ["sae-e"], "E",
                                                [("half", os.urandom(32))], lambda p: p)
-        assert not net.nodes["E"].engine._pending and net.nodes["E"].store.peek("half") is None
+        assert not net.nodes["E"].engine.receiver.pending and net.nodes["E"].store.peek("half") is None
     finally:
         net.close()
 
@@ -245,7 +249,7 @@ def test_hybrid_keys_differ_from_relayed_key_and_match(line: Net) -> None:
 
 
 def test_pqc_and_level_upgrade(line: Net) -> None:
-    from kms_agents.relay_node import effective_level
+    from kms_agents.relay.relayer import effective_level
     assert effective_level("qkd", "hybrid") == "hybrid"
     assert effective_level("pqc", None) == "pqc"
     with pytest.raises(RelayFailure, match="'pqc' requested"):
@@ -267,7 +271,7 @@ def test_not_enough_link_key_fails_cleanly(tmp_path) -> None:
         src.take(src.available_bytes())
         with pytest.raises(RelayFailure) as info:
             relay(net, n=1)
-        assert info.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert info.value.reason == Reason.NO_KEY
         assert "node C: not enough link key toward D" in info.value.message
         assert net.nodes["E"].store.pending_count("sae-a", "sae-e") == 0
     finally:
@@ -326,7 +330,7 @@ def test_unreachable_hop_fails_fast_then_a_new_path_is_used(tmp_path) -> None:
         net.nodes["B"].server.stop(0)            # B's vKMS goes away
         with pytest.raises(RelayFailure) as info:  # QuSeC has not noticed: same path, clear error
             relay(net, n=1)
-        assert info.value.code == grpc.StatusCode.UNAVAILABLE
+        assert info.value.reason == Reason.UNREACHABLE
         net.routes["E"] = [["A", "D", "F", "E"]]   # QuSeC now routes around B
         keys, out, reply, _ = relay(net, n=1)
         assert [h.node_id for h in reply.paths[0].hops] == ["A", "D", "F", "E"]
@@ -336,20 +340,20 @@ def test_unreachable_hop_fails_fast_then_a_new_path_is_used(tmp_path) -> None:
 
 def test_destination_checks_the_saes_belong_to_the_ends(line: Net) -> None:
     where = {"sae-a": "A", "sae-e": "E", "sae-c": "C"}
-    line.nodes["E"].engine._sae_node = where.get
+    line.nodes["E"].engine.receiver.sae_node = where.get
     relay(line, n=1)  # consistent: fine
     with pytest.raises(RelayFailure) as info:
         relay(line, n=1, slave="sae-c")
-    assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert info.value.reason == Reason.INVALID
     assert "target SAE(s) ['sae-c'] are not attached to node E" in info.value.message
     with pytest.raises(RelayFailure, match="master SAE 'sae-x' is not attached to node A"):
         relay(line, n=1, master="sae-x")
 
 
 def test_network_relayer_gives_master_the_derived_key_and_refuses_multinode_hybrid(line: Net) -> None:
-    from kms_agents.relay_node import NetworkRelayer
-    from kms_agents.service import KeyServiceError, RelayResult
-    relayer = NetworkRelayer(line.nodes["A"].engine, error=KeyServiceError, result=RelayResult)
+    from kms_agents.relay.relayer import NetworkRelayer
+    from kms_agents.service import KeyServiceError
+    relayer = NetworkRelayer(line.nodes["A"].engine)
     line.level = "hybrid"
     keys = [("h1", os.urandom(32)), ("h2", os.urandom(32))]
     relayed_in = list(keys)
@@ -384,7 +388,7 @@ def test_multipath_hybrid(tmp_path) -> None:
 
 
 def test_part_of_a_request_fails_the_delivered_part_is_voided(line: Net, monkeypatch) -> None:
-    monkeypatch.setattr(relay_wire, "MAX_BULK_BYTES", 32)   # one key per message
+    monkeypatch.setattr(relay_engine, "MAX_BULK_BYTES", 32)   # one key per message
     proxy = interpose(line, "flip-second")
     try:
         a = line.nodes["A"].engine

@@ -5,7 +5,8 @@ import threading
 
 import pytest
 
-from kms_agents.authz import Authorisation, AuthTable, NotAuthorised
+from kms_agents.control_client import authorisation_of
+from kms_agents.relay.authz import Authorisation, AuthTable, NotAuthorised
 from quseccontroller.proto import control_pb2
 
 
@@ -70,13 +71,13 @@ def test_source_has_no_previous_hop() -> None:
         check(t, frm="A")
 
 
-def test_from_proto() -> None:
+def test_authorisation_from_control_message() -> None:
     msg = control_pb2.RelayAuthorisation(path_id="p", prev_hop="A", next_hop="C",
                                          expires_unix_ms=12_500, src_node="A", dst_node="E")
-    a = Authorisation.from_proto(msg)
+    a = authorisation_of(msg)
     assert a.expires_at == 12.5 and (a.share_index, a.share_count) == (1, 1)
     msg.share_index, msg.share_count = 1, 2  # the wire counts shares from 0
-    assert (Authorisation.from_proto(msg).share_index, 2) == (2, 2)
+    assert (authorisation_of(msg).share_index, 2) == (2, 2)
 
 
 def test_wait_for_returns_when_granted() -> None:

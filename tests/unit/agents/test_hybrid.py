@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from kms_agents import hybrid
+from kms_agents.relay import hybrid
 from tests.helpers.pki import make_ca, make_cert
 
 NOW = dt.datetime.now(dt.timezone.utc)

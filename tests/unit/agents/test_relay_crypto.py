@@ -7,7 +7,7 @@ import os
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from kms_agents import relay_crypto as rc
+from kms_agents.relay import crypto as rc
 
 
 def header(**over) -> rc.RelayHeader:

@@ -6,7 +6,7 @@ import os
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from kms_agents import shares
+from kms_agents.relay import shares
 
 
 @settings(max_examples=50, deadline=None)

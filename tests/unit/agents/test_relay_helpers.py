@@ -1,14 +1,15 @@
-"""Pure helpers of the relay plugin: security level choice, [relay] settings, link states."""
+"""Pure helpers of the relay: security level choice, [relay] settings, link states, failures."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
-from kms_agents.relay_engine import RelayFailure, bulk_groups
-from kms_agents.relay_node import (ConsumptionMeter, effective_level, link_states,
-                                   relay_hop_bytes, relay_settings)
-from quseccontroller.proto import control_pb2
+from kms_agents.config import ConfigError, RelayConfig, parse_config, to_toml
+from kms_agents.relay.engine import bulk_groups
+from kms_agents.relay.links import ConsumptionMeter, LinkStatus, link_states, relay_hop_bytes
+from kms_agents.relay.messages import Reason, RelayFailure
+from kms_agents.relay.relayer import effective_level
 
 
 def test_effective_level() -> None:
@@ -19,34 +20,57 @@ def test_effective_level() -> None:
         effective_level("qkd", "pqc")
 
 
-@dataclass
-class Cfg:
-    extra: dict = field(default_factory=dict)
-    source: str = "agent.toml"
+def relay_section(tmp_path: Path, section: dict | None) -> RelayConfig:
+    """The typed [relay] section of an otherwise valid agent config named agent.toml."""
+    tls = {}
+    for name in ("ca_cert", "cert", "key"):
+        (tmp_path / name).write_text("-")
+        tls[name] = str(tmp_path / name)
+    data = {"node_id": "A", "state_dir": str(tmp_path), "tls": tls}
+    if section is not None:
+        data["relay"] = section
+    return parse_config(data, "agent.toml").relay
 
 
-def test_relay_settings_reject_unknown_fields() -> None:
-    assert relay_settings(Cfg()) == {}
-    assert relay_settings(Cfg({"relay": {"prerelay": True}})) == {"prerelay": True}
-    with pytest.raises(ValueError, match=r"agent.toml: \[relay\]: unknown field\(s\) prerelai"):
-        relay_settings(Cfg({"relay": {"prerelai": True}}))
-    with pytest.raises(ValueError, match=r"\[relay\]: hop_timeout_s: expected a positive float"):
-        relay_settings(Cfg({"relay": {"hop_timeout_s": "soon"}}))
-    with pytest.raises(ValueError, match=r"\[relay\]: prerelay: expected a bool, got 1"):
-        relay_settings(Cfg({"relay": {"prerelay": 1}}))
-    assert relay_settings(Cfg({"relay": {"hop_timeout_s": 3}})) == {"hop_timeout_s": 3}
+def test_relay_settings_reject_unknown_fields(tmp_path: Path) -> None:
+    assert relay_section(tmp_path, None) == RelayConfig()
+    assert relay_section(tmp_path, {"prerelay": True}) == RelayConfig(prerelay=True)
+    with pytest.raises(ConfigError, match=r"agent.toml: \[relay\]: unknown field 'prerelai'"):
+        relay_section(tmp_path, {"prerelai": True})
+    with pytest.raises(ConfigError, match=r"\[relay\]: hop_timeout_s: expected a number, got 'soon'"):
+        relay_section(tmp_path, {"hop_timeout_s": "soon"})
+    with pytest.raises(ConfigError, match=r"\[relay\]: hop_timeout_s: must be positive, got 0"):
+        relay_section(tmp_path, {"hop_timeout_s": 0})
+    with pytest.raises(ConfigError, match=r"\[relay\]: prerelay: expected true or false, got 1"):
+        relay_section(tmp_path, {"prerelay": 1})
+    with pytest.raises(ConfigError, match=r"\[relay\]: max_parallel: expected an integer, got 2.5"):
+        relay_section(tmp_path, {"max_parallel": 2.5})
+    relay = relay_section(tmp_path, {"hop_timeout_s": 3})
+    assert relay == RelayConfig(hop_timeout_s=3.0) and isinstance(relay.hop_timeout_s, float)
+
+
+def test_relay_section_round_trips_through_toml(tmp_path: Path) -> None:
+    import tomllib
+    relay = RelayConfig(hop_timeout_s=3.5, prerelay=True, prerelay_max_keys=16, advertise_addr="10.0.0.9:7")
+    tls = {}
+    for name in ("ca_cert", "cert", "key"):
+        (tmp_path / name).write_text("-")
+        tls[name] = str(tmp_path / name)
+    cfg = parse_config({"node_id": "A", "state_dir": str(tmp_path), "tls": tls}, "agent.toml")
+    cfg.relay = relay
+    assert parse_config(tomllib.loads(to_toml(cfg)), "agent.toml").relay == relay
 
 
 def test_no_controller_configured_gives_a_clear_refusal(tmp_path) -> None:
-    from kms_agents.authz import AuthTable
     from kms_agents.keystore import KeyStore
-    from kms_agents.relay_engine import RelayEngine
+    from kms_agents.relay.authz import AuthTable
+    from kms_agents.relay.engine import RelayEngine
     eng = RelayEngine("A", sources=lambda p: None, store=KeyStore(tmp_path / "k.db"),
                       authz=AuthTable(), request_path=None, send=None, send_void=None)
     with pytest.raises(RelayFailure, match="no QuSeC controller configured") as info:
         eng.relay_keys(master_sae="sae-a", slave_saes=["sae-e"], dst_node="E",
                        keys=[("k", bytes(32))])
-    assert info.value.code.name == "UNAVAILABLE"
+    assert info.value.reason == Reason.UNREACHABLE and info.value.reason.value == "UNAVAILABLE"
     eng.close()
 
 
@@ -63,9 +87,9 @@ class Src:
 
 def test_link_states_report_level_and_failures() -> None:
     up, empty, broken = link_states([Src(100), Src(0), Src(OSError("vendor KMS down"))])
-    assert (up.stored_bits, up.status) == (800, control_pb2.LINK_STATUS_ACTIVE)
-    assert empty.status == control_pb2.LINK_STATUS_PASSIVE
-    assert (broken.stored_bits, broken.status) == (0, control_pb2.LINK_STATUS_OFF)
+    assert (up.stored_bits, up.status) == (800, LinkStatus.ACTIVE)
+    assert empty.status == LinkStatus.PASSIVE
+    assert (broken.stored_bits, broken.status) == (0, LinkStatus.OFF)
 
 
 def test_hop_cost_and_bulk_groups() -> None:
@@ -108,18 +132,16 @@ def test_link_states_carry_consumption() -> None:
 def test_gather_waits_for_every_future_and_keeps_the_first_failure() -> None:
     from concurrent.futures import ThreadPoolExecutor
 
-    import grpc
-
-    from kms_agents.relay_engine import RelayFailure, gather
+    from kms_agents.relay.engine import gather
 
     def boom() -> None:
         raise KeyError("bug")
 
     def refused() -> None:
-        raise RelayFailure(grpc.StatusCode.PERMISSION_DENIED, "no authorisation")
+        raise RelayFailure(Reason.DENIED, "no authorisation")
 
     with ThreadPoolExecutor(2) as pool:
         results, failure = gather([pool.submit(lambda: 1), pool.submit(boom), pool.submit(refused)])
-        assert results == [1] and failure.code == grpc.StatusCode.INTERNAL and "bug" in failure.message
+        assert results == [1] and failure.reason == Reason.INTERNAL and "bug" in failure.message
         results, failure = gather([pool.submit(refused), pool.submit(lambda: 2)])
-        assert results == [2] and failure.code == grpc.StatusCode.PERMISSION_DENIED
+        assert results == [2] and failure.reason == Reason.DENIED

@@ -20,9 +20,10 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
 
-from kms_agents.relay_engine import RelayEngine, RelayFailure
+from kms_agents.relay.engine import RelayEngine
+from kms_agents.relay.messages import RelayFailure
+from kms_agents.service import RelayResult
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ Pair = tuple[str, str, str, int]  # master SAE, slave SAE, destination node, key
 
 @dataclass
 class _Buffer:
-    keys: deque = field(default_factory=deque)   # (key_id, material, paths, level, path msgs)
+    keys: deque = field(default_factory=deque)   # (key_id, material, paths, level, planned paths)
     rate: float = 0.0                            # keys/s, EWMA
     last_demand: float = 0.0
     requests: int = 0
@@ -81,7 +82,7 @@ class PreRelay:
         self._wake.set()
 
     def take(self, master: str, slaves: list[str], dst_node: str,
-             keys: list[tuple[str, bytes]]) -> Any | None:
+             keys: list[tuple[str, bytes]]) -> RelayResult | None:
         """A RelayResult whose ``keys`` are buffered ones in place of ``keys``; None if it cannot."""
         if len(slaves) != 1 or not keys:
             return None
@@ -95,7 +96,6 @@ class PreRelay:
             got = [buf.keys.popleft() for _ in keys]
             self.hits += 1
         self.observe(master, slaves, dst_node, len(keys), size)
-        from kms_agents.service import RelayResult
         return RelayResult(paths=got[0][2], security_level=got[0][3],
                            keys=[(kid, material) for kid, material, *_ in got])
 
@@ -155,14 +155,14 @@ class PreRelay:
         for (master, slave, dst, size), n in todo:
             batch = [(str(uuid.uuid4()), os.urandom(size)) for _ in range(n)]
             try:
-                out, reply, level = self.engine.relay_keys(
+                out, plan, level = self.engine.relay_keys(
                     master_sae=master, slave_saes=[slave], dst_node=dst, keys=batch,
                     level_for=lambda policy: "qkd" if policy == "qkd" else policy)
             except RelayFailure as exc:
                 log.info("pre-relay %s->%s not refilled: %s", master, slave, exc.message)
                 continue
-            paths = [[h.node_id for h in p.hops] for p in reply.paths]
-            entries = [(k.key_id, k.key, paths, level, list(reply.paths)) for k in out]
+            paths = plan.hops()
+            entries = [(k.key_id, k.key, paths, level, plan.paths) for k in out]
             with self._lock:
                 buf = self._buffers.get((master, slave, dst, size))
                 if buf is not None:

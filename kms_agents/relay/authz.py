@@ -22,7 +22,7 @@ class NotAuthorised(Exception):
 
 @dataclass(frozen=True)
 class Authorisation:
-    """One node's permission to take part in one relay path (control.proto RelayAuthorisation)."""
+    """One node's permission to take part in one relay path (pushed by QuSeC; shares count from 1)."""
 
     path_id: str
     prev_hop: str          # "" at the source
@@ -34,15 +34,6 @@ class Authorisation:
     dst_node: str
     share_index: int = 1
     share_count: int = 1
-
-    @classmethod
-    def from_proto(cls, msg: object) -> "Authorisation":
-        """Build from a ``control_pb2.RelayAuthorisation`` (its share_index counts from 0; ours from 1)."""
-        return cls(path_id=msg.path_id, prev_hop=msg.prev_hop, next_hop=msg.next_hop,
-                   prev_hop_addr=msg.prev_hop_addr, next_hop_addr=msg.next_hop_addr,
-                   expires_at=msg.expires_unix_ms / 1000.0, src_node=msg.src_node,
-                   dst_node=msg.dst_node, share_index=msg.share_index + 1,
-                   share_count=msg.share_count or 1)
 
 
 class AuthTable:

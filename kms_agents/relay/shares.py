@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 
-from kms_agents.relay_crypto import xor
+from kms_agents.relay.crypto import xor
 
 
 class ShareError(ValueError):
