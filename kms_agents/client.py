@@ -161,11 +161,11 @@ class Etsi004Client:
 
     def __init__(self, addr: str, ca_cert: str | Path, cert: str | Path, key: str | Path,
                  *, timeout: float = 10.0, server_name: str | None = None) -> None:
-        import grpc
+        import grpc   # here: the ETSI 014 client needs no gRPC
 
+        from kms_agents import rpc
         from kms_agents.proto import etsi004_pb2_grpc
-        creds = grpc.ssl_channel_credentials(Path(ca_cert).read_bytes(), Path(key).read_bytes(),
-                                             Path(cert).read_bytes())
+        creds = rpc.channel_credentials(ca_cert, cert, key)
         opts = [("grpc.ssl_target_name_override", server_name)] if server_name else []
         self._channel = grpc.secure_channel(addr, creds, options=opts)
         self._stub = etsi004_pb2_grpc.KeyDeliveryStub(self._channel)
