@@ -20,13 +20,18 @@ def test_effective_level() -> None:
         effective_level("qkd", "pqc")
 
 
-def relay_section(tmp_path: Path, section: dict | None) -> RelayConfig:
-    """The typed [relay] section of an otherwise valid agent config named agent.toml."""
+def config_data(tmp_path: Path) -> dict:
+    """A minimal valid agent config (the TLS files exist, their content is not read)."""
     tls = {}
     for name in ("ca_cert", "cert", "key"):
         (tmp_path / name).write_text("-")
         tls[name] = str(tmp_path / name)
-    data = {"node_id": "A", "state_dir": str(tmp_path), "tls": tls}
+    return {"node_id": "A", "state_dir": str(tmp_path), "tls": tls}
+
+
+def relay_section(tmp_path: Path, section: dict | None) -> RelayConfig:
+    """The typed [relay] section of an otherwise valid agent config named agent.toml."""
+    data = config_data(tmp_path)
     if section is not None:
         data["relay"] = section
     return parse_config(data, "agent.toml").relay
@@ -52,11 +57,7 @@ def test_relay_settings_reject_unknown_fields(tmp_path: Path) -> None:
 def test_relay_section_round_trips_through_toml(tmp_path: Path) -> None:
     import tomllib
     relay = RelayConfig(hop_timeout_s=3.5, prerelay=True, prerelay_max_keys=16, advertise_addr="10.0.0.9:7")
-    tls = {}
-    for name in ("ca_cert", "cert", "key"):
-        (tmp_path / name).write_text("-")
-        tls[name] = str(tmp_path / name)
-    cfg = parse_config({"node_id": "A", "state_dir": str(tmp_path), "tls": tls}, "agent.toml")
+    cfg = parse_config(config_data(tmp_path), "agent.toml")
     cfg.relay = relay
     assert parse_config(tomllib.loads(to_toml(cfg)), "agent.toml").relay == relay
 
