@@ -1,15 +1,19 @@
 """``qkdnet up TOPOLOGY --local``: every node's vKMS agent as a plain process on loopback (no root).
 
-Creates the PKI and agent configs under the state directory, starts QuSeC when the
-controller package can run here (agents then get its address), starts one
-``kms-agent`` per node, waits for every ``agent.json`` (with progress output), writes
+Creates the PKI and agent configs under the state directory, starts QuSeC (agents then get
+its address; when it does not start, the agents serve direct links only), starts one
+``kms-agent`` per node, waits for every ``agent.json`` (with progress output) and, with
+QuSeC, for every agent's registration, writes
 ``network.json`` (docs/emulation.md describes it) and keeps running until Ctrl-C / SIGTERM, then stops
 every process it started.
 """
 from __future__ import annotations
 
+import json
 import logging
 import subprocess
+import time
+import urllib.request
 from pathlib import Path
 from collections.abc import Callable
 from typing import Any, TextIO
@@ -27,7 +31,7 @@ LaunchError = AgentStartError   # the network did not come up; the message names
 
 
 class LocalNetwork(LaunchedNetwork):
-    """PKI + agents (+ QuSeC when available) of one topology, as local processes."""
+    """PKI + agents (+ QuSeC) of one topology, as local processes."""
 
     def __init__(self, topology: Topology, state_dir: str | Path, *, with_qusec: bool = True,
                  progress: TextIO | None = None, agent_env: dict[str, str] | None = None,
@@ -92,10 +96,37 @@ class LocalNetwork(LaunchedNetwork):
                                                       qusec_addr=(self.qusec or {}).get("grpc")),
                                  self._adjust)
         self.fleet.spawn_all()
-        self.fleet.wait_ready(timeout=READY_TIMEOUT_S, say=self._say)
+        self._wait(list(self.configs))
         self._write_network_json()
         self._say(f"network {self.topology.name} up: {len(self.agents)} agents; {self.network_json}")
         return self.network_json
+
+    def _wait(self, nodes: list[str]) -> None:
+        """Until every agent in ``nodes`` serves (agent.json) and, with QuSeC, is registered."""
+        self.fleet.wait_ready(nodes, timeout=READY_TIMEOUT_S, say=self._say)
+        if self.qusec:
+            self.wait_registered(set(nodes))
+
+    def registered_nodes(self) -> set[str]:
+        """Nodes QuSeC has a live registration for now (its /status)."""
+        try:
+            with urllib.request.urlopen(self.qusec["http"] + "/status", timeout=2) as r:
+                core = json.loads(r.read()).get("core", {})
+        except (OSError, ValueError, TypeError):
+            return set()
+        return {n for n, v in core.get("nodes", {}).items() if v.get("online")}
+
+    def wait_registered(self, nodes: set[str], timeout: float = READY_TIMEOUT_S) -> float:
+        """Seconds until every node in ``nodes`` is registered with QuSeC (LaunchError after
+        ``timeout``)."""
+        t0 = time.monotonic()
+        while not nodes <= self.registered_nodes():
+            if time.monotonic() - t0 > timeout:
+                raise LaunchError(f"nodes not registered with QuSeC after {timeout:.0f} s: "
+                                  f"{sorted(nodes - self.registered_nodes())} (logs: "
+                                  f"{self.state_dir}/NODE/agent.log, {self.state_dir}/qusec/osken.log)")
+            time.sleep(0.05)
+        return time.monotonic() - t0
 
     def _write_network_json(self) -> None:
         write_network_json(self.network_json, self.topology, self.pki, self.agents, self.qusec)
@@ -103,7 +134,7 @@ class LocalNetwork(LaunchedNetwork):
     def restart_agent(self, node_id: str, *, kill: bool = True) -> dict:
         """Kill (-9) or stop one agent and start it again on the same state dir; returns its new agent.json."""
         self.respawn_agent(node_id, kill=kill)
-        self.fleet.wait_ready([node_id], timeout=READY_TIMEOUT_S, say=self._say)
+        self._wait([node_id])
         self._write_network_json()
         return self.agents[node_id]
 
