@@ -15,22 +15,20 @@ from __future__ import annotations
 import difflib
 import json
 import math
-import tomllib
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from quseccontroller import tomlfile
+from quseccontroller.tomlfile import FileProblems
+
 TOP_FIELDS = ("links",)
 LINK_FIELDS = ("id", "a", "b", "latency_ms")
 
 
-class InventoryError(ValueError):
+class InventoryError(FileProblems):
     """An inventory that cannot be used; ``problems`` lists "FILE: links[N] (id): field: problem"."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = problems
 
 
 @dataclass(frozen=True)
@@ -128,14 +126,7 @@ def parse(data: dict, source: str = "<inventory>") -> Inventory:
 
 def load(path: str | Path) -> Inventory:
     """Read and check an inventory TOML file."""
-    path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except OSError as exc:
-        raise InventoryError([f"{path}: cannot read: {exc.strerror or exc}"]) from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise InventoryError([f"{path}: TOML syntax: {exc}"]) from exc
-    return parse(data, str(path))
+    return parse(tomlfile.read(path, InventoryError), str(path))
 
 
 def dumps(inv: Inventory, comment: str = "") -> str:

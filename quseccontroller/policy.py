@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import fnmatch
-import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+
+from quseccontroller import tomlfile
+from quseccontroller.tomlfile import FileProblems
 
 METRICS = ("key_aware", "hops", "latency")
 SECURITY_LEVELS = ("qkd", "hybrid", "pqc")
@@ -14,12 +16,8 @@ MATCH_FIELDS = ("src_sae", "dst_sae", "src_node", "dst_node", "application")
 MAX_PATHS = 8
 
 
-class PolicyError(ValueError):
+class PolicyError(FileProblems):
     """A policy file that cannot be used; ``problems`` lists "FILE: rule N (name): field: problem"."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = problems
 
 
 @dataclass(frozen=True)
@@ -187,11 +185,4 @@ def parse(data: dict, source: str = "<policy>") -> PolicyTable:
 
 def load(path: str | Path) -> PolicyTable:
     """Read and check a policy TOML file."""
-    path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except OSError as exc:
-        raise PolicyError([f"{path}: cannot read: {exc.strerror or exc}"]) from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise PolicyError([f"{path}: TOML syntax: {exc}"]) from exc
-    return parse(data, str(path))
+    return parse(tomlfile.read(path, PolicyError), str(path))
