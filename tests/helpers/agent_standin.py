@@ -19,10 +19,9 @@ def channel(addr: str, ca: str, cert: str | None = None, key: str | None = None)
     return grpc.secure_channel(addr, creds)
 
 
-def status_details(err: grpc.RpcError) -> list:
-    """The google.rpc.Status details of a gRPC error, unpacked to their message types."""
+def unpack_details(st) -> list:
+    """The details of a google.rpc.Status (None: none), unpacked to their message types."""
     from google.rpc import error_details_pb2
-    st = rpc_status.from_call(err)
     out = []
     for d in st.details if st else []:
         for cls in (control_pb2.PathRefusal, error_details_pb2.BadRequest, error_details_pb2.ErrorInfo):
@@ -31,6 +30,11 @@ def status_details(err: grpc.RpcError) -> list:
                 d.Unpack(m)
                 out.append(m)
     return out
+
+
+def status_details(err: grpc.RpcError) -> list:
+    """The google.rpc.Status details of a gRPC error, unpacked to their message types."""
+    return unpack_details(rpc_status.from_call(err))
 
 
 def link(link_id: str, peer: str, stored_bits: int = 10**8, status: int = control_pb2.LINK_STATUS_ACTIVE,

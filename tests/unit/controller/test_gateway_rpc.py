@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2, status_pb2
+from google.rpc import status_pb2
 
 from quseccontroller.bridge import BridgeError
 from quseccontroller.gateway import rpc
 from quseccontroller.gateway.metrics import Metrics
 from quseccontroller.proto import control_pb2
+from tests.helpers.agent_standin import unpack_details
 
 
 class Aborted(Exception):
@@ -32,15 +33,8 @@ class FakeContext:
 
 
 def details(status) -> list:
-    st = status_pb2.Status.FromString(dict(status.trailing_metadata)["grpc-status-details-bin"])
-    out = []
-    for d in st.details:
-        for cls in (control_pb2.PathRefusal, error_details_pb2.BadRequest, error_details_pb2.ErrorInfo):
-            if d.Is(cls.DESCRIPTOR):
-                m = cls()
-                d.Unpack(m)
-                out.append(m)
-    return out
+    return unpack_details(status_pb2.Status.FromString(
+        dict(status.trailing_metadata)["grpc-status-details-bin"]))
 
 
 class Servicer:
