@@ -28,8 +28,8 @@ from os_ken.topology import event as topo_event
 from quseccontroller import lldpfix, options
 from quseccontroller.bridge import AppBridgeServer
 from quseccontroller.core import QuSeCCore
-from quseccontroller.inventory import load as load_inventory
 from quseccontroller.dispatch import BridgeDispatch
+from quseccontroller.inventory import load as load_inventory
 from quseccontroller.policywatch import PolicyWatch
 from quseccontroller.sender import Sender
 from quseccontroller.supervisor import GatewaySupervisor, exit_with_parent

@@ -95,9 +95,6 @@ class EmulationPlan:
                 return h
         raise KeyError(f"no SAE {sae!r} in {self.topology}")
 
-    def node_of_dpid(self) -> dict[int, str]:
-        return {s.dpid: s.node for s in self.switches}
-
     def expected_switch_links(self) -> set[frozenset[int]]:
         """Switch adjacencies (pairs of DPIDs) LLDP discovery should find."""
         dpid = {s.name: s.dpid for s in self.switches}

@@ -35,7 +35,7 @@ def test_metro8_plan_has_a_switch_and_host_per_node_and_links_follow_the_fibre()
     assert all(ipaddress.ip_address(ip) in ipaddress.ip_network("10.0.0.0/16") for ip in ips)
     mgmt = [h.mgmt_ip for h in p.node_hosts]
     assert len(set(mgmt)) == 8 and p.mgmt_root_ip not in mgmt
-    assert p.node_of_dpid()[p.switch_of("H").dpid] == "H"
+    assert p.switch_of("H").node == "H" and p.switch_of("H").dpid == 8
     assert frozenset((p.switch_of("A").dpid, p.switch_of("B").dpid)) in p.expected_switch_links()
 
 
