@@ -74,21 +74,21 @@ class Agent:
         self.links: list[KeySource] = [make_key_source(lk, self.node_id, self.store, tls) for lk in config.links]
         self.channels = PeerChannels(rpc.channel_credentials(tls.ca_cert, tls.cert, tls.key), config.peers)
         self.peers = PeerClient(self.channels)
-        self.service = KeyService(self.node_id, config.saes, self.links, self.store, config.limits, self.peers)
+        self.relay = RelayNode(config, links=self.links, store=self.store, channels=self.channels,
+                               endpoints=lambda: self.endpoints)
+        self.service = KeyService(self.node_id, config.saes, self.links, self.store, config.limits, self.peers,
+                                  self.relay.relayer)
         self.streams = KeyStreams(self.service, self.peers.stream_event, graph=config.graph)
         self.relay_server = rpc.Server(config.listen_relay, credentials)
         self.relay_server.add(peer_pb2_grpc.add_PeerKmsServicer_to_server,
-                              PeerServicer(self.service, self.streams.on_peer_event),
+                              PeerServicer(self.service.delivery, self.streams.on_peer_event),
                               peer_pb2.DESCRIPTOR.services_by_name["PeerKms"])
+        self.relay_server.add(relay_pb2_grpc.add_KeyRelayServicer_to_server, self.relay.servicer,
+                              relay_pb2.DESCRIPTOR.services_by_name["KeyRelay"])
         self.etsi004_server = rpc.Server(config.listen_etsi004, credentials)
         self.etsi004_server.add(etsi004_pb2_grpc.add_KeyDeliveryServicer_to_server, Etsi004Servicer(self.streams),
                                 etsi004_pb2.DESCRIPTOR.services_by_name["KeyDelivery"])
         self.etsi014 = Etsi014Server(self.service, config.listen_etsi014, tls.ca_cert, tls.cert, tls.key)
-        self.relay = RelayNode(config, links=self.links, store=self.store, channels=self.channels,
-                               endpoints=lambda: self.endpoints)
-        self.relay_server.add(relay_pb2_grpc.add_KeyRelayServicer_to_server, self.relay.servicer,
-                              relay_pb2.DESCRIPTOR.services_by_name["KeyRelay"])
-        self.service.relayer = self.relay.relayer
         self._stopped = threading.Event()
 
     def _advertised(self, listen: str, port: int) -> str:

@@ -23,11 +23,13 @@ import grpc
 
 from kms_agents import rpc
 from kms_agents.channels import PeerUnavailable
+from kms_agents.keyrequest import KeyServiceError
 from kms_agents.keystore import DuplicateKey, StoredKey
 from kms_agents.proto import etsi004_pb2 as pb
 from kms_agents.proto import etsi004_pb2_grpc as pb_grpc
 from kms_agents.proto import peer_pb2
-from kms_agents.service import KeyService, KeyServiceError, NoRelayer
+from kms_agents.relayer import NoRelayer
+from kms_agents.service import KeyService
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +80,7 @@ class KeyStreams:
                                                                   peer_pb2.StreamEventReply] | None,
                  clock: Callable[[], float] = time.time, graph: dict[str, list[str]] | None = None) -> None:
         self.service = service
+        self.delivery = service.delivery   # makes each chunk: local, direct link or relay
         self.node = service.node_id
         self.send_event = send_event     # to a neighbour's PeerKms.StreamEvent
         self.clock = clock
@@ -88,7 +91,7 @@ class KeyStreams:
     # -- event routing: neighbours directly, other nodes hop by hop over the QKD graph ------
     def next_hop(self, target: str) -> str | None:
         """The neighbour to send an event for ``target`` to (shortest path, ties by name), or None."""
-        neighbours = set(self.service.neighbours())
+        neighbours = set(self.delivery.neighbours())
         if target in neighbours:
             return target
         prev: dict[str, str] = {self.node: self.node}
@@ -119,7 +122,7 @@ class KeyStreams:
 
     def on_peer_event(self, caller_node: str, ev: peer_pb2.StreamEventRequest) -> peer_pb2.StreamEventReply:
         """An event from a neighbour's agent: for this node, or to pass on toward its target."""
-        if caller_node not in self.service.neighbours():
+        if caller_node not in self.delivery.neighbours():
             raise ValueError(f"key-stream events are accepted from neighbouring nodes only, not {caller_node!r}")
         origin = ev.origin_node or caller_node
         if ev.target_node and ev.target_node != self.node:
@@ -160,12 +163,12 @@ class KeyStreams:
                                            if k.startswith(prefix))
 
     def _reachable(self, other_node: str) -> bool:
-        if other_node == self.node or self.service.links_to(other_node):
+        if other_node == self.node or self.delivery.links_to(other_node):
             return True
-        if isinstance(self.service.relayer, NoRelayer) or self.next_hop(other_node) is None:
+        if isinstance(self.delivery.relayer, NoRelayer) or self.next_hop(other_node) is None:
             return False
         try:
-            self.service.relayer.stored_key_count(other_node, self.service.limits.key_size)
+            self.delivery.relayer.stored_key_count(other_node, self.service.limits.key_size)
         except KeyServiceError:
             return False
         return True
@@ -181,7 +184,7 @@ class KeyStreams:
         if proposal.metadata_mimetype not in ("", MIMETYPE):
             proposal.metadata_mimetype = MIMETYPE
             changed = True
-        links = self.service.links_to(other_node)
+        links = self.delivery.links_to(other_node)
         if links:
             rate = int(max(lk.rate_bps for lk in links) / 2)
             if proposal.min_bps > rate:
@@ -312,8 +315,8 @@ class KeyStreams:
                                                       os.urandom(st.chunk), self.clock(),
                                                       {"qusec_route_type": "local", "qusec_hops": 0})])
                 else:
-                    got = self.service.deliver(st.source, [st.destination], [kid], st.chunk * 8,
-                                               extensions={"qusec_key_stream_id": st.ksid})[0]
+                    got = self.delivery.deliver(st.source, [st.destination], [kid], st.chunk * 8,
+                                                extensions={"qusec_key_stream_id": st.ksid})[0]
                     self.service.store.put([StoredKey(kid, st.source, [st.source], got.material, self.clock(),
                                                       got.extension)])
             except KeyServiceError as exc:

@@ -17,8 +17,9 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from kms_agents.keyrequest import KeyServiceError, bad
 from kms_agents.rpc import https_server_context, peer_cn
-from kms_agents.service import KeyService, KeyServiceError, bad
+from kms_agents.service import KeyService
 
 log = logging.getLogger(__name__)
 

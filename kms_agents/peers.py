@@ -14,13 +14,13 @@ from kms_agents.proto import peer_pb2 as pb
 from kms_agents.proto import peer_pb2_grpc as pb_grpc
 
 if TYPE_CHECKING:
-    from kms_agents.service import KeyService
+    from kms_agents.delivery import KeyDelivery
 
 CALL_TIMEOUT_S = 5.0
 
 
 class PeerClient:
-    """Calls a neighbour's PeerKms over the agent's channel pool (service.PeerNotifier)."""
+    """Calls a neighbour's PeerKms over the agent's channel pool (delivery.PeerNotifier)."""
 
     def __init__(self, channels: PeerChannels) -> None:
         self.channels = channels
@@ -66,17 +66,17 @@ def _event_errors(_servicer: Any, exc: Exception, _node: str) -> tuple[grpc.Stat
 class PeerServicer(pb_grpc.PeerKmsServicer):
     """Receives direct-link deliveries and key-stream events from neighbours (the caller: its CN)."""
 
-    def __init__(self, service: KeyService, stream_events: Callable[[str, pb.StreamEventRequest],
+    def __init__(self, delivery: KeyDelivery, stream_events: Callable[[str, pb.StreamEventRequest],
                                                                     pb.StreamEventReply] | None = None) -> None:
-        self.service = service
+        self.delivery = delivery
         self.stream_events = stream_events
 
     @rpc.method(_delivery_errors)
     def DeliverDirect(self, request: pb.DirectDelivery, node: str) -> pb.DirectAck:
-        n = self.service.accept_direct(node, request.link_id, request.master_sae_id,
-                                       list(request.slave_sae_ids),
-                                       [(k.key_id, list(k.link_key_ids), k.size_bits) for k in request.keys],
-                                       dict(request.extensions))
+        n = self.delivery.accept_direct(node, request.link_id, request.master_sae_id,
+                                        list(request.slave_sae_ids),
+                                        [(k.key_id, list(k.link_key_ids), k.size_bits) for k in request.keys],
+                                        dict(request.extensions))
         return pb.DirectAck(stored=n)
 
     @rpc.method(_event_errors)

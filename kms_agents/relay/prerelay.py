@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from kms_agents.relay.engine import RelayEngine
 from kms_agents.relay.messages import RelayFailure
-from kms_agents.service import RelayResult
+from kms_agents.relayer import RelayResult
 
 log = logging.getLogger(__name__)
 

@@ -5,11 +5,13 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from kms_agents.keyrequest import MSG_EXT_UNMET, KeyServiceError
 from kms_agents.relay.engine import RelayEngine
 from kms_agents.relay.messages import OptionUnmet, Reason, RelayFailure
 from kms_agents.relay.plan import PathPlan
 from kms_agents.relay.prerelay import PreRelay
-from kms_agents.service import MSG_EXT_UNMET, KeyServiceError, RelayResult, RequestOptions
+from kms_agents.relayer import RelayResult, RequestOptions
+
 
 def effective_level(policy_level: str, requested: str | None) -> str:
     """The security level a relay uses: the policy's, upgraded to hybrid when the SAE asks for it.
@@ -38,7 +40,7 @@ def max_hops_check(max_hops: int) -> Callable[[PathPlan], None]:
 
 
 class NetworkRelayer:
-    """The agent's relayer (service.Relayer protocol) backed by a RelayEngine."""
+    """The agent's relayer (kms_agents.relayer.Relayer protocol) backed by a RelayEngine."""
 
     def __init__(self, engine: RelayEngine, *, prerelay: PreRelay | None = None) -> None:
         self.engine = engine

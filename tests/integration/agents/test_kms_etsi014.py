@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 from kms_agents.client import Etsi014Error
-from kms_agents import service as svc
+from kms_agents import keyrequest
 from mininet_topos.launch.local import LocalNetwork
 from tests.helpers.kmsnet import Saes, small_topology
 
@@ -79,7 +79,7 @@ def test_enc_keys_post_defaults_then_dec_keys_byte_identical_then_gone(saes) -> 
     got = saes.kme("sae-b1").dec_keys("sae-a1", [keys[0].key_id])
     assert got[0].key == keys[0].key and got[0].key_id == keys[0].key_id
     e = err(saes.kme("sae-b1").dec_keys, "sae-a1", [keys[0].key_id])
-    assert e.status == 400 and e.body["message"] == svc.MSG_KEYS_NOT_FOUND
+    assert e.status == 400 and e.body["message"] == keyrequest.MSG_KEYS_NOT_FOUND
 
 
 def test_get_methods_with_query(saes) -> None:
@@ -98,7 +98,7 @@ def test_both_directions_at_once(saes) -> None:
 
 
 @pytest.mark.parametrize("body,message", [
-    ({"size": 100}, svc.MSG_SIZE_MULTIPLE),
+    ({"size": 100}, keyrequest.MSG_SIZE_MULTIPLE),
     ({"size": 8}, "min_key_size"),
     ({"size": 1 << 20}, "max_key_size"),
     ({"number": 0}, "number"),
@@ -108,10 +108,10 @@ def test_both_directions_at_once(saes) -> None:
     ({"additional_slave_SAE_IDs": "sae-b2"}, "additional_slave_SAE_IDs"),
     ({"additional_slave_SAE_IDs": ["ghost"]}, "ghost"),
     ({"additional_slave_SAE_IDs": [f"x{i}" for i in range(50)]}, "max_SAE_ID_count"),
-    ({"extension_mandatory": [{"abc_route_type": "direct"}]}, svc.MSG_EXT_UNSUPPORTED),
-    ({"extension_mandatory": [{"qusec_route_type": "indirect"}]}, svc.MSG_EXT_UNMET),
-    ({"extension_mandatory": [{"qusec_security_level": "classical"}]}, svc.MSG_EXT_UNMET),
-    ({"extension_mandatory": [{"qusec_max_hops": "two"}]}, svc.MSG_EXT_UNMET),
+    ({"extension_mandatory": [{"abc_route_type": "direct"}]}, keyrequest.MSG_EXT_UNSUPPORTED),
+    ({"extension_mandatory": [{"qusec_route_type": "indirect"}]}, keyrequest.MSG_EXT_UNMET),
+    ({"extension_mandatory": [{"qusec_security_level": "classical"}]}, keyrequest.MSG_EXT_UNMET),
+    ({"extension_mandatory": [{"qusec_max_hops": "two"}]}, keyrequest.MSG_EXT_UNMET),
     ({"extension_mandatory": "qusec_route_type"}, "extension_mandatory"),
     ([1, 2], "JSON object"),
 ])
@@ -137,7 +137,7 @@ def test_supported_extensions_and_unhandled_optional(saes) -> None:
                                                                    {"qusec_security_level": "hybrid"}],
                                           "extension_optional": [{"abc_priority": 3}]})
     assert len(out["keys"]) == 1
-    assert out["key_container_extension"]["message"] == svc.MSG_EXT_OPTIONAL
+    assert out["key_container_extension"]["message"] == keyrequest.MSG_EXT_OPTIONAL
     assert out["key_container_extension"]["qusec_unhandled"] == ["abc_priority"]
     saes.kme("sae-b1").dec_keys("sae-a1", [out["keys"][0]["key_ID"]])
 
@@ -156,10 +156,10 @@ def test_another_sae_cannot_read_the_keys_401(saes) -> None:
 def test_dec_keys_errors(saes) -> None:
     c = saes.kme("sae-b1")
     e = err(c.dec_keys, "sae-a1", [str(uuid.uuid4())])
-    assert (e.status, e.body["message"]) == (400, svc.MSG_KEYS_NOT_FOUND)
+    assert (e.status, e.body["message"]) == (400, keyrequest.MSG_KEYS_NOT_FOUND)
     keys = saes.kme("sae-a1").enc_keys("sae-b1")
     e = err(c.dec_keys, "sae-a2", [keys[0].key_id])   # wrong master SAE in the path
-    assert (e.status, e.body["message"]) == (400, svc.MSG_KEYS_NOT_FOUND)
+    assert (e.status, e.body["message"]) == (400, keyrequest.MSG_KEYS_NOT_FOUND)
     for body in ({}, {"key_IDs": []}, {"key_IDs": ["x"]}, {"key_IDs": [{"key_ID": 5}]}, {"keys": []}):
         status, out = c.request("POST", "/api/v1/keys/sae-a1/dec_keys", body)
         assert status == 400 and "message" in out, body

@@ -352,7 +352,7 @@ def test_destination_checks_the_saes_belong_to_the_ends(line: Net) -> None:
 
 def test_network_relayer_gives_master_the_derived_key_and_refuses_multinode_hybrid(line: Net) -> None:
     from kms_agents.relay.relayer import NetworkRelayer
-    from kms_agents.service import KeyServiceError
+    from kms_agents.keyrequest import KeyServiceError
     relayer = NetworkRelayer(line.nodes["A"].engine)
     line.level = "hybrid"
     keys = [("h1", os.urandom(32)), ("h2", os.urandom(32))]

@@ -6,11 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from kms_agents import service as svc
+from kms_agents import keyrequest
 from kms_agents.config import Limits
+from kms_agents.keyrequest import KeyServiceError
 from kms_agents.keystore import KeyStore
 from kms_agents.qkd_module import SimulatedQkdModule
-from kms_agents.service import KeyService, KeyServiceError, RelayResult
+from kms_agents.relayer import RelayResult
+from kms_agents.service import KeyService
 
 SECRET = b"s" * 32
 SAES = {"m": "A", "m2": "A", "s": "B", "s2": "B", "far": "C"}
@@ -26,7 +28,7 @@ class Direct:
     def deliver_direct(self, peer_node, link_id, master_sae, slave_saes, keys, extensions) -> None:
         if self.fail:
             raise ConnectionError("peer down")
-        self.services[peer_node].accept_direct(self._me, link_id, master_sae, slave_saes, keys, extensions)
+        self.services[peer_node].delivery.accept_direct(self._me, link_id, master_sae, slave_saes, keys, extensions)
 
 
 def make(tmp_path: Path, clock=lambda: 2000.0, rate=1e6, limits: Limits | None = None):
@@ -38,7 +40,7 @@ def make(tmp_path: Path, clock=lambda: 2000.0, rate=1e6, limits: Limits | None =
         notifier._me = node
         services[node] = KeyService(node, SAES, [link], store, limits or Limits(), notifier)
     for s in services.values():
-        s.peer.services = services
+        s.delivery.peer.services = services
     return services["A"], services["B"]
 
 
@@ -57,7 +59,7 @@ def test_direct_keys_match_and_are_deleted(tmp_path: Path) -> None:
     assert got == sent and all(len(m) == 16 for _, m in sent)
     with pytest.raises(KeyServiceError) as e:
         b.dec_keys("s", "m", {"key_IDs": [{"key_ID": sent[0][0]}]})
-    assert status_of(e) == (400, svc.MSG_KEYS_NOT_FOUND)
+    assert status_of(e) == (400, keyrequest.MSG_KEYS_NOT_FOUND)
 
 
 def test_only_named_slaves_and_local_saes(tmp_path: Path) -> None:
@@ -94,12 +96,12 @@ def test_insufficient_key_is_503_and_taken_key_is_burned(tmp_path: Path) -> None
         a.enc_keys("m", "s", {"number": 3})
     assert e.value.status == 503 and "not enough key" in e.value.message
     assert e.value.body()["details"][0]["qusec_link_id"] == "A-B"
-    assert a.links[0].available_bytes() == 0    # the two blocks taken before the failure are not reused
+    assert a.delivery.links[0].available_bytes() == 0    # the two blocks taken before the failure are not reused
 
 
 def test_peer_down_is_503(tmp_path: Path) -> None:
     a, _ = make(tmp_path)
-    a.peer.fail = True
+    a.delivery.peer.fail = True
     with pytest.raises(KeyServiceError) as e:
         a.enc_keys("m", "s")
     assert e.value.status == 503 and "B" in e.value.message
@@ -122,9 +124,9 @@ def test_non_neighbour_uses_the_relayer(tmp_path: Path) -> None:
         def stored_key_count(self, dst_node, key_size):
             return 5
 
-    a.relayer = Recorder()
+    a.delivery.relayer = Recorder()
     (kid, material), = keys_of(out := a.enc_keys("m", "far", {"size": 512}))
-    call = a.relayer.calls[0]
+    call = a.delivery.relayer.calls[0]
     assert call["dst_node"] == "C" and call["keys"] == [(kid, material)] and call["slave_saes"] == ["far"]
     assert out["keys"][0]["key_extension"]["qusec_hops"] == 1
     assert out["keys"][0]["key_extension"]["qusec_route_type"] == "indirect"
@@ -143,7 +145,7 @@ def test_relayer_replaces_the_masters_keys_and_gets_the_request_options(tmp_path
         def stored_key_count(self, dst_node, key_size):
             return 1
 
-    a.relayer = Replacing()
+    a.delivery.relayer = Replacing()
     out = a.enc_keys("m", "far", {"number": 2, "size": 64,
                                   "extension_mandatory": [{"qusec_max_hops": 5}],
                                   "extension_optional": [{"qusec_max_hops": 2}]})
@@ -158,7 +160,7 @@ def test_relayer_replaces_the_masters_keys_and_gets_the_request_options(tmp_path
         def relay(self, *, keys, options, **kw):
             return RelayResult([["A", "B", "C"]], keys=list(keys)[:1])
 
-    a.relayer = Short()
+    a.delivery.relayer = Short()
     with pytest.raises(KeyServiceError) as e:
         a.enc_keys("m", "far", {"number": 2})
     assert e.value.status == 503 and "returned 1 keys for 2" in e.value.message
@@ -183,25 +185,25 @@ def test_multi_node_request_keys_replaced_once_before_any_other_node_has_them(tm
             return 1
 
     # the first relay replaces: the local SAE (stored last) and the second node get the new keys
-    a.relayer = ReplaceAt("C")
+    a.delivery.relayer = ReplaceAt("C")
     out = a.enc_keys("m", "far", {"number": 1, "size": 64, "additional_slave_SAE_IDs": ["far2", "here"]})
     assert calls == ["C", "D"] and keys_of(out)[0][1] == bytes(8)
     kid = keys_of(out)[0][0]
     assert a.dec_keys("here", "m", {"key_IDs": [{"key_ID": kid}]})["keys"][0]["key"] == \
         base64.b64encode(bytes(8)).decode()
     # a later relay cannot replace what an earlier node already has
-    a.relayer = ReplaceAt("D")
+    a.delivery.relayer = ReplaceAt("D")
     with pytest.raises(KeyServiceError) as e:
         a.enc_keys("m", "far", {"number": 1, "additional_slave_SAE_IDs": ["far2"]})
     assert e.value.status == 503 and "already relayed to node(s) C" in e.value.message
 
 
 @pytest.mark.parametrize("body,status,message", [
-    ({"size": 7}, 400, svc.MSG_SIZE_MULTIPLE),
+    ({"size": 7}, 400, keyrequest.MSG_SIZE_MULTIPLE),
     ({"number": True}, 400, "number"),
     ({"size": 2.5}, 400, "size"),
-    ({"extension_mandatory": [{"x_y": 1}]}, 400, svc.MSG_EXT_UNSUPPORTED),
-    ({"extension_mandatory": [{"qusec_max_hops": -1}]}, 400, svc.MSG_EXT_UNMET),
+    ({"extension_mandatory": [{"x_y": 1}]}, 400, keyrequest.MSG_EXT_UNSUPPORTED),
+    ({"extension_mandatory": [{"qusec_max_hops": -1}]}, 400, keyrequest.MSG_EXT_UNMET),
     ({"additional_slave_SAE_IDs": ["s", "s"]}, 400, "distinct"),
     ("text", 400, "JSON object"),
 ])
@@ -215,11 +217,11 @@ def test_request_validation(tmp_path: Path, body, status, message) -> None:
 def test_accept_direct_rejects_inconsistent_deliveries(tmp_path: Path) -> None:
     a, b = make(tmp_path)
     with pytest.raises(ValueError, match="no QKD link"):
-        b.accept_direct("C", "A-B", "m", ["s"], [])
+        b.delivery.accept_direct("C", "A-B", "m", ["s"], [])
     with pytest.raises(ValueError, match="master SAE"):
-        b.accept_direct("A", "A-B", "s2", ["s"], [])
+        b.delivery.accept_direct("A", "A-B", "s2", ["s"], [])
     with pytest.raises(ValueError, match="slave SAEs"):
-        b.accept_direct("A", "A-B", "m", ["m2"], [])
+        b.delivery.accept_direct("A", "A-B", "m", ["m2"], [])
 
 
 def test_parallel_links_the_one_with_key_serves(tmp_path: Path) -> None:
@@ -234,7 +236,7 @@ def test_parallel_links_the_one_with_key_serves(tmp_path: Path) -> None:
         notifier._me = node
         services[node] = KeyService(node, SAES, [slow, fast], store, Limits(), notifier)
     for s in services.values():
-        s.peer.services = services
+        s.delivery.peer.services = services
     a, b = services["A"], services["B"]
     used = set()
     for _ in range(10):
@@ -268,10 +270,11 @@ def test_multicast_to_a_neighbour_and_this_node(tmp_path: Path) -> None:
 
 def test_accept_direct_checks_sizes_and_claims_each_link_key_once(tmp_path: Path) -> None:
     a, b = make(tmp_path)
-    lk = a.links[0].take(32)
+    lk = a.delivery.links[0].take(32)
     with pytest.raises(ValueError, match="fewer link key bits"):
-        b.accept_direct("A", "A-B", "m", ["s"], [("k1", lk.key_ids, 512)])
-    assert b.accept_direct("A", "A-B", "m", ["s"], [("k1", lk.key_ids, 256)]) == 1   # rolled back: still claimable
+        b.delivery.accept_direct("A", "A-B", "m", ["s"], [("k1", lk.key_ids, 512)])
+    # rolled back: still claimable
+    assert b.delivery.accept_direct("A", "A-B", "m", ["s"], [("k1", lk.key_ids, 256)]) == 1
     from kms_agents.keysource import UnknownKeyIds
     with pytest.raises(UnknownKeyIds):
-        b.accept_direct("A", "A-B", "m", ["s"], [("k2", lk.key_ids, 256)])
+        b.delivery.accept_direct("A", "A-B", "m", ["s"], [("k2", lk.key_ids, 256)])

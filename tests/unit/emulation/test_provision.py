@@ -98,7 +98,7 @@ def test_openapi_document_matches_the_server() -> None:
             assert {"200", "400", "401", "503"} <= set(op["responses"]), path
             assert "content" not in op["responses"]["401"]          # 401 has no body
     schemas = doc["components"]["schemas"]
-    from kms_agents.service import EXTENSIONS
+    from kms_agents.keyrequest import EXTENSIONS
     assert all(re.fullmatch(r"qusec_\w+", k) for k in EXTENSIONS)
     assert set(schemas["KeyRequest"]["properties"]) == {"number", "size", "additional_slave_SAE_IDs",
                                                          "extension_mandatory", "extension_optional"}
