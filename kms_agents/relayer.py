@@ -54,10 +54,9 @@ class NoRelayer:
         self.node_id = node_id
 
     def _refuse(self, dst_node: str) -> KeyServiceError:
-        return KeyServiceError(503, f"node {dst_node} is not a neighbour of node {self.node_id} and key "
-                                    "relay across the network is not available on this KME (no relay "
-                                    "plugin / QuSeC configured); only SAEs on neighbouring nodes can "
-                                    "share keys here",
+        return KeyServiceError(503, f"node {dst_node} is not a neighbour of node {self.node_id}: key relay "
+                                    "across the network needs QuSeC and this KME has none configured; "
+                                    "only SAEs on neighbouring nodes can share keys here",
                                [{"qusec_route_type": "indirect", "qusec_dst_node": dst_node}])
 
     def relay(self, *, master_sae: str, slave_saes: list[str], dst_node: str,

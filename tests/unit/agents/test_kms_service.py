@@ -112,6 +112,8 @@ def test_non_neighbour_uses_the_relayer(tmp_path: Path) -> None:
     with pytest.raises(KeyServiceError) as e:
         a.enc_keys("m", "far")
     assert e.value.status == 503 and "not a neighbour" in e.value.message
+    assert "key relay across the network needs QuSeC and this KME has none configured" in e.value.message
+    assert e.value.details == [{"qusec_route_type": "indirect", "qusec_dst_node": "C"}]
 
     class Recorder:
         def __init__(self):
