@@ -7,6 +7,7 @@ reference is docs/agent.md.
 """
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import tomllib
@@ -17,6 +18,8 @@ from typing import Any
 from kms_agents.qkd_module import DEFAULT_CAPACITY_BYTES
 
 DEFAULT_LISTEN = "127.0.0.1:0"
+TOP_LEVEL = ("node_id", "state_dir", "trust", "tls", "listen", "qusec", "limits", "relay", "links", "peers",
+             "saes", "graph")
 
 
 class ConfigError(Exception):
@@ -102,7 +105,6 @@ class AgentConfig:
     graph: dict[str, list[str]] = field(default_factory=dict)  # QKD graph (node -> neighbours), optional
     limits: Limits = field(default_factory=Limits)
     relay: RelayConfig = field(default_factory=RelayConfig)
-    extra: dict[str, Any] = field(default_factory=dict)  # other top-level tables, kept as-is
     source: str = ""
 
     def local_saes(self) -> list[str]:
@@ -150,6 +152,16 @@ def _dataclass_from(cls, data: dict, where: str, problems: list[str], required: 
     if any(r not in kwargs for r in required):
         return None
     return cls(**kwargs)
+
+
+def _unknown_top_level(key: str, value: Any, source: str) -> str:
+    # a typo such as [limts] must not silently leave the defaults in force
+    tables = isinstance(value, dict) or (isinstance(value, list) and bool(value)
+                                         and all(isinstance(v, dict) for v in value))
+    close = difflib.get_close_matches(key, TOP_LEVEL, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return (f"{source}: top level: unknown {'table' if tables else 'key'} {key!r}{hint}; "
+            f"known: {', '.join(sorted(TOP_LEVEL))}")
 
 
 def parse_config(data: dict, source: str = "<config>") -> AgentConfig:
@@ -235,9 +247,9 @@ def parse_config(data: dict, source: str = "<config>") -> AgentConfig:
                                               for v in graph.values()):
         p.append(f"{source}: [graph]: expected NODE = [\"neighbour\", ...] entries")
         graph = {}
-    known = {"node_id", "state_dir", "tls", "listen", "qusec", "limits", "relay", "links", "peers", "saes",
-             "trust", "graph"}
-    extra = {k: v for k, v in data.items() if k not in known}
+    for k, v in data.items():
+        if k not in TOP_LEVEL:
+            p.append(_unknown_top_level(k, v, source))
     if p:
         raise ConfigError(p)
     return AgentConfig(node_id=node_id, state_dir=state_dir, tls=tls, listen_etsi014=addrs["etsi014"],
@@ -245,7 +257,7 @@ def parse_config(data: dict, source: str = "<config>") -> AgentConfig:
                        advertise_host=listen.get("advertise_host", ""), qusec_addr=qusec_addr,
                        trust=int(data.get("trust", 3)), links=links, peers=peers, saes=dict(saes),
                        graph={k: list(v) for k, v in graph.items()},
-                       limits=limits, relay=relay, extra=extra, source=source)
+                       limits=limits, relay=relay, source=source)
 
 
 def load_config(path: str | Path) -> AgentConfig:
@@ -303,9 +315,6 @@ def to_toml(cfg: AgentConfig) -> str:
                              {k: v for k, v in asdict(peer).items() if k != "node"})
     for link in cfg.links:
         lines += ["\n[[links]]"] + _toml_table("x", asdict(link))[1:]
-    for k, v in cfg.extra.items():
-        if isinstance(v, dict):
-            lines += _toml_table(k, v)
     return "\n".join(lines) + "\n"
 
 

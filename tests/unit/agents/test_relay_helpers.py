@@ -1,11 +1,8 @@
-"""Pure helpers of the relay: security level choice, [relay] settings, link states, failures."""
+"""Pure helpers of the relay: security level choice, link states, failures."""
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 
-from kms_agents.config import ConfigError, RelayConfig, parse_config, to_toml
 from kms_agents.relay.engine import bulk_groups
 from kms_agents.relay.links import ConsumptionMeter, LinkStatus, link_states, relay_hop_bytes
 from kms_agents.relay.messages import Reason, RelayFailure
@@ -18,48 +15,6 @@ def test_effective_level() -> None:
     assert effective_level("hybrid", None) == "hybrid"
     with pytest.raises(RelayFailure, match="'pqc' requested but the matched policy gives 'qkd'"):
         effective_level("qkd", "pqc")
-
-
-def config_data(tmp_path: Path) -> dict:
-    """A minimal valid agent config (the TLS files exist, their content is not read)."""
-    tls = {}
-    for name in ("ca_cert", "cert", "key"):
-        (tmp_path / name).write_text("-")
-        tls[name] = str(tmp_path / name)
-    return {"node_id": "A", "state_dir": str(tmp_path), "tls": tls}
-
-
-def relay_section(tmp_path: Path, section: dict | None) -> RelayConfig:
-    """The typed [relay] section of an otherwise valid agent config named agent.toml."""
-    data = config_data(tmp_path)
-    if section is not None:
-        data["relay"] = section
-    return parse_config(data, "agent.toml").relay
-
-
-def test_relay_settings_reject_unknown_fields(tmp_path: Path) -> None:
-    assert relay_section(tmp_path, None) == RelayConfig()
-    assert relay_section(tmp_path, {"prerelay": True}) == RelayConfig(prerelay=True)
-    with pytest.raises(ConfigError, match=r"agent.toml: \[relay\]: unknown field 'prerelai'"):
-        relay_section(tmp_path, {"prerelai": True})
-    with pytest.raises(ConfigError, match=r"\[relay\]: hop_timeout_s: expected a number, got 'soon'"):
-        relay_section(tmp_path, {"hop_timeout_s": "soon"})
-    with pytest.raises(ConfigError, match=r"\[relay\]: hop_timeout_s: must be positive, got 0"):
-        relay_section(tmp_path, {"hop_timeout_s": 0})
-    with pytest.raises(ConfigError, match=r"\[relay\]: prerelay: expected true or false, got 1"):
-        relay_section(tmp_path, {"prerelay": 1})
-    with pytest.raises(ConfigError, match=r"\[relay\]: max_parallel: expected an integer, got 2.5"):
-        relay_section(tmp_path, {"max_parallel": 2.5})
-    relay = relay_section(tmp_path, {"hop_timeout_s": 3})
-    assert relay == RelayConfig(hop_timeout_s=3.0) and isinstance(relay.hop_timeout_s, float)
-
-
-def test_relay_section_round_trips_through_toml(tmp_path: Path) -> None:
-    import tomllib
-    relay = RelayConfig(hop_timeout_s=3.5, prerelay=True, prerelay_max_keys=16, advertise_addr="10.0.0.9:7")
-    cfg = parse_config(config_data(tmp_path), "agent.toml")
-    cfg.relay = relay
-    assert parse_config(tomllib.loads(to_toml(cfg)), "agent.toml").relay == relay
 
 
 def test_no_controller_configured_gives_a_clear_refusal(tmp_path) -> None:
