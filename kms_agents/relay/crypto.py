@@ -143,9 +143,14 @@ def open_sealed(header: RelayHeader, ciphertext: bytes, tag: bytes, pad: bytes,
     return xor(ciphertext, pad)
 
 
+def hop_key_bytes(payload_bytes: int) -> int:
+    """Link key one hop burns for a message of ``payload_bytes``: the pad plus one one-time MAC key."""
+    return payload_bytes + MAC_KEY_BYTES
+
+
 def split_link_key(material: bytes, key_bytes: int) -> tuple[bytes, bytes]:
     """Split fresh link key into (pad, MAC key): the first ``key_bytes`` pad, the next 32 key the MAC."""
-    if len(material) != key_bytes + MAC_KEY_BYTES:
+    if len(material) != hop_key_bytes(key_bytes):
         raise RelayCryptoError(
             f"link key is {len(material)} bytes, need {key_bytes} (pad) + {MAC_KEY_BYTES} (MAC)")
     return material[:key_bytes], material[key_bytes:]

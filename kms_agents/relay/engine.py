@@ -225,7 +225,7 @@ class RelayEngine:
                 best = max(best, src.available_bytes())
             except KeySourceError:
                 continue
-        return best // (key_size_bits // 8 + crypto.MAC_KEY_BYTES)
+        return best // crypto.hop_key_bytes(key_size_bits // 8)
 
     def _relay_batch(self, plan: PathPlan, master_sae: str, slave_saes: list[str],
                      dst_node: str, keys: Sequence[tuple[str, bytes]],

@@ -69,7 +69,7 @@ class HopSender:
         n = len(share)
         try:
             # one take for pad and MAC key: one durable link-store write per hop
-            link_key = source.take(n + crypto.MAC_KEY_BYTES)
+            link_key = source.take(crypto.hop_key_bytes(n))
         except KeySourceError as exc:
             raise RelayFailure(Reason.NO_KEY, f"node {self.node_id}: not enough link key toward "
                                               f"{peer}: {exc}") from None
@@ -163,7 +163,7 @@ class HopReceiver:
                 pad = source.claim(header.pad_key_ids, n)
                 mac = source.claim(header.mac_key_ids, crypto.MAC_KEY_BYTES)
             else:
-                material = source.claim(header.pad_key_ids, n + crypto.MAC_KEY_BYTES)
+                material = source.claim(header.pad_key_ids, crypto.hop_key_bytes(n))
                 pad, mac = material[:n], material[n:]
         except UnknownKeyIds as exc:
             raise RelayFailure(Reason.NOT_AUTHENTIC, f"node {self.node_id}: link key of this message "

@@ -7,8 +7,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from kms_agents.relay import crypto
-
 
 class LinkStatus(enum.Enum):
     ACTIVE = "active"     # producing key
@@ -83,11 +81,6 @@ def link_states(sources: Sequence[Any], meter: ConsumptionMeter | None = None,
                              consumption_bps=consumption, status=status,
                              kms_kind=getattr(src, "kind", "")))
     return out
-
-
-def relay_hop_bytes(key_bytes: int) -> int:
-    """Link key one hop burns for a key of ``key_bytes``: the pad plus the one-time MAC key."""
-    return key_bytes + crypto.MAC_KEY_BYTES
 
 
 def best_link(links: Sequence[Any], peer: str) -> Any | None:

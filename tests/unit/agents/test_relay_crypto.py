@@ -82,8 +82,9 @@ def test_wrong_sizes_are_refused_with_clear_errors() -> None:
         header(seq=0)
 
 
-def test_split_link_key() -> None:
-    material = os.urandom(64)
+def test_hop_cost_and_split_link_key() -> None:
+    assert rc.hop_key_bytes(32) == 64
+    material = os.urandom(rc.hop_key_bytes(32))
     pad, mac = rc.split_link_key(material, 32)
     assert pad + mac == material and len(mac) == rc.MAC_KEY_BYTES
     with pytest.raises(rc.RelayCryptoError, match="need 16 \\(pad\\) \\+ 32"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from kms_agents.relay.engine import bulk_groups
-from kms_agents.relay.links import ConsumptionMeter, LinkStatus, link_states, relay_hop_bytes
+from kms_agents.relay.links import ConsumptionMeter, LinkStatus, link_states
 from kms_agents.relay.messages import Reason, RelayFailure
 from kms_agents.relay.relayer import effective_level
 
@@ -48,8 +48,7 @@ def test_link_states_report_level_and_failures() -> None:
     assert (broken.stored_bits, broken.status) == (0, LinkStatus.OFF)
 
 
-def test_hop_cost_and_bulk_groups() -> None:
-    assert relay_hop_bytes(32) == 64
+def test_bulk_groups() -> None:
     keys = [(str(i), bytes(1024)) for i in range(128)]
     groups = bulk_groups(keys, "qkd")
     assert [len(g) for g in groups] == [128]                  # one message: one commit per hop end
