@@ -1,7 +1,10 @@
-"""vKMS agent: link KMSs (simulated QKD module or vendor ETSI 014 KMS), ETSI 014/004 key delivery, PKI.
+"""vKMS agent: link KMSs (simulated QKD module or vendor ETSI 014 KMS), ETSI 014/004 key delivery, key relay.
 
-Start with ``kms_agents.agent`` (the ``kms-agent`` process), ``kms_agents.service`` (the key
-delivery rules), ``kms_agents.keysource`` / ``kms_agents.qkd_module`` (link key),
-``kms_agents.keystore`` (durable state) and ``kms_agents.relay`` (key relay to non-neighbours
-through QuSeC). docs/agent.md, docs/etsi014.md and docs/relay.md describe them.
+Start with ``kms_agents.agent`` (the ``kms-agent`` process), ``kms_agents.service`` (the ETSI
+014 calls, their requests checked by ``kms_agents.keyrequest``), ``kms_agents.delivery`` (keys
+made locally, from a direct link or relayed), ``kms_agents.keysource`` /
+``kms_agents.qkd_module`` (link key), ``kms_agents.keystore`` (durable state) and
+``kms_agents.relay`` (key relay to non-neighbours through QuSeC). The agent reads the
+certificates and config it is given; it issues none. docs/agent.md, docs/etsi014.md and
+docs/relay.md describe them.
 """
