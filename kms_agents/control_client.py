@@ -108,7 +108,6 @@ class ControlClient:
         self._on_revoke, self._on_reregistered = on_revoke, on_reregistered  # what it calls back
         self.registered = threading.Event()
         self.registrations = 0          # how many times the stream registered (1 + reconnects)
-        self.reports_sent = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._call: grpc.Future | None = None
@@ -144,10 +143,6 @@ class ControlClient:
         if self._thread:
             self._thread.join(timeout=5)
         self._channel.close()
-
-    def report_now(self) -> None:
-        """Ask the stream to send a report at once (e.g. after a large key consumption)."""
-        self._outbox.put("report")
 
     # -- the stream --------------------------------------------------------------------------
     def _run(self) -> None:
@@ -198,10 +193,9 @@ class ControlClient:
             if not last_bits:
                 last_bits = bits
             now = time.monotonic()
-            if item == "report" or changed or now >= next_report:
+            if changed or now >= next_report:
                 last_bits = bits
                 next_report = now + self._report_interval
-                self.reports_sent += 1
                 yield control_pb2.AgentMessage(report=control_pb2.LinkReport(
                     links=[link_to_proto(ln) for ln in links], threshold_crossed=bool(changed)))
 

@@ -1,7 +1,7 @@
 """What key delivery asks of the key relay: the Relayer protocol, its options and result, and NoRelayer.
 
 Key delivery (:mod:`kms_agents.delivery`) hands keys for SAEs on non-neighbour nodes to
-a :class:`Relayer`; the agent's is :class:`kms_agents.relay.relayer.NetworkRelayer`.
+a :class:`Relayer`; the agent's is :class:`kms_agents.relay.network.NetworkRelayer`.
 These types never import the relay: the relay implements them.
 """
 from __future__ import annotations

@@ -23,7 +23,7 @@ from kms_agents.relay.engine import RelayEngine
 from kms_agents.relay.hybrid import NodeIdentity
 from kms_agents.relay.links import ConsumptionMeter, best_link, link_states
 from kms_agents.relay.prerelay import PreRelay
-from kms_agents.relay.relayer import NetworkRelayer
+from kms_agents.relay.network import NetworkRelayer
 from kms_agents.relay.servicer import KeyRelayServicer
 from kms_agents.relay.transport import RelayTransport
 

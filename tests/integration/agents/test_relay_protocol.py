@@ -249,7 +249,7 @@ def test_hybrid_keys_differ_from_relayed_key_and_match(line: Net) -> None:
 
 
 def test_pqc_and_level_upgrade(line: Net) -> None:
-    from kms_agents.relay.relayer import effective_level
+    from kms_agents.relay.network import effective_level
     assert effective_level("qkd", "hybrid") == "hybrid"
     assert effective_level("pqc", None) == "pqc"
     with pytest.raises(RelayFailure, match="'pqc' requested"):
@@ -351,7 +351,7 @@ def test_destination_checks_the_saes_belong_to_the_ends(line: Net) -> None:
 
 
 def test_network_relayer_gives_master_the_derived_key_and_refuses_multinode_hybrid(line: Net) -> None:
-    from kms_agents.relay.relayer import NetworkRelayer
+    from kms_agents.relay.network import NetworkRelayer
     from kms_agents.keyrequest import KeyServiceError
     relayer = NetworkRelayer(line.nodes["A"].engine)
     line.level = "hybrid"

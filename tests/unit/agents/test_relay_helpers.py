@@ -6,7 +6,7 @@ import pytest
 from kms_agents.relay.engine import bulk_groups
 from kms_agents.relay.links import ConsumptionMeter, LinkStatus, link_states
 from kms_agents.relay.messages import Reason, RelayFailure
-from kms_agents.relay.relayer import effective_level
+from kms_agents.relay.network import effective_level
 
 
 def test_effective_level() -> None:
