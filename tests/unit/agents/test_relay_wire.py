@@ -72,7 +72,7 @@ def _imports(path: Path) -> set[str]:
 
 
 @pytest.mark.parametrize("module", ["engine", "hop", "prerelay", "plan", "messages", "links",
-                                    "authz", "crypto", "shares", "hybrid", "relayer"])
+                                    "authz", "crypto", "shares", "hybrid", "network"])
 def test_relay_core_knows_neither_grpc_nor_protobuf(module: str) -> None:
     names = _imports(PACKAGE / "relay" / f"{module}.py")
     assert not {n for n in names if n.split(".")[0] in ("grpc", "google", "quseccontroller")
