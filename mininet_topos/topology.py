@@ -28,6 +28,9 @@ TRUST_LEVELS = range(1, 6)
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
 SUGGEST_LIMIT = 2000     # suggest close node names only in files up to this many nodes
 LINK_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:#-]*$")
+# Names the network's own certificates use (QuSeC's DNS name, the switches): a node or SAE
+# called so would hold a certificate passing for that party.
+RESERVED_IDS = ("qusec", "ovs")
 
 TOP_KEYS = ("network", "nodes", "links", "saes", "classical_links")
 NETWORK_KEYS = ("name", "description", "source")
@@ -243,6 +246,10 @@ def _parse_nodes(chk: _Checker, data: dict) -> dict[str, Node]:
         if node_id in nodes:
             chk.add(entry, f"id: duplicate node id {node_id!r}")
             continue
+        if node_id.lower() in RESERVED_IDS:
+            chk.add(entry, f"id: {node_id!r} is reserved (the network's certificates use "
+                           f"{', '.join(RESERVED_IDS)})")
+            continue
         nodes[node_id] = Node(id=node_id, trust=trust, location=location, role=role)
     return nodes
 
@@ -338,6 +345,14 @@ def _parse_saes(chk: _Checker, data: dict, nodes: dict[str, Node]) -> dict[str, 
             node = None
         if sae_id is not None and sae_id in saes:
             chk.add(entry, f"id: duplicate SAE id {sae_id!r}")
+            continue
+        if sae_id is not None and sae_id in nodes:
+            # one name, two identities: its certificates would pass for each other's
+            chk.add(entry, f"id: {sae_id!r} is also a node id; SAE ids and node ids must differ")
+            continue
+        if sae_id is not None and sae_id.lower() in RESERVED_IDS:
+            chk.add(entry, f"id: {sae_id!r} is reserved (the network's certificates use "
+                           f"{', '.join(RESERVED_IDS)})")
             continue
         if sae_id is not None and node is not None:
             saes[sae_id] = Sae(id=sae_id, node=node)

@@ -15,6 +15,7 @@ class PathRequest:
     key_size_bits: int = 256
     key_count: int = 1
     application: str = ""
+    dst_saes: tuple[str, ...] = ()   # every slave SAE (dst_sae is the first)
 
     @property
     def bits(self) -> int:
@@ -35,6 +36,9 @@ class RelayAuthorisation:
     dst_node: str
     share_index: int = 0
     share_count: int = 1
+    src_sae: str = ""                 # what the path was granted for (hops check the relay against it)
+    dst_saes: tuple[str, ...] = ()
+    security_level: str = ""
 
 
 @dataclass(frozen=True)

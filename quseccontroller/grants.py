@@ -48,6 +48,8 @@ def authorisations(ap: ActivePath, agents: Mapping[str, AgentInfo]) -> list[Auth
             prev_hop_addr=agents[prev].relay_addr if prev in agents else "",
             next_hop_addr=agents[nxt].relay_addr if nxt in agents else "",
             expires_unix_ms=int(ap.expires_at * 1000), src_node=n[0], dst_node=n[-1],
-            share_index=ap.share_index, share_count=ap.share_count)
+            share_index=ap.share_index, share_count=ap.share_count, src_sae=ap.request.src_sae,
+            dst_saes=ap.request.dst_saes or ((ap.request.dst_sae,) if ap.request.dst_sae else ()),
+            security_level=ap.security_level)
         acts.append(Authorise(node, auth))
     return acts

@@ -28,6 +28,7 @@ class LinkState:
     consumption_bps: float = 0.0
     status: str = LINK_ACTIVE
     kms_kind: str = "simulated"
+    peer_stored_bits: int = 0       # key this end sees for hops the peer initiates (0: unknown)
 
 
 @dataclass(frozen=True)

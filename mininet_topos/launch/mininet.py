@@ -132,7 +132,7 @@ class MininetNetwork(LaunchedNetwork):
     def _build_pki(self) -> None:
         from mininet_topos.provision.pki import QUSEC_NAME, build_pki
         addrs: dict[str, list[str]] = {h.node: [h.ip, h.mgmt_ip] for h in self.plan.node_hosts}
-        addrs[QUSEC_NAME] = [self.plan.mgmt_root_ip]
+        addrs[QUSEC_NAME] = [self.plan.mgmt_root_ip, "127.0.0.1"]   # agents; the launcher's own checks
         self.pki = build_pki(self.topology, self.state_dir / "pki", addrs)
         self._mark("pki")
         self.say(f"  PKI: CA and {len(self.pki.nodes)} node / {len(self.pki.saes)} SAE certificates "

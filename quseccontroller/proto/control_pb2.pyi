@@ -19,7 +19,7 @@ LINK_STATUS_PASSIVE: LinkStatus
 LINK_STATUS_OFF: LinkStatus
 
 class QkdLinkState(_message.Message):
-    __slots__ = ("link_id", "peer_node", "skr_bps", "stored_bits", "consumption_bps", "status", "kms_kind")
+    __slots__ = ("link_id", "peer_node", "skr_bps", "stored_bits", "consumption_bps", "status", "kms_kind", "peer_stored_bits")
     LINK_ID_FIELD_NUMBER: _ClassVar[int]
     PEER_NODE_FIELD_NUMBER: _ClassVar[int]
     SKR_BPS_FIELD_NUMBER: _ClassVar[int]
@@ -27,6 +27,7 @@ class QkdLinkState(_message.Message):
     CONSUMPTION_BPS_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     KMS_KIND_FIELD_NUMBER: _ClassVar[int]
+    PEER_STORED_BITS_FIELD_NUMBER: _ClassVar[int]
     link_id: str
     peer_node: str
     skr_bps: float
@@ -34,7 +35,8 @@ class QkdLinkState(_message.Message):
     consumption_bps: float
     status: LinkStatus
     kms_kind: str
-    def __init__(self, link_id: _Optional[str] = ..., peer_node: _Optional[str] = ..., skr_bps: _Optional[float] = ..., stored_bits: _Optional[int] = ..., consumption_bps: _Optional[float] = ..., status: _Optional[_Union[LinkStatus, str]] = ..., kms_kind: _Optional[str] = ...) -> None: ...
+    peer_stored_bits: int
+    def __init__(self, link_id: _Optional[str] = ..., peer_node: _Optional[str] = ..., skr_bps: _Optional[float] = ..., stored_bits: _Optional[int] = ..., consumption_bps: _Optional[float] = ..., status: _Optional[_Union[LinkStatus, str]] = ..., kms_kind: _Optional[str] = ..., peer_stored_bits: _Optional[int] = ...) -> None: ...
 
 class Register(_message.Message):
     __slots__ = ("node_id", "relay_addr", "etsi014_url", "etsi004_addr", "data_ip", "trust_level", "links", "saes", "agent_version")
@@ -91,7 +93,7 @@ class Registered(_message.Message):
     def __init__(self, node_id: _Optional[str] = ..., report_interval_ms: _Optional[int] = ...) -> None: ...
 
 class RelayAuthorisation(_message.Message):
-    __slots__ = ("path_id", "prev_hop", "next_hop", "prev_hop_addr", "next_hop_addr", "expires_unix_ms", "src_node", "dst_node", "share_index", "share_count")
+    __slots__ = ("path_id", "prev_hop", "next_hop", "prev_hop_addr", "next_hop_addr", "expires_unix_ms", "src_node", "dst_node", "share_index", "share_count", "src_sae", "dst_saes", "security_level")
     PATH_ID_FIELD_NUMBER: _ClassVar[int]
     PREV_HOP_FIELD_NUMBER: _ClassVar[int]
     NEXT_HOP_FIELD_NUMBER: _ClassVar[int]
@@ -102,6 +104,9 @@ class RelayAuthorisation(_message.Message):
     DST_NODE_FIELD_NUMBER: _ClassVar[int]
     SHARE_INDEX_FIELD_NUMBER: _ClassVar[int]
     SHARE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    SRC_SAE_FIELD_NUMBER: _ClassVar[int]
+    DST_SAES_FIELD_NUMBER: _ClassVar[int]
+    SECURITY_LEVEL_FIELD_NUMBER: _ClassVar[int]
     path_id: str
     prev_hop: str
     next_hop: str
@@ -112,7 +117,10 @@ class RelayAuthorisation(_message.Message):
     dst_node: str
     share_index: int
     share_count: int
-    def __init__(self, path_id: _Optional[str] = ..., prev_hop: _Optional[str] = ..., next_hop: _Optional[str] = ..., prev_hop_addr: _Optional[str] = ..., next_hop_addr: _Optional[str] = ..., expires_unix_ms: _Optional[int] = ..., src_node: _Optional[str] = ..., dst_node: _Optional[str] = ..., share_index: _Optional[int] = ..., share_count: _Optional[int] = ...) -> None: ...
+    src_sae: str
+    dst_saes: _containers.RepeatedScalarFieldContainer[str]
+    security_level: str
+    def __init__(self, path_id: _Optional[str] = ..., prev_hop: _Optional[str] = ..., next_hop: _Optional[str] = ..., prev_hop_addr: _Optional[str] = ..., next_hop_addr: _Optional[str] = ..., expires_unix_ms: _Optional[int] = ..., src_node: _Optional[str] = ..., dst_node: _Optional[str] = ..., share_index: _Optional[int] = ..., share_count: _Optional[int] = ..., src_sae: _Optional[str] = ..., dst_saes: _Optional[_Iterable[str]] = ..., security_level: _Optional[str] = ...) -> None: ...
 
 class Revocation(_message.Message):
     __slots__ = ("path_id", "reason")
@@ -133,7 +141,7 @@ class ControllerMessage(_message.Message):
     def __init__(self, registered: _Optional[_Union[Registered, _Mapping]] = ..., authorise: _Optional[_Union[RelayAuthorisation, _Mapping]] = ..., revoke: _Optional[_Union[Revocation, _Mapping]] = ...) -> None: ...
 
 class PathRequest(_message.Message):
-    __slots__ = ("src_node", "dst_node", "src_sae", "dst_sae", "key_size_bits", "key_count", "application")
+    __slots__ = ("src_node", "dst_node", "src_sae", "dst_sae", "key_size_bits", "key_count", "application", "dst_saes")
     SRC_NODE_FIELD_NUMBER: _ClassVar[int]
     DST_NODE_FIELD_NUMBER: _ClassVar[int]
     SRC_SAE_FIELD_NUMBER: _ClassVar[int]
@@ -141,6 +149,7 @@ class PathRequest(_message.Message):
     KEY_SIZE_BITS_FIELD_NUMBER: _ClassVar[int]
     KEY_COUNT_FIELD_NUMBER: _ClassVar[int]
     APPLICATION_FIELD_NUMBER: _ClassVar[int]
+    DST_SAES_FIELD_NUMBER: _ClassVar[int]
     src_node: str
     dst_node: str
     src_sae: str
@@ -148,7 +157,8 @@ class PathRequest(_message.Message):
     key_size_bits: int
     key_count: int
     application: str
-    def __init__(self, src_node: _Optional[str] = ..., dst_node: _Optional[str] = ..., src_sae: _Optional[str] = ..., dst_sae: _Optional[str] = ..., key_size_bits: _Optional[int] = ..., key_count: _Optional[int] = ..., application: _Optional[str] = ...) -> None: ...
+    dst_saes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, src_node: _Optional[str] = ..., dst_node: _Optional[str] = ..., src_sae: _Optional[str] = ..., dst_sae: _Optional[str] = ..., key_size_bits: _Optional[int] = ..., key_count: _Optional[int] = ..., application: _Optional[str] = ..., dst_saes: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Hop(_message.Message):
     __slots__ = ("node_id", "relay_addr")

@@ -29,8 +29,11 @@ def make_ca(cn: str = "test-ca") -> tuple[x509.Certificate, ec.EllipticCurvePriv
     return cert, key
 
 
-def make_cert(ca: tuple, cn: str, *, valid_days: float = 1.0
+def make_cert(ca: tuple, cn: str, *, role: str = "node", valid_days: float = 1.0
               ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """A certificate for ``cn`` in ``role`` (its ``urn:qusec:ROLE:CN`` URI SAN), server and
+    client, with DNS SAN ``cn`` and IP SAN 127.0.0.1, as the provisioning issues a loopback node's."""
+    import ipaddress
     ca_cert, ca_key = ca
     key = ec.generate_private_key(ec.SECP256R1())
     now = _dt.datetime.now(_dt.timezone.utc)
@@ -39,8 +42,8 @@ def make_cert(ca: tuple, cn: str, *, valid_days: float = 1.0
             .not_valid_before(now - _dt.timedelta(minutes=5))
             .not_valid_after(now + _dt.timedelta(days=valid_days))
             .add_extension(x509.SubjectAlternativeName(
-                [x509.DNSName(cn), x509.DNSName("localhost"),
-                 x509.IPAddress(__import__("ipaddress").ip_address("127.0.0.1"))]), critical=False)
+                [x509.UniformResourceIdentifier(f"urn:qusec:{role}:{cn}"), x509.DNSName(cn),
+                 x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
                                                   ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
             .sign(ca_key, hashes.SHA256()))

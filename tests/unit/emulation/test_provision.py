@@ -36,14 +36,27 @@ def test_pki_names_usages_and_chain(pki: Pki) -> None:
     b = cert(pki.nodes["B"].cert)
     assert b.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "B"
     sans = b.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    assert ipaddress.ip_address("10.0.0.2") in sans.get_values_for_type(x509.IPAddress)
-    assert ipaddress.ip_address("127.0.0.1") in sans.get_values_for_type(x509.IPAddress)
-    assert "B" in sans.get_values_for_type(x509.DNSName)
+    # a node's certificate names the addresses it really listens on, and nothing else
+    assert sans.get_values_for_type(x509.IPAddress) == [ipaddress.ip_address("10.0.0.2")]
+    assert sans.get_values_for_type(x509.DNSName) == ["B"]
+    assert sans.get_values_for_type(x509.UniformResourceIdentifier) == ["urn:qusec:node:B"]
+    a = cert(pki.nodes["A"].cert).extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert a.get_values_for_type(x509.IPAddress) == [ipaddress.ip_address("127.0.0.1")]   # loopback node
     b.verify_directly_issued_by(ca)
     sae = cert(pki.saes["sae-c"].cert)
     assert sae.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "sae-c"
     eku = sae.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     assert list(eku) == [ExtendedKeyUsageOID.CLIENT_AUTH]      # an SAE cannot serve as a KME
+    sae_sans = sae.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert list(sae_sans) == [x509.UniformResourceIdentifier("urn:qusec:sae:sae-c")]
+    roles = {name: cert(pair.cert).extensions.get_extension_for_class(x509.SubjectAlternativeName)
+             .value.get_values_for_type(x509.UniformResourceIdentifier)
+             for name, pair in (("qusec", pki.qusec), ("operator", pki.operator), ("ovs", pki.switch))}
+    assert roles == {"qusec": ["urn:qusec:controller:qusec"], "operator": ["urn:qusec:operator:operator"],
+                     "ovs": ["urn:qusec:switch:ovs"]}
+    for pair in (pki.operator, pki.switch):
+        assert list(cert(pair.cert).extensions.get_extension_for_class(x509.ExtendedKeyUsage).value) \
+            == [ExtendedKeyUsageOID.CLIENT_AUTH]
     assert stat.S_IMODE(Path(pki.saes["sae-c"].key).stat().st_mode) == 0o600
     assert Pki.load(pki.out_dir).nodes["C"] == pki.nodes["C"]
 
@@ -119,3 +132,16 @@ def test_qkdnet_pki_and_kms_agent_cli_errors(tmp_path: Path, capsys) -> None:
     assert agent.main(["--config", str(bad)]) == 2
     err = capsys.readouterr().err
     assert f"{bad}: state_dir" in err and f"{bad}: [tls]" in err
+
+
+def test_operator_certificates_are_added_to_an_existing_pki(tmp_path: Path) -> None:
+    from mininet_topos.provision.pki import issue_operator
+    p = build_pki(topo(), tmp_path / "pki")
+    pair = issue_operator(Pki.load(p.out_dir), "alice")
+    c = cert(pair.cert)
+    c.verify_directly_issued_by(cert(p.ca_cert))
+    assert c.extensions.get_extension_for_class(x509.SubjectAlternativeName).value \
+        .get_values_for_type(x509.UniformResourceIdentifier) == ["urn:qusec:operator:alice"]
+    assert Pki.load(p.out_dir).operators["alice"] == pair
+    with pytest.raises(ValueError, match="already has a certificate"):
+        issue_operator(Pki.load(p.out_dir), "alice")

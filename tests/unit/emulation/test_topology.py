@@ -154,6 +154,19 @@ def test_duplicate_ids(tmp_path: Path) -> None:
     assert any("sae 2 (sae-a): id: duplicate SAE id 'sae-a'" in p for p in probs), probs
 
 
+def test_sae_ids_and_node_ids_cannot_collide(tmp_path: Path) -> None:
+    # an SAE named like a node would get a certificate with that node's name
+    assert one_problem(GOOD + '\n[[saes]]\nid = "B"\nnode = "C"\n', tmp_path) == \
+        f"{tmp_path / 'bad.toml'}: sae 2 (B): id: 'B' is also a node id; SAE ids and node ids must differ"
+
+
+@pytest.mark.parametrize("table", ["nodes", "saes"])
+def test_names_the_network_certificates_use_are_reserved(tmp_path: Path, table: str) -> None:
+    extra = '\n[[nodes]]\nid = "qusec"\n' if table == "nodes" else '\n[[saes]]\nid = "qusec"\nnode = "A"\n'
+    probs = problems_of(GOOD + extra, tmp_path)
+    assert any("id: 'qusec' is reserved" in p for p in probs), probs
+
+
 def test_parallel_links_with_distinct_ids(tmp_path: Path) -> None:
     path = tmp_path / "p.toml"
     path.write_text(GOOD + '\n[[links]]\nid = "A-B#2"\na = "A"\nb = "B"\nrate_bps = 5\n')
