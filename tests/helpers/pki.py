@@ -68,6 +68,7 @@ class TestPki:
     qusec_cert: str
     qusec_key: str
     nodes: dict[str, tuple[str, str]] = field(default_factory=dict)  # node -> (cert, key)
+    operator: tuple[str, str] = ("", "")                             # (cert, key), role operator
 
     def node(self, node_id: str) -> tuple[str, str]:
         return self.nodes[node_id]
@@ -80,4 +81,5 @@ def make_pki(out_dir: Path, nodes: list[str]) -> TestPki:
     topo = Topology(name="test", nodes={n: Node(n) for n in nodes}, links=[])
     p = build_pki(topo, out_dir)
     return TestPki(p.ca_cert, p.qusec_cert, p.qusec_key,
-                   {n: (p.nodes[n].cert, p.nodes[n].key) for n in nodes})
+                   {n: (p.nodes[n].cert, p.nodes[n].key) for n in nodes},
+                   (p.operator.cert, p.operator.key))
