@@ -56,6 +56,30 @@ def ensure_running() -> None:
         raise OvsError(f"ovs-ctl start failed (exit {proc.returncode}):\n{proc.stdout}{proc.stderr}")
 
 
+def set_ssl(key: str, cert: str, ca_cert: str) -> None:
+    """The OpenFlow TLS identity of every bridge (OVS keeps one per ovsdb): the switches then
+    connect to ``ssl:`` controllers with ``cert`` and accept only a controller ``ca_cert`` signed.
+    One network at a time holds the Mininet lock, so setting it machine-wide is safe."""
+    for path in (key, cert, ca_cert):
+        if not Path(path).is_file():
+            raise OvsError(f"OpenFlow TLS: {path} not found")
+    proc = subprocess.run(["ovs-vsctl", "--timeout=10", "set-ssl", key, cert, ca_cert],
+                          capture_output=True, text=True)
+    if proc.returncode:
+        raise OvsError(f"ovs-vsctl set-ssl failed: {proc.stderr.strip()}")
+
+
+def del_ssl() -> None:
+    """Forget the OpenFlow TLS identity (the network that set it stopped)."""
+    subprocess.run(["ovs-vsctl", "--timeout=10", "del-ssl"], capture_output=True)
+
+
+def ssl_config() -> str:
+    """``ovs-vsctl get-ssl`` (empty when none is set)."""
+    return subprocess.run(["ovs-vsctl", "--timeout=5", "get-ssl"], capture_output=True,
+                          text=True).stdout.strip()
+
+
 def main(argv: list[str]) -> int:
     if argv[:1] != ["start"]:
         print("usage: python -m mininet_topos.launch.ovs start", file=sys.stderr)

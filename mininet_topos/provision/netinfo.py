@@ -22,10 +22,14 @@ def network_document(topology: Topology, pki: Any, agents: dict[str, dict],
     doc: dict[str, Any] = {
         "topology": topology.name,
         "ca_cert": str(Path(pki.ca_cert).resolve()),
-        "qusec": {"grpc": (qusec or {}).get("grpc", ""), "http": (qusec or {}).get("http", "")},
+        "qusec": {k: (qusec or {}).get(k, "") for k in ("grpc", "http", "https")},
         "nodes": {},
         "saes": {},
     }
+    operator = getattr(pki, "operators", {}).get("operator")
+    if operator is not None:   # QuSeC's operator interface (/status, /etsi015) asks for it
+        doc["operator"] = {"cert": str(Path(operator.cert).resolve()),
+                           "key": str(Path(operator.key).resolve())}
     for node_id in topology.nodes:
         info = agents.get(node_id, {})
         doc["nodes"][node_id] = {

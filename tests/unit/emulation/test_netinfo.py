@@ -15,12 +15,15 @@ def test_network_json_shape_and_errors(tmp_path: Path) -> None:
     topo = Topology("t", {"A": Node("A"), "B": Node("B")}, [QkdLink("A-B", "A", "B", 1e6)],
                     {"sae-a": Sae("sae-a", "A")})
     pki = Pki(str(tmp_path), str(tmp_path / "ca.pem"), "", CertPair("q", "q"), {},
-              {"sae-a": CertPair(str(tmp_path / "sae-a.pem"), str(tmp_path / "sae-a.key"))})
+              {"sae-a": CertPair(str(tmp_path / "sae-a.pem"), str(tmp_path / "sae-a.key"))},
+              {"operator": CertPair(str(tmp_path / "op.pem"), str(tmp_path / "op.key"))})
     agents = {"A": {"etsi014_url": "https://127.0.0.1:1", "etsi004_addr": "127.0.0.1:2", "relay_addr": "x:3"}}
-    path = write_network_json(tmp_path / "network.json", topo, pki, agents, {"grpc": "h:1", "http": "http://h:2"})
+    path = write_network_json(tmp_path / "network.json", topo, pki, agents,
+                              {"grpc": "h:1", "http": "http://h:2", "https": "https://h:3"})
     doc = json.loads(path.read_text())
     assert doc["ca_cert"] == str(tmp_path / "ca.pem")
-    assert doc["qusec"] == {"grpc": "h:1", "http": "http://h:2"}
+    assert doc["qusec"] == {"grpc": "h:1", "http": "http://h:2", "https": "https://h:3"}
+    assert doc["operator"] == {"cert": str(tmp_path / "op.pem"), "key": str(tmp_path / "op.key")}
     assert doc["nodes"]["A"] == {"etsi014_url": "https://127.0.0.1:1", "etsi004_addr": "127.0.0.1:2",
                                  "relay_addr": "x:3", "saes": ["sae-a"]}
     assert doc["saes"]["sae-a"] == {"node": "A", "cert": str(tmp_path / "sae-a.pem"),
