@@ -1,56 +1,86 @@
-"""``qkdnet clean``: remove what a crashed ``qkdnet up`` left behind (Mininet, agents, QuSeC, bridges).
+"""``qkdnet clean``: stop what crashed runs left behind (agents, QuSeC, gateway), wherever their
+state directories are, and remove our Mininet leftovers (bridges, veths, host shells).
 
-What counts as ours, and why ``mn -c`` runs only with ``--mininet``: mininet_topos.launch.clean.
+Crashed runs are found in the run registry every launcher writes to (launch/rundir.py): a run
+whose launcher no longer holds its state directory. What counts as a Mininet leftover of ours,
+and why ``mn -c`` runs only with ``--mininet``: launch/clean.py.
 """
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+import time
 from pathlib import Path
 
-from mininet_topos.launch.clean import cleanup_ours, kill_all, launcher_alive, leftover_pids
-from mininet_topos.launch.lock import LAUNCHER_MARK, mininet_lock
-
-STATE_GLOB = "/tmp/qkdnet-*"
+from mininet_topos.launch import rundir
+from mininet_topos.launch.clean import cleanup_ours, kill_all, leftover_pids
+from mininet_topos.launch.lock import EmulationError, mininet_lock
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("clean", help="clean up after a crashed network (Mininet, agents, QuSeC, bridges)",
-                       description="Stop leftover agents, osken-manager and gateway processes found in "
-                                   "state directories, remove our OVS bridges and the management bridge, "
-                                   "and run Mininet's own cleanup. Waits for other running networks "
-                                   "(takes the Mininet lock).")
+    p = sub.add_parser("clean", help="stop what crashed networks left behind (agents, QuSeC, Mininet)",
+                       description="Stop the agents, osken-manager and gateway processes of every "
+                                   "crashed run of this user (local or Mininet, found in the run "
+                                   "registry the launchers keep, whatever --state-dir they used), "
+                                   "and, as root, remove our OVS bridges, the management bridge, "
+                                   "veths and Mininet host shells. Running networks are left alone; "
+                                   "the Mininet part waits for a running Mininet network (its lock).")
     p.add_argument("--state-dir", action="append", default=[],
-                   help=f"state directory to clean (repeatable; default: every {STATE_GLOB})")
+                   help="also clean this state directory (repeatable), registered or not")
+    p.add_argument("--wait-lock", type=float, default=None, metavar="SECONDS",
+                   help="wait at most this long for a running Mininet network (default: as long "
+                        "as it runs)")
     p.add_argument("--mininet", action="store_true",
                    help="also run Mininet's full cleanup (mn -c: every OVS bridge, every "
                         "'ping'/'controller' process, /tmp/*.log)")
     p.set_defaults(func=run)
 
 
+def _stop_run(state_dir: Path, what: str) -> int:
+    """Stop a crashed run's processes; how many there were."""
+    holder = rundir.holder(state_dir)
+    if holder is not None:
+        print(f"{state_dir}: its launcher (pid {holder}) is still running; stop it instead")
+        return 0
+    pids = leftover_pids(state_dir)
+    if pids:
+        print(f"{state_dir} ({what}): stopping {len(pids)} leftover process(es): "
+              + ", ".join(f"{p} ({name})" for p, name in sorted(pids.items())))
+        kill_all(pids)
+    return len(pids)
+
+
 def run(args: argparse.Namespace) -> int:
-    if os.geteuid() != 0:
-        print("qkdnet clean: needs root (Mininet and OVS cleanup)", file=sys.stderr)
+    stopped, crashed = 0, 0
+    seen: set[Path] = set()
+    for r in rundir.runs():
+        if r.alive():
+            print(f"{r.state_dir}: running ({r.mode}, launcher pid {r.pid}); left alone")
+            continue
+        crashed += 1
+        seen.add(r.state_dir)
+        started = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.started))
+        stopped += _stop_run(r.state_dir, f"{r.mode} run of pid {r.pid}, started {started}, crashed")
+        r.entry.unlink(missing_ok=True)
+    for d in (Path(x).resolve() for x in args.state_dir):
+        if d not in seen:
+            stopped += _stop_run(d, "given")
+    if os.geteuid() == 0:
+        try:
+            with mininet_lock(sys.stdout, timeout=args.wait_lock):
+                cleanup_ours()
+                if args.mininet:
+                    from mininet.clean import cleanup
+                    cleanup()
+        except EmulationError as exc:
+            print(f"qkdnet clean: {exc}", file=sys.stderr)
+            return 1
+    elif args.mininet:
+        print("qkdnet clean: --mininet needs root (Mininet and OVS cleanup)", file=sys.stderr)
         return 2
-    # By default only Mininet runs' state dirs (a local run's agents are not ours to stop).
-    dirs = [Path(d) for d in args.state_dir] or sorted(
-        d for d in Path("/tmp").glob(STATE_GLOB[5:]) if (d / LAUNCHER_MARK).exists())
-    with mininet_lock(sys.stdout):
-        for d in dirs:
-            launcher = launcher_alive(d / LAUNCHER_MARK)
-            if launcher:
-                print(f"{d}: its launcher (pid {launcher}) is still running; stop it instead")
-                continue
-            (d / LAUNCHER_MARK).unlink(missing_ok=True)
-            pids = leftover_pids(d)
-            if pids:
-                print(f"{d}: stopping {len(pids)} leftover process(es): "
-                      + ", ".join(f"{p} ({what})" for p, what in sorted(pids.items())))
-                kill_all(pids)
-        cleanup_ours()
-        if args.mininet:
-            from mininet.clean import cleanup
-            cleanup()
-    print("clean")
+    else:
+        print("(not root: Mininet leftovers, if any, need `sudo qkdnet clean`)")
+    print(f"clean: {crashed} crashed run(s), {stopped} process(es) stopped" if crashed or stopped
+          else "clean: nothing left behind")
     return 0

@@ -30,6 +30,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="Mininet mode: no Mininet CLI; stay up until SIGTERM or Ctrl-C (also the "
                         "behaviour when stdin is not a terminal)")
     p.add_argument("--no-qusec", action="store_true", help="--local: do not start QuSeC (neighbours only)")
+    p.add_argument("--wait-lock", type=float, default=None, metavar="SECONDS",
+                   help="Mininet mode: wait at most this long for another Mininet network to "
+                        "finish (default: as long as it runs)")
     p.set_defaults(func=run)
 
 
@@ -68,34 +71,63 @@ def run(args: argparse.Namespace) -> int:
     return run_mininet(topo, state, args)
 
 
-def run_local(topo: Any, state: Path, args: argparse.Namespace) -> int:
-    """``qkdnet up TOPOLOGY --local``: every node as a plain process on loopback."""
-    from mininet_topos.launch.local import LaunchError, LocalNetwork
-    stop = threading.Event()
+class Interrupted(BaseException):
+    """SIGTERM or SIGINT while waiting or bringing a network up (a BaseException, like
+    KeyboardInterrupt, so no ``except Exception`` on the way swallows it)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _interrupt(signum: int, _frame: Any) -> None:
+    raise Interrupted(signum)
+
+
+def _on_signals(handler: Any) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, handler)
+
+
+def _until_signal(dead: Any, logs: str) -> int:
+    """Serve until SIGTERM/SIGINT (0) or an agent exits (1)."""
+    stop = threading.Event()
+    _on_signals(lambda *_: stop.set())
+    while not stop.wait(1.0):
+        gone = dead()
+        if gone:
+            print(f"agent(s) {gone} exited; see {logs}", file=sys.stderr)
+            return 1
+    return 0
+
+
+def run_local(topo: Any, state: Path, args: argparse.Namespace) -> int:
+    """``qkdnet up TOPOLOGY --local``: every node as a plain process on loopback. A signal during
+    bring-up stops it at once and stops what was started."""
+    from mininet_topos.launch.local import LaunchError, LocalNetwork
+    _on_signals(_interrupt)
     net = LocalNetwork(topo, state, with_qusec=not getattr(args, "no_qusec", False), progress=sys.stdout,
                        policy=getattr(args, "policy", None))
     try:
         net.start()
         print(f"up; get a key with: qkdnet key --network {net.network_json} MASTER_SAE SLAVE_SAE")
         print("Ctrl-C (or SIGTERM) stops every process.", flush=True)
-        while not stop.wait(1.0):
-            dead = net.fleet.dead()
-            if dead:
-                print(f"agent(s) {dead} exited; see {state}/NODE/agent.log", file=sys.stderr)
-                return 1
-        return 0
+        return _until_signal(net.fleet.dead, f"{state}/NODE/agent.log")
     except LaunchError as exc:
         print(f"qkdnet up: {exc}", file=sys.stderr)
         return 1
+    except Interrupted as exc:
+        print(f"qkdnet up: {exc} during bring-up; stopping what was started", flush=True)
+        return 128 + exc.signum
     finally:
+        _on_signals(signal.SIG_IGN)     # stopping is not interrupted
         net.stop()
         print("stopped every process", flush=True)
 
 
 def run_mininet(topo: Any, state: Path, args: argparse.Namespace) -> int:
-    """``qkdnet up TOPOLOGY``: Mininet + OVS under QuSeC (root)."""
+    """``qkdnet up TOPOLOGY``: Mininet + OVS under QuSeC (root). SIGTERM/SIGINT while waiting for
+    the Mininet lock or during bring-up stops it at once (and stops what was started)."""
     if os.geteuid() != 0:
         print("qkdnet up: Mininet needs root (or use --local for plain processes)", file=sys.stderr)
         return 2
@@ -109,52 +141,54 @@ def run_mininet(topo: Any, state: Path, args: argparse.Namespace) -> int:
               "'qusec[emulation]', or make setup); --local needs no Mininet", file=sys.stderr)
         return 2
     no_cli = bool(getattr(args, "no_cli", False)) or not sys.stdin.isatty()
-    stop = threading.Event()
-    if no_cli:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stop.set())
-    else:
-        # Mininet's CLI swallows KeyboardInterrupt (Ctrl-C aborts the current command only);
-        # SIGTERM must end the CLI, so it raises SystemExit, which runs the finally below.
-        signal.signal(signal.SIGTERM, _exit_on_signal)
-    with mininet_lock(sys.stdout):
-        net = MininetNetwork(topo, state, policy=getattr(args, "policy", None), progress=sys.stdout)
-        ok = False
-        try:
-            net.start()
-            if no_cli:
-                sae = net.plan.sae_hosts[0] if net.plan.sae_hosts else None
-                print("up; SIGTERM or Ctrl-C stops it. SAE hosts reach the vKMSs on the data plane, e.g.\n"
-                      + (f"  mnexec -a {net.net.get(sae.name).pid} {Path(sys.executable).with_name('qkdnet')} "
-                         f"key --network {net.network_json} {sae.sae} OTHER_SAE" if sae else ""),
-                      flush=True)
-                while not stop.wait(1.0):
-                    dead = net.fleet.dead()
-                    if dead:
-                        print(f"agent(s) {dead} exited; see {state}/nodes/NODE/agent.log", file=sys.stderr)
-                        return 1
-            else:
-                from mininet_topos.cli.mncli import QkdCLI
-                QkdCLI(net.net, qnet=net)
+    _on_signals(_interrupt)
+    try:
+        with mininet_lock(sys.stdout, timeout=getattr(args, "wait_lock", None)):
+            return _mininet_up(MininetNetwork(topo, state, policy=getattr(args, "policy", None),
+                                              progress=sys.stdout), no_cli, EmulationError)
+    except EmulationError as exc:          # the lock wait timed out
+        print(f"qkdnet up: {exc}", file=sys.stderr)
+        return 1
+    except Interrupted as exc:
+        print(f"qkdnet up: {exc} while waiting for the Mininet lock; nothing was started", flush=True)
+        return 128 + exc.signum
+
+
+def _mininet_up(net: Any, no_cli: bool, error: type[Exception]) -> int:
+    ok = up = False
+    try:
+        net.start()
+        up = True
+        if no_cli:
+            sae = net.plan.sae_hosts[0] if net.plan.sae_hosts else None
+            print("up; SIGTERM or Ctrl-C stops it. SAE hosts reach the vKMSs on the data plane, e.g.\n"
+                  + (f"  mnexec -a {net.net.get(sae.name).pid} {Path(sys.executable).with_name('qkdnet')} "
+                     f"key --network {net.network_json} {sae.sae} OTHER_SAE" if sae else ""),
+                  flush=True)
+            rc = _until_signal(net.fleet.dead, f"{net.state_dir}/nodes/NODE/agent.log")
+        else:
+            from mininet_topos.cli.mncli import QkdCLI
+            # Mininet's CLI reads Ctrl-C as "abort this command"; SIGTERM ends the CLI.
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            QkdCLI(net.net, qnet=net)
+            rc = 0
+        ok = True
+        return rc
+    except error as exc:
+        print(f"qkdnet up: {exc}", file=sys.stderr)
+        return 1
+    except Interrupted as exc:
+        if up:                          # SIGTERM ends the CLI: an ordinary stop
             ok = True
             return 0
-        except EmulationError as exc:
-            print(f"qkdnet up: {exc}", file=sys.stderr)
-            return 1
-        except KeyboardInterrupt:
-            ok = True
-            return 130
-        except SystemExit as exc:
-            ok = True
-            return int(exc.code or 0)
-        finally:
-            net.stop()
-            if not ok:
-                net.cleanup()
-            print("stopped: agents, Mininet network and QuSeC", flush=True)
-
-
-def _exit_on_signal(signum: int, _frame: Any) -> None:
-    raise SystemExit(128 + signum)
-
-
+        print(f"qkdnet up: {exc} during bring-up; stopping what was started", flush=True)
+        return 128 + exc.signum
+    except KeyboardInterrupt:
+        ok = True
+        return 130
+    finally:
+        _on_signals(signal.SIG_IGN)     # stopping is not interrupted
+        net.stop()
+        if not ok:
+            net.cleanup()
+        print("stopped: agents, Mininet network and QuSeC", flush=True)

@@ -49,16 +49,6 @@ def leftover_pids(state_dir: Path) -> dict[int, str]:
     return found
 
 
-def launcher_alive(mark: Path) -> int | None:
-    """The pid in a state dir's launcher mark when that process still runs ``qkdnet``/Python."""
-    try:
-        pid = int(mark.read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-    cmd = _cmdline(pid)
-    return pid if pid != os.getpid() and ("qkdnet" in cmd or "python" in cmd) else None
-
-
 def our_bridges() -> list[str]:
     """OVS bridges a QKD network made (qs1, qs2, ...)."""
     out = subprocess.run(["ovs-vsctl", "--timeout=5", "list-br"], capture_output=True, text=True)

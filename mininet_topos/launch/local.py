@@ -18,6 +18,8 @@ from pathlib import Path
 from collections.abc import Callable
 from typing import Any, TextIO
 
+from mininet_topos.launch import rundir
+from mininet_topos.launch.clean import kill_all, leftover_pids
 from mininet_topos.launch.fleet import AgentFleet, LaunchedNetwork, AgentStartError, popen_spawner
 from mininet_topos.model import Topology
 from mininet_topos.provision.netinfo import write_network_json
@@ -52,6 +54,7 @@ class LocalNetwork(LaunchedNetwork):
         self.pki: Any = None
         self.qusec: dict[str, str] | None = None
         self.network_json = self.state_dir / "network.json"
+        self.claim: rundir.Claim | None = None
 
     def _say(self, msg: str) -> None:
         if self.progress is not None:
@@ -84,10 +87,19 @@ class LocalNetwork(LaunchedNetwork):
             self.config_hook(node_id, cfg)
 
     def start(self) -> Path:
-        """Bring everything up; returns the path of network.json."""
+        """Bring everything up; returns the path of network.json. LaunchError, with nothing in
+        the state dir touched, while another launcher holds it."""
         from mininet_topos.provision.agents import configs_for_topology
         from mininet_topos.provision.pki import build_pki
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.claim = rundir.claim(self.state_dir, "local")
+        except rundir.StateDirInUse as exc:
+            raise LaunchError(str(exc)) from None
+        if self.claim.crashed is not None:
+            left = leftover_pids(self.state_dir)
+            if left:
+                self._say(f"a crashed run left {len(left)} process(es) in {self.state_dir}; stopping them")
+                kill_all(left)
         self._say(f"PKI for {len(self.topology.nodes)} nodes and {len(self.topology.saes)} SAEs "
                   f"in {self.state_dir / 'pki'}")
         self.pki = build_pki(self.topology, self.state_dir / "pki")
@@ -144,3 +156,6 @@ class LocalNetwork(LaunchedNetwork):
         if self.controller is not None:
             self.controller.stop()
             self.controller = None
+        if self.claim is not None:
+            self.claim.release()
+            self.claim = None

@@ -20,10 +20,11 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
-from mininet_topos.launch.clean import cleanup_ours, kill_all, launcher_alive, leftover_pids
+from mininet_topos.launch import rundir
+from mininet_topos.launch.clean import cleanup_ours, kill_all, leftover_pids
 from mininet_topos.launch.fleet import AgentFleet, AgentStartError, LaunchedNetwork
 from mininet_topos.launch.keypair import KeyCallError, KeySeen, check_pair
-from mininet_topos.launch.lock import LAUNCHER_MARK, EmulationError, wait_for
+from mininet_topos.launch.lock import EmulationError, wait_for
 from mininet_topos.launch.sae import CALL_TIMEOUT_S as SAE_CALL_TIMEOUT_S
 from mininet_topos.launch.plan import MGMT_BRIDGE, EmulationPlan, plan
 from mininet_topos.launch.topos import QkdTopo, QuSeCRemote, tx_checksum_off
@@ -72,6 +73,8 @@ class MininetNetwork(LaunchedNetwork):
         self.qusec: dict[str, str] = {}
         self.network_json = self.state_dir / "network.json"
         self.timings: dict[str, float] = {}
+        self.claim: rundir.Claim | None = None
+        self._owned = False              # this run held the state dir (so its leftovers are ours)
         self._t0 = 0.0
 
     # -- progress ----------------------------------------------------------------------------
@@ -114,20 +117,19 @@ class MininetNetwork(LaunchedNetwork):
         return self.network_json
 
     def _take_state_dir(self) -> None:
-        """Mark the state dir as this run's (for `qkdnet clean`); refuse a dir another live
-        launcher uses, and stop what a crashed earlier run left behind in it."""
-        mark = self.state_dir / LAUNCHER_MARK
-        other = launcher_alive(mark)
-        if other:
-            raise EmulationError(f"{self.state_dir} is in use by a running launcher (pid {other}); "
-                                 "use another --state-dir")
-        if mark.exists():
+        """Hold the state dir for this run (refused, before any file is touched, while another
+        launcher holds it); stop what a crashed earlier run of it left behind."""
+        try:
+            self.claim = rundir.claim(self.state_dir, "mininet")
+        except rundir.StateDirInUse as exc:
+            raise EmulationError(str(exc)) from None
+        self._owned = True
+        if self.claim.crashed is not None:
             left = leftover_pids(self.state_dir)
             if left:
                 self.say(f"  a crashed run left {len(left)} process(es) in {self.state_dir}; stopping them")
                 kill_all(left)
             cleanup_ours(self.host_names(), say=self.say)
-        mark.write_text(f"{os.getpid()}\n")
 
     def _build_pki(self) -> None:
         from mininet_topos.provision.pki import QUSEC_NAME, build_pki
@@ -458,7 +460,9 @@ class MininetNetwork(LaunchedNetwork):
         if self.controller is not None:
             step("stopping QuSeC", self.controller.stop)
             self.controller = None
-        (self.state_dir / LAUNCHER_MARK).unlink(missing_ok=True)
+        if self.claim is not None:
+            self.claim.release()
+            self.claim = None
         if errors:
             raise errors[0]
 
@@ -500,7 +504,10 @@ class MininetNetwork(LaunchedNetwork):
             {s.name for s in p.switches} | {MGMT_BRIDGE}
 
     def cleanup(self) -> None:
-        """After a failure: remove what this network may have left (ours only, see cleancmd)."""
+        """After a failure: remove what this network may have left (ours only, see launch/clean.py);
+        nothing when it never held its state dir (another live run's network is not ours)."""
+        if not self._owned:
+            return
         cleanup_ours(self.host_names(), say=log.warning)
 
 

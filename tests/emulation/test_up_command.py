@@ -153,3 +153,34 @@ def test_demo_json_contract(emulation_host, tmp_path, lock_fd):
     assert doc["reroute"]["keys_matched"] == 1 and doc["reroute"]["reroute_s"] < 5
     assert all(c["ok"] for c in doc["checks"]) and len(doc["checks"]) >= 5
     assert not our_bridges()
+
+
+def test_a_signal_while_waiting_for_the_mininet_lock_stops_at_once(emulation_host, tmp_path, lock_fd):
+    """The test holds the lock; a `qkdnet up` that does not inherit it waits, and SIGTERM ends the
+    wait at once with nothing started (it used to wait on, then run the whole bring-up)."""
+    state = tmp_path / "waiting"
+    proc = subprocess.Popen([QKDNET, "up", "linear6", "--state-dir", str(state)], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert "waiting for /tmp/qusec-mininet.lock" in line, line
+        t = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert time.monotonic() - t < 3
+    assert proc.returncode == 128 + signal.SIGTERM, out
+    assert "SIGTERM while waiting for the Mininet lock; nothing was started" in out
+    assert not (state / "pki").exists()
+
+
+def test_wait_lock_gives_up_after_its_timeout(emulation_host, tmp_path, lock_fd):
+    t = time.monotonic()
+    out = subprocess.run([QKDNET, "up", "linear6", "--wait-lock", "1", "--state-dir", str(tmp_path / "w")],
+                         stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30)
+    assert out.returncode == 1 and time.monotonic() - t < 10, out.stdout + out.stderr
+    assert "still holds /tmp/qusec-mininet.lock after 1 s" in out.stderr, out.stderr
+    assert not (tmp_path / "w" / "pki").exists()

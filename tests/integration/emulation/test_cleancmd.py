@@ -38,18 +38,41 @@ def test_leftover_pids_are_those_naming_the_state_dir(tmp_path):
                 p.wait()
 
 
-def test_launcher_mark_names_a_live_launcher_only(tmp_path):
-    from mininet_topos.launch.clean import launcher_alive
-    mark = tmp_path / "launcher.pid"
-    assert launcher_alive(mark) is None                   # no mark
-    live = spawn("qkdnet", "up")
+HOLDER = """import sys, time
+from mininet_topos.launch import rundir
+held = rundir.claim(sys.argv[1], "local")
+print("held", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_state_dir_is_held_by_one_live_launcher_and_a_crash_frees_it(tmp_path):
+    from mininet_topos.launch import rundir
+    state = tmp_path / "state"
+    assert rundir.holder(state) is None                   # never used
+    live = subprocess.Popen([sys.executable, "-c", HOLDER, str(state)], stdout=subprocess.PIPE, text=True)
     try:
-        mark.write_text(f"{live.pid}\n")
-        time.sleep(0.2)                                   # let it exec (cmdline is set then)
-        assert launcher_alive(mark) == live.pid
+        assert live.stdout.readline().strip() == "held"
+        assert rundir.holder(state) == live.pid
+        before = sorted(p.name for p in state.iterdir())
+        try:
+            rundir.claim(state, "local")
+        except rundir.StateDirInUse as exc:
+            assert f"pid {live.pid}" in str(exc) and "nothing in it was changed" in str(exc)
+        else:
+            raise AssertionError("a held state dir was claimed twice")
+        assert sorted(p.name for p in state.iterdir()) == before
+        entry = next(r for r in rundir.runs() if r.state_dir == state.resolve())
+        assert (entry.pid, entry.mode) == (live.pid, "local") and entry.alive()
     finally:
-        live.kill()
+        live.kill()                                       # a crash: no release
         live.wait()
-    assert launcher_alive(mark) is None                   # crashed: clean may go ahead
-    mark.write_text("garbage\n")
-    assert launcher_alive(mark) is None
+    crashed = next(r for r in rundir.runs() if r.state_dir == state.resolve())
+    assert not crashed.alive() and rundir.holder(state) is None
+    again = rundir.claim(state, "local")                  # the next launcher takes it over
+    try:
+        assert again.crashed is not None and again.crashed.pid == live.pid
+        assert rundir.holder(state) == __import__("os").getpid()
+    finally:
+        again.release()
+    assert rundir.holder(state) is None and not any(r.state_dir == state.resolve() for r in rundir.runs())

@@ -37,7 +37,7 @@ def test_up_local_writes_network_json_serves_keys_and_stops_on_sigterm(tmp_path:
             assert time.monotonic() < deadline, "network.json not written"
             time.sleep(0.2)
         doc = json.loads((state / "network.json").read_text())
-        assert set(doc) >= {"ca_cert", "qusec", "nodes", "saes"} and set(doc["qusec"]) == {"grpc", "http"}
+        assert set(doc) >= {"ca_cert", "qusec", "nodes", "saes"} and set(doc["qusec"]) == {"grpc", "http", "https"}
         assert set(doc["nodes"]) == set("ABCDEF")
         for node in doc["nodes"].values():
             assert node["etsi014_url"].startswith("https://") and ":" in node["etsi004_addr"]
