@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import random
 import statistics
 import time
@@ -203,11 +204,24 @@ def run(args: argparse.Namespace) -> int:
         jobs.append(("cost", "beijing_qman", "end", 0, 1, steps, warmup))
         lat_spec = f"mesh:{2000 if quick else 10000}:1"
     t0 = time.perf_counter()
+
+    def progress(i: int, job: tuple) -> None:   # on stderr: --json output stays one object
+        print(f"  [{i}/{len(jobs)}] {job[0]} {job[1]} done ({time.perf_counter() - t0:.0f} s)",
+              file=sys.stderr, flush=True)
+
+    print(f"bench routing: {len(jobs)} scenarios on {args.jobs} worker(s), then path-computation "
+          f"latency on {lat_spec}", file=sys.stderr, flush=True)
     if args.jobs > 1:
         with ProcessPoolExecutor(args.jobs) as pool:
-            units = list(pool.map(_unit, jobs))
+            units = []
+            for i, (job, unit) in enumerate(zip(jobs, pool.map(_unit, jobs)), start=1):
+                units.append(unit)
+                progress(i, job)
     else:
-        units = [_unit(j) for j in jobs]
+        units = []
+        for i, job in enumerate(jobs, start=1):
+            units.append(_unit(job))
+            progress(i, job)
     # Mesh scenarios are named for their size, not one seed.
     for u in units:
         if u["spec"].startswith("mesh:") and not args.topology:

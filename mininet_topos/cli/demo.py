@@ -28,7 +28,8 @@ MIN_HOPS = 3
 KEYS_PER_PAIR = 3
 REROUTE_DEADLINE_S = 20.0
 STEPS = ("[1/4] bringing the network up", "[2/4] keys between SAEs far apart",
-         "[3/4] a link on the path fails: rerouting", "[4/4] tearing down")
+         "[3/4] {failure}: rerouting", "[4/4] tearing down")
+FAILURES = {"link_down": "a link on the path fails", "node_down": "a relay node's agent stops"}
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -259,7 +260,8 @@ def reroute(backend: Any, pair: dict, check: Check, say: Callable[[str], None]) 
     t0 = time.monotonic()
     what = (f"link {failure['link'][0]}-{failure['link'][1]}" if failure["kind"] == "link_down"
             else f"node {failure['node']}'s agent")
-    say(f"\n{STEPS[2]}\n  {what} goes down; the next key {master} -> {slave} must take another route")
+    say(f"\n{STEPS[2].format(failure=FAILURES[failure['kind']])}\n  {what} goes down; the next key "
+        f"{master} -> {slave} must take another route")
     r: dict = {}
     attempts = 0
     while time.monotonic() - t0 < REROUTE_DEADLINE_S:

@@ -104,9 +104,11 @@ class AgentFleet:
         nodes = list(self.configs if nodes is None else nodes)
         deadline = time.monotonic() + timeout
         while True:
-            for node_id in self.poll(nodes):
+            ready = self.poll(nodes)
+            done = sum(1 for n in nodes if n in self.agents) - len(ready)
+            for node_id in ready:   # one count per node, in order, even when several came up at once
+                done += 1
                 if say is not None:
-                    done = sum(1 for n in nodes if n in self.agents)
                     say(f"  [{done}/{len(nodes)}] node {node_id} ready: {self.agents[node_id]['etsi014_url']}")
             missing = [n for n in nodes if n not in self.agents]
             if not missing:

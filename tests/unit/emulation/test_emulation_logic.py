@@ -136,3 +136,9 @@ def test_demo_refuses_a_broken_topology_with_exit_code_2(tmp_path, capsys):
     code = main(["demo", str(tmp_path / "nope.toml"), "--state-dir", str(tmp_path / "s")])
     assert code == 2 and "nope.toml" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()
+
+
+def test_the_demo_says_which_failure_it_causes():
+    from mininet_topos.cli.demo import FAILURES, STEPS
+    assert STEPS[2].format(failure=FAILURES["link_down"]) == "[3/4] a link on the path fails: rerouting"
+    assert STEPS[2].format(failure=FAILURES["node_down"]) == "[3/4] a relay node's agent stops: rerouting"

@@ -108,7 +108,10 @@ def test_bench_routing_cli_on_a_topology_file(tmp_path, capsys):
     f.write_text("\n".join(lines))
     rc = qkdnet(["bench", "routing", "--topology", str(f), "--json", "--no-record", "--jobs", "1"])
     assert rc == 0
-    out = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    out = json.loads(captured.out)                 # progress goes to stderr, the JSON stays whole
+    assert captured.err.startswith("bench routing: 2 scenarios") and "[1/2] flow" in captured.err \
+        and "[2/2] cost" in captured.err, captured.err
     (s,) = out["scenarios"]
     assert (s["topology"], s["nodes"], s["pairs"], s["seeds"]) == ("ring5", 5, 3, 1)
     for key in ("bound_bps", "ratio_median", "ratio_worst", "baseline_ratio_median",
