@@ -1,14 +1,21 @@
-"""QuSeC's inventory of the network it controls (a TOML file): for now its QKD links and hop latencies.
+"""QuSeC's inventory of the network it controls (a TOML file): which nodes may join, what they are.
+
+    [[nodes]]
+    id = "A"            # the node id: its certificate names urn:qusec:node:A
+    trust = 3           # its trust level, 1 (lowest) .. 5 (highest); default 3
+    saes = ["sae-a"]    # the SAEs attached to it
 
     [[links]]
     id = "A-B"          # the link id the agents report
-    a = "A"
+    a = "A"             # its two ends: nodes of [[nodes]]
     b = "B"
     latency_ms = 2.5    # one relay hop over this link, for policy metric "latency"
 
-Not the topology file format: the controller is given this file and knows nothing of how the
-network was described or emulated. Meant to grow ([[nodes]] with trust levels, SAEs, allowed
-relay addresses); every table is checked like the policy file, all problems reported at once.
+QuSeC takes node ids, trust levels, SAEs and QKD links from here, never from what a node says
+in its Register (``quseccontroller.registration`` checks a Register against it). Not the
+topology file format: the controller is given this file and knows nothing of how the network
+was described or emulated. Every table is checked like the policy file, all problems reported
+at once (``qkdnet check FILE`` runs the same checks).
 """
 from __future__ import annotations
 
@@ -23,12 +30,23 @@ from typing import Any
 from quseccontroller import tomlfile
 from quseccontroller.tomlfile import FileProblems
 
-TOP_FIELDS = ("links",)
+TOP_FIELDS = ("nodes", "links")
+NODE_FIELDS = ("id", "trust", "saes")
 LINK_FIELDS = ("id", "a", "b", "latency_ms")
+TRUST_LEVELS = range(1, 6)
+DEFAULT_TRUST = 3
 
 
 class InventoryError(FileProblems):
     """An inventory that cannot be used; ``problems`` lists "FILE: links[N] (id): field: problem"."""
+
+
+@dataclass(frozen=True)
+class InventoryNode:
+    """One node that may join: its id, its trust level, the SAEs attached to it."""
+    id: str
+    trust: int = DEFAULT_TRUST
+    saes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -39,18 +57,37 @@ class InventoryLink:
     b: str
     latency_ms: float | None = None    # None: not known, the hop costs the default
 
+    def peer(self, node: str) -> str | None:
+        """The other end of the link seen from ``node`` (None: ``node`` is not an end)."""
+        return self.b if node == self.a else self.a if node == self.b else None
+
 
 @dataclass(frozen=True)
 class Inventory:
     links: tuple[InventoryLink, ...] = ()
     source: str = "<no inventory>"
+    nodes: tuple[InventoryNode, ...] = ()
 
     @cached_property
     def _by_id(self) -> dict[str, InventoryLink]:
         return {link.id: link for link in self.links}
 
+    @cached_property
+    def _node_by_id(self) -> dict[str, InventoryNode]:
+        return {node.id: node for node in self.nodes}
+
+    @cached_property
+    def _sae_home(self) -> dict[str, str]:
+        return {sae: node.id for node in self.nodes for sae in node.saes}
+
     def link(self, link_id: str) -> InventoryLink | None:
         return self._by_id.get(link_id)
+
+    def node(self, node_id: str) -> InventoryNode | None:
+        return self._node_by_id.get(node_id)
+
+    def node_of_sae(self, sae: str) -> str | None:
+        return self._sae_home.get(sae)
 
     def hop_latencies(self) -> dict[str, float]:
         """Link id -> relay-hop latency (ms), for the links whose latency is known."""
@@ -63,7 +100,65 @@ def _unknown(where: str, key: str, known: tuple[str, ...]) -> str:
     return f"{where}: {key}: unknown field ({hint})"
 
 
-def _links(raw: Any, source: str, problems: list[str]) -> tuple[InventoryLink, ...]:
+def _nodes(raw: Any, source: str, problems: list[str]) -> tuple[InventoryNode, ...]:
+    if not isinstance(raw, list):
+        problems.append(f"{source}: nodes: must be an array of tables ([[nodes]]), got {raw!r}")
+        return ()
+    out: list[InventoryNode] = []
+    seen: dict[str, int] = {}
+    sae_of: dict[str, str] = {}
+    entries: list[tuple[str, list[str]]] = []     # (where, SAEs) of every node table
+    for i, item in enumerate(raw, start=1):
+        if not isinstance(item, dict):
+            problems.append(f"{source}: nodes[{i}]: must be a table, got {item!r}")
+            continue
+        ident = item.get("id")
+        where = f"{source}: nodes[{i}]" + (f" ({ident})" if isinstance(ident, str) and ident else "")
+        ok = True
+        for key in item:
+            if key not in NODE_FIELDS:
+                problems.append(_unknown(where, key, NODE_FIELDS))
+                ok = False
+        if ident is None:
+            problems.append(f"{where}: id: missing (required)")
+            ok = False
+        elif not isinstance(ident, str) or not ident:
+            problems.append(f"{where}: id: must be a non-empty string, got {ident!r}")
+            ok = False
+        elif ident in seen:
+            problems.append(f"{where}: id: {ident!r} already used by nodes[{seen[ident]}]")
+            ok = False
+        else:
+            seen[ident] = i
+        trust = item.get("trust", DEFAULT_TRUST)
+        if isinstance(trust, bool) or not isinstance(trust, int) or trust not in TRUST_LEVELS:
+            problems.append(f"{where}: trust: must be an integer 1..5, got {trust!r}")
+            ok = False
+        saes = item.get("saes", [])
+        if not (isinstance(saes, list) and all(isinstance(x, str) and x for x in saes)):
+            problems.append(f"{where}: saes: must be a list of non-empty strings, got {saes!r}")
+            ok = False
+            saes = []
+        for sae in saes:
+            if sae in sae_of:
+                problems.append(f"{where}: saes: {sae!r} is already an SAE of node {sae_of[sae]!r}")
+                ok = False
+            sae_of.setdefault(sae, ident if isinstance(ident, str) else "?")
+        entries.append((where, saes))
+        if ok:
+            out.append(InventoryNode(ident, trust, tuple(saes)))
+    # An SAE id equal to a node id: one name would stand for two parties.
+    for where, saes in entries:
+        for sae in saes:
+            if sae in seen:
+                problems.append(f"{where}: saes: {sae!r} is also a node id (SAE ids and node "
+                                "ids must differ)")
+    return tuple(out)
+
+
+def _links(raw: Any, source: str, problems: list[str], known: set[str]) -> tuple[InventoryLink, ...]:
+    """The [[links]]; each joins two nodes of [[nodes]] (``known``): QuSeC takes no link to a
+    node it does not know."""
     if not isinstance(raw, list):
         problems.append(f"{source}: links: must be an array of tables ([[links]]), got {raw!r}")
         return ()
@@ -94,6 +189,12 @@ def _links(raw: Any, source: str, problems: list[str]) -> tuple[InventoryLink, .
         if ends.get("a") is not None and ends.get("a") == ends.get("b"):
             problems.append(f"{where}: b: same node as a ({ends['a']!r}): a QKD link joins two nodes")
             ok = False
+        else:
+            for key in ("a", "b"):
+                if key in ends and ends[key] not in known:
+                    problems.append(f"{where}: {key}: {ends[key]!r} is not a node of the "
+                                    "inventory (add it to [[nodes]])")
+                    ok = False
         if "id" in ends:
             if ends["id"] in seen:
                 problems.append(f"{where}: id: {ends['id']!r} already used by links[{seen[ends['id']]}]")
@@ -118,10 +219,11 @@ def parse(data: dict, source: str = "<inventory>") -> Inventory:
     for key in data:
         if key not in TOP_FIELDS:
             problems.append(_unknown(f"{source}: top level", key, TOP_FIELDS))
-    links = _links(data.get("links", []), source, problems)
+    nodes = _nodes(data.get("nodes", []), source, problems)
+    links = _links(data.get("links", []), source, problems, {n.id for n in nodes})
     if problems:
         raise InventoryError(problems)
-    return Inventory(links, source)
+    return Inventory(links, source, nodes)
 
 
 def load(path: str | Path) -> Inventory:
@@ -132,6 +234,12 @@ def load(path: str | Path) -> Inventory:
 def dumps(inv: Inventory, comment: str = "") -> str:
     """The inventory as TOML that ``parse`` reads back (``comment``: lines put on top as # ...)."""
     out = [f"# {line}".rstrip() for line in comment.splitlines()]
+    for node in inv.nodes:
+        if out:
+            out.append("")
+        out += ["[[nodes]]", f"id = {json.dumps(node.id, ensure_ascii=False)}",
+                f"trust = {int(node.trust)}",
+                f"saes = [{', '.join(json.dumps(s, ensure_ascii=False) for s in node.saes)}]"]
     for link in inv.links:
         if out:
             out.append("")

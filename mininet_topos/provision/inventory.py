@@ -1,4 +1,4 @@
-"""QuSeC's inventory file from a topology: each QKD link's relay-hop latency over the classical network."""
+"""QuSeC's inventory file from a topology: its nodes (trust, SAEs) and QKD links (relay-hop latency)."""
 from __future__ import annotations
 
 from collections import defaultdict
@@ -8,7 +8,7 @@ import networkx as nx
 
 from mininet_topos.model import Topology
 from quseccontroller import inventory
-from quseccontroller.inventory import Inventory, InventoryLink
+from quseccontroller.inventory import Inventory, InventoryLink, InventoryNode
 
 
 def _latency(_u: str, _v: str, data: dict) -> float:
@@ -38,10 +38,13 @@ def hop_latencies(topo: Topology) -> dict[str, float]:
 
 
 def build(topo: Topology) -> Inventory:
-    """The inventory QuSeC is given for ``topo``: every QKD link with its hop latency."""
+    """The inventory QuSeC is given for ``topo``: every node with its trust level and SAEs (the
+    only nodes that may join, and what QuSeC believes of them), every QKD link with its hop latency."""
     lat = hop_latencies(topo)
+    nodes = tuple(InventoryNode(n.id, n.trust, tuple(s.id for s in topo.saes_of(n.id)))
+                  for n in topo.nodes.values())
     return Inventory(tuple(InventoryLink(link.id, link.a, link.b, lat[link.id]) for link in topo.links),
-                     source=f"<inventory of {topo.name}>")
+                     source=f"<inventory of {topo.name}>", nodes=nodes)
 
 
 def write(topo: Topology, path: str | Path) -> Path:

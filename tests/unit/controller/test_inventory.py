@@ -4,9 +4,25 @@ from __future__ import annotations
 import pytest
 
 from quseccontroller import inventory
-from quseccontroller.inventory import Inventory, InventoryError, InventoryLink
+from quseccontroller.inventory import Inventory, InventoryError, InventoryLink, InventoryNode
 
 GOOD = """
+[[nodes]]
+id = "A"
+trust = 4
+saes = ["sae-a", "sae-a2"]
+
+[[nodes]]
+id = "B"
+
+[[nodes]]
+id = "C"
+saes = ["sae-c"]
+
+[[nodes]]
+id = "D"
+trust = 1
+
 [[links]]
 id = "A-B"
 a = "A"
@@ -37,13 +53,20 @@ def test_good_file(tmp_path):
     # A link without latency_ms is not in the latencies: it costs the default hop latency.
     assert inv.hop_latencies() == {"A-B": 2.5, "B-C#2": 0.0}
     assert inventory.parse({}, "empty.toml") == Inventory((), "empty.toml")
+    assert inv.nodes == (InventoryNode("A", 4, ("sae-a", "sae-a2")), InventoryNode("B", 3, ()),
+                         InventoryNode("C", 3, ("sae-c",)), InventoryNode("D", 1, ()))
+    assert inv.node("B").trust == 3 and inv.node("Z") is None
+    assert inv.node_of_sae("sae-a2") == "A" and inv.node_of_sae("sae-b") is None
+    assert inv.link("A-B").peer("A") == "B" and inv.link("A-B").peer("C") is None
 
 
 def test_dumps_reads_back():
-    inv = inventory.parse({"links": [{"id": "A-B", "a": "A", "b": "B", "latency_ms": 3},
+    inv = inventory.parse({"nodes": [{"id": "A", "trust": 5, "saes": ["sae-a", 's"q']}, {"id": "B"},
+                                     {"id": "Ä"}],
+                           "links": [{"id": "A-B", "a": "A", "b": "B", "latency_ms": 3},
                                      {"id": 'x"y', "a": "Ä", "b": "B"}]}, "x.toml")
     text = inventory.dumps(inv, comment="made by a test\nsecond line")
-    assert text.startswith("# made by a test\n# second line\n\n[[links]]\n")
+    assert text.startswith("# made by a test\n# second line\n\n[[nodes]]\nid = \"A\"\ntrust = 5\n")
     assert "latency_ms = 3.0\n" in text
     import tomllib
     assert inventory.parse(tomllib.loads(text), "x.toml") == inv
@@ -57,6 +80,7 @@ def one_problem(data) -> str:
 
 
 LINK = {"id": "A-B", "a": "A", "b": "B", "latency_ms": 1.0}
+NODES = [{"id": n} for n in ("A", "B", "C", "X", "Y")]
 
 
 @pytest.mark.parametrize("change,problem", [
@@ -75,23 +99,25 @@ LINK = {"id": "A-B", "a": "A", "b": "B", "latency_ms": 1.0}
 def test_each_bad_link_entry_is_named(change, problem):
     first = {"id": "X-Y", "a": "X", "b": "Y"}
     bad = {k: v for k, v in {**LINK, **change}.items() if v is not None}
-    assert one_problem({"links": [first, bad]}) == problem
+    assert one_problem({"nodes": NODES, "links": [first, bad]}) == problem
 
 
 def test_bad_file_level_problems():
     assert one_problem({"link": []}) == "inv.toml: top level: link: unknown field (did you mean 'links'?)"
     assert one_problem({"links": {"id": "A-B"}}).startswith(
         "inv.toml: links: must be an array of tables ([[links]])")
-    assert one_problem({"links": [LINK, "A-B"]}) == "inv.toml: links[2]: must be a table, got 'A-B'"
-    assert one_problem({"links": [LINK, dict(LINK, a="C")]}) == \
+    assert one_problem({"nodes": NODES, "links": [LINK, "A-B"]}) == \
+        "inv.toml: links[2]: must be a table, got 'A-B'"
+    assert one_problem({"nodes": NODES, "links": [LINK, dict(LINK, a="C")]}) == \
         "inv.toml: links[2] (A-B): id: 'A-B' already used by links[1]"
 
 
 def test_every_problem_at_once_and_file_errors(tmp_path):
     with pytest.raises(InventoryError) as err:
-        inventory.parse({"links": [dict(LINK, latency_ms="x"), {"a": "A"}], "nodes": []}, "inv.toml")
+        inventory.parse({"links": [dict(LINK, latency_ms="x"), {"a": "A"}], "nodes": NODES,
+                         "colour": []}, "inv.toml")
     assert err.value.problems == [
-        "inv.toml: top level: nodes: unknown field (one of links)",
+        "inv.toml: top level: colour: unknown field (one of nodes, links)",
         "inv.toml: links[1] (A-B): latency_ms: must be a number >= 0, got 'x'",
         "inv.toml: links[2]: id: missing (required)",
         "inv.toml: links[2]: b: missing (required)",
@@ -102,3 +128,29 @@ def test_every_problem_at_once_and_file_errors(tmp_path):
     (tmp_path / "bad.toml").write_text("[[links]\n")
     with pytest.raises(InventoryError, match="bad.toml: TOML syntax"):
         inventory.load(tmp_path / "bad.toml")
+
+
+@pytest.mark.parametrize("nodes,problem", [
+    ([{"id": "A"}, {"id": "A"}], "inv.toml: nodes[2] (A): id: 'A' already used by nodes[1]"),
+    ([{"id": ""}], "inv.toml: nodes[1]: id: must be a non-empty string, got ''"),
+    ([{"trust": 3}], "inv.toml: nodes[1]: id: missing (required)"),
+    ([{"id": "A", "trust": 0}], "inv.toml: nodes[1] (A): trust: must be an integer 1..5, got 0"),
+    ([{"id": "A", "trust": True}], "inv.toml: nodes[1] (A): trust: must be an integer 1..5, got True"),
+    ([{"id": "A", "saes": "sae-a"}],
+     "inv.toml: nodes[1] (A): saes: must be a list of non-empty strings, got 'sae-a'"),
+    ([{"id": "A", "saes": ["s"]}, {"id": "B", "saes": ["s"]}],
+     "inv.toml: nodes[2] (B): saes: 's' is already an SAE of node 'A'"),
+    ([{"id": "A", "saes": ["B"]}, {"id": "B"}],
+     "inv.toml: nodes[1] (A): saes: 'B' is also a node id (SAE ids and node ids must differ)"),
+    ([{"id": "A", "sae": []}], "inv.toml: nodes[1] (A): sae: unknown field (did you mean 'saes'?)"),
+    ("A", "inv.toml: nodes: must be an array of tables ([[nodes]]), got 'A'"),
+])
+def test_each_bad_node_entry_is_named(nodes, problem):
+    assert one_problem({"nodes": nodes}) == problem
+
+
+def test_a_link_joins_two_nodes_of_the_inventory():
+    # QuSeC takes no link to a node it was not told of: an inventory of links alone lets no
+    # node join, and says so.
+    assert one_problem({"nodes": [{"id": "A"}], "links": [LINK]}) == \
+        "inv.toml: links[1] (A-B): b: 'B' is not a node of the inventory (add it to [[nodes]])"

@@ -1,4 +1,5 @@
-"""QuSeC's inventory from a topology: hop latencies are the least classical latency between a link's ends."""
+"""QuSeC's inventory from a topology: its nodes with their trust and SAEs, and hop latencies (the least
+classical latency between a link's ends)."""
 from __future__ import annotations
 
 import pytest
@@ -8,6 +9,19 @@ from mininet_topos.provision import inventory as provision
 from quseccontroller import inventory
 
 NODES = '[network]\nname = "t"\n\n' + "".join(f'[[nodes]]\nid = "{n}"\n\n' for n in "ABCD")
+SAES = """
+[[saes]]
+id = "sae-a"
+node = "A"
+
+[[saes]]
+id = "sae-a2"
+node = "A"
+
+[[saes]]
+id = "sae-c"
+node = "C"
+"""
 QKD = """
 [[links]]
 a = "A"
@@ -92,3 +106,17 @@ def test_a_link_without_classical_route_is_refused():
     topo.classical = [ClassicalLink("A", "B", 1.0), ClassicalLink("C", "D", 1.0)]
     with pytest.raises(ValueError, match="QKD link A-D: no classical route from A to D"):
         provision.hop_latencies(topo)
+
+
+def test_nodes_carry_their_trust_and_saes():
+    text = NODES.replace('id = "B"\n', 'id = "B"\ntrust = 5\n') + QKD + SAES
+    inv = provision.build(topology.loads(text, "t.toml"))
+    assert [(n.id, n.trust, n.saes) for n in inv.nodes] == [
+        ("A", 3, ("sae-a", "sae-a2")), ("B", 5, ()), ("C", 3, ("sae-c",)), ("D", 3, ())]
+    assert inv.node_of_sae("sae-c") == "C"
+
+
+def test_written_nodes_are_what_qusec_loads(tmp_path):
+    topo = topology.loads(NODES + QKD + SAES, "t.toml")
+    loaded = inventory.load(provision.write(topo, tmp_path / "inventory.toml"))
+    assert loaded.nodes == provision.build(topo).nodes and loaded.node("A").saes == ("sae-a", "sae-a2")
