@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import sys
 
 # Order is the order shown in --help.
 SUBCOMMAND_MODULES = (
@@ -21,6 +22,7 @@ SUBCOMMAND_MODULES = (
     "mininet_topos.cli.key",         # key
     "mininet_topos.cli.topo",     # topo (generate / list shipped topologies)
     "mininet_topos.cli.clean",    # clean
+    "mininet_topos.cli.mn",       # mn (Mininet's own, with the QKD topologies)
 )
 
 
@@ -40,7 +42,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # qkdnet [-v] mn ARGS...: every word after `mn` is mn's, verbatim
+    cut = next((i for i, a in enumerate(argv) if not a.startswith("-")), None)
+    if cut is not None and argv[cut] == "mn":
+        args = parser.parse_args(argv[:cut + 1])
+        args.mn_args = argv[cut + 1:]
+    else:
+        args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

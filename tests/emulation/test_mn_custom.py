@@ -16,11 +16,11 @@ pytestmark = [pytest.mark.emulation, pytest.mark.usefixtures("no_leftovers")]
 
 
 def test_mininet_custom_topologies_run_with_mn(emulation_host):
-    """``mn --custom mininet_topos/qkdtopos.py --topo qkdlinear,3`` builds and pings (no controller)."""
-    mn = Path(sys.executable).with_name("mn")
-    custom = ROOT / "mininet_topos" / "qkdtopos.py"
+    """``qkdnet mn --topo qkdlinear,3`` (this environment's ``mn`` with ``--custom
+    mininet_topos/qkdtopos.py``, as the docs write it) builds and pings (no controller)."""
+    qkdnet = Path(sys.executable).with_name("qkdnet")
     with mininet_lock():
-        proc = subprocess.run([str(mn), "--custom", str(custom), "--topo", "qkdlinear,3",
+        proc = subprocess.run([str(qkdnet), "mn", "--topo", "qkdlinear,3",
                                "--controller", "none", "--switch",
                                f"ovs,datapath={emulation_host},failMode=standalone,protocols=OpenFlow13",
                                "--test", "pingall"], capture_output=True, text=True, timeout=120)

@@ -36,3 +36,18 @@ def test_unknown_command_is_a_usage_error() -> None:
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert "invalid choice: 'frobnicate'" in proc.stderr
+
+
+def test_qkdnet_mn_runs_this_environments_mn_with_the_qkd_topologies(monkeypatch):
+    import os
+    import sys
+    from pathlib import Path
+
+    from mininet_topos.cli import mn
+    ran = []
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    monkeypatch.setattr(os, "execv", lambda path, argv: ran.append(argv))
+    assert cli.main(["-v", "mn", "--topo", "qkdlinear,4", "--test", "pingall", "x"]) == 1
+    assert ran == [[sys.executable, str(Path(sys.executable).with_name("mn")), "--custom",
+                    str(mn.qkdtopos()), "--topo", "qkdlinear,4", "--test", "pingall", "x"]]
+    assert mn.qkdtopos().name == "qkdtopos.py" and mn.qkdtopos().exists()
