@@ -23,12 +23,30 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mininet_topos.launch.keypair import client_pair
+    import os
+
+    from mininet_topos.launch.keypair import client_pair, host_pair, in_root_namespace
     from mininet_topos.provision.netinfo import NetworkInfoError, load_network
     try:
         doc = load_network(args.network)
-        result = client_pair(doc, args.master, args.slave, args.number, args.size, materials=True)
-    except NetworkInfoError as exc:
+        if doc.get("mode") == "mininet" and in_root_namespace():
+            # SAE hosts reach the vKMSs on the emulated data plane, which the root namespace
+            # does not: make each call inside its SAE's host (digests come back, never keys).
+            if os.geteuid() != 0:
+                print("qkdnet key: on a Mininet network the calls run inside the SAE hosts: run "
+                      "as root (or inside a host: mnexec -a PID qkdnet key ...; network.json "
+                      "lists each host's pid)", file=sys.stderr)
+                return 2
+            if args.show_keys:
+                print("qkdnet key: --show-keys: keys never leave the SAE hosts; run it inside the "
+                      f"master's host: mnexec -a {doc['mininet']['saes'][args.master]['pid']} "
+                      f"{sys.argv[0]} key --network {args.network} {args.master} {args.slave} "
+                      "--show-keys", file=sys.stderr)
+                return 2
+            result = host_pair(doc, args.master, args.slave, args.number, args.size)
+        else:
+            result = client_pair(doc, args.master, args.slave, args.number, args.size, materials=True)
+    except (NetworkInfoError, KeyError) as exc:
         print(f"qkdnet key: {exc}", file=sys.stderr)
         return 2
     error = result.get("error")
@@ -40,8 +58,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"qkdnet key: {error['message']}", file=sys.stderr)
         return 1
     for p in result["keys"]:
-        master_key, slave_key = p.pop("master_key"), p.pop("slave_key")
-        if args.show_keys:
+        master_key, slave_key = p.pop("master_key", None), p.pop("slave_key", None)
+        if args.show_keys and master_key is not None:
             p["key"] = master_key.hex()
             p["slave_key"] = slave_key.hex() if slave_key is not None else ""
     if args.json:

@@ -33,6 +33,14 @@ class KeySeen:
                    dict(extension or {}), material)
 
 
+def seen(reply: dict) -> list[KeySeen]:
+    """The keys an SAE call made in a Mininet host reported (launch/sae.py prints them)."""
+    if "error" in reply:
+        raise KeyCallError(reply["error"])
+    return [KeySeen(k["key_ID"], k["sha256"], k["size"], k.get("extension") or {})
+            for k in reply["keys"]]
+
+
 def key_path(keys: Sequence[KeySeen]) -> list[str]:
     """The relay path a key took (node ids), from its qusec_ key extension."""
     ext = keys[0].extension if keys else {}
@@ -97,3 +105,36 @@ def client_pair(doc: dict, master: str, slave: str, number: int = 1, size: int |
                         materials=materials)
     result.update(master_node=m_entry["node"], slave_node=s_entry["node"])
     return result
+
+
+def host_pair(doc: dict, master: str, slave: str, number: int = 1, size: int | None = None) -> dict:
+    """:func:`check_pair` for a Mininet network (network.json ``doc``) from the root namespace:
+    each call runs inside its SAE's host (``mnexec -a PID``; root), the keys stay there (digests)."""
+    import subprocess
+    from mininet_topos.launch.sae import call
+    from mininet_topos.provision.netinfo import sae_endpoint
+    m_entry, m_node = sae_endpoint(doc, master)
+    s_entry, s_node = sae_endpoint(doc, slave)
+
+    def in_host(sae: str) -> Callable[[list[str]], subprocess.Popen]:
+        pid = doc["mininet"]["saes"][sae]["pid"]
+        return lambda argv: subprocess.Popen(["mnexec", "-a", str(pid), *argv],
+                                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    result = check_pair(
+        master, slave, number,
+        lambda: seen(call(in_host(master), "enc", m_node["etsi014_url"], doc["ca_cert"],
+                          m_entry["cert"], m_entry["key"], slave, number=number, size=size)),
+        lambda ids: seen(call(in_host(slave), "dec", s_node["etsi014_url"], doc["ca_cert"],
+                              s_entry["cert"], s_entry["key"], master, key_ids=ids)))
+    result.update(master_node=m_entry["node"], slave_node=s_entry["node"])
+    return result
+
+
+def in_root_namespace() -> bool:
+    """True in the machine's own network namespace (not inside a Mininet host)."""
+    import os
+    try:
+        return os.readlink("/proc/self/ns/net") == os.readlink("/proc/1/ns/net")
+    except OSError:
+        return True

@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -23,9 +22,10 @@ from typing import Any, Callable, TextIO
 from mininet_topos.launch import rundir
 from mininet_topos.launch.clean import cleanup_ours, kill_all, leftover_pids
 from mininet_topos.launch.fleet import AgentFleet, AgentStartError, LaunchedNetwork
-from mininet_topos.launch.keypair import KeyCallError, KeySeen, check_pair
+from mininet_topos.launch.keypair import check_pair, seen
 from mininet_topos.launch.lock import EmulationError, wait_for
 from mininet_topos.launch.sae import CALL_TIMEOUT_S as SAE_CALL_TIMEOUT_S
+from mininet_topos.launch.sae import call as sae_call
 from mininet_topos.launch.plan import MGMT_BRIDGE, EmulationPlan, plan
 from mininet_topos.launch.topos import QkdTopo, QuSeCRemote, tx_checksum_off
 from mininet_topos.model import Topology
@@ -325,38 +325,14 @@ class MininetNetwork(LaunchedNetwork):
         ``fresh``: ask for security level qkd explicitly, so the key is relayed now (not taken
         from a pre-relayed buffer) over the path QuSeC grants now."""
         h = self.plan.sae_host(sae)
-        node = self.agents[h.node]
-        argv = [sys.executable, "-m", "mininet_topos.launch.sae", op, "--url",
-                node["etsi014_url"], "--ca", self.pki.ca_cert, "--cert", self.pki.saes[sae].cert,
-                "--key", self.pki.saes[sae].key, "--peer", peer, "--number", str(number)]
-        if size:
-            argv += ["--size", str(size)]
-        for kid in key_ids or []:
-            argv += ["--key-id", kid]
-        if fresh:
-            argv.append("--fresh")
-        proc = self.net.get(h.name).popen(argv)
-        try:
-            out, err = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
-            return {"error": {"message": f"{op}_keys from {sae} timed out after {timeout:.0f} s"}}
-        try:
-            return json.loads(out.decode())
-        except ValueError:
-            return {"error": {"message": f"{op}_keys from {sae} failed (exit {proc.returncode}): "
-                                         f"{err.decode(errors='replace')[-800:]}"}}
+        host = self.net.get(h.name)
+        return sae_call(lambda argv: host.popen(argv), op, self.agents[h.node]["etsi014_url"],
+                        self.pki.ca_cert, self.pki.saes[sae].cert, self.pki.saes[sae].key, peer,
+                        number=number, size=size, key_ids=key_ids, fresh=fresh, timeout=timeout)
 
     def key_pair(self, master: str, slave: str, number: int = 1, size: int | None = None,
                  fresh: bool = False) -> dict:
         """enc_keys in the master SAE's host, dec_keys in the slave's; digests compared."""
-        def seen(reply: dict) -> list[KeySeen]:
-            if "error" in reply:
-                raise KeyCallError(reply["error"])
-            return [KeySeen(k["key_ID"], k["sha256"], k["size"], k.get("extension") or {})
-                    for k in reply["keys"]]
-
         return check_pair(master, slave, number,
                           lambda: seen(self.sae_call(master, "enc", slave, number=number, size=size,
                                                      fresh=fresh)),

@@ -9,9 +9,40 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import subprocess
 import sys
+from collections.abc import Callable
 
 CALL_TIMEOUT_S = 30.0
+
+
+def call(start: Callable[[list[str]], subprocess.Popen], op: str, url: str, ca: str, cert: str,
+         key: str, peer: str, *, number: int = 1, size: int | None = None,
+         key_ids: list[str] | None = None, fresh: bool = False,
+         timeout: float = CALL_TIMEOUT_S) -> dict:
+    """Run one call of this module in an SAE's host: ``start(argv)`` starts it there (a Mininet
+    host's ``popen``, or ``mnexec -a PID``). Returns the JSON it prints ({"keys": [...]}) or
+    {"error": {...}} when it fails or times out."""
+    argv = [sys.executable, "-m", "mininet_topos.launch.sae", op, "--url", url, "--ca", ca,
+            "--cert", cert, "--key", key, "--peer", peer, "--number", str(number)]
+    if size:
+        argv += ["--size", str(size)]
+    for kid in key_ids or []:
+        argv += ["--key-id", kid]
+    if fresh:
+        argv.append("--fresh")
+    proc = start(argv)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        return {"error": {"message": f"{op}_keys timed out after {timeout:.0f} s"}}
+    try:
+        return json.loads(out.decode())
+    except ValueError:
+        return {"error": {"message": f"{op}_keys failed (exit {proc.returncode}): "
+                                     f"{err.decode(errors='replace')[-800:]}"}}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -63,7 +63,8 @@ def load_network(path: str | Path) -> dict:
         doc = json.loads(path.read_text())
     except OSError as exc:
         raise NetworkInfoError(f"{path}: cannot read ({exc.strerror}); is the network up "
-                               "(qkdnet up TOPOLOGY --local)?") from exc
+                               "(qkdnet up TOPOLOGY [--local] --state-dir DIR writes "
+                               "DIR/network.json)?") from exc
     except ValueError as exc:
         raise NetworkInfoError(f"{path}: not valid JSON: {exc}") from exc
     for key in ("ca_cert", "nodes", "saes"):

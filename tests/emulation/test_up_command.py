@@ -90,6 +90,13 @@ def test_up_serves_keys_and_stops_cleanly_on_sigterm(emulation_host, tmp_path, l
         assert out.returncode == 0, out.stderr
         result = json.loads(out.stdout)
         assert result["ok"] and len(result["keys"]) == 2
+        # From the root shell (which has no route to the data plane) it runs each call inside its
+        # SAE's host by itself.
+        out = subprocess.run([QKDNET, "key", "--network", str(state / "network.json"), "sae-a", "sae-f",
+                              "--json"], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        result = json.loads(out.stdout)
+        assert result["ok"] and result["keys_matched"] == 1 and result["path"][0] == "A"
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
