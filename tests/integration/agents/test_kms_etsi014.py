@@ -43,7 +43,7 @@ def err(fn, *args, **kwargs) -> Etsi014Error:
 def test_network_json_matches_the_design(net, saes) -> None:
     doc = saes.doc
     assert set(doc) >= {"ca_cert", "qusec", "nodes", "saes"}
-    assert set(doc["qusec"]) == {"grpc", "http"}
+    assert set(doc["qusec"]) == {"grpc", "http", "https"}
     assert doc["nodes"]["A"]["etsi014_url"].startswith("https://127.0.0.1:")
     assert doc["nodes"]["A"]["saes"] == ["sae-a1", "sae-a2"]
     assert doc["saes"]["sae-b1"]["node"] == "B"
