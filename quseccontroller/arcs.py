@@ -80,7 +80,7 @@ class ArcIndex:
     def _load_nodes(self, st: "NetworkState") -> None:
         n = len(self.nodes)
         self.trust = np.array([st.trust(x) for x in self.nodes], dtype=np.int64) if n else np.zeros(0, int)
-        require_online = bool(st.agents)
+        require_online = st.require_online
         self.online = np.array([(not require_online) or x in st.online for x in self.nodes], dtype=bool)
         st.nodes_dirty = False
 

@@ -8,7 +8,7 @@ import logging
 import uuid
 from collections import Counter
 
-from quseccontroller import etsi015, ofmsgs
+from quseccontroller import etsi015, ofmsgs, registration
 from quseccontroller.actions import Action, FlowMods, PathDecision, PathRequest, Revoke
 from quseccontroller.admission import Admission, reserve, unreserve
 from quseccontroller.grants import ActivePath, authorisations
@@ -22,6 +22,10 @@ from quseccontroller.reroute import reroute_broken
 from quseccontroller.state import LINK_OFF, AgentInfo, LinkState, NetworkState
 
 log = logging.getLogger(__name__)
+
+
+class NotPathSource(Exception):
+    """Only a path's source node may release it early."""
 
 
 class QuSeCCore:
@@ -43,15 +47,29 @@ class QuSeCCore:
             self.set_inventory(inventory)
 
     # -- agents ------------------------------------------------------------------------------
-    def agent_registered(self, info: AgentInfo, now: float) -> list[Action]:
+    def agent_registered(self, info: AgentInfo, now: float,
+                         addresses: tuple[str, ...] | None = None) -> list[Action]:
+        """Take a registration checked against the inventory and, given ``addresses`` (its
+        certificate's IP addresses), its relay address and data IP; registration.Refused
+        when QuSeC does not take it (nothing changes then)."""
+        info = registration.admit(info, self.inventory, addresses)
         log.info("agent %s registered (relay %s, data ip %s, %d links)", info.node_id,
                  info.relay_addr, info.data_ip, len(info.links))
         self.state.register(info, now)
         return self._reroute() + self._reconcile(now) + self.prober.probe(self.state, now)
 
+    def screen_report(self, node_id: str, links: list[LinkState]
+                      ) -> tuple[list[LinkState], list[registration.LinkRefusal]]:
+        """The link states ``node_id`` may report (its inventory links) and those it may not."""
+        return registration.screen_links(node_id, links, self.inventory)
+
     def agent_report(self, node_id: str, links: list[LinkState], now: float) -> list[Action]:
-        self.state.report(node_id, links, now)
-        if any(ls.status == LINK_OFF for ls in links):
+        """Take a node's link report (links it may not report are dropped: ``screen_report``);
+        paths over a link that went OFF, or whose ends stopped agreeing, move."""
+        links, refused = self.screen_report(node_id, links)
+        self.counters["report_links_refused"] += len(refused)
+        lost = self.state.report(node_id, links, now)
+        if lost or any(ls.status == LINK_OFF for ls in links):
             return self._reroute() + self._reconcile(now)
         return []
 
@@ -110,13 +128,21 @@ class QuSeCCore:
             log.info("path %s->%s refused (%s): %s", src, dst, refusal, reason)
             return decision, []
 
-        for label, n, sae in (("source", src, req.src_sae), ("destination", dst, req.dst_sae)):
-            if not n or n not in st.qkd or (st.agents and n not in st.online):
+        dst_saes = tuple(dict.fromkeys((req.dst_sae,) + tuple(req.dst_saes))) if req.dst_sae \
+            else tuple(req.dst_saes)
+        for label, n, saes in (("source", src, (req.src_sae,) if req.src_sae else ()),
+                               ("destination", dst, dst_saes)):
+            sae = saes[0] if saes else ""
+            if not n or n not in st.qkd or not st.node_up(n):
                 what = f"{label} node {n or '?'!r}" + (f" (SAE {sae!r})" if sae and not n else "")
                 return refuse("unknown_node", f"{what} is not registered with QuSeC")
-            home = st.node_of_sae(sae) if sae else None
-            if home and home != n:
-                return refuse("unknown_node", f"{label} SAE {sae!r} is attached to node {home!r}, not {n!r}")
+            for sae in saes:
+                home = st.node_of_sae(sae)
+                if home and home != n:
+                    return refuse("unknown_node", f"{label} SAE {sae!r} is attached to node "
+                                  f"{home!r}, not {n!r}")
+                if home is None:   # an SAE no node has: nothing may be relayed for it
+                    return refuse("unknown_sae", f"{label} SAE {sae!r} is not an SAE of node {n!r}")
         if d.action == "deny":
             return refuse("policy_deny", f"rule {m.rule!r} denies {src}->{dst}")
         if d.rate_limit_bps and not self.admission.within_rate(req, d, now):
@@ -159,10 +185,17 @@ class QuSeCCore:
         log.info("path %s->%s granted by %s: %s", src, dst, m.rule, decision.paths)
         return decision, flow_acts + acts
 
-    def release_path(self, path_id: str, now: float, reason: str = "released") -> list[Action]:
-        ap = self.paths.pop(path_id, None)
+    def release_path(self, path_id: str, now: float, reason: str = "released", *,
+                     by: str = "") -> list[Action]:
+        """Release a path (``by``: the node asking, which must be its source, else
+        NotPathSource and nothing is released); [] when there is no such path."""
+        ap = self.paths.get(path_id)
         if ap is None:
             return []
+        if by and by != ap.nodes[0]:
+            raise NotPathSource(f"node {by!r} may not release path {path_id}: only its source "
+                                f"node {ap.nodes[0]!r} may")
+        del self.paths[path_id]
         unreserve(self.state, ap)
         acts: list[Action] = [Revoke(n, ap.path_id, reason) for n in ap.nodes]
         acts += self.reconciler.release(ap)
@@ -182,14 +215,19 @@ class QuSeCCore:
         return []
 
     def set_inventory(self, inventory: Inventory | None) -> list[Action]:
-        """Take (or swap) QuSeC's inventory: each QKD link's relay-hop latency, for the links
-        reported now and later (by link id); granted paths keep running until they expire."""
+        """Take (or swap) QuSeC's inventory: the nodes that may join (trust level, SAEs), their
+        QKD links and each link's relay-hop latency. Registrations are checked against it from
+        now on (nodes already registered stay until they register again); granted paths keep
+        running until they expire."""
         self.inventory = inventory
-        latencies = inventory.hop_latencies() if inventory else {}
-        self.state.set_hop_latencies(latencies)
-        if inventory is not None:
-            log.info("inventory %s: %d links, %d with a hop latency", inventory.source,
-                     len(inventory.links), len(latencies))
+        if inventory is None:
+            self.state.clear_inventory()
+            return []
+        latencies = inventory.hop_latencies()
+        self.state.set_inventory(((n.id, n.trust, n.saes) for n in inventory.nodes),
+                                 ((x.id, x.a, x.b) for x in inventory.links), latencies)
+        log.info("inventory %s: %d nodes, %d links, %d with a hop latency", inventory.source,
+                 len(inventory.nodes), len(inventory.links), len(latencies))
         return []
 
     # -- views -------------------------------------------------------------------------------
@@ -203,7 +241,8 @@ class QuSeCCore:
                           "relay_addr": st.agents[n].relay_addr if n in st.agents else ""}
                       for n in sorted(st.qkd)},
             "links": {lid: {"a": r.a, "b": r.b, "skr_bps": r.skr_bps, "stored_bits": dict(r.stored),
-                            "status": r.overall_status()} for lid, r in sorted(st.links.items())},
+                            "peer_stored_bits": dict(r.peer_stored), "status": r.overall_status(),
+                            "disputed": r.disputed} for lid, r in sorted(st.links.items())},
             "paths": {pid: {"nodes": ap.nodes, "rule": ap.rule, "expires_at": ap.expires_at,
                             "share": f"{ap.share_index + 1}/{ap.share_count}",
                             "flows": sum(ap.flows.values()), "unplanned_hops": ap.unplanned_hops}
@@ -213,6 +252,8 @@ class QuSeCCore:
             "hosts": len(st.hosts),
             "flows": self.reconciler.flow_count(),
             "policy": self.policy.source,
+            "inventory": self.inventory.source if self.inventory else "",
+            "link_disputes": st.disputes,
             "counters": dict(self.counters),
         }
 

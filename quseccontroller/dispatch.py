@@ -6,7 +6,8 @@ from typing import Any, Callable
 
 from quseccontroller import records
 from quseccontroller.bridge import BridgeError
-from quseccontroller.core import QuSeCCore
+from quseccontroller.core import NotPathSource, QuSeCCore
+from quseccontroller.registration import Refused
 from quseccontroller.sender import Sender, Unconfirmed
 
 
@@ -24,19 +25,31 @@ class BridgeDispatch:
             return {"pong": True}
         if op == "register":
             info = records.agent_info_from_wire(args)
-            self.sender.execute(self.core.agent_registered(info, now))
+            try:
+                actions = self.core.agent_registered(info, now, records.cert_addresses_from_wire(args))
+            except Refused as exc:   # the gateway refuses the stream with the reason
+                raise BridgeError("permission", exc.message, {"reason": exc.reason,
+                                                              "node_id": info.node_id,
+                                                              **exc.details}) from None
+            self.sender.execute(actions)
             return {"node_id": info.node_id}
         if op == "report":
             node, links = records.report_from_wire(args)
-            self.sender.execute(self.core.agent_report(node, links, now))
-            return {}
+            kept, refused = self.core.screen_report(node, links)
+            self.sender.execute(self.core.agent_report(node, kept, now))
+            return {"refused": [records.link_refusal_to_wire(r) for r in refused]}
         if op == "gone":
             self.sender.execute(self.core.agent_gone(records.node_id_from_wire(args), now))
             return {}
         if op == "request_path":
             return self.request_path(args, now)
         if op == "release":
-            actions = self.core.release_path(records.path_id_from_wire(args), now)
+            path_id, by = records.release_from_wire(args)
+            try:
+                actions = self.core.release_path(path_id, now, by=by)
+            except NotPathSource as exc:
+                raise BridgeError("permission", str(exc), {"reason": "not_source", "node_id": by,
+                                                           "path_id": path_id}) from None
             self.sender.execute(actions or [])
             return {"released": bool(actions)}
         if op == "state":

@@ -1,4 +1,5 @@
-"""Flow planning: loop-free ARP/IPv4 forwarding, relay-port lockdown, and per-path relay flows."""
+"""Flow planning: host-port ARP filtering, loop-free ARP/IPv4 forwarding, relay-port lockdown, and
+per-path relay flows."""
 from __future__ import annotations
 
 from collections import deque
@@ -6,9 +7,10 @@ from dataclasses import dataclass
 
 import networkx as nx
 
-from quseccontroller.ofmsgs import (CONTROLLER, ETH_ARP, ETH_IPV4, IPPROTO_TCP, PRIORITY_ARP_FLOOD,
+from quseccontroller.ofmsgs import (CONTROLLER, ETH_ARP, ETH_IPV4, IPPROTO_TCP, PRIORITY_ARP_BOUND,
+                                    PRIORITY_ARP_FLOOD, PRIORITY_ARP_GUARD, PRIORITY_INGRESS_MISS,
                                     PRIORITY_LEARN, PRIORITY_MISS, PRIORITY_RELAY, PRIORITY_RELAY_DROP,
-                                    PRIORITY_UNICAST, FlowSpec, spec)
+                                    PRIORITY_UNICAST, TABLE_FORWARD, TABLE_INGRESS, FlowSpec, spec)
 from quseccontroller.state import HostInfo, NetworkState
 
 
@@ -61,10 +63,17 @@ def _port_toward(g: nx.Graph, dpid, nxt) -> int:
     return g.edges[dpid, nxt]["ports"][dpid]
 
 
-def switch_flows(state: NetworkState, dpid: int, relay_ports: set[int], tree_ports: set[int],
-                 host_ports: set[int]) -> list[FlowSpec]:
-    """One switch's own base flows: table-miss to controller, the drop of relay-port traffic no
-    authorised path allows, and ARP flooding.
+def switch_flows(state: NetworkState, dpid: int, relay_drops: set[tuple[str, int]],
+                 tree_ports: set[int], bindings: frozenset[tuple[int, str, str]]) -> list[FlowSpec]:
+    """One switch's own base flows: the ARP filter of its host ports, table-miss to controller,
+    the drop of relay-port traffic no authorised path allows, and ARP flooding.
+
+    ``relay_drops``: (data IP, relay port) of every node with a live control stream; only
+    connections to that node's relay port are dropped (a node's relay port says nothing about
+    anyone else's traffic, and the drop goes when the node does). ``bindings``: (port, MAC, IP)
+    of the hosts QuSeC learned on this switch: ARP from such a port passes the ingress table
+    only with that MAC and IP (one port may hold several), so a host cannot answer for, or
+    announce, another's address.
 
     ARP from a spanning-tree port or a port where a host was seen floods to the spanning-tree
     ports and to every port that is not a switch link (edge ports), so a host that never spoke
@@ -72,14 +81,23 @@ def switch_flows(state: NetworkState, dpid: int, relay_ports: set[int], tree_por
     controller first (learning; the app re-injects them): before LLDP has found every link such
     a port may be a switch link, and flooding from it could loop. ARP from a link off the tree,
     or from a port LLDP once found a link on (until the port goes down), is dropped. So the flood graph is the spanning tree plus leaves: loop-free."""
-    out = [spec(PRIORITY_MISS, (CONTROLLER,))]
+    links = state.link_ports(dpid)
+    edge = state.edge_ports(dpid)
+    out = [spec(PRIORITY_INGRESS_MISS, table=TABLE_INGRESS, goto=TABLE_FORWARD)]
+    for port in sorted({p for p, _, _ in bindings} & edge):
+        out.append(spec(PRIORITY_ARP_GUARD, (), table=TABLE_INGRESS, in_port=port, eth_type=ETH_ARP))
+    for port, mac, ip in sorted(bindings):
+        if port in edge:
+            out.append(spec(PRIORITY_ARP_BOUND, table=TABLE_INGRESS, goto=TABLE_FORWARD, in_port=port,
+                            eth_type=ETH_ARP, eth_src=mac, arp_spa=ip))
+    out.append(spec(PRIORITY_MISS, (CONTROLLER,)))
     # Connections to a relay port are dropped unless a path's flow lets them through. (No drop on
     # tcp_src: a relay service never answers a SYN it did not get, and a relay port bound to an
     # ephemeral number must not cut other hosts' connections that happen to use it as source.)
-    for port in sorted(relay_ports):
-        out.append(spec(PRIORITY_RELAY_DROP, (), eth_type=ETH_IPV4, ip_proto=IPPROTO_TCP, tcp_dst=port))
-    links = state.link_ports(dpid)
-    edge = state.edge_ports(dpid)
+    for ip, port in sorted(relay_drops):
+        out.append(spec(PRIORITY_RELAY_DROP, (), eth_type=ETH_IPV4, ip_proto=IPPROTO_TCP,
+                        ipv4_dst=ip, tcp_dst=port))
+    host_ports = {p for p, _, _ in bindings}
     flood = tree_ports | edge
     for port in sorted(tree_ports | (host_ports & edge)):
         out.append(spec(PRIORITY_ARP_FLOOD, tuple(sorted(flood - {port})), in_port=port, eth_type=ETH_ARP))
@@ -103,12 +121,13 @@ def host_flows(state: NetworkState, h: HostInfo, routes: Routes) -> dict[int, li
     return out
 
 
-def host_ports(state: NetworkState) -> dict[int, set[int]]:
-    ports: dict[int, set[int]] = {d: set() for d in state.classical}
+def host_bindings(state: NetworkState) -> dict[int, frozenset[tuple[int, str, str]]]:
+    """Per switch: (port, MAC, IP) of every host learned on it."""
+    out: dict[int, set[tuple[int, str, str]]] = {d: set() for d in state.classical}
     for h in state.hosts.values():
-        if h.dpid in ports:
-            ports[h.dpid].add(h.port)
-    return ports
+        if h.dpid in out:
+            out[h.dpid].add((h.port, h.mac.lower(), h.ip))
+    return {d: frozenset(b) for d, b in out.items()}
 
 
 @dataclass(frozen=True)
@@ -150,15 +169,16 @@ def relay_flows(state: NetworkState, hops: list[Hop], cookie: int, hard_timeout:
         if route is None:
             missing.append(hop)
             continue
-        # Each direction matches the port it must arrive on: the sender's host port on its own
-        # switch, the inter-switch port toward the sender on transit switches. Addresses alone
-        # are forgeable by any host sharing a switch with a path node.
+        # Each direction matches the port it must arrive on (the sender's host port on its own
+        # switch, the inter-switch port toward the sender on transit switches) and the sender's
+        # MAC as QuSeC learned it. Addresses alone are forgeable by any host sharing a switch
+        # with a path node, and a port alone by another device behind the same port.
         for dpid, toward_a, toward_b in route:
             out.setdefault(dpid, []).extend((
                 spec(PRIORITY_RELAY, (toward_b,), cookie, hard_timeout, hard_timeout,
-                     in_port=toward_a, eth_type=ETH_IPV4, ip_proto=IPPROTO_TCP,
+                     in_port=toward_a, eth_type=ETH_IPV4, ip_proto=IPPROTO_TCP, eth_src=a.mac.lower(),
                      ipv4_src=hop.src_ip, ipv4_dst=hop.dst_ip, tcp_dst=hop.dst_port),
                 spec(PRIORITY_RELAY, (toward_a,), cookie, hard_timeout, hard_timeout,
-                     in_port=toward_b, eth_type=ETH_IPV4, ip_proto=IPPROTO_TCP,
+                     in_port=toward_b, eth_type=ETH_IPV4, ip_proto=IPPROTO_TCP, eth_src=b.mac.lower(),
                      ipv4_src=hop.dst_ip, ipv4_dst=hop.src_ip, tcp_src=hop.dst_port)))
     return out, missing

@@ -18,6 +18,17 @@ COOKIE_KIND_MASK = COOKIE_APP_MASK | (0xFF << 40)
 COOKIE_BASE = COOKIE_APP | KIND_BASE
 COOKIE_FULL_MASK = 0xFFFF_FFFF_FFFF_FFFF
 
+# Two tables. Table 0 (ingress) only filters what host ports may send: ARP from a port where
+# QuSeC learned a host must carry that host's MAC and IP (eth_src, arp_spa), anything else ARP
+# from it is dropped; everything else goes on to table 1 (forwarding), where all the other flows
+# live. A second table keeps ARP toward a known host unicast while the filter sits above it.
+TABLE_INGRESS = 0
+TABLE_FORWARD = 1
+
+PRIORITY_INGRESS_MISS = 0      # table 0: on to forwarding
+PRIORITY_ARP_GUARD = 1000      # table 0: ARP from a host port: dropped ...
+PRIORITY_ARP_BOUND = 2000      # table 0: ... unless it carries the host's learned binding
+
 PRIORITY_MISS = 0
 PRIORITY_ARP_FLOOD = 900
 PRIORITY_UNICAST = 1000
@@ -39,29 +50,33 @@ def path_cookie(seq: int) -> int:
 
 @dataclass(frozen=True)
 class FlowSpec:
-    """A flow as data: match items (sorted), outputs (ports or CONTROLLER; empty = drop)."""
+    """A flow as data: match items (sorted), outputs (ports or CONTROLLER; empty and no
+    ``goto``: drop), the table it lives in and the table it continues in (``goto``)."""
     priority: int
     match: tuple[tuple[str, object], ...]
     outputs: tuple = ()
     cookie: int = COOKIE_BASE
     idle_timeout: int = 0
     hard_timeout: int = 0
+    table: int = TABLE_FORWARD
+    goto: int | None = None
 
     @cached_property
     def key(self) -> tuple:
-        """Identity in a flow table (OpenFlow: priority + exact match)."""
-        return (self.priority, self.match)
+        """Identity in a switch (OpenFlow: table + priority + exact match)."""
+        return (self.table, self.priority, self.match)
 
     @property
     def body(self) -> tuple:
         """What a re-install must change (timeouts are refreshed only with a changed body)."""
-        return (self.outputs, self.cookie)
+        return (self.outputs, self.goto, self.cookie)
 
 
 def spec(priority: int, outputs: tuple = (), cookie: int = COOKIE_BASE, idle: int = 0,
-         hard: int = 0, **match: object) -> FlowSpec:
+         hard: int = 0, *, table: int = TABLE_FORWARD, goto: int | None = None,
+         **match: object) -> FlowSpec:
     return FlowSpec(priority, tuple(sorted(match.items())), tuple(outputs), cookie,
-                    min(int(idle), MAX_TIMEOUT), min(int(hard), MAX_TIMEOUT))
+                    min(int(idle), MAX_TIMEOUT), min(int(hard), MAX_TIMEOUT), table, goto)
 
 
 def _actions(outputs: tuple) -> list:
@@ -100,27 +115,28 @@ def _match(items: tuple[tuple[str, object], ...]) -> parser.OFPMatch:
 
 
 @lru_cache(maxsize=1 << 12)
-def _instructions(outputs: tuple) -> tuple:
+def _instructions(outputs: tuple, goto: int | None = None) -> tuple:
     acts = _actions(outputs)
-    return (parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, acts),) if acts else ()
+    inst = (parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, acts),) if acts else ()
+    return inst + ((parser.OFPInstructionGotoTable(goto),) if goto is not None else ())
 
 
 def add(fs: FlowSpec) -> parser.OFPFlowMod:
-    """OFPFC_ADD of a FlowSpec (replaces a flow with the same priority and match). No
+    """OFPFC_ADD of a FlowSpec (replaces a flow with the same table, priority and match). No
     OFPFF_SEND_FLOW_REM: the core deletes what it installed itself, and a flow-removed message
     per relay flow (parsed and then ignored) cost the controller more than the flow-mod did."""
-    inst = list(_instructions(fs.outputs))
-    return parser.OFPFlowMod(None, cookie=fs.cookie, command=ofp.OFPFC_ADD,
+    inst = list(_instructions(fs.outputs, fs.goto))
+    return parser.OFPFlowMod(None, table_id=fs.table, cookie=fs.cookie, command=ofp.OFPFC_ADD,
                              idle_timeout=fs.idle_timeout, hard_timeout=fs.hard_timeout,
                              priority=fs.priority, flags=0,
                              match=_match(fs.match), instructions=inst)
 
 
 def delete_strict(fs: FlowSpec) -> parser.OFPFlowMod:
-    """Delete exactly this flow (priority + match), only if it carries our cookie."""
+    """Delete exactly this flow (table + priority + match), only if it carries our cookie."""
     return parser.OFPFlowMod(None, cookie=fs.cookie, cookie_mask=COOKIE_FULL_MASK,
                              command=ofp.OFPFC_DELETE_STRICT, priority=fs.priority,
-                             out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY, table_id=ofp.OFPTT_ALL,
+                             out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY, table_id=fs.table,
                              match=_match(fs.match))
 
 

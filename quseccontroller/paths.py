@@ -31,7 +31,7 @@ def _index(state: NetworkState) -> ArcIndex:
 
 
 def _node_ok(state: NetworkState, c: Constraints, n: str) -> bool:
-    if state.agents and n not in state.online:
+    if not state.node_up(n):
         return False
     if c.check_trust and c.min_trust and state.trust(n) < c.min_trust:
         return False
@@ -102,7 +102,7 @@ def compute(state: NetworkState, src: str, dst: str, c: Constraints, k: int = 1)
     """Up to ``k`` node-disjoint paths from src to dst satisfying ``c``, each with its cost;
     when none, ``refusal`` says why (unknown_node, disconnected, trust, max_hops, no_key)."""
     for n in (src, dst):
-        if n not in state.qkd or (state.agents and n not in state.online):
+        if n not in state.qkd or not state.node_up(n):
             return PathResult(refusal="unknown_node", reason=f"node {n!r} is not registered with QuSeC")
     if src == dst:
         return PathResult(paths=[[src]], links=[[]], costs=[0.0], reason="source and destination are the same node")

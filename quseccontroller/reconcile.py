@@ -20,7 +20,7 @@ class FlowReconciler:
 
     def __init__(self) -> None:
         self.installed: dict[int, Table] = {}    # dpid -> what the switch was sent
-        self._base: tuple = (None, {})   # (classical version + relay ports, base flows by switch)
+        self._base: tuple = (None, {})   # (classical version + relay drops, base flows by switch)
         self._route_cache: tuple = (None, None, None)   # (links version, routes, spanning tree)
         self._flow_cache: dict[tuple, object] = {}  # per-switch and per-host base flows
         self._synced: dict[int, tuple] = {}      # dpid -> (base stamp, relay flows) last reconciled
@@ -96,20 +96,21 @@ class FlowReconciler:
         return self._route_cache[1]
 
     def _base_flows(self, st: NetworkState) -> tuple[tuple, dict[int, Table]]:
-        """Base forwarding, rebuilt only when the classical network or relay ports change; each
+        """Base forwarding, rebuilt only when the classical network or relay drops change; each
         switch's own flows and each host's routes are cached until their inputs change."""
-        ports = {a.relay_port for a in st.agents.values() if a.data_ip and a.relay_port}
-        stamp = (st.classical_version, frozenset(ports))
+        drops = frozenset((a.data_ip, a.relay_port) for a in st.agents.values()
+                          if a.data_ip and a.relay_port and a.node_id in st.online)
+        stamp = (st.classical_version, drops)
         if self._base[0] == stamp:
             return self._base
         routes = self._routes(st)
         tree = self._route_cache[2]
-        hp = flows.host_ports(st)
+        hb = flows.host_bindings(st)
         cache, fresh = self._flow_cache, {}
         base: dict[int, Table] = {}
         for dpid in st.classical:
-            key = ("switch", dpid, st.links_version, stamp[1], frozenset(hp[dpid]))
-            fs = fresh[key] = cache.get(key) or flows.switch_flows(st, dpid, ports, tree[dpid], hp[dpid])
+            key = ("switch", dpid, st.links_version, drops, hb[dpid])
+            fs = fresh[key] = cache.get(key) or flows.switch_flows(st, dpid, drops, tree[dpid], hb[dpid])
             base[dpid] = {f.key: f for f in fs}
         for h in sorted(st.hosts.values(), key=lambda h: h.ip):
             key = ("host", h.ip, h.dpid, h.port, st.links_version)

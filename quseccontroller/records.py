@@ -17,6 +17,7 @@ from quseccontroller.bridge import BridgeError
 from quseccontroller.proto import control_pb2
 
 if TYPE_CHECKING:
+    from quseccontroller.registration import LinkRefusal
     from quseccontroller.state import AgentInfo, LinkState
 
 _LINK_STATUS = {"UNSPECIFIED", "ACTIVE", "PASSIVE", "OFF"}
@@ -29,14 +30,20 @@ _LINK_STATUS_NAME = {v: k.removeprefix("LINK_STATUS_") for k, v in control_pb2.L
 def link_to_wire(ls: control_pb2.QkdLinkState) -> dict:
     return {"link_id": ls.link_id, "peer_node": ls.peer_node, "skr_bps": ls.skr_bps,
             "stored_bits": int(ls.stored_bits), "consumption_bps": ls.consumption_bps,
-            "status": _LINK_STATUS_NAME.get(ls.status, "UNSPECIFIED"), "kms_kind": ls.kms_kind}
+            "status": _LINK_STATUS_NAME.get(ls.status, "UNSPECIFIED"), "kms_kind": ls.kms_kind,
+            "peer_stored_bits": int(ls.peer_stored_bits)}
 
 
-def register_to_wire(reg: control_pb2.Register) -> dict:
-    return {"node_id": reg.node_id, "relay_addr": reg.relay_addr, "etsi014_url": reg.etsi014_url,
+def register_to_wire(reg: control_pb2.Register, cert_addresses: Iterable[str] | None = None) -> dict:
+    """A Register; ``cert_addresses``: the IP addresses of the registering node's verified
+    certificate, which its relay address and data IP must be among."""
+    wire = {"node_id": reg.node_id, "relay_addr": reg.relay_addr, "etsi014_url": reg.etsi014_url,
             "etsi004_addr": reg.etsi004_addr, "data_ip": reg.data_ip,
             "trust_level": reg.trust_level, "links": [link_to_wire(x) for x in reg.links],
             "saes": list(reg.saes), "agent_version": reg.agent_version}
+    if cert_addresses is not None:
+        wire["cert_addresses"] = list(cert_addresses)
+    return wire
 
 
 def report_to_wire(node_id: str, links: list[dict]) -> dict:
@@ -47,7 +54,13 @@ def report_to_wire(node_id: str, links: list[dict]) -> dict:
 def path_request_to_wire(req: control_pb2.PathRequest) -> dict:
     return {"src_node": req.src_node, "dst_node": req.dst_node, "src_sae": req.src_sae,
             "dst_sae": req.dst_sae, "key_size_bits": req.key_size_bits,
-            "key_count": req.key_count, "application": req.application}
+            "key_count": req.key_count, "application": req.application,
+            "dst_saes": list(req.dst_saes)}
+
+
+def release_to_wire(path_id: str, node_id: str) -> dict:
+    """A ReleasePath of ``path_id`` asked by ``node_id`` (only a path's source may)."""
+    return {"path_id": path_id, "node_id": node_id}
 
 
 # ------------------------------------------------------------ gateway: wire dict -> protobuf
@@ -126,7 +139,8 @@ def link_state_from_wire(d: dict) -> LinkState:
     return LinkState(link_id=_str(d, "link_id", True), peer_node=_str(d, "peer_node", True),
                      skr_bps=float(d.get("skr_bps", 0.0)), stored_bits=_int(d, "stored_bits"),
                      consumption_bps=float(d.get("consumption_bps", 0.0)), status=status,
-                     kms_kind=_str(d, "kms_kind") or "simulated")
+                     kms_kind=_str(d, "kms_kind") or "simulated",
+                     peer_stored_bits=_int(d, "peer_stored_bits"))
 
 
 def agent_info_from_wire(d: dict) -> AgentInfo:
@@ -142,6 +156,17 @@ def agent_info_from_wire(d: dict) -> AgentInfo:
                      saes=tuple(str(s) for s in saes), agent_version=_str(d, "agent_version"))
 
 
+def cert_addresses_from_wire(d: dict) -> tuple[str, ...] | None:
+    """The registering node's certificate addresses (None: the gateway sent none)."""
+    addrs = d.get("cert_addresses")
+    if addrs is None:
+        return None
+    if not isinstance(addrs, list) or not all(isinstance(a, str) for a in addrs):
+        raise BridgeError("invalid", "cert_addresses: expected a list of strings",
+                          {"field": "cert_addresses"})
+    return tuple(addrs)
+
+
 def report_from_wire(d: dict) -> tuple[str, list[LinkState]]:
     """(node_id, its links) of a ``report_to_wire`` dict."""
     return _str(d, "node_id", True), [link_state_from_wire(x) for x in d.get("links", [])]
@@ -151,16 +176,20 @@ def node_id_from_wire(d: dict) -> str:
     return _str(d, "node_id", True)
 
 
-def path_id_from_wire(d: dict) -> str:
-    return _str(d, "path_id", True)
+def release_from_wire(d: dict) -> tuple[str, str]:
+    """(path id, the node asking: '' when the gateway releases on its own behalf)."""
+    return _str(d, "path_id", True), _str(d, "node_id")
 
 
 def path_request_from_wire(d: dict) -> PathRequest:
+    dst_saes = d.get("dst_saes", [])
+    if not isinstance(dst_saes, list) or not all(isinstance(x, str) for x in dst_saes):
+        raise BridgeError("invalid", "dst_saes: expected a list of strings", {"field": "dst_saes"})
     return PathRequest(src_node=_str(d, "src_node", True), dst_node=_str(d, "dst_node", True),
                        src_sae=_str(d, "src_sae"), dst_sae=_str(d, "dst_sae"),
                        key_size_bits=_int(d, "key_size_bits", 256) or 256,
                        key_count=_int(d, "key_count", 1) or 1,
-                       application=_str(d, "application"))
+                       application=_str(d, "application"), dst_saes=tuple(dst_saes))
 
 
 # --------------------------------------------------------------- app: dataclass -> wire dict
@@ -176,6 +205,10 @@ def authorise_to_wire(action: Authorise) -> dict:
 
 def revoke_to_wire(action: Revoke) -> dict:
     return {"node_id": action.node_id, "path_id": action.path_id, "reason": action.reason}
+
+
+def link_refusal_to_wire(r: LinkRefusal) -> dict:
+    return {"link_id": r.link_id, "reason": r.reason, "message": r.message}
 
 
 def relay_addrs(auths: Iterable[RelayAuthorisation]) -> dict[str, str]:

@@ -14,7 +14,7 @@ from quseccontroller.state import NetworkState
 def broken(st: NetworkState, ap: ActivePath) -> bool:
     """The path crosses a QKD link that is not usable, or a node whose agent is not connected."""
     return any(not st.links[lid].usable() for lid in ap.links) or \
-        any(n not in st.online for n in ap.nodes if st.agents)
+        any(not st.node_up(n) for n in ap.nodes)
 
 
 def reroute_broken(st: NetworkState, paths: dict[str, ActivePath], counters: Counter) -> list[Action]:

@@ -17,6 +17,19 @@ LINK_UNSPECIFIED, LINK_ACTIVE, LINK_PASSIVE, LINK_OFF = "UNSPECIFIED", "ACTIVE",
 # metric "latency" ranks paths exactly like "hops".
 DEFAULT_HOP_LATENCY_MS = 1.0
 
+# A node cannot claim more key than its peer sees. Each end reports ``stored_bits`` (key for the
+# hops it starts) and ``peer_stored_bits`` (key it sees for the hops its peer starts); honest
+# ends agree but for timing: each report is up to one report interval old (REPORT_INTERVAL_S,
+# what QuSeC asks of agents) and the two arrive at different moments, and over that lag the link
+# makes key and relays use it. So a claim may exceed the peer's view by its slack (the larger of
+# LEVEL_SLACK_BITS and LEVEL_SLACK_RATIO of the view) plus (the peer's skr + consumption) x (the
+# gap between the two reports + REPORT_INTERVAL_S); beyond that the link is disputed and not
+# used until the ends agree again. The peer's own rates bound the tolerance, so a liar cannot
+# widen it by reporting a high key rate. A view of 0 means "not known": nothing is checked.
+REPORT_INTERVAL_S = 2.0
+LEVEL_SLACK_BITS = 64 * 1024
+LEVEL_SLACK_RATIO = 0.10
+
 
 @dataclass(frozen=True)
 class LinkState:
@@ -57,7 +70,7 @@ class QkdLinkRecord:
     link_id: str
     a: str
     b: str
-    skr_bps: float = 0.0
+    skr_bps: float = 0.0        # the lower of the two ends' reports (one end cannot raise it)
     stored: dict[str, int] = field(default_factory=dict)       # node -> bits at that end
     consumption: dict[str, float] = field(default_factory=dict)
     status: dict[str, str] = field(default_factory=dict)
@@ -65,14 +78,33 @@ class QkdLinkRecord:
     updated: float = 0.0
     latency_ms: float = DEFAULT_HOP_LATENCY_MS   # one relay hop's latency, for metric "latency"
     off: bool = True            # cached "not usable()", kept current by set_status
+    peer_stored: dict[str, int] = field(default_factory=dict)  # node -> bits it sees for its peer's hops
+    skr: dict[str, float] = field(default_factory=dict)        # node -> the key rate it reports
+    reported: dict[str, float] = field(default_factory=dict)   # node -> when it last reported
+    disputed: str = ""          # why the ends' key levels disagree ("" while they agree)
 
     def set_status(self, node: str, status: str) -> None:
         self.status[node] = status
         self.off = not self.usable()
 
     def usable(self) -> bool:
-        """Neither end says OFF, and at least one end has reported it."""
-        return bool(self.status) and LINK_OFF not in self.status.values()
+        """Both ends report it, neither says OFF, and their key levels agree."""
+        return (self.a in self.status and self.b in self.status
+                and LINK_OFF not in self.status.values() and not self.disputed)
+
+    def level_dispute(self) -> str:
+        """Why one end's key claim exceeds what its peer sees beyond the tolerance ("": none)."""
+        for x, y in ((self.a, self.b), (self.b, self.a)):
+            view = self.peer_stored.get(y, 0)
+            if not view or x not in self.stored:
+                continue
+            gap = abs(self.reported.get(x, 0.0) - self.reported.get(y, 0.0))
+            rate = self.skr.get(y, 0.0) + self.consumption.get(y, 0.0)
+            tolerance = max(LEVEL_SLACK_BITS, LEVEL_SLACK_RATIO * view) + rate * (gap + REPORT_INTERVAL_S)
+            if self.stored[x] > view + tolerance:
+                return (f"{x} reports {self.stored[x]} bits for the hops it starts, {y} sees {view} "
+                        f"(tolerance {int(tolerance)})")
+        return ""
 
     def stored_from(self, node: str) -> int:
         """Key available for a relay hop initiated at ``node`` (falls back to the peer's report)."""
@@ -85,7 +117,7 @@ class QkdLinkRecord:
         return self.consumption.get(node, 0.0)
 
     def overall_status(self) -> str:
-        if not self.status or LINK_OFF in self.status.values():
+        if not self.usable():
             return LINK_OFF
         if LINK_ACTIVE in self.status.values():
             return LINK_ACTIVE
@@ -133,6 +165,17 @@ class NetworkState:
         self.arc_index = None                # quseccontroller.arcs.ArcIndex, made by the path search
         self.classical_version = 0           # bumped when switches, switch links or hosts change
         self.links_version = 0               # bumped when switches or switch links change
+        self.from_inventory = False          # nodes, SAEs and links came from QuSeC's inventory
+        self.disputes = 0                    # times a link's ends turned out to disagree
+
+    @property
+    def require_online(self) -> bool:
+        """Whether only nodes with a live control stream may be on a path: once any agent
+        registered, or QuSeC was given its inventory (a bare graph in tests: every node)."""
+        return self.from_inventory or bool(self.agents)
+
+    def node_up(self, node: str) -> bool:
+        return node in self.online or not self.require_online
 
     # -- QKD overlay ---------------------------------------------------------------------
     def add_node(self, node_id: str, trust: int = 3) -> None:
@@ -144,44 +187,71 @@ class NetworkState:
         self.nodes_dirty = True
         self.version += 1
 
-    def register(self, info: AgentInfo, now: float) -> None:
+    def register(self, info: AgentInfo, now: float) -> list[str]:
+        """Take a registration; returns the links that were usable and no longer are."""
         old = self.agents.get(info.node_id)
-        for sae in old.saes if old else ():
-            self.sae_home.pop(sae, None)
+        if not self.from_inventory:   # with an inventory, each SAE's node comes from it
+            for sae in old.saes if old else ():
+                self.sae_home.pop(sae, None)
+            self.sae_home.update({sae: info.node_id for sae in info.saes})
         self.agents[info.node_id] = info
-        self.sae_home.update({sae: info.node_id for sae in info.saes})
         self.online.add(info.node_id)
         self.nodes_dirty = True
         self.add_node(info.node_id, info.trust_level)
-        self.report(info.node_id, info.links, now)
+        return self.report(info.node_id, info.links, now)
 
-    def report(self, node_id: str, links: Iterable[LinkState], now: float) -> None:
+    def report(self, node_id: str, links: Iterable[LinkState], now: float) -> list[str]:
+        """Take a node's link states; returns the links that were usable and no longer are."""
+        lost = []
         for ls in links:
-            self.update_link(node_id, ls, now)
+            rec = self.links.get(ls.link_id)
+            was = rec is not None and rec.usable()
+            rec = self.update_link(node_id, ls, now)
+            if was and not rec.usable():
+                lost.append(rec.link_id)
         self.version += 1
+        return lost
+
+    def add_link(self, link_id: str, a: str, b: str, kms_kind: str = "simulated") -> QkdLinkRecord:
+        """The record of a QKD link between ``a`` and ``b`` (made when first needed)."""
+        rec = self.links.get(link_id)
+        if rec is not None:
+            return rec
+        a, b = sorted((a, b))
+        rec = self.links[link_id] = QkdLinkRecord(
+            link_id, a, b, kms_kind=kms_kind,
+            latency_ms=self.hop_latency.get(link_id, DEFAULT_HOP_LATENCY_MS))
+        for n in (a, b):
+            if n not in self.qkd:
+                self.qkd.add_node(n, trust=3)
+        self.topo_version += 1
+        if not self.qkd.has_edge(a, b):
+            self.qkd.add_edge(a, b, links=[])
+        edge = self.qkd.edges[a, b]
+        edge["links"] = sorted(edge["links"] + [link_id])
+        self.dirty_links.add(link_id)
+        return rec
 
     def update_link(self, node_id: str, ls: LinkState, now: float) -> QkdLinkRecord:
-        rec = self.links.get(ls.link_id)
-        if rec is None:
-            a, b = sorted((node_id, ls.peer_node))
-            rec = self.links[ls.link_id] = QkdLinkRecord(
-                ls.link_id, a, b, kms_kind=ls.kms_kind,
-                latency_ms=self.hop_latency.get(ls.link_id, DEFAULT_HOP_LATENCY_MS))
-            for n in (a, b):
-                if n not in self.qkd:
-                    self.qkd.add_node(n, trust=3)
-            self.topo_version += 1
-            if not self.qkd.has_edge(a, b):
-                self.qkd.add_edge(a, b, links=[])
-            edge = self.qkd.edges[a, b]
-            edge["links"] = sorted(edge["links"] + [ls.link_id])
+        rec = self.links.get(ls.link_id) or self.add_link(ls.link_id, node_id, ls.peer_node, ls.kms_kind)
         if node_id not in (rec.a, rec.b):
             log.warning("node %s reported link %s it is not an end of", node_id, ls.link_id)
             return rec
         if ls.skr_bps:
-            rec.skr_bps = float(ls.skr_bps)
+            rec.skr[node_id] = float(ls.skr_bps)
+            rec.skr_bps = min(rec.skr.values())
         rec.stored[node_id] = int(ls.stored_bits)
+        rec.peer_stored[node_id] = int(ls.peer_stored_bits)
         rec.consumption[node_id] = float(ls.consumption_bps)
+        rec.reported[node_id] = now
+        dispute = rec.level_dispute()
+        if dispute != rec.disputed:
+            if dispute and not rec.disputed:
+                self.disputes += 1
+                log.warning("event=link_disputed link=%s reason=levels %s", rec.link_id, dispute)
+            elif not dispute:
+                log.info("event=link_agreed link=%s", rec.link_id)
+            rec.disputed = dispute
         rec.set_status(node_id, ls.status if ls.status != LINK_UNSPECIFIED else LINK_ACTIVE)
         rec.updated = now
         self.dirty_links.add(rec.link_id)
@@ -224,6 +294,27 @@ class NetworkState:
             ms = self.hop_latency.get(lid, DEFAULT_HOP_LATENCY_MS)
             if rec.latency_ms != ms:
                 self.set_link_latency(lid, ms)
+
+    def set_inventory(self, nodes: Iterable[tuple[str, int, tuple[str, ...]]],
+                      links: Iterable[tuple[str, str, str]], latencies: Mapping[str, float]) -> None:
+        """Take QuSeC's inventory: ``nodes`` (id, trust, SAEs) and ``links`` (id, a, b) exist
+        before anyone registers, each SAE's node is known from it, and only online nodes may
+        be on a path from now on."""
+        self.from_inventory = True
+        self.sae_home = {}
+        for node_id, trust, saes in nodes:
+            self.add_node(node_id, trust)
+            self.sae_home.update({sae: node_id for sae in saes})
+        for link_id, a, b in links:
+            self.add_link(link_id, a, b)
+        self.set_hop_latencies(latencies)
+
+    def clear_inventory(self) -> None:
+        """No inventory any more: SAEs are known from the registrations again."""
+        self.from_inventory = False
+        self.sae_home = {sae: n for n, info in self.agents.items() for sae in info.saes}
+        self.nodes_dirty = True
+        self.set_hop_latencies({})
 
     def trust(self, node: str) -> int:
         return int(self.qkd.nodes[node].get("trust", 3)) if node in self.qkd else 0

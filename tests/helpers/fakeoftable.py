@@ -1,4 +1,4 @@
-"""A small OpenFlow 1.3 flow-table simulator over OFPFlowMod objects, for semantic flow tests."""
+"""A small OpenFlow 1.3 pipeline simulator over OFPFlowMod objects, for semantic flow tests."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -16,22 +16,28 @@ class Entry:
     cookie: int
     idle_timeout: int
     hard_timeout: int
+    table: int = 0
+    goto: int | None = None
 
 
-def _outputs(msg) -> tuple:
-    outs = []
+def _instructions(msg) -> tuple[tuple, int | None]:
+    outs, goto = [], None
     for inst in msg.instructions:
+        if inst.type == ofp.OFPIT_GOTO_TABLE:
+            goto = inst.table_id
+            continue
         if inst.type != ofp.OFPIT_APPLY_ACTIONS:
             raise AssertionError(f"unsupported instruction {inst}")
         for act in inst.actions:
             if act.type != ofp.OFPAT_OUTPUT:
                 raise AssertionError(f"unsupported action {act}")
             outs.append(CONTROLLER if act.port == ofp.OFPP_CONTROLLER else act.port)
-    return tuple(outs)
+    return tuple(outs), goto
 
 
 class FakeOFTable:
-    """One switch's table 0: apply flow mods, look packets up by priority and match."""
+    """One switch's flow tables: apply flow mods, run packets through the pipeline from
+    table 0 (highest priority match per table, goto-table instructions followed)."""
 
     def __init__(self) -> None:
         self.entries: list[Entry] = []
@@ -42,13 +48,22 @@ class FakeOFTable:
         if cmd in (ofp.OFPFC_ADD, ofp.OFPFC_MODIFY, ofp.OFPFC_MODIFY_STRICT):
             if cmd == ofp.OFPFC_ADD and msg.hard_timeout and msg.idle_timeout > msg.hard_timeout:
                 raise AssertionError("idle timeout beyond hard timeout")
-            self.entries = [e for e in self.entries if (e.priority, e.match) != (msg.priority, match)]
-            self.entries.append(Entry(msg.priority, match, _outputs(msg), msg.cookie,
-                                      msg.idle_timeout, msg.hard_timeout))
+            table = msg.table_id
+            if table == ofp.OFPTT_ALL:
+                raise AssertionError("a flow mod adding to every table")
+            outs, goto = _instructions(msg)
+            if goto is not None and goto <= table:
+                raise AssertionError(f"goto table {goto} from table {table}: OpenFlow only goes forward")
+            self.entries = [e for e in self.entries
+                            if (e.table, e.priority, e.match) != (table, msg.priority, match)]
+            self.entries.append(Entry(msg.priority, match, outs, msg.cookie, msg.idle_timeout,
+                                      msg.hard_timeout, table, goto))
         elif cmd in (ofp.OFPFC_DELETE, ofp.OFPFC_DELETE_STRICT):
             strict = cmd == ofp.OFPFC_DELETE_STRICT
 
             def doomed(e: Entry) -> bool:
+                if msg.table_id != ofp.OFPTT_ALL and e.table != msg.table_id:
+                    return False
                 if msg.cookie_mask and (e.cookie & msg.cookie_mask) != (msg.cookie & msg.cookie_mask):
                     return False
                 if strict:
@@ -58,19 +73,38 @@ class FakeOFTable:
         else:
             raise AssertionError(f"unsupported flow mod command {cmd}")
 
-    def lookup(self, pkt: dict) -> Entry | None:
-        """The highest-priority entry whose every match field equals the packet's."""
+    def lookup_in(self, table: int, pkt: dict) -> Entry | None:
+        """The highest-priority entry of ``table`` whose every match field equals the packet's."""
         best = None
         for e in self.entries:
-            if all(k in pkt and pkt[k] == v for k, v in e.match.items()):
+            if e.table == table and all(k in pkt and pkt[k] == v for k, v in e.match.items()):
                 if best is None or e.priority > best.priority:
                     best = e
         return best
 
+    def lookup(self, pkt: dict) -> Entry | None:
+        """The entry that decides the packet's fate: the pipeline's last match from table 0
+        (None: a table missed without a table-miss entry, i.e. dropped)."""
+        table = 0
+        while True:
+            e = self.lookup_in(table, pkt)
+            if e is None or e.goto is None:
+                return e
+            table = e.goto
+
     def forward(self, pkt: dict) -> tuple:
-        """Output ports (or CONTROLLER) for a packet; () means dropped."""
-        e = self.lookup(pkt)
-        return e.outputs if e else ()
+        """Output ports (or CONTROLLER) for a packet; () means dropped (outputs of tables
+        passed on the way are applied too)."""
+        outs: list = []
+        table = 0
+        while True:
+            e = self.lookup_in(table, pkt)
+            if e is None:
+                return tuple(outs)
+            outs.extend(e.outputs)
+            if e.goto is None:
+                return tuple(outs)
+            table = e.goto
 
 
 class FakeNetwork:

@@ -204,10 +204,9 @@ def test_a_path_setup_on_a_big_network_only_looks_at_the_flows_it_changes(monkey
 
 def test_latency_metric_takes_hop_latencies_from_the_inventory():
     # A-E-D is the short route (2 hops) but slow; A-B-C-D has more hops and is fast.
-    from quseccontroller.inventory import parse as parse_inventory
-    inv = parse_inventory({"links": [{"id": f"{a}-{b}", "a": a, "b": b, "latency_ms": ms}
-                                     for (a, b), ms in zip(EDGES, (1.0, 1.5, 0.5, 10.0, 10.0))]},
-                          "inventory.toml")
+    from tests.helpers.qusec_net import inventory_for
+    inv = inventory_for(EDGES + [("D", "F")], dict(zip(("A-B", "B-C", "C-D", "A-E", "E-D", "D-F"),
+                                                       (1.0, 1.5, 0.5, 10.0, 10.0, None))))
     by = {m: parse({"default": {"metric": m}}, f"{m}.toml") for m in ("latency", "hops")}
     core, _ = core_with(EDGES, policy=by["latency"], inventory=inv)
     assert core.state.links["A-E"].latency_ms == 10.0   # applied when the agents reported the link
@@ -224,9 +223,11 @@ def test_latency_metric_takes_hop_latencies_from_the_inventory():
     assert plain.request_path(PathRequest("A", "D"), 1.0)[0].paths == [["A", "E", "D"]]
     # A reload reaches links already known and those that appear later.
     core.set_inventory(inv)
-    f_node = AgentInfo("F", "10.0.0.9:7000", links=(LinkState("D-F", "D", 1e5, 10**6),))
+    f_node = AgentInfo("F", "10.0.0.9:7000", links=(LinkState("D-F", "D", 1e5, 10**6),),
+                       saes=("sae-f",))
     core.agent_registered(f_node, 4.0)
+    core.agent_report("D", [LinkState("D-F", "F", 1e5, 10**6)], 4.0)   # both ends report D-F
     assert core.state.links["D-F"].latency_ms == 1.0
-    core.set_inventory(parse_inventory({"links": [{"id": "D-F", "a": "D", "b": "F", "latency_ms": 7}]}))
+    core.set_inventory(inventory_for(EDGES + [("D", "F")], {"D-F": 7}))
     assert core.state.links["D-F"].latency_ms == 7.0 and core.state.links["A-E"].latency_ms == 1.0
     assert core.request_path(PathRequest("A", "F"), 5.0)[0].cost == 9.0

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 from tests.helpers.fakeoftable import CONTROLLER
-from tests.helpers.qusec_net import RELAY_PORT, core_with, relay_pkt, ring_switches
+from tests.helpers.qusec_net import RELAY_PORT, arp_pkt, core_with, mac_of, relay_pkt, ring_switches
 
 from quseccontroller import ofmsgs
 from quseccontroller.actions import FlowMods, PathRequest
@@ -90,7 +90,7 @@ def test_expiry_deletes_flows():
 
 def test_arp_broadcast_on_a_ring_reaches_every_host_once_without_loops():
     core, _, net = setup()
-    arp = dict(eth_type=0x0806, arp_op=1, arp_tpa="10.0.0.200")
+    arp = arp_pkt(IPS["A"], "10.0.0.200")
     exits = net.trace(1, 1, arp)   # trace raises on a loop
     # Every port that is not a switch link hears it once: hosts seen or not (port 4s are silent).
     assert exits == sorted([(2, 1), (3, 1), (4, 1), (1, 4), (2, 4), (3, 4), (4, 4)], key=repr)
@@ -116,7 +116,7 @@ def test_link_down_reroutes_relay_flows_around_the_ring():
     net.apply(acts)
     assert net.trace(1, 1, relay_pkt(IPS["A"], IPS["B"])) == [(2, 1)]
     assert net.trace(2, 1, relay_pkt(IPS["B"], IPS["A"], 40000, RELAY_PORT)) == [(1, 1)]
-    arp = dict(eth_type=0x0806, arp_op=1, arp_tpa="10.0.0.200")
+    arp = arp_pkt(IPS["B"], "10.0.0.200")
     exits = net.trace(2, 1, arp)
     assert len(exits) == len(set(exits)) and {(1, 1), (3, 1), (4, 1), (3, 4)} <= set(exits)
     # port_down on the other side of another link behaves the same.
@@ -170,7 +170,8 @@ def test_grid_broadcast_reaches_each_host_exactly_once_and_unicast_is_loop_free(
     hosts = {(d, 1) for d in sw.values()}
     unwired = {(d, p) for d in sw.values() for p in range(2, 6) if (d, p) not in net.wiring}
     for d in sw.values():
-        exits = net.trace(d, 1, dict(eth_type=0x0806, arp_op=1, arp_tpa="10.9.9.9"))
+        exits = net.trace(d, 1, dict(eth_type=0x0806, arp_op=1, arp_tpa="10.9.9.9",
+                                     eth_src=f"00:00:00:00:00:{d:02x}", arp_spa=f"10.0.1.{d}"))
         # each host once, none twice, and every silent edge port of the border switches once
         assert sorted(exits) == sorted((hosts | unwired) - {(d, 1)})
     for d, p in sorted(unwired):   # a silent port's first packet is for the controller to learn
@@ -219,7 +220,9 @@ def test_random_cyclic_networks_flood_once_and_route_loop_free(seed):
     core, net = _random_switch_net(seed, n, extra=seed % 5 + 1)
     hosts = {(d, 1) for d in range(1, n + 1)}
     for d in range(1, n + 1):
-        assert sorted(net.trace(d, 1, dict(eth_type=0x0806, arp_op=1, arp_tpa="10.0.9.9"))) == \
+        who_has = dict(eth_type=0x0806, arp_op=1, arp_tpa="10.0.9.9", eth_src=f"02:00:00:00:00:{d:02x}",
+                       arp_spa=f"10.0.2.{d}")
+        assert sorted(net.trace(d, 1, who_has)) == \
             sorted((hosts | net.silent) - {(d, 1)})
         (silent,) = [p for p in net.silent if p[0] == d]
         assert net.trace(*silent, dict(eth_type=0x0806, arp_op=1, arp_tpa="10.0.9.9")) == \
@@ -330,10 +333,10 @@ def test_a_host_that_never_spoke_receives_arp_and_is_learned_from_its_answer():
     core, agents = core_with(EDGES)
     net = ring_switches(core, agents, 4)
     quiet = "10.0.0.77"
-    who_has = dict(eth_type=0x0806, arp_op=1, arp_spa=IPS["A"], arp_tpa=quiet)
+    who_has = arp_pkt(IPS["A"], quiet)
     assert (3, 4) in net.trace(1, 1, who_has)            # the request reaches the silent port
     # Its answer (or any first packet) goes to the controller, which learns it ...
-    answer = dict(eth_type=0x0806, arp_op=2, arp_spa=quiet, arp_tpa=IPS["A"])
+    answer = arp_pkt(quiet, IPS["A"], op=2, eth_src="00:00:00:00:02:01")
     assert net.trace(3, 4, answer) == [(3, CONTROLLER)]
     net.apply(core.host_seen("00:00:00:00:02:01", quiet, 3, 4, 1.0))
     # ... and once known, the same packet (re-injected by the app) and unicast are forwarded.
@@ -354,7 +357,7 @@ def test_arp_before_link_discovery_goes_to_the_controller_not_round_the_ring():
     for d in range(1, 5):
         net.apply(core.switch_up(d, [1, 2, 3], 0.0))
     net.apply(core.host_seen("00:00:00:00:00:01", "10.0.0.1", 1, 1, 0.0))
-    exits = net.trace(1, 1, dict(eth_type=0x0806, arp_op=1, arp_tpa="10.0.0.9"))
+    exits = net.trace(1, 1, arp_pkt("10.0.0.1", "10.0.0.9", eth_src="00:00:00:00:00:01"))
     assert exits == sorted([(2, CONTROLLER), (4, CONTROLLER)], key=repr)
 
 
@@ -426,9 +429,9 @@ def test_a_link_lldp_lost_but_still_cabled_does_not_become_a_flood_or_learning_p
     core, agents = core_with(EDGES)
     net = ring_switches(core, agents, 4)
     net.apply(core.link_down((1, 2), (2, 3), 5.0))      # LLDP says gone; net still wired
-    arp = dict(eth_type=0x0806, arp_op=1, arp_tpa="10.0.0.200")
+    arp = arp_pkt("10.0.0.1", "10.0.0.200")
     for d in range(1, 5):
-        exits = net.trace(d, 1, arp)
+        exits = net.trace(d, 1, arp_pkt(f"10.0.0.{d}", "10.0.0.200"))
         assert not [e for e in exits if e[1] == CONTROLLER], exits
         assert {(x, 1) for x in range(1, 5)} - {(d, 1)} <= set(exits)
     assert core.host_seen("00:00:00:00:00:01", IPS["A"], 2, 3, 6.0) == []   # no host there
@@ -446,3 +449,70 @@ def test_a_host_bouncing_between_ports_is_not_moved_at_once():
     assert core.state.hosts[IPS["A"]].dpid == 1
     assert core.host_seen("00:00:00:00:00:01", IPS["A"], 3, 4, 11.0 + HOST_MOVE_HOLD_S) != []
     assert (core.state.hosts[IPS["A"]].dpid, core.state.hosts[IPS["A"]].port) == (3, 4)
+
+
+def test_arp_from_a_host_port_passes_only_with_the_binding_qusec_learned():
+    # Stranger X on switch 3 port 4 (10.0.0.99). ARP from a host port passes the ingress table
+    # only with that host's MAC and IP: a host cannot answer for, or announce, another's address.
+    core, _, net = setup()
+    assert net.trace(3, 4, arp_pkt(STRANGER, IPS["A"])) == [(1, 1)]          # its own: passes
+    poison = arp_pkt(IPS["B"], IPS["A"], op=2, eth_src=mac_of(STRANGER))     # "B is at X's MAC"
+    assert net.trace(3, 4, poison) == []
+    assert net.trace(3, 4, arp_pkt(STRANGER, IPS["A"], eth_src="00:00:00:00:0f:0f")) == []
+    assert net.trace(3, 4, dict(arp_pkt(IPS["B"], "10.0.0.200"), eth_src=mac_of(STRANGER))) == []
+    gratuitous = arp_pkt(IPS["C"], IPS["C"], eth_src=mac_of(IPS["A"]))       # A announces C's IP
+    assert net.trace(1, 1, gratuitous) == []
+    # A port where no host was learned yet still sends its first packet to the controller.
+    assert net.trace(4, 4, arp_pkt("10.0.0.42", IPS["A"])) == [(4, CONTROLLER)]
+    # Filtering sits in table 0, forwarding in table 1: a filtered host's ARP stays unicast.
+    assert net.trace(1, 1, arp_pkt(IPS["A"], IPS["C"])) == [(3, 1)]
+    tables = {e.table for t in net.tables.values() for e in t.entries}
+    assert tables == {ofmsgs.TABLE_INGRESS, ofmsgs.TABLE_FORWARD}
+    guards = [e for e in net.tables[3].entries if e.table == ofmsgs.TABLE_INGRESS and e.match]
+    assert sorted((e.priority, e.match.get("eth_src"), e.match.get("arp_spa")) for e in guards
+                  if e.match["in_port"] == 4) == [
+        (ofmsgs.PRIORITY_ARP_GUARD, None, None), (ofmsgs.PRIORITY_ARP_BOUND, mac_of(STRANGER), STRANGER)]
+
+
+def test_a_host_that_moves_takes_its_binding_along():
+    from quseccontroller.state import HOST_MOVE_HOLD_S
+    core, _, net = setup()
+    net.apply(core.host_seen(mac_of(STRANGER), STRANGER, 4, 4, 10.0 + HOST_MOVE_HOLD_S))
+    assert net.trace(4, 4, arp_pkt(STRANGER, IPS["A"])) == [(1, 1)]
+    assert net.trace(3, 4, arp_pkt(STRANGER, IPS["A"])) == [(3, CONTROLLER)]   # unlearned again
+
+
+def test_relay_flows_pin_the_senders_mac():
+    core, _, net = setup()
+    grant(core, net)
+    assert net.trace(1, 1, relay_pkt(IPS["A"], IPS["B"])) == [(2, 1)]
+    # Another device behind A's port (or A's host under another MAC) is not A's vKMS.
+    assert net.trace(1, 1, relay_pkt(IPS["A"], IPS["B"], eth_src="00:00:00:00:0f:0f")) == []
+    back = relay_pkt(IPS["B"], IPS["A"], dst_port=40000, src_port=RELAY_PORT)
+    assert net.tables[2].lookup(dict(back, in_port=1)).priority == ofmsgs.PRIORITY_RELAY
+    forged = dict(back, in_port=1, eth_src="02:02:02:02:02:02")   # ordinary traffic, not the relay's
+    assert net.tables[2].lookup(forged).priority != ofmsgs.PRIORITY_RELAY
+    relay = [e for t in net.tables.values() for e in t.entries if e.priority == ofmsgs.PRIORITY_RELAY]
+    assert relay and all(e.match["eth_src"] in {mac_of(ip) for ip in IPS.values()} for e in relay)
+
+
+def test_a_relay_port_drop_covers_only_its_node_and_goes_with_it():
+    # A node registering relay address X:443 used to drop tcp/443 to every host (every vKMS's
+    # ETSI 014 port in Mininet), and the drop outlived the node.
+    from quseccontroller.state import AgentInfo, LinkState
+    core, _, net = setup()
+    web = relay_pkt(STRANGER, IPS["B"], dst_port=443)
+    assert net.trace(3, 4, web) == [(2, 1)]
+    x = AgentInfo("X", "10.0.0.98:443", data_ip="10.0.0.98", links=(LinkState("D-X", "D", 1e5, 10**6),))
+    net.apply(core.agent_registered(x, 1.0))
+    net.apply(core.host_seen(mac_of("10.0.0.98"), "10.0.0.98", 4, 4, 1.0))
+    assert net.trace(3, 4, web) == [(2, 1)]                                    # B's 443: open
+    assert net.trace(3, 4, relay_pkt(STRANGER, "10.0.0.98", dst_port=443)) == []   # X's: dropped
+    drops = {(e.match.get("ipv4_dst"), e.match["tcp_dst"]) for e in net.tables[1].entries
+             if e.priority == ofmsgs.PRIORITY_RELAY_DROP}
+    assert drops == {(ip, RELAY_PORT) for ip in IPS.values()} | {("10.0.0.98", 443)}
+    net.apply(core.agent_gone("X", 2.0))
+    assert net.trace(3, 4, relay_pkt(STRANGER, "10.0.0.98", dst_port=443)) == [(4, 4)]
+    assert ("10.0.0.98", 443) not in {(e.match.get("ipv4_dst"), e.match["tcp_dst"])
+                                      for e in net.tables[1].entries
+                                      if e.priority == ofmsgs.PRIORITY_RELAY_DROP}
