@@ -5,7 +5,7 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 # Debian packages the emulation needs: command -> package.
-APT_DEPS := ovs-vsctl:openvswitch-switch mnexec:mininet ping:iputils-ping ip:iproute2
+APT_DEPS := ovs-vsctl:openvswitch-switch mnexec:mininet ping:iputils-ping ip:iproute2 curl:curl jq:jq
 
 .PHONY: help setup system venv ovs test unit demo bench protos clean
 
