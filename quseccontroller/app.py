@@ -18,8 +18,8 @@ from typing import Any
 from os_ken import cfg
 from os_ken.base import app_manager
 from os_ken.controller import ofp_event
-from os_ken.controller.handler import (CONFIG_DISPATCHER, DEAD_DISPATCHER, MAIN_DISPATCHER,
-                                       set_ev_cls)
+from os_ken.controller.handler import (CONFIG_DISPATCHER, DEAD_DISPATCHER, HANDSHAKE_DISPATCHER,
+                                       MAIN_DISPATCHER, set_ev_cls)
 from os_ken.lib import hub
 from os_ken.lib.packet import arp, ethernet, ether_types, ipv4, packet
 from os_ken.ofproto import ofproto_v1_3
@@ -33,6 +33,7 @@ from quseccontroller.inventory import load as load_inventory
 from quseccontroller.policywatch import PolicyWatch
 from quseccontroller.sender import Sender
 from quseccontroller.supervisor import GatewaySupervisor, exit_with_parent
+from quseccontroller.switchgate import SwitchGate
 
 LOG = logging.getLogger(__name__)
 lldpfix.install()  # before os_ken.topology starts its link-expiry thread
@@ -55,7 +56,11 @@ class QuSeCApp(app_manager.OSKenApp):
         self.policy = PolicyWatch(self.cfg.policy)
         # A bad inventory at start-up is fatal, like a bad policy file: its problems are the error.
         inv = load_inventory(self.cfg.inventory) if self.cfg.inventory else None
+        if inv is None:
+            LOG.warning("event=no_inventory: registrations are taken as they come (any node id, "
+                        "trust level, SAEs and links a node claims); set [qusec] inventory")
         self.core = QuSeCCore(self.policy.initial(), path_ttl_s=self.cfg.path_ttl, inventory=inv)
+        self.gate = SwitchGate()     # over OpenFlow TLS, only role switch certificates
         self.switches_up: set[int] = set()
         self.links: set[frozenset] = set()          # undirected LLDP links, by their two ends
         self.bridge = AppBridgeServer(self.cfg.bridge_socket, self.handle_bridge)
@@ -80,6 +85,9 @@ class QuSeCApp(app_manager.OSKenApp):
                       "of the --config-file (OpenFlow keeps running; see docs/controller.md)")
         elif self.cfg.gateway == "spawn":
             self.threads.append(hub.spawn(self.gateway.run))
+        if not getattr(CONF, "ctl_cert", None):
+            LOG.warning("OpenFlow over plain TCP: any host reaching the port can act as a switch "
+                        "(osken-manager --ctl-privkey/--ctl-cert/--ca-certs serve it over TLS)")
         LOG.info("QuSeC app started: state_dir=%s gateway=%s bridge=%s",
                  self.cfg.state_dir, self.cfg.gateway, self.cfg.bridge_socket)
         return thread
@@ -109,20 +117,25 @@ class QuSeCApp(app_manager.OSKenApp):
         return {"switches": sorted(self.switches_up), "switch_links": len(self.links),
                 "links": sorted(sorted(list(end) for end in link) for link in self.links),
                 "flows_installed": self.sender.flows_installed,
-                "gateway_restarts": self.gateway.restarts,
+                "gateway_restarts": self.gateway.restarts, "switches_refused": dict(self.gate.refused),
                 "gateway_connections": self.bridge.connections, "core": core_status}
 
     # -- OpenFlow events ---------------------------------------------------------------------
     @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
     def switch_features_handler(self, ev: Any) -> None:
         dp = ev.msg.datapath
+        if not self.gate.admit(dp):
+            return
         self.datapaths[dp.id] = dp
         LOG.info("switch %016x connected (features)", dp.id)
 
-    @set_ev_cls(ofp_event.EventOFPStateChange, [MAIN_DISPATCHER, DEAD_DISPATCHER])
+    @set_ev_cls(ofp_event.EventOFPStateChange, [HANDSHAKE_DISPATCHER, MAIN_DISPATCHER, DEAD_DISPATCHER])
     def state_change_handler(self, ev: Any) -> None:
         dp = ev.datapath
-        if dp.id is None:
+        if ev.state == HANDSHAKE_DISPATCHER:   # a new connection: is it a switch at all?
+            self.gate.admit(dp)
+            return
+        if dp.id is None or (ev.state == MAIN_DISPATCHER and not self.gate.admit(dp)):
             return
         if ev.state == MAIN_DISPATCHER:
             self.datapaths[dp.id] = dp
@@ -171,6 +184,8 @@ class QuSeCApp(app_manager.OSKenApp):
     def packet_in_handler(self, ev: Any) -> None:
         msg = ev.msg
         dp = msg.datapath
+        if not self.gate.admit(dp):
+            return
         in_port = msg.match["in_port"]
         pkt = packet.Packet(msg.data)
         eth = pkt.get_protocol(ethernet.ethernet)
@@ -204,7 +219,7 @@ class QuSeCApp(app_manager.OSKenApp):
     @set_ev_cls(topo_event.EventSwitchEnter)
     def switch_enter_handler(self, ev: Any) -> None:
         dp = ev.switch.dp
-        if dp.id not in self.switches_up and dp.id is not None:
+        if dp.id not in self.switches_up and dp.id is not None and self.gate.admit(dp):
             self.datapaths[dp.id] = dp
             self._switch_up(dp)
 

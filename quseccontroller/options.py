@@ -53,13 +53,18 @@ OPTIONS: tuple[Option, ...] = (
            "directory for the bridge socket, gateway log and ready file (gateway.json)", BOTH),
     Option("policy", str, "", "policy TOML file (empty: allow all, one key-aware path)", APP),
     Option("inventory", str, "",
-           "inventory TOML file: the network's QKD links and the latency of their relay hops "
-           "(empty: none; policy metric \"latency\" then ranks paths like \"hops\")", APP),
+           "inventory TOML file: the nodes that may join (trust level, SAEs), their QKD links and "
+           "the latency of their relay hops (empty: none; registrations are then taken as they "
+           "come and policy metric \"latency\" ranks paths like \"hops\")", APP),
     Option("gateway", str, "spawn",
            "spawn: start and supervise the gRPC gateway; standalone: it is run separately", APP,
            choices=("spawn", "standalone")),
     Option("grpc_listen", str, "0.0.0.0:50051", "gateway gRPC host:port (port 0: any)", BOTH),
-    Option("http_listen", str, "127.0.0.1:9301", "gateway HTTP host:port (port 0: any)", BOTH),
+    Option("http_listen", str, "127.0.0.1:9301",
+           "gateway plain HTTP host:port: /metrics and /healthz only (port 0: any)", BOTH),
+    Option("operator_listen", str, "127.0.0.1:9302",
+           "gateway operator HTTPS host:port, mutual TLS with an operator certificate: /status, "
+           "/etsi015, /healthz (port 0: any)", BOTH),
     Option("ca_cert", str, "", "CA certificate the agents' client certificates chain to", BOTH),
     Option("cert", str, "", "gateway server certificate (PEM)", BOTH),
     Option("key", str, "", "gateway server private key (PEM)", BOTH),
@@ -75,10 +80,17 @@ OPTIONS: tuple[Option, ...] = (
            "seconds before a node with a lost control stream is marked gone", BOTH),
     Option("ack_timeout", float, 5.0,
            "seconds every node on a granted path has to acknowledge its authorisation", GATEWAY),
-    # Every open control stream holds one worker for its lifetime, so this bounds agents +
-    # concurrent unary calls (threads start lazily; idle ones cost little).
-    Option("grpc_workers", int, 512, "gRPC threads: open control streams + concurrent calls",
-           GATEWAY),
+    Option("register_timeout", float, 5.0,
+           "seconds a new control stream has to send its Register before it is closed", BOTH),
+    Option("max_streams_per_identity", int, 2,
+           "open control streams one certificate may hold; a newer one closes the oldest (a "
+           "reconnecting agent replaces its old stream)", BOTH),
+    Option("max_streams", int, 10000,
+           "open control streams in all; more are refused (RESOURCE_EXHAUSTED)", BOTH),
+    # The gRPC server runs on asyncio (an open stream holds no thread); these threads wait on
+    # the controller app for the calls in flight (started lazily; idle ones cost little).
+    Option("grpc_workers", int, 512, "threads waiting on the controller app for gRPC calls in "
+           "flight (open streams hold none)", GATEWAY),
     Option("parent_pid", int, 0,
            "exit when this process is gone (a launcher; for a spawned gateway, the app); "
            "0: run until stopped", BOTH),

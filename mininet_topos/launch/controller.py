@@ -3,7 +3,8 @@
 ``Controller(state_dir, ca_cert=..., cert=..., key=...)`` writes ``STATE_DIR/qusec.conf``
 (the app's ``[qusec]`` options, from ``quseccontroller.options``), runs ``osken-manager`` as a subprocess (which starts the
 gRPC gateway), and ``wait_ready()`` returns once the OpenFlow port accepts connections and
-the gateway's gRPC health check says SERVING. Logs go to ``STATE_DIR/osken.log`` and
+the gateway's gRPC health check says SERVING. ``of_tls=(ca, cert, key)`` serves OpenFlow over
+TLS (switches then need a certificate of role switch). Logs go to ``STATE_DIR/osken.log`` and
 ``STATE_DIR/gateway.log``. Used by the local and the Mininet launchers, tests and benches.
 """
 from __future__ import annotations
@@ -63,22 +64,33 @@ class Controller:
                  policy: str | None = None, inventory: str | os.PathLike | None = None,
                  grpc_listen: str = "127.0.0.1:0",
                  http_listen: str = "127.0.0.1:0", of_listen: str = "127.0.0.1:0",
+                 operator_listen: str = "127.0.0.1:0",
                  observe_links: bool = True, path_ttl: float = options.default("path_ttl"),
                  gone_grace: float = options.default("gone_grace"),
                  extra_args: list[str] | None = None, gateway: str = options.default("gateway"),
-                 barrier_timeout: float = options.default("barrier_timeout")):
+                 barrier_timeout: float = options.default("barrier_timeout"),
+                 of_tls: tuple[str, str, str] | None = None,
+                 register_timeout: float = options.default("register_timeout"),
+                 max_streams_per_identity: int = options.default("max_streams_per_identity"),
+                 max_streams: int = options.default("max_streams")):
         self.state_dir = Path(state_dir).resolve()
         self.ca_cert, self.cert, self.key = (str(Path(p).resolve()) for p in (ca_cert, cert, key))
+        # OpenFlow over TLS: (CA the switches' certificates chain to, QuSeC's cert, its key).
+        self.of_tls = tuple(str(Path(p).resolve()) for p in of_tls) if of_tls else None
         self.policy = str(Path(policy).resolve()) if policy else ""
         self.inventory = str(Path(inventory).resolve()) if inventory else ""
         # Fixed ports (port 0 resolved now) so a restarted gateway comes back on the same address.
         self._grpc = _resolve(grpc_listen, "grpc_listen")
         self._http = _resolve(http_listen, "http_listen")
         self._of = _resolve(of_listen, "of_listen")
+        self._https = _resolve(operator_listen, "operator_listen")
         self.observe_links = observe_links
         self.path_ttl = path_ttl
         self.gone_grace = gone_grace
         self.barrier_timeout = barrier_timeout
+        self.register_timeout = register_timeout
+        self.max_streams_per_identity = max_streams_per_identity
+        self.max_streams = max_streams
         self.extra_args = list(extra_args or [])
         if gateway not in options.BY_NAME["gateway"].choices:
             raise ValueError(f"gateway: expected 'spawn' or 'standalone', got {gateway!r}")
@@ -98,6 +110,11 @@ class Controller:
     @property
     def http_url(self) -> str:
         return f"http://{_connect_host(self._http[0])}:{self._http[1]}"
+
+    @property
+    def https_url(self) -> str:
+        """QuSeC's operator interface (mutual TLS, an operator certificate): /status, /etsi015."""
+        return f"https://{_connect_host(self._https[0])}:{self._https[1]}"
 
     @property
     def of_port(self) -> int:
@@ -126,9 +143,12 @@ class Controller:
                 "gateway": self.gateway,
                 "grpc_listen": f"{self._grpc[0]}:{self._grpc[1]}",
                 "http_listen": f"{self._http[0]}:{self._http[1]}",
+                "operator_listen": f"{self._https[0]}:{self._https[1]}",
                 "ca_cert": self.ca_cert, "cert": self.cert, "key": self.key,
                 "path_ttl": self.path_ttl, "gone_grace": self.gone_grace,
-                "barrier_timeout": self.barrier_timeout, "parent_pid": os.getpid()}
+                "barrier_timeout": self.barrier_timeout, "register_timeout": self.register_timeout,
+                "max_streams_per_identity": self.max_streams_per_identity,
+                "max_streams": self.max_streams, "parent_pid": os.getpid()}
 
     def write_config(self) -> Path:
         """The oslo.config file osken-manager reads (``--config-file``)."""
@@ -137,7 +157,13 @@ class Controller:
 
     def argv(self) -> list[str]:
         argv = [osken_manager(), "--config-file", str(self.write_config()),
-                "--ofp-listen-host", self._of[0], "--ofp-tcp-listen-port", str(self._of[1])]
+                "--ofp-listen-host", self._of[0]]
+        if self.of_tls:   # osken-manager's own flags: TLS only, switch certificates required
+            ca, cert, key = self.of_tls
+            argv += ["--ofp-ssl-listen-port", str(self._of[1]), "--ctl-privkey", key,
+                     "--ctl-cert", cert, "--ca-certs", ca]
+        else:
+            argv += ["--ofp-tcp-listen-port", str(self._of[1])]
         if self.observe_links:
             argv.append("--observe-links")
         return argv + self.extra_args + ["quseccontroller.app"]

@@ -1,15 +1,19 @@
-"""The QuSeCControl servicer: proto in -> bridge call to the app -> proto out.
+"""The QuSeCControl servicer (asyncio): proto in -> bridge call to the app -> proto out.
 
-The app (where the core decides and the flows go in) is behind ``GatewayBridgeClient``; the
-only state kept here is what belongs to gRPC: the agents' open control streams and the
-acknowledgements of delivered authorisations. Errors end calls through ``rpc.maps_errors``.
+The app (where the core decides and the flows go in) is behind ``GatewayBridgeClient``, a
+threaded client: calls run in the loop's executor, pushes come back onto the loop with
+``call_soon_threadsafe``. The only state kept here is what belongs to gRPC: the agents' open
+control streams (capped per certificate and in total), and the acknowledgements of delivered
+authorisations. Every method serves role node only, for the node its certificate names.
+Errors end calls through ``rpc.maps_errors``.
 """
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
-import threading
 import time
-from typing import Any, Iterator
+from typing import Any, AsyncIterator
 
 import grpc
 
@@ -18,7 +22,8 @@ from quseccontroller.bridge import BridgeError, GatewayBridgeClient
 from quseccontroller.gateway import rpc
 from quseccontroller.gateway.metrics import Metrics
 from quseccontroller.gateway.rpc import Abort, PathRefused, bad_request, error_info, maps_errors
-from quseccontroller.gateway.sessions import AgentSession, Sessions
+from quseccontroller.gateway.sessions import AgentSession, Sessions, StreamLimits, StreamSlot, StreamsFull
+from quseccontroller.identity import NODE, Identity
 from quseccontroller.proto import control_pb2, control_pb2_grpc
 
 LOG = logging.getLogger(__name__)
@@ -39,12 +44,16 @@ def check_register(reg: control_pb2.Register) -> None:
             raise bad_request(f"register.links[{i}]", "link_id and peer_node are required")
 
 
-def _peer(_request: Any, context: grpc.ServicerContext) -> str:
+def _peer(_request: Any, context: Any) -> str:
     return f"peer={context.peer()}"
 
 
-def _path(request: control_pb2.PathRequest, _context: grpc.ServicerContext) -> str:
+def _path(request: control_pb2.PathRequest, _context: Any) -> str:
     return f"src={request.src_node} dst={request.dst_node} app={request.application}"
+
+
+def _release(request: control_pb2.ReleaseRequest, context: Any) -> str:
+    return f"path={request.path_id} peer={context.peer()}"
 
 
 class ControlServicer(control_pb2_grpc.QuSeCControlServicer):
@@ -52,20 +61,37 @@ class ControlServicer(control_pb2_grpc.QuSeCControlServicer):
 
     def __init__(self, bridge_path: str, *, gone_grace: float = options.default("gone_grace"),
                  ack_timeout: float = options.default("ack_timeout"),
-                 call_timeout: float = options.BRIDGE_CALL_TIMEOUT_S):
+                 call_timeout: float = options.BRIDGE_CALL_TIMEOUT_S,
+                 register_timeout: float = options.default("register_timeout"),
+                 max_streams_per_identity: int = options.default("max_streams_per_identity"),
+                 max_streams: int = options.default("max_streams")):
         self.gone_grace = gone_grace
         self.ack_timeout = ack_timeout
         self.call_timeout = call_timeout
+        self.register_timeout = register_timeout
         self.metrics = Metrics()
         self.sessions = Sessions(gone_grace, self._gone, self.metrics.nodes)
+        self.limits = StreamLimits(max_streams_per_identity, max_streams, self.metrics.streams)
         self.bridge = GatewayBridgeClient(bridge_path, self.on_push, self.on_connect)
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The event loop the servicer runs on (pushes from the bridge thread go there)."""
+        self.loop = loop
 
     # -- bridge side -------------------------------------------------------------------------
-    def call(self, op: str, args: dict | None = None) -> dict:
-        """One app call; its BridgeError ends the gRPC call with the mapped status."""
-        return self.bridge.call(op, args or {}, timeout=self.call_timeout)
+    async def call(self, op: str, args: dict | None = None) -> dict:
+        """One app call, waited for in the loop's executor; its BridgeError ends the gRPC
+        call with the mapped status."""
+        return await asyncio.get_running_loop().run_in_executor(
+            None, functools.partial(self.bridge.call, op, args or {}, timeout=self.call_timeout))
 
     def on_push(self, msg: dict) -> None:
+        """An app push (on the bridge's reader thread): delivered on the loop."""
+        if self.loop is not None:
+            self.loop.call_soon_threadsafe(self._push, msg)
+
+    def _push(self, msg: dict) -> None:
         node = msg.get("node_id", "")
         session = self.sessions.get(node)
         if session is None:
@@ -74,12 +100,18 @@ class ControlServicer(control_pb2_grpc.QuSeCControlServicer):
         session.send(records.push_proto(msg))
 
     def on_connect(self) -> None:
-        """A (re)started app knows nothing of open streams: register them again."""
+        """A (re)started app knows nothing of open streams: register them again (on a thread
+        of the bridge client); one the new app refuses is closed."""
         for s in self.sessions.snapshot().values():
             try:
-                self.call("register", s.register)
+                self.bridge.call("register", s.register, timeout=self.call_timeout)
             except BridgeError as exc:
-                LOG.warning("re-registering %s failed: %s", s.node_id, exc)
+                LOG.warning("event=registration_refused node=%s identity=%s reason=%s msg=%r "
+                            "(re-registration with a restarted app)", s.node_id, s.identity,
+                            exc.details.get("reason", exc.code), exc.message)
+                if exc.code == "permission" and self.loop is not None:
+                    self.metrics.registrations_refused.labels(exc.details.get("reason", "")).inc()
+                    self.loop.call_soon_threadsafe(s.close)
 
     def refresh_gauges(self) -> dict:
         """Pull the app's status into the gauges; returns it ({} when the app is away)."""
@@ -91,65 +123,107 @@ class ControlServicer(control_pb2_grpc.QuSeCControlServicer):
         return status
 
     # -- Connect -----------------------------------------------------------------------------
-    @maps_errors(count="rejected", event="stream_refused", describe=_peer, level=logging.WARNING)
-    def Connect(self, request_iterator: Iterator[control_pb2.AgentMessage],
-                context: grpc.ServicerContext) -> Iterator[control_pb2.ControllerMessage]:
-        session = self._open_session(request_iterator, context)
-        reader = threading.Thread(target=self._read_stream, args=(session, request_iterator),
-                                  name=f"agent-{session.node_id}", daemon=True)
-        reader.start()
-        context.add_callback(session.close)
+    @maps_errors(count="rejected", event="registration_refused", describe=_peer,
+                 level=logging.WARNING)
+    async def Connect(self, request_iterator: AsyncIterator[control_pb2.AgentMessage],
+                      context: Any) -> AsyncIterator[control_pb2.ControllerMessage]:
+        slot: StreamSlot | None = None
+        try:
+            ident = rpc.require_role(context, NODE, "open a control stream")
+            try:
+                slot = self.limits.admit(str(ident))
+            except StreamsFull as exc:
+                raise error_info(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc), "STREAM_LIMIT",
+                                 label="stream_limit", limit=str(self.limits.total)) from None
+            stream = request_iterator.__aiter__()
+            first = await self._first_message(stream, slot, ident)
+            session = await self._open_session(first, ident, slot, context)
+        except BaseException as exc:   # refused, the app away, or the client gone
+            if isinstance(exc, (Abort, BridgeError)):
+                self.metrics.registrations_refused.labels(rpc.to_abort(exc).label).inc()
+            if slot is not None:
+                self.limits.release(slot)
+            raise
+        reader = asyncio.ensure_future(self._read_stream(session, stream))
+        context.add_done_callback(lambda _ctx: session.close())
         try:
             yield records.registered_proto(session.node_id, options.REPORT_INTERVAL_MS)
             while True:
-                msg = session.out.get()
+                msg = await session.out.get()
                 if msg is None:
                     break
                 yield msg
         finally:
+            reader.cancel()
+            self.limits.release(slot)
             self._close_session(session)
 
-    def _open_session(self, request_iterator: Iterator[control_pb2.AgentMessage],
-                      context: grpc.ServicerContext) -> AgentSession:
-        cn = rpc.peer_cn(context)
-        if not cn:
-            raise Abort(grpc.StatusCode.UNAUTHENTICATED, "no verified client certificate")
+    async def _first_message(self, stream: AsyncIterator[control_pb2.AgentMessage],
+                             slot: StreamSlot, ident: Identity) -> control_pb2.AgentMessage:
+        """The stream's first message, within ``register_timeout``: a silent stream is closed
+        (it would hold a place among the capped streams for nothing)."""
+        read = asyncio.ensure_future(stream.__anext__())
+        evicted = asyncio.ensure_future(slot.evicted.wait())
+        done, _ = await asyncio.wait({read, evicted}, timeout=self.register_timeout,
+                                     return_when=asyncio.FIRST_COMPLETED)
+        evicted.cancel()
+        if read not in done:
+            read.cancel()
+            if slot.evicted.is_set():
+                raise error_info(grpc.StatusCode.ABORTED, f"replaced by a newer control stream of "
+                                 f"{ident} before it registered", "STREAM_REPLACED", label="replaced")
+            raise error_info(grpc.StatusCode.DEADLINE_EXCEEDED, f"no Register within "
+                             f"{self.register_timeout:g} s of opening the control stream",
+                             "REGISTER_TIMEOUT", label="register_timeout")
         try:
-            first = next(request_iterator)
-        except StopIteration:
+            return read.result()
+        except StopAsyncIteration:
             raise bad_request("register", "stream closed before Register") from None
+
+    async def _open_session(self, first: control_pb2.AgentMessage, ident: Identity,
+                            slot: StreamSlot, context: Any) -> AgentSession:
         if first.WhichOneof("body") != "register":
             raise bad_request("register", f"first message must be Register, got {first.WhichOneof('body')}")
         reg = first.register
         check_register(reg)
-        if reg.node_id != cn:
+        if reg.node_id != ident.name:
             raise error_info(grpc.StatusCode.PERMISSION_DENIED,
-                             f"certificate CN {cn!r} may not register as node {reg.node_id!r}",
-                             "NODE_ID_MISMATCH", cn=cn, node_id=reg.node_id)
-        wire = records.register_to_wire(reg)
-        self.call("register", wire)
-        session = AgentSession(reg.node_id, wire)
+                             f"certificate of node {ident.name!r} may not register as node {reg.node_id!r}",
+                             "NODE_ID_MISMATCH", label="node_id_mismatch", cn=ident.name,
+                             node_id=reg.node_id)
+        wire = records.register_to_wire(reg, ident.addresses)
+        try:
+            await self.call("register", wire)
+        except BridgeError as exc:
+            if exc.code != "permission":
+                raise
+            reason = str(exc.details.get("reason", "refused"))
+            raise error_info(grpc.StatusCode.PERMISSION_DENIED, exc.message, "REGISTRATION_REFUSED",
+                             label=reason, **{k: str(v) for k, v in exc.details.items()}) from None
+        if slot.evicted.is_set():
+            raise error_info(grpc.StatusCode.ABORTED, f"replaced by a newer control stream of "
+                             f"{ident} while registering", "STREAM_REPLACED", label="replaced")
+        session = AgentSession(reg.node_id, wire, str(ident))
+        slot.session = session
         self._update_links(session, wire["links"])
         self.sessions.open(session)
         LOG.info("event=registered node=%s peer=%s links=%d saes=%d relay=%s", reg.node_id,
                  context.peer(), len(reg.links), len(reg.saes), reg.relay_addr)
         return session
 
-    def _read_stream(self, session: AgentSession, it: Iterator[control_pb2.AgentMessage]) -> None:
+    async def _read_stream(self, session: AgentSession,
+                           stream: AsyncIterator[control_pb2.AgentMessage]) -> None:
         try:
-            for msg in it:
+            async for msg in stream:
                 kind = msg.WhichOneof("body")
                 if kind == "auth_ack":
                     session.acked(msg.auth_ack.path_id)
                 elif kind == "report":
-                    links = [records.link_to_wire(x) for x in msg.report.links]
-                    self._update_links(session, links)
-                    try:
-                        self.call("report", records.report_to_wire(session.node_id, links))
-                    except BridgeError as exc:
-                        LOG.warning("report from %s not delivered: %s", session.node_id, exc)
+                    await self._report(session, [records.link_to_wire(x) for x in msg.report.links])
                 else:
                     LOG.warning("node %s sent %s on an open stream; ignored", session.node_id, kind)
+        except asyncio.CancelledError:
+            pass
         except grpc.RpcError:
             pass
         except Exception:  # noqa: BLE001
@@ -157,14 +231,25 @@ class ControlServicer(control_pb2_grpc.QuSeCControlServicer):
         finally:
             session.close()
 
+    async def _report(self, session: AgentSession, links: list[dict]) -> None:
+        try:
+            result = await self.call("report", records.report_to_wire(session.node_id, links))
+        except BridgeError as exc:
+            LOG.warning("report from %s not delivered: %s", session.node_id, exc)
+            return
+        dropped = {r["link_id"] for r in result.get("refused", [])}
+        for r in result.get("refused", []):
+            self.metrics.reports_refused.labels(r["reason"]).inc()
+            if (r["link_id"], r["reason"]) not in session.refused_links:   # once per stream
+                session.refused_links.add((r["link_id"], r["reason"]))
+                LOG.warning("event=report_refused node=%s link=%s reason=%s msg=%r",
+                            session.node_id, r["link_id"], r["reason"], r["message"])
+        self._update_links(session, [x for x in links if x["link_id"] not in dropped])
+
     def _update_links(self, session: AgentSession, links: list[dict]) -> None:
         for link in links:
             session.links[link["link_id"]] = link
             self.metrics.key_bits.labels(session.node_id, link["link_id"]).set(link["stored_bits"])
-        sessions = list(self.sessions.snapshot().values()) + [session]
-        # Other streams' reader threads update their own dicts concurrently: iterate copies.
-        up = {lid for s in sessions for lid, l in list(s.links.items()) if l["status"] == "ACTIVE"}
-        self.metrics.qkd_links.set(len(up))
 
     def _close_session(self, session: AgentSession) -> None:
         if self.sessions.closed(session):
@@ -172,20 +257,25 @@ class ControlServicer(control_pb2_grpc.QuSeCControlServicer):
 
     def _gone(self, session: AgentSession) -> None:
         for link_id in session.links:
-            self.metrics.key_bits.remove(session.node_id, link_id)
+            try:
+                self.metrics.key_bits.remove(session.node_id, link_id)
+            except KeyError:
+                pass
         LOG.info("event=node_gone node=%s", session.node_id)
+        asyncio.ensure_future(self._tell_gone(session.node_id))
+
+    async def _tell_gone(self, node_id: str) -> None:
         try:
-            self.call("gone", {"node_id": session.node_id})
+            await self.call("gone", {"node_id": node_id})
         except BridgeError as exc:
-            LOG.warning("gone for %s not delivered: %s", session.node_id, exc)
+            LOG.warning("gone for %s not delivered: %s", node_id, exc)
 
     # -- RequestPath / ReleasePath ------------------------------------------------------------
     @maps_errors(count="refused", event="path_refused", describe=_path)
-    def RequestPath(self, request: control_pb2.PathRequest,
-                    context: grpc.ServicerContext) -> control_pb2.PathReply:
+    async def RequestPath(self, request: control_pb2.PathRequest, context: Any) -> control_pb2.PathReply:
         t0 = time.monotonic()
         self.metrics.requested.inc()
-        reply, timing = self._request_path(request, context)
+        reply, timing = await self._request_path(request, context)
         total = time.monotonic() - t0
         self.metrics.granted.inc()
         self.metrics.setup.observe(total)
@@ -201,31 +291,32 @@ class ControlServicer(control_pb2_grpc.QuSeCControlServicer):
             ("qusec-gateway-ms", f"{total * 1000:.3f}")))
         return reply
 
-    def _request_path(self, request: control_pb2.PathRequest,
-                      context: grpc.ServicerContext) -> tuple[control_pb2.PathReply, dict]:
+    async def _request_path(self, request: control_pb2.PathRequest,
+                            context: Any) -> tuple[control_pb2.PathReply, dict]:
+        ident = rpc.require_role(context, NODE, "request relay paths")
         if not request.src_node:
             raise bad_request("src_node", "required")
         if not request.dst_node:
             raise bad_request("dst_node", "required")
         if request.src_node == request.dst_node:
             raise bad_request("dst_node", "equals src_node")
-        cn = rpc.peer_cn(context)
-        if cn != request.src_node:
+        if ident.name != request.src_node:
             raise error_info(grpc.StatusCode.PERMISSION_DENIED,
-                             f"certificate CN {cn!r} may not request paths for node {request.src_node!r}",
-                             "NODE_ID_MISMATCH", cn=cn, node_id=request.src_node)
-        result = self.call("request_path", records.path_request_to_wire(request))
+                             f"certificate of node {ident.name!r} may not request paths for node "
+                             f"{request.src_node!r}", "NODE_ID_MISMATCH", cn=ident.name,
+                             node_id=request.src_node)
+        result = await self.call("request_path", records.path_request_to_wire(request))
         if not result.get("granted"):
             reason, rule, message = records.refusal_from_wire(result)
             raise PathRefused(reason, f"path {request.src_node} -> {request.dst_node} refused "
                                       f"({reason}): {message}", rule=rule, message=message)
         t_auth = time.monotonic()
         try:
-            self._deliver(result.get("authorisations", []))
+            await self._deliver(result.get("authorisations", []))
         except (Abort, PathRefused):
             for p in result.get("paths", []):
                 try:
-                    self.call("release", {"path_id": p["path_id"]})
+                    await self.call("release", records.release_to_wire(p["path_id"], request.src_node))
                 except BridgeError as exc:
                     LOG.warning("release of undelivered path %s failed: %s", p["path_id"], exc)
             raise
@@ -233,7 +324,7 @@ class ControlServicer(control_pb2_grpc.QuSeCControlServicer):
         return records.path_reply_proto(result), {"app_ms": float(result.get("app_ms", 0.0)),
                                                   "auth_ms": auth_ms}
 
-    def _deliver(self, auths: list[dict]) -> None:
+    async def _deliver(self, auths: list[dict]) -> None:
         """Push every authorisation down its node's stream and wait for all the acks."""
         sessions = self.sessions.snapshot()
         missing = sorted({a["node_id"] for a in auths} - set(sessions))
@@ -247,18 +338,33 @@ class ControlServicer(control_pb2_grpc.QuSeCControlServicer):
             ev = session.expect_ack(a["auth"]["path_id"])
             session.send(records.authorise_proto(a["auth"]))
             waits.append((a["node_id"], ev))
-        deadline = time.monotonic() + self.ack_timeout
-        late = sorted({node for node, ev in waits
-                       if not ev.wait(max(0.0, deadline - time.monotonic()))})
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.ack_timeout
+        late = set()
+        for node, ev in waits:
+            if ev.is_set():
+                continue
+            try:
+                await asyncio.wait_for(ev.wait(), max(0.001, deadline - loop.time()))
+            except asyncio.TimeoutError:
+                late.add(node)
         if late:
             raise error_info(grpc.StatusCode.DEADLINE_EXCEEDED,
                              f"authorisation not acknowledged within {self.ack_timeout:.1f}s by "
-                             f"{', '.join(late)}", "AUTH_NOT_ACKED", nodes=",".join(late))
+                             f"{', '.join(sorted(late))}", "AUTH_NOT_ACKED", nodes=",".join(sorted(late)))
 
-    @maps_errors()
-    def ReleasePath(self, request: control_pb2.ReleaseRequest,
-                    context: grpc.ServicerContext) -> control_pb2.ReleaseReply:
+    @maps_errors(count="release_refused", event="release_refused", describe=_release)
+    async def ReleasePath(self, request: control_pb2.ReleaseRequest,
+                          context: Any) -> control_pb2.ReleaseReply:
+        ident = rpc.require_role(context, NODE, "release relay paths")
         if not request.path_id:
             raise bad_request("path_id", "required")
-        result = self.call("release", {"path_id": request.path_id})
+        try:
+            result = await self.call("release", records.release_to_wire(request.path_id, ident.name))
+        except BridgeError as exc:
+            if exc.code != "permission":
+                raise
+            raise error_info(grpc.StatusCode.PERMISSION_DENIED, exc.message, "NOT_PATH_SOURCE",
+                             label=str(exc.details.get("reason", "not_source")), node_id=ident.name,
+                             path_id=request.path_id) from None
         return control_pb2.ReleaseReply(released=bool(result.get("released")))

@@ -5,8 +5,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
 class Metrics:
-    """Counters of path requests and refused streams, path setup times, and gauges pulled from
-    the app's status."""
+    """Counters of path requests, refusals (streams, registrations, reports, releases, operator
+    requests), path setup times, and gauges pulled from the app's status. No label names a path
+    or an SAE: /metrics is served without authentication."""
 
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry()
@@ -26,16 +27,40 @@ class Metrics:
         self.nodes = Gauge("qusec_nodes_up", "Agents with an open control stream", registry=r)
         self.switches = Gauge("qusec_switches_up", "OpenFlow switches connected", registry=r)
         self.switch_links = Gauge("qusec_switch_links_up", "Switch links seen by LLDP", registry=r)
-        self.qkd_links = Gauge("qusec_qkd_links_up", "QKD links reported ACTIVE", registry=r)
+        self.qkd_links = Gauge("qusec_qkd_links_up", "QKD links both ends report ACTIVE, with key "
+                               "levels that agree", registry=r)
         self.key_bits = Gauge("qusec_link_key_bits", "Stored link key at one end", ["node", "link"],
                               registry=r)
         self.rejected = Counter("qusec_agent_streams_rejected", "Control streams refused",
                                 ["reason"], registry=r)
+        self.registrations_refused = Counter(
+            "qusec_registrations_refused", "Control streams refused before Registered: role, "
+            "node id, inventory, addresses, Register timeout, stream caps", ["reason"], registry=r)
+        self.reports_refused = Counter("qusec_reports_refused", "Link states dropped from agents' "
+                                       "reports (links the inventory does not give the node)",
+                                       ["reason"], registry=r)
+        self.release_refused = Counter("qusec_releases_refused", "ReleasePath calls refused",
+                                       ["reason"], registry=r)
+        self.operator_refused = Counter("qusec_operator_refused", "Operator HTTPS requests refused",
+                                        ["reason"], registry=r)
+        self.streams = Gauge("qusec_control_streams", "Open Connect streams (registered or not)",
+                             registry=r)
+        self.disputed = Gauge("qusec_qkd_links_disputed", "QKD links whose two ends report key "
+                              "levels that disagree (not used for paths)", registry=r)
+        self.switches_refused = Gauge("qusec_switches_refused", "OpenFlow connections refused "
+                                      "since the app started (certificate not role switch)",
+                                      ["reason"], registry=r)
 
     def refresh(self, status: dict) -> None:
         """Set the gauges that mirror the app's status (``status`` bridge op)."""
         self.switches.set(len(status.get("switches", [])))
         self.switch_links.set(status.get("switch_links", 0))
+        for reason, n in (status.get("switches_refused") or {}).items():
+            self.switches_refused.labels(reason).set(n)
         core = status.get("core", {})
         self.flow_entries.set(core.get("flows", 0))
         self.paths_active.set(len(core.get("paths", {})))
+        links = core.get("links", {}).values()
+        # Up: both ends report it ACTIVE (or PASSIVE) and agree on its key levels.
+        self.qkd_links.set(sum(1 for x in links if x.get("status") == "ACTIVE"))
+        self.disputed.set(sum(1 for x in links if x.get("disputed")))

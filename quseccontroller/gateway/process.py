@@ -1,19 +1,21 @@
 """The gateway process: its flags (from the option table), start-up, ready file and shutdown.
 
-``GatewayServer`` puts the QuSeCControl servicer on a gRPC server (health SERVING exactly
-while the controller app is connected over the bridge) next to the HTTP port. ``main`` writes
-``STATE_DIR/gateway.json`` once both are bound, and exits on SIGTERM/SIGINT or when the
-process that started it (``--parent-pid``) is gone.
+``GatewayServer`` puts the QuSeCControl servicer on an asyncio gRPC server (health SERVING
+exactly while the controller app is connected over the bridge) next to the plain HTTP port
+and the operator's HTTPS port. ``main`` runs the event loop, writes ``STATE_DIR/gateway.json``
+once everything is bound, and exits on SIGTERM/SIGINT or when the process that started it
+(``--parent-pid``) is gone.
 """
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 import os
 import signal
 import sys
-import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 
@@ -21,49 +23,64 @@ from quseccontroller import options
 from quseccontroller.bridge import bridge_socket_path
 from quseccontroller.gateway.control import SERVICE, ControlServicer
 from quseccontroller.gateway.httpd import serve_http
-from quseccontroller.gateway.rpc import RpcServer, server_credentials
+from quseccontroller.gateway.rpc import RpcServer, https_context, server_credentials
 from quseccontroller.proto import control_pb2_grpc
 
 LOG = logging.getLogger(__name__)
 
 
+def _url(scheme: str, server) -> str:
+    host, port = server.server_address[:2]
+    return f"{scheme}://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}"
+
+
 class GatewayServer:
-    """gRPC server (control + health + reflection) and HTTP server around one servicer."""
+    """gRPC server (control + health + reflection), HTTP and operator HTTPS around one
+    servicer. Make it, start it and stop it inside the event loop that runs it."""
 
     def __init__(self, gateway: ControlServicer, grpc_listen: str, http_listen: str,
-                 credentials: grpc.ServerCredentials | None,
-                 workers: int = options.default("grpc_workers")):
+                 credentials: grpc.ServerCredentials | None, *, operator_listen: str = "",
+                 tls_files: tuple[str, str, str] | None = None):
         self.gateway = gateway
-        self.rpc = RpcServer(grpc_listen, credentials, workers=workers, services=[
+        gateway.bind(asyncio.get_running_loop())
+        self.rpc = RpcServer(grpc_listen, credentials, services=[
             (control_pb2_grpc.add_QuSeCControlServicer_to_server, gateway, SERVICE)])
         self.grpc_addr = self.rpc.addr
-        self.http = serve_http(gateway, http_listen)
-        http_host, http_port = self.http.server_address[:2]
-        self.http_url = f"http://{'127.0.0.1' if http_host == '0.0.0.0' else http_host}:{http_port}"
-        self._stop = threading.Event()
+        # The operator port needs the PKI (mutual TLS); without one (--insecure) there is none.
+        self.https = None
+        if operator_listen and tls_files:
+            self.https = serve_http(gateway, operator_listen, tls=https_context(*tls_files),
+                                    what="--operator-listen")
+        self.https_url = _url("https", self.https) if self.https else ""
+        self.http = serve_http(gateway, http_listen, operator_url=self.https_url)
+        self.http_url = _url("http", self.http)
+        self._watch: asyncio.Task | None = None
 
-    def start(self) -> None:
-        self.rpc.start()
+    async def start(self) -> None:
+        await self.rpc.start()
         self.gateway.bridge.start()
-        threading.Thread(target=self._watch_bridge, name="health", daemon=True).start()
+        self._watch = asyncio.ensure_future(self._watch_bridge())
 
-    def _watch_bridge(self) -> None:
+    async def _watch_bridge(self) -> None:
         """SERVING exactly while the controller app is connected."""
         was = None
-        while not self._stop.is_set():
+        while True:
             up = self.gateway.bridge.connected
             if up != was:
-                self.rpc.set_serving(up)
+                await self.rpc.set_serving(up)
                 LOG.info("health: %s", "SERVING" if up else "NOT_SERVING (app not connected)")
                 was = up
-            self._stop.wait(0.1)
+            await asyncio.sleep(0.1)
 
-    def stop(self, grace: float = 1.0) -> None:
-        self._stop.set()
+    async def stop(self, grace: float = 1.0) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
         for s in self.gateway.sessions.snapshot().values():
             s.close()
-        self.rpc.stop(grace)
-        self.http.shutdown()
+        await self.rpc.stop(grace)
+        for http in (self.http, self.https):
+            if http is not None:
+                http.shutdown()
         self.gateway.bridge.close()
 
 
@@ -79,6 +96,46 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser().parse_args(argv)
 
 
+async def serve(args: argparse.Namespace) -> int:
+    """Run the gateway until a signal, or until ``--parent-pid`` is gone."""
+    loop = asyncio.get_running_loop()
+    # Calls into the app block a thread each while they wait; open streams hold none.
+    loop.set_default_executor(ThreadPoolExecutor(max_workers=args.grpc_workers,
+                                                 thread_name_prefix="bridge-call"))
+    tls = (args.ca_cert, args.cert, args.key)
+    state_dir = args.state_dir
+    state_dir.mkdir(parents=True, exist_ok=True)
+    gateway = ControlServicer(args.bridge_socket or bridge_socket_path(state_dir),
+                              gone_grace=args.gone_grace, ack_timeout=args.ack_timeout,
+                              register_timeout=args.register_timeout,
+                              max_streams_per_identity=args.max_streams_per_identity,
+                              max_streams=args.max_streams)
+    server = GatewayServer(gateway, args.grpc_listen, args.http_listen,
+                           server_credentials(*tls) if all(tls) else None,
+                           operator_listen=args.operator_listen, tls_files=tls if all(tls) else None)
+    await server.start()
+    ready = state_dir / options.GATEWAY_READY_FILE
+    tmp = ready.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"grpc": server.grpc_addr, "http": server.http_url,
+                               "https": server.https_url, "pid": os.getpid()}))
+    tmp.replace(ready)
+    LOG.info("gateway serving gRPC on %s, HTTP on %s, operator HTTPS on %s, bridge %s",
+             server.grpc_addr, server.http_url, server.https_url or "-", gateway.bridge.path)
+    done = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, done.set)
+    while not done.is_set():
+        try:
+            await asyncio.wait_for(done.wait(), 0.5)
+        except asyncio.TimeoutError:
+            pass
+        if args.parent_pid and os.getppid() != args.parent_pid:
+            LOG.warning("parent %d is gone; exiting", args.parent_pid)
+            break
+    await server.stop()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -89,26 +146,4 @@ def main(argv: list[str] | None = None) -> int:
     if not all(tls) and not args.insecure:
         print("gateway: mutual TLS needs --ca-cert, --cert and --key (or --insecure)", file=sys.stderr)
         return 2
-    state_dir = args.state_dir
-    state_dir.mkdir(parents=True, exist_ok=True)
-    gateway = ControlServicer(args.bridge_socket or bridge_socket_path(state_dir),
-                              gone_grace=args.gone_grace, ack_timeout=args.ack_timeout)
-    server = GatewayServer(gateway, args.grpc_listen, args.http_listen,
-                           server_credentials(*tls) if all(tls) else None, args.grpc_workers)
-    server.start()
-    ready = state_dir / options.GATEWAY_READY_FILE
-    tmp = ready.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"grpc": server.grpc_addr, "http": server.http_url,
-                               "pid": os.getpid()}))
-    tmp.replace(ready)
-    LOG.info("gateway serving gRPC on %s, HTTP on %s, bridge %s", server.grpc_addr,
-             server.http_url, gateway.bridge.path)
-    done = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: done.set())
-    while not done.wait(0.5):
-        if args.parent_pid and os.getppid() != args.parent_pid:
-            LOG.warning("parent %d is gone; exiting", args.parent_pid)
-            break
-    server.stop()
-    return 0
+    return asyncio.run(serve(args))

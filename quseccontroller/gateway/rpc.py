@@ -1,17 +1,21 @@
-"""The gateway's gRPC edge: the server, TLS credentials, the caller's identity, and the one
-mapping from errors to gRPC status that every servicer method goes through (``maps_errors``).
+"""The gateway's network edge: the gRPC server (asyncio), TLS credentials, the caller's identity,
+and the one mapping from errors to gRPC status that every servicer method goes through
+(``maps_errors``).
 
 Servicers raise ``Abort`` (a status with rich ``google.rpc`` details), ``PathRefused`` (the
 core, or the gateway, refused a path: a ``PathRefusal`` detail) or let a ``BridgeError`` from
-the app through; the decorator turns each into its status, counts it and logs it.
+the app through; the decorator turns each into its status, counts it and logs it. Callers are
+who their verified certificate says (``peer_identity``: ``urn:qusec:ROLE:NAME``, parsed by
+``quseccontroller.identity``), and each method names the role it serves (``require_role``).
+The server runs on ``grpc.aio``: an open stream costs a coroutine, not a thread.
 """
 from __future__ import annotations
 
 import functools
 import inspect
 import logging
+import ssl
 import time
-from concurrent import futures
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -22,8 +26,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
 
-from quseccontroller import records
+from quseccontroller import identity, records
 from quseccontroller.bridge import BridgeError
+from quseccontroller.identity import Identity, NoIdentity
 from quseccontroller.options import split_hostport
 from quseccontroller.proto import control_pb2
 
@@ -34,6 +39,7 @@ REFUSAL_CODES = {
     "policy_deny": grpc.StatusCode.PERMISSION_DENIED,
     "trust": grpc.StatusCode.PERMISSION_DENIED,
     "unknown_node": grpc.StatusCode.NOT_FOUND,
+    "unknown_sae": grpc.StatusCode.NOT_FOUND,
     "no_key": grpc.StatusCode.RESOURCE_EXHAUSTED,
     "rate_limit": grpc.StatusCode.RESOURCE_EXHAUSTED,
     "disconnected": grpc.StatusCode.UNAVAILABLE,
@@ -51,15 +57,19 @@ BRIDGE_CODES = {
 
 
 class Abort(Exception):
-    """A gRPC error with rich details (google.rpc.Status)."""
+    """A gRPC error with rich details (google.rpc.Status); ``label`` names the refusal in
+    metrics and logs when the status code alone would not say enough."""
 
-    def __init__(self, code: grpc.StatusCode, message: str, *details: Any):
+    def __init__(self, code: grpc.StatusCode, message: str, *details: Any, label: str = ""):
         super().__init__(message)
         self.code, self.message, self.details = code, message, details
+        self._label = label
 
     @property
     def label(self) -> str:
-        """The metric label: a path refusal's reason, else the status code's name."""
+        """The metric label: the given label, a path refusal's reason, else the status code's name."""
+        if self._label:
+            return self._label
         return next((d.reason for d in self.details if isinstance(d, control_pb2.PathRefusal)),
                     self.code.name.lower())
 
@@ -88,10 +98,11 @@ def bad_request(field: str, problem: str) -> Abort:
                      error_details_pb2.BadRequest.FieldViolation(field=field, description=problem)]))
 
 
-def error_info(code: grpc.StatusCode, message: str, reason: str, **metadata: str) -> Abort:
+def error_info(code: grpc.StatusCode, message: str, reason: str, *, label: str = "",
+               **metadata: str) -> Abort:
     """An Abort with a ``google.rpc.ErrorInfo{reason, domain: qusec, metadata}`` detail."""
     return Abort(code, message, error_details_pb2.ErrorInfo(reason=reason, domain="qusec",
-                                                            metadata=metadata))
+                                                            metadata=metadata), label=label)
 
 
 def to_abort(exc: Exception) -> Abort:
@@ -115,16 +126,16 @@ _MAPPED = (Abort, PathRefused, BridgeError)
 
 
 def maps_errors(*, count: str = "", event: str = "",
-                describe: Callable[[Any, grpc.ServicerContext], str] | None = None,
+                describe: Callable[[Any, Any], str] | None = None,
                 level: int = logging.INFO) -> Callable:
-    """Decorate a servicer method (unary or response-streaming): its Abort, PathRefused and
-    BridgeError end the call with their status and details. ``count`` names the counter in the
-    servicer's ``metrics`` that counts them by ``Abort.label``; ``event`` logs
-    ``event=EVENT <describe(request, context)> reason=... code=... ms=... msg=...`` on the
-    servicer module's logger."""
+    """Decorate an async servicer method (unary, or an async generator for a response stream):
+    its Abort, PathRefused and BridgeError end the call with their status and details.
+    ``count`` names the counter in the servicer's ``metrics`` that counts them by
+    ``Abort.label``; ``event`` logs ``event=EVENT <describe(request, context)> reason=...
+    code=... ms=... msg=...`` on the servicer module's logger."""
 
-    def failed(servicer: Any, request: Any, context: grpc.ServicerContext, exc: Exception,
-               t0: float, log: logging.Logger) -> None:
+    async def failed(servicer: Any, request: Any, context: Any, exc: Exception,
+                     t0: float, log: logging.Logger) -> None:
         abort = to_abort(exc)
         if count:
             getattr(servicer.metrics, count).labels(abort.label).inc()
@@ -132,36 +143,68 @@ def maps_errors(*, count: str = "", event: str = "",
             log.log(level, "event=%s %s reason=%s code=%s ms=%.1f msg=%r", event,
                     describe(request, context) if describe else "", abort.label, abort.code.name,
                     (time.monotonic() - t0) * 1000, abort.message)
-        context.abort_with_status(abort.status())
-        raise AssertionError("unreachable")  # abort_with_status raises
+        status = abort.status()
+        await context.abort(status.code, status.details, status.trailing_metadata)
+        raise AssertionError("unreachable")  # abort raises
 
     def wrap(method: Callable) -> Callable:
         log = logging.getLogger(method.__module__)   # the servicer's own log
-        if inspect.isgeneratorfunction(method):
+        if inspect.isasyncgenfunction(method):
             @functools.wraps(method)
-            def streaming(self: Any, request: Any, context: grpc.ServicerContext) -> Iterable:
+            async def streaming(self: Any, request: Any, context: Any) -> Any:
                 t0 = time.monotonic()
                 try:
-                    yield from method(self, request, context)
+                    async for item in method(self, request, context):
+                        yield item
                 except _MAPPED as exc:
-                    failed(self, request, context, exc, t0, log)
+                    await failed(self, request, context, exc, t0, log)
             return streaming
 
         @functools.wraps(method)
-        def unary(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+        async def unary(self: Any, request: Any, context: Any) -> Any:
             t0 = time.monotonic()
             try:
-                return method(self, request, context)
+                return await method(self, request, context)
             except _MAPPED as exc:
-                failed(self, request, context, exc, t0, log)
+                await failed(self, request, context, exc, t0, log)
         return unary
     return wrap
 
 
-def peer_cn(context: grpc.ServicerContext) -> str:
-    """The Common Name of the caller's verified client certificate ('' without one)."""
-    names = context.auth_context().get("x509_common_name") or []
-    return names[0].decode() if names else ""
+# -------------------------------------------------------------------------------- identities
+
+
+def peer_identity(context: Any) -> Identity:
+    """Who the caller's verified client certificate names; UNAUTHENTICATED without one."""
+    pems = context.auth_context().get("x509_pem_cert") or []
+    if not pems:
+        raise error_info(grpc.StatusCode.UNAUTHENTICATED, "no verified client certificate",
+                         "NO_IDENTITY", label="no_identity")
+    try:
+        return identity.from_pem(pems[0])
+    except NoIdentity as exc:
+        raise error_info(grpc.StatusCode.UNAUTHENTICATED, f"the client certificate names no QuSeC "
+                         f"identity: {exc}", "NO_IDENTITY", label="no_identity") from None
+
+
+def require_role(context: Any, role: str, what: str) -> Identity:
+    """The caller's identity, which must be in ``role``; PERMISSION_DENIED (label "role")
+    naming who may ``what`` otherwise."""
+    ident = peer_identity(context)
+    if ident.role != role:
+        raise error_info(grpc.StatusCode.PERMISSION_DENIED,
+                         f"a {ident.role} certificate ({ident}) may not {what}: only role {role} may",
+                         "ROLE_NOT_ALLOWED", label="role", role=ident.role, name=ident.name,
+                         required=role)
+    return ident
+
+
+def tls_peer_identity(sock: Any) -> Identity:
+    """Who the verified client certificate of a server-side TLS socket names (NoIdentity)."""
+    return identity.of_tls_socket(sock)
+
+
+# ------------------------------------------------------------------------------ credentials
 
 
 def server_credentials(ca_cert: str, cert: str, key: str) -> grpc.ServerCredentials:
@@ -171,19 +214,31 @@ def server_credentials(ca_cert: str, cert: str, key: str) -> grpc.ServerCredenti
         root_certificates=Path(ca_cert).read_bytes(), require_client_auth=True)
 
 
+def https_context(ca_cert: str, cert: str, key: str) -> ssl.SSLContext:
+    """A TLS server context for mutual TLS: clients must present a certificate of ``ca_cert``."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(cert, key)
+    ctx.load_verify_locations(ca_cert)
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
+
+
+# ---------------------------------------------------------------------------------- server
+
+
 _HEALTH = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 
 
 class RpcServer:
-    """A gRPC server with health checking and reflection, bound to ``listen`` (port 0: any;
-    ``addr`` is the address bound). ``services``: (add_XServicer_to_server, servicer,
-    full service name)."""
+    """An asyncio gRPC server with health checking and reflection, bound to ``listen`` (port 0:
+    any; ``addr`` is the address bound). ``services``: (add_XServicer_to_server, servicer,
+    full service name). Make it inside the event loop that will run it."""
 
-    def __init__(self, listen: str, credentials: grpc.ServerCredentials | None, *, workers: int,
+    def __init__(self, listen: str, credentials: grpc.ServerCredentials | None, *,
                  services: Iterable[tuple[Callable, Any, str]], what: str = "--grpc-listen"):
-        self.health = health.HealthServicer()
-        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers),
-                                  options=[("grpc.so_reuseport", 0)])
+        self.health = health.aio.HealthServicer()
+        self.server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
         names = []
         for add, servicer, name in services:
             add(servicer, self.server)
@@ -202,17 +257,17 @@ class RpcServer:
             raise OSError(f"cannot bind gRPC on {listen}")
         self.addr = f"{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}"
 
-    def set_serving(self, up: bool) -> None:
+    async def set_serving(self, up: bool) -> None:
         """Health of the server ('') and of every service."""
         st = (health_pb2.HealthCheckResponse.SERVING if up
               else health_pb2.HealthCheckResponse.NOT_SERVING)
         for name in ("",) + self.services:
-            self.health.set(name, st)
+            await self.health.set(name, st)
 
-    def start(self) -> None:
-        self.set_serving(False)
-        self.server.start()
+    async def start(self) -> None:
+        await self.set_serving(False)
+        await self.server.start()
 
-    def stop(self, grace: float = 1.0) -> None:
-        self.health.enter_graceful_shutdown()
-        self.server.stop(grace).wait()
+    async def stop(self, grace: float = 1.0) -> None:
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)

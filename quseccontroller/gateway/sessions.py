@@ -1,7 +1,9 @@
-"""The agents' open control streams: one session per node, and the grace before a lost one is gone."""
+"""The agents' open control streams: one session per node, the grace before a lost one is gone,
+and the caps on open streams (per certificate and in total). Runs on the gateway's event loop;
+the snapshot readers (``snapshot``, ``nodes``) may be called from other threads."""
 from __future__ import annotations
 
-import queue
+import asyncio
 import threading
 from typing import Any, Callable
 
@@ -9,31 +11,30 @@ from quseccontroller.proto import control_pb2
 
 
 class AgentSession:
-    """One agent's open control stream: an outbound queue and pending authorisation acks."""
+    """One agent's registered control stream: an outbound queue and pending authorisation acks."""
 
-    def __init__(self, node_id: str, register: dict):
+    def __init__(self, node_id: str, register: dict, identity: str = ""):
         self.node_id = node_id
         self.register = register           # its Register as a wire dict (re-sent to a new app)
-        self.out: queue.Queue = queue.Queue()
-        self.acks: dict[str, threading.Event] = {}
-        self.lock = threading.Lock()
+        self.identity = identity           # the certificate's urn role:name
+        self.out: asyncio.Queue = asyncio.Queue()
+        self.acks: dict[str, asyncio.Event] = {}
         self.links: dict[str, dict] = {}   # link id -> last reported state (wire dict)
+        self.refused_links: set[tuple[str, str]] = set()   # (link, reason) already logged
 
-    def send(self, msg: control_pb2.ControllerMessage) -> None:
-        self.out.put(msg)
+    def send(self, msg: control_pb2.ControllerMessage | None) -> None:
+        self.out.put_nowait(msg)
 
-    def expect_ack(self, path_id: str) -> threading.Event:
-        with self.lock:
-            return self.acks.setdefault(path_id, threading.Event())
+    def expect_ack(self, path_id: str) -> asyncio.Event:
+        return self.acks.setdefault(path_id, asyncio.Event())
 
     def acked(self, path_id: str) -> None:
-        with self.lock:
-            ev = self.acks.pop(path_id, None)
+        ev = self.acks.pop(path_id, None)
         if ev is not None:
             ev.set()
 
     def close(self) -> None:
-        self.out.put(None)
+        self.out.put_nowait(None)
 
 
 class Sessions:
@@ -44,20 +45,20 @@ class Sessions:
         self.gone_grace = gone_grace
         self.on_gone = on_gone
         self.gauge = gauge
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()     # for readers on other threads (HTTP, bridge reconnect)
         self._by_node: dict[str, AgentSession] = {}
-        self._timers: dict[str, threading.Timer] = {}
+        self._timers: dict[str, asyncio.TimerHandle] = {}
 
     def open(self, session: AgentSession) -> None:
         """``session`` becomes its node's; a stale stream of the same node is closed."""
         with self._lock:
             old = self._by_node.get(session.node_id)
             self._by_node[session.node_id] = session
-            timer = self._timers.pop(session.node_id, None)
             self.gauge.set(len(self._by_node))
+        timer = self._timers.pop(session.node_id, None)
         if timer is not None:
             timer.cancel()
-        if old is not None:
+        if old is not None and old is not session:
             old.close()  # a reconnecting agent replaces its stale stream
 
     def closed(self, session: AgentSession) -> bool:
@@ -65,10 +66,11 @@ class Sessions:
         with self._lock:
             if self._by_node.get(session.node_id) is not session:
                 return False
-            timer = threading.Timer(self.gone_grace, self._expire, args=(session,))
-            timer.daemon = True
-            self._timers[session.node_id] = timer
-        timer.start()
+        old = self._timers.pop(session.node_id, None)
+        if old is not None:
+            old.cancel()
+        self._timers[session.node_id] = asyncio.get_running_loop().call_later(
+            self.gone_grace, self._expire, session)
         return True
 
     def _expire(self, session: AgentSession) -> None:
@@ -76,8 +78,8 @@ class Sessions:
             if self._by_node.get(session.node_id) is not session:
                 return
             del self._by_node[session.node_id]
-            self._timers.pop(session.node_id, None)
             self.gauge.set(len(self._by_node))
+        self._timers.pop(session.node_id, None)
         self.on_gone(session)
 
     def get(self, node_id: str) -> AgentSession | None:
@@ -91,3 +93,57 @@ class Sessions:
     def nodes(self) -> list[str]:
         with self._lock:
             return sorted(self._by_node)
+
+
+class StreamsFull(Exception):
+    """QuSeC holds as many control streams as it takes."""
+
+
+class StreamSlot:
+    """One open Connect stream, counted against its certificate's and the total cap."""
+
+    def __init__(self, owner: str):
+        self.owner = owner                    # the certificate's urn role:name
+        self.evicted = asyncio.Event()        # a newer stream of the same certificate took its place
+        self.session: AgentSession | None = None
+
+    def evict(self) -> None:
+        self.evicted.set()
+        if self.session is not None:
+            self.session.close()
+
+
+class StreamLimits:
+    """At most ``per_identity`` open streams per certificate (a newer one closes the oldest, so
+    a reconnecting agent always gets in) and ``total`` in all (more are refused)."""
+
+    def __init__(self, per_identity: int, total: int, gauge: Any):
+        self.per_identity = max(1, int(per_identity))
+        self.total = max(1, int(total))
+        self.gauge = gauge
+        self._by_owner: dict[str, list[StreamSlot]] = {}
+        self.count = 0
+
+    def admit(self, owner: str) -> StreamSlot:
+        """A slot for a new stream of ``owner``; StreamsFull when the total cap is reached."""
+        if self.count >= self.total:
+            raise StreamsFull(f"QuSeC holds its maximum of {self.total} control streams")
+        slots = self._by_owner.setdefault(owner, [])
+        while len(slots) >= self.per_identity:
+            slots.pop(0).evict()
+            self.count -= 1
+        slot = StreamSlot(owner)
+        slots.append(slot)
+        self.count += 1
+        self.gauge.set(self.count)
+        return slot
+
+    def release(self, slot: StreamSlot) -> None:
+        """The slot's stream ended (an evicted slot was already released)."""
+        slots = self._by_owner.get(slot.owner, [])
+        if slot in slots:
+            slots.remove(slot)
+            self.count -= 1
+            self.gauge.set(self.count)
+        if not slots:
+            self._by_owner.pop(slot.owner, None)

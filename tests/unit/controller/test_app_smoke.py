@@ -297,3 +297,48 @@ def test_importing_the_app_does_not_import_grpc():
             "print(bad); sys.exit(bool(bad))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+class FakeTlsSocket:
+    """An accepted OpenFlow TLS connection: the switch's verified certificate (DER) or none."""
+
+    def __init__(self, der: bytes | None):
+        self.der = der
+
+    def getpeercert(self, binary_form: bool = False):
+        return self.der
+
+
+def _tls_datapath(app, dpid: int, der: bytes | None) -> FakeDatapath:
+    dp = FakeDatapath(app, dpid, [1, 2])
+    dp.socket, dp.address, dp.closed = FakeTlsSocket(der), ("127.0.0.1", 40000 + dpid), False
+    dp.close = lambda: setattr(dp, "closed", True)
+    return dp
+
+
+def test_only_a_switch_certificate_may_be_a_switch(app, caplog):
+    """Over OpenFlow TLS, a vKMS (or any non-switch) certificate of the network's CA is refused:
+    the connection is closed and logged before the app takes the datapath."""
+    from cryptography.hazmat.primitives.serialization import Encoding
+    from os_ken.controller.handler import HANDSHAKE_DISPATCHER
+
+    from tests.helpers.pki import make_ca, make_cert
+    ca = make_ca()
+    der = {role: make_cert(ca, name, role=role)[0].public_bytes(Encoding.DER)
+           for role, name in (("node", "A"), ("switch", "ovs"))}
+    impostor, switch, bare = (_tls_datapath(app, 8, der["node"]), _tls_datapath(app, 9, der["switch"]),
+                              _tls_datapath(app, 10, None))
+    for dp in (impostor, switch, bare):
+        app.state_change_handler(_ev(datapath=dp, state=HANDSHAKE_DISPATCHER))
+        app.switch_features_handler(_ev(msg=SimpleNamespace(datapath=dp)))
+        app.state_change_handler(_ev(datapath=dp, state=MAIN_DISPATCHER))
+        app.switch_enter_handler(_ev(switch=SimpleNamespace(dp=dp)))
+    assert app.status()["switches"] == [9] and set(app.datapaths) == {9}
+    assert impostor.closed and bare.closed and not switch.closed
+    assert not impostor.flow_mods() and not bare.flow_mods() and switch.flow_mods()
+    assert app.status()["switches_refused"] == {"role": 1, "no_identity": 1}
+    assert "event=switch_refused peer=127.0.0.1:40008 dpid=0000000000000008 identity=node:A reason=role" \
+        in caplog.text
+    # A packet from a refused connection teaches nothing.
+    app.packet_in_handler(_packet_in(impostor, 1, _arp("00:00:00:00:00:08", "10.0.0.8", "10.0.0.1")))
+    assert app.core.status()["hosts"] == 0

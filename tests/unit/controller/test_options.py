@@ -20,10 +20,13 @@ from quseccontroller.gateway import process
 APP_DEFAULTS = {"state_dir": "/var/lib/qusec", "policy": "", "inventory": "", "gateway": "spawn",
                 "grpc_listen": "0.0.0.0:50051", "http_listen": "127.0.0.1:9301", "ca_cert": "",
                 "cert": "", "key": "", "bridge_socket": "", "path_ttl": 60.0,
-                "expire_interval": 1.0, "barrier_timeout": 5.0, "gone_grace": 5.0, "parent_pid": 0}
+                "expire_interval": 1.0, "barrier_timeout": 5.0, "gone_grace": 5.0, "parent_pid": 0,
+                "operator_listen": "127.0.0.1:9302", "register_timeout": 5.0,
+                "max_streams_per_identity": 2, "max_streams": 10000}
 GATEWAY_FLAGS = {"--bridge", "--state-dir", "--grpc-listen", "--http-listen", "--ca-cert", "--cert",
                  "--key", "--gone-grace", "--ack-timeout", "--grpc-workers", "--parent-pid",
-                 "--insecure"}
+                 "--insecure", "--operator-listen", "--register-timeout",
+                 "--max-streams-per-identity", "--max-streams"}
 
 
 def _gateway_defaults() -> dict:
@@ -71,11 +74,12 @@ def test_the_spawned_gateway_gets_the_apps_shared_options(tmp_path: Path) -> Non
 
 def test_the_launcher_writes_every_app_option_and_starts_the_gateway_from_the_table(tmp_path: Path) -> None:
     sig = inspect.signature(Controller).parameters
-    for name in ("path_ttl", "gone_grace", "barrier_timeout", "gateway"):
+    for name in ("path_ttl", "gone_grace", "barrier_timeout", "gateway", "register_timeout",
+                 "max_streams_per_identity", "max_streams"):
         assert sig[name].default == options.default(name), name
     c = Controller(tmp_path / "qusec", ca_cert="ca.pem", cert="qusec.pem", key="qusec.key",
                    grpc_listen="127.0.0.1:50051", http_listen="127.0.0.1:9301",
-                   of_listen="127.0.0.1:6653")
+                   of_listen="127.0.0.1:6653", operator_listen="127.0.0.1:9302")
     c.state_dir.mkdir()
     path = c.write_config()
     ini = configparser.ConfigParser(interpolation=None)
@@ -96,6 +100,7 @@ def test_the_launcher_writes_every_app_option_and_starts_the_gateway_from_the_ta
     assert args["http_listen"] == "127.0.0.1:9301" and args["parent_pid"] == os.getpid()
     assert (args["ca_cert"], args["cert"], args["key"]) == (c.ca_cert, c.cert, c.key)
     assert args["gone_grace"] == c.gone_grace
+    assert args["operator_listen"] == c.https_url.removeprefix("https://")
     # No bridge flag: both sides then use the one default next to the state dir.
     assert args["bridge_socket"] == "" and cfg.bridge_socket == bridge_socket_path(c.state_dir)
 
@@ -103,3 +108,21 @@ def test_the_launcher_writes_every_app_option_and_starts_the_gateway_from_the_ta
 def test_config_text_refuses_unknown_options() -> None:
     with pytest.raises(ValueError, match="grpc_workers"):
         options.config_text({"grpc_workers": 4})   # a gateway-only option
+
+
+def test_the_launcher_serves_openflow_over_tls_with_the_switch_ca(tmp_path: Path) -> None:
+    ports = dict(grpc_listen="127.0.0.1:50051", http_listen="127.0.0.1:9301",
+                 operator_listen="127.0.0.1:9302", of_listen="127.0.0.1:6653")
+    c = Controller(tmp_path / "qusec", ca_cert="ca.pem", cert="qusec.pem", key="qusec.key",
+                   of_tls=("ca.pem", "qusec.pem", "qusec.key"), **ports)
+    c.state_dir.mkdir()
+    argv = c.argv()
+    flag = {argv[i]: argv[i + 1] for i in range(1, len(argv) - 1) if argv[i].startswith("--ctl")
+            or argv[i] in ("--ca-certs", "--ofp-ssl-listen-port")}
+    assert flag == {"--ofp-ssl-listen-port": "6653", "--ctl-privkey": c.key, "--ctl-cert": c.cert,
+                    "--ca-certs": c.ca_cert}
+    assert "--ofp-tcp-listen-port" not in argv
+    plain = Controller(tmp_path / "plain", ca_cert="ca.pem", cert="qusec.pem", key="qusec.key",
+                       **ports)
+    plain.state_dir.mkdir()
+    assert "--ofp-tcp-listen-port" in plain.argv() and "--ctl-cert" not in plain.argv()
