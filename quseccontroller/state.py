@@ -198,7 +198,20 @@ class NetworkState:
         self.online.add(info.node_id)
         self.nodes_dirty = True
         self.add_node(info.node_id, info.trust_level)
-        return self.report(info.node_id, info.links, now)
+        # A Register lists all the node's links: an end it no longer reports is forgotten.
+        listed = {ls.link_id for ls in info.links}
+        lost = []
+        for rec in self.links.values():
+            if info.node_id in (rec.a, rec.b) and rec.link_id not in listed and info.node_id in rec.status:
+                was = rec.usable()
+                for per_end in (rec.status, rec.stored, rec.peer_stored, rec.consumption, rec.skr,
+                                rec.reported):
+                    per_end.pop(info.node_id, None)
+                rec.off = not rec.usable()
+                self.dirty_links.add(rec.link_id)
+                if was:
+                    lost.append(rec.link_id)
+        return lost + self.report(info.node_id, info.links, now)
 
     def report(self, node_id: str, links: Iterable[LinkState], now: float) -> list[str]:
         """Take a node's link states; returns the links that were usable and no longer are."""

@@ -98,9 +98,10 @@ def bad_request(field: str, problem: str) -> Abort:
                      error_details_pb2.BadRequest.FieldViolation(field=field, description=problem)]))
 
 
-def error_info(code: grpc.StatusCode, message: str, reason: str, *, label: str = "",
+def error_info(code: grpc.StatusCode, message: str, reason: str, /, *, label: str = "",
                **metadata: str) -> Abort:
-    """An Abort with a ``google.rpc.ErrorInfo{reason, domain: qusec, metadata}`` detail."""
+    """An Abort with a ``google.rpc.ErrorInfo{reason, domain: qusec, metadata}`` detail
+    (``metadata`` may carry a "reason" of its own: the refusal's, next to the error's)."""
     return Abort(code, message, error_details_pb2.ErrorInfo(reason=reason, domain="qusec",
                                                             metadata=metadata), label=label)
 

@@ -38,9 +38,10 @@ def status_details(err: grpc.RpcError) -> list:
 
 
 def link(link_id: str, peer: str, stored_bits: int = 10**8, status: int = control_pb2.LINK_STATUS_ACTIVE,
-         skr: float = 1e6) -> control_pb2.QkdLinkState:
+         skr: float = 1e6, peer_stored_bits: int = 0) -> control_pb2.QkdLinkState:
     return control_pb2.QkdLinkState(link_id=link_id, peer_node=peer, skr_bps=skr,
-                                    stored_bits=stored_bits, status=status, kms_kind="simulated")
+                                    stored_bits=stored_bits, status=status, kms_kind="simulated",
+                                    peer_stored_bits=peer_stored_bits)
 
 
 class TestAgent:
@@ -106,6 +107,11 @@ class TestAgent:
 
     def report(self, links: list) -> None:
         self.out.put(control_pb2.AgentMessage(report=control_pb2.LinkReport(links=links)))
+
+    def wait_closed(self, timeout: float = 10) -> grpc.RpcError | None:
+        """The error that ended the stream (None: still open after ``timeout``, or ended OK)."""
+        self.closed.wait(timeout)
+        return self.error
 
     def request_path(self, dst: str, timeout: float = 10, **kw) -> control_pb2.PathReply:
         return self.stub.RequestPath(control_pb2.PathRequest(src_node=self.node_id, dst_node=dst,

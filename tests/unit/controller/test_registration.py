@@ -190,3 +190,15 @@ def test_only_the_source_node_releases_a_path():
     assert pid in core.paths
     assert core.release_path("no-such-path", 2.0, by="E") == []
     assert core.release_path(pid, 2.0, by="A") and pid not in core.paths
+
+
+def test_a_register_without_a_link_forgets_that_end_of_it():
+    # A Register lists all of a node's links: one it no longer lists is no longer reported by
+    # it, and a link only one end reports carries no path (its paths move).
+    core, agents = core_with(EDGES)
+    d, _ = core.request_path(PathRequest("A", "D"), 1.0)
+    assert d.paths == [["A", "E", "D"]]
+    acts = core.agent_registered(replace(agents["E"], links=(agents["E"].links[0],)), 2.0)   # no E-D
+    assert "E" not in core.state.links["E-D"].status and not core.state.links["E-D"].usable()
+    assert core.paths[d.path_ids[0]].nodes == ["A", "B", "C", "D"]
+    assert any(isinstance(a, Revoke) and a.node_id == "E" for a in acts)
