@@ -2,6 +2,8 @@
 
 One ring of four userspace-datapath switches, one host per trusted node (A on qc1, B on qc2,
 C on qc3) plus an intruder host X on qc2; test gRPC clients stand in for the vKMS agents.
+OpenFlow runs over TLS with the network's PKI (the switches hold the switch certificate),
+QuSeC has the network's inventory, and its status is read on the operator interface.
 Tests run in file order on one network; the reroute test (which takes a link down) is last.
 """
 from __future__ import annotations
@@ -15,11 +17,15 @@ import urllib.request
 import grpc
 import pytest
 
+from mininet_topos.launch import ovs
 from mininet_topos.launch.topos import QuSeCRemote, tx_checksum_off
 from mininet_topos.launch.controller import Controller
+from mininet_topos.model import Node, Topology
+from mininet_topos.provision.pki import build_pki
+from quseccontroller import inventory
+from quseccontroller.inventory import Inventory, InventoryLink, InventoryNode
 from quseccontroller.proto import control_pb2
 from tests.helpers.agent_standin import TestAgent, link, status_details
-from tests.helpers.pki import make_pki
 
 pytestmark = pytest.mark.emulation
 
@@ -48,6 +54,17 @@ def serve(port):
         c, _ = s.accept(); c.sendall(b"ok"); c.close()
 for p in sys.argv[1:]:
     threading.Thread(target=serve, args=(int(p),)).start()
+"""
+POISON = """
+import socket, struct, sys
+iface, src_mac, dst_mac, spa, tpa = sys.argv[1:6]
+mac = lambda s: bytes.fromhex(s.replace(":", ""))
+frame = (mac(dst_mac) + mac(src_mac) + b"\\x08\\x06" + struct.pack("!HHBBH", 1, 0x0800, 6, 4, 2)
+         + mac(src_mac) + socket.inet_aton(spa) + mac(dst_mac) + socket.inet_aton(tpa))
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind((iface, 0))
+for _ in range(3):
+    s.send(frame)
 """
 CONNECT = ("import socket,sys\n"
            "try:\n"
@@ -82,9 +99,15 @@ class Env:
         self.agents: dict[str, TestAgent] = {}
         self.connect_script = tmp / "connect.py"
         self.connect_script.write_text(CONNECT)
+        self.poison_script = tmp / "poison.py"
 
     def status(self) -> dict:
-        with urllib.request.urlopen(self.ctl.http_url + "/status", timeout=5) as r:
+        """QuSeC's /status on its operator interface (mutual TLS, the operator certificate)."""
+        import ssl
+        ctx = ssl.create_default_context(cafile=self.pki.ca_cert)
+        ctx.check_hostname = False
+        ctx.load_cert_chain(self.pki.operator.cert, self.pki.operator.key)
+        with urllib.request.urlopen(self.ctl.https_url + "/status", timeout=5, context=ctx) as r:
             return json.loads(r.read())
 
     def connect(self, src: str, dst: str, port: int, timeout: float = 1.5) -> str:
@@ -105,10 +128,16 @@ def env(emulation_host, mininet_lock, tmp_path_factory):
     from mininet.topo import Topo
 
     tmp = tmp_path_factory.mktemp("qusec-emu")
-    pki = make_pki(tmp / "pki", ["A", "B", "C"])
+    # Node certificates name the addresses the nodes register (their data IPs).
+    pki = build_pki(Topology(name="emu", nodes={n: Node(n) for n in "ABC"}, links=[]), tmp / "pki",
+                    {n: [IPS[n]] for n in "ABC"})
+    inv = Inventory((InventoryLink("AB", "A", "B"), InventoryLink("BC", "B", "C")), "inventory.toml",
+                    tuple(InventoryNode(n, 3, (f"sae-{n}",)) for n in "ABC"))
+    (tmp / "inventory.toml").write_text(inventory.dumps(inv))
     (tmp / "policy.toml").write_text(POLICY)
     ctl = Controller(tmp / "state", ca_cert=pki.ca_cert, cert=pki.qusec_cert, key=pki.qusec_key,
-                     policy=str(tmp / "policy.toml"), of_listen="127.0.0.1:0")
+                     policy=str(tmp / "policy.toml"), inventory=tmp / "inventory.toml",
+                     of_listen="127.0.0.1:0", of_tls=(pki.ca_cert, pki.qusec_cert, pki.qusec_key))
 
     class Ring(Topo):
         def build(self):
@@ -128,8 +157,10 @@ def env(emulation_host, mininet_lock, tmp_path_factory):
     ok = False
     e = Env(net, ctl, pki, tmp)
     try:
+        ovs.set_ssl(pki.switch.key, pki.switch.cert, pki.ca_cert)
         ctl.start().wait_ready(30)
-        net.addController("c0", controller=QuSeCRemote, ip="127.0.0.1", port=ctl.of_port)
+        net.addController("c0", controller=QuSeCRemote, ip="127.0.0.1", port=ctl.of_port,
+                          protocol="ssl")
         net.build()
         net.start()
         for sw in net.switches:  # echo every second, so a stalled controller loop would show
@@ -141,9 +172,9 @@ def env(emulation_host, mininet_lock, tmp_path_factory):
         net.get("hC").popen(["python3", "-c", LISTENER, str(RELAY_PORT)])
         for node, links in (("A", [link("AB", "B")]), ("B", [link("AB", "A"), link("BC", "C")]),
                             ("C", [link("BC", "B")])):
-            cert, key = pki.node(node)
+            cert, key = pki.node(node).cert, pki.node(node).key
             e.agents[node] = TestAgent(ctl.grpc_addr, pki.ca_cert, cert, key, node, data_ip=IPS[node],
-                                       relay_port=RELAY_PORT, links=links).connect()
+                                       relay_port=RELAY_PORT, links=links, saes=[f"sae-{node}"]).connect()
             assert e.agents[node].registered.is_set(), e.agents[node].error
         try:   # X and B never sent a packet before: X's ARP floods to B, B is learned
             wait_for(lambda: e.connect("X", "B", OTHER_PORT).startswith("open"), what="listener on hB")
@@ -161,6 +192,7 @@ def env(emulation_host, mininet_lock, tmp_path_factory):
             net.stop()  # QuSeCRemote.stop also ends the controller node's shell
         finally:
             ctl.stop()
+            ovs.del_ssl()
             if not ok:
                 cleanup()
 
@@ -175,6 +207,31 @@ def test_lldp_topology_matches_mininet(env):
     got = {frozenset(tuple(end) for end in l) for l in env.status()["links"]}
     assert got == want
     assert env.status()["switches"] == [1, 2, 3, 4]
+    # Every switch speaks OpenFlow over TLS with the switch certificate; none was refused.
+    # (ovsdb's is_connected is refreshed every few seconds.)
+    rows = wait_for(lambda: (lambda r: r if r and all(x["connected"] for x in r) else None)(
+        _controller_rows()), timeout=15, what="ovsdb to show every controller connection")
+    assert all(r["target"].startswith("ssl:") for r in rows), rows
+    assert not env.status()["switches_refused"]
+
+
+def test_host_ports_accept_only_the_arp_binding_qusec_learned(env):
+    # Table 0 of the intruder's switch: ARP from X's port passes only as X (its MAC and IP).
+    x_port = env.net.topo.port("qc2", "hX")[0]
+    guard = [l for l in env.dump_flows("qc2").splitlines()
+             if "table=0" in l and "arp" in l and f"in_port={x_port}" in l]
+    assert any("arp_spa=10.0.0.9" in l and "goto_table:1" in l for l in guard), guard
+    assert any("actions=drop" in l and "arp_spa" not in l for l in guard), guard
+    # X tells A "10.0.0.2 (B) is at X's MAC": the forged reply never reaches A.
+    hx, ha, hb = env.net.get("hX"), env.net.get("hA"), env.net.get("hB")
+    ha.cmd("ping -c 1 -W 1 10.0.0.2")          # A knows B's MAC now
+    time.sleep(1.5)                            # past the kernel's neighbour locktime
+    env.poison_script.write_text(POISON)
+    hx.cmd("python3", str(env.poison_script), hx.defaultIntf().name, hx.MAC(), ha.MAC(),
+           IPS["B"], IPS["A"])
+    time.sleep(0.5)
+    entry = ha.cmd("ip neigh show 10.0.0.2")
+    assert hx.MAC() not in entry and hb.MAC() in entry, entry
 
 
 def test_path_flows_let_hop_traffic_through_and_drop_everyone_else(env):
@@ -190,6 +247,7 @@ def test_path_flows_let_hop_traffic_through_and_drop_everyone_else(env):
     assert any("nw_src=10.0.0.1" in l and "nw_dst=10.0.0.2" in l for l in relay_lines), s2
     assert any("nw_src=10.0.0.2" in l and "nw_dst=10.0.0.3" in l for l in relay_lines), s2
     assert all("cookie=0x5153" in l and "hard_timeout=" in l for l in relay_lines)
+    assert all("dl_src=" in l for l in relay_lines)   # the sender's MAC is pinned too
     assert "priority=20000" in s2 and "actions=drop" in s2
     # Real traffic: each hop's relay connection goes through; the same from X, or skipping
     # the relay node, is dropped; ordinary traffic from X still flows.
