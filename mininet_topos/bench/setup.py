@@ -107,8 +107,6 @@ class BenchAgent:
 @contextlib.contextmanager
 def qkd_line_network(n: int, ring: bool, workdir: Path):
     """Controller + Mininet: n switches (line or ring), one node host each, agents registered."""
-    import urllib.request
-
     from mininet.clean import cleanup
     from mininet.net import Mininet
     from mininet.node import OVSSwitch
@@ -119,6 +117,7 @@ def qkd_line_network(n: int, ring: bool, workdir: Path):
     from mininet_topos.model import Node, Topology
     from mininet_topos.launch.topos import QuSeCRemote, tx_checksum_off
     from mininet_topos.launch.controller import Controller
+    from mininet_topos.launch.operator import OperatorClient
     from quseccontroller.proto import control_pb2
 
     nodes = [f"n{i}" for i in range(n)]
@@ -145,8 +144,8 @@ def qkd_line_network(n: int, ring: bool, workdir: Path):
     ok = False
 
     def status() -> dict:
-        with urllib.request.urlopen(ctl.http_url + "/status", timeout=10) as r:
-            return json.loads(r.read())
+        return OperatorClient(ctl.https_url, pki.ca_cert, pki.operator.cert, pki.operator.key,
+                              timeout=10).status()
 
     def wait(cond, what: str, timeout: float = 120.0) -> None:
         deadline = time.monotonic() + timeout

@@ -172,12 +172,7 @@ class LocalBackend:
         return client_pair(self.doc, master, slave, number, fresh=fresh)
 
     def status(self) -> dict:
-        import urllib.request
-        http = (self.doc.get("qusec") or {}).get("http")
-        if not http:
-            return {}
-        with urllib.request.urlopen(http + "/status", timeout=5) as r:
-            return json.loads(r.read())
+        return self.net.operator.status() if self.net.operator is not None else {}
 
     def relay_flows(self, nodes: list[str]) -> dict[str, list[str]]:
         return {}

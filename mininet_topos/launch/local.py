@@ -9,17 +9,16 @@ every process it started.
 """
 from __future__ import annotations
 
-import json
 import logging
 import subprocess
 import time
-import urllib.request
 from pathlib import Path
 from collections.abc import Callable
 from typing import Any, TextIO
 
 from mininet_topos.launch import rundir
 from mininet_topos.launch.clean import kill_all, leftover_pids
+from mininet_topos.launch.operator import OperatorClient
 from mininet_topos.launch.fleet import AgentFleet, LaunchedNetwork, AgentStartError, popen_spawner
 from mininet_topos.model import Topology
 from mininet_topos.provision.netinfo import write_network_json
@@ -55,6 +54,7 @@ class LocalNetwork(LaunchedNetwork):
         self.qusec: dict[str, str] | None = None
         self.network_json = self.state_dir / "network.json"
         self.claim: rundir.Claim | None = None
+        self.operator: OperatorClient | None = None
 
     def _say(self, msg: str) -> None:
         if self.progress is not None:
@@ -77,8 +77,10 @@ class LocalNetwork(LaunchedNetwork):
                 pass
             return None
         self.controller = ctl
-        self._say(f"QuSeC ready: gRPC {ctl.grpc_addr}, HTTP {ctl.http_url}")
-        return {"grpc": ctl.grpc_addr, "http": ctl.http_url}
+        self.operator = OperatorClient(ctl.https_url, self.pki.ca_cert, self.pki.operator.cert,
+                                       self.pki.operator.key)
+        self._say(f"QuSeC ready: gRPC {ctl.grpc_addr}, metrics {ctl.http_url}, operator {ctl.https_url}")
+        return {"grpc": ctl.grpc_addr, "http": ctl.http_url, "https": ctl.https_url}
 
     def _adjust(self, node_id: str, cfg: Any) -> None:
         for k, v in self.limits.items():
@@ -120,11 +122,10 @@ class LocalNetwork(LaunchedNetwork):
             self.wait_registered(set(nodes))
 
     def registered_nodes(self) -> set[str]:
-        """Nodes QuSeC has a live registration for now (its /status)."""
+        """Nodes QuSeC has a live registration for now (its /status, as the operator)."""
         try:
-            with urllib.request.urlopen(self.qusec["http"] + "/status", timeout=2) as r:
-                core = json.loads(r.read()).get("core", {})
-        except (OSError, ValueError, TypeError):
+            core = self.operator.status(timeout=2).get("core", {})
+        except (OSError, ValueError, AttributeError):
             return set()
         return {n for n, v in core.get("nodes", {}).items() if v.get("online")}
 

@@ -10,12 +10,10 @@ mininet_topos.launch.sae ...``), which print key IDs and SHA-256 digests, never 
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import subprocess
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
@@ -23,6 +21,7 @@ from mininet_topos.launch import rundir
 from mininet_topos.launch.clean import cleanup_ours, kill_all, leftover_pids
 from mininet_topos.launch.fleet import AgentFleet, AgentStartError, LaunchedNetwork
 from mininet_topos.launch.keypair import check_pair, seen
+from mininet_topos.launch.operator import OperatorClient
 from mininet_topos.launch.lock import EmulationError, wait_for
 from mininet_topos.launch.sae import CALL_TIMEOUT_S as SAE_CALL_TIMEOUT_S
 from mininet_topos.launch.sae import call as sae_call
@@ -71,6 +70,7 @@ class MininetNetwork(LaunchedNetwork):
         self.procs: dict[str, subprocess.Popen] = self.fleet.procs
         self.agents: dict[str, dict] = self.fleet.agents
         self.qusec: dict[str, str] = {}
+        self.operator: OperatorClient | None = None
         self.network_json = self.state_dir / "network.json"
         self.timings: dict[str, float] = {}
         self.claim: rundir.Claim | None = None
@@ -153,12 +153,15 @@ class MininetNetwork(LaunchedNetwork):
                                      inventory=inventory.write(self.topology,
                                                                self.state_dir / "inventory.toml"),
                                      grpc_listen="0.0.0.0:0",
-                                     http_listen="127.0.0.1:0", of_listen="127.0.0.1:0")
+                                     http_listen="127.0.0.1:0", of_listen="127.0.0.1:0",
+                                     of_tls=(self.pki.ca_cert, self.pki.qusec_cert, self.pki.qusec_key))
         self.controller.start()
         self.controller.wait_ready(60)
+        self.operator = OperatorClient(self.controller.https_url, self.pki.ca_cert,
+                                       self.pki.operator.cert, self.pki.operator.key)
         port = self.controller.grpc_addr.rpartition(":")[2]
         self.qusec = {"grpc": f"{self.plan.mgmt_root_ip}:{port}", "http": self.controller.http_url,
-                      "grpc_local": self.controller.grpc_addr}
+                      "https": self.controller.https_url, "grpc_local": self.controller.grpc_addr}
         self._mark("qusec")
         self.say(f"  QuSeC: OpenFlow 127.0.0.1:{self.controller.of_port}, gRPC {self.qusec['grpc']} "
                  f"(management network), HTTP {self.controller.http_url} ({self.timings['qusec']:.1f} s)")
@@ -166,6 +169,8 @@ class MininetNetwork(LaunchedNetwork):
     def _start_mininet(self) -> None:
         from mininet.net import Mininet
         from mininet.node import OVSSwitch
+
+        from mininet_topos.launch import ovs
         datapath = self.datapath
 
         def switch(name: str, **kw: Any) -> OVSSwitch:
@@ -176,7 +181,10 @@ class MininetNetwork(LaunchedNetwork):
 
         self.net = Mininet(topo=QkdTopo(self.plan), switch=switch, controller=None, build=False,
                            autoSetMacs=False, waitConnected=False)
-        self.net.addController("c0", controller=QuSeCRemote, ip="127.0.0.1",
+        # OpenFlow over TLS: every bridge connects with the network's switch certificate and
+        # accepts only a controller the network's CA signed (docs/security.md).
+        ovs.set_ssl(self.pki.switch.key, self.pki.switch.cert, self.pki.ca_cert)
+        self.net.addController("c0", controller=QuSeCRemote, protocol="ssl", ip="127.0.0.1",
                                port=self.controller.of_port)
         self.net.build()
         self.net.start()
@@ -214,9 +222,9 @@ class MininetNetwork(LaunchedNetwork):
                 raise EmulationError(f"static ARP entries failed: {err.decode(errors='replace')}")
 
     def status(self, timeout: float = 5.0) -> dict:
-        """QuSeC's /status (switches, LLDP links, core: nodes, links, paths, hosts, flows)."""
-        with urllib.request.urlopen(self.qusec["http"] + "/status", timeout=timeout) as r:
-            return json.loads(r.read())
+        """QuSeC's /status (switches, LLDP links, core: nodes, links, paths, hosts, flows), read
+        as the network's operator."""
+        return self.operator.status(timeout=timeout)
 
     def _safe_status(self) -> dict:
         try:
@@ -433,6 +441,9 @@ class MininetNetwork(LaunchedNetwork):
         if self.net is not None:
             step("stopping Mininet", self._stop_mininet)
             self.net = None
+        if self._owned:
+            from mininet_topos.launch import ovs
+            step("clearing OpenFlow TLS", ovs.del_ssl)
         if self.controller is not None:
             step("stopping QuSeC", self.controller.stop)
             self.controller = None
@@ -498,5 +509,5 @@ def write_network_json(net: MininetNetwork) -> Path:
              "saes": {h.sae: {"host": h.name, "pid": pid(h.name), "switch": h.switch, "ip": h.ip}
                       for h in net.plan.sae_hosts}}
     return write(net.network_json, net.topology, net.pki, net.agents,
-                 {"grpc": net.qusec["grpc"], "http": net.qusec["http"]},
+                 {k: net.qusec[k] for k in ("grpc", "http", "https")},
                  mode="mininet", datapath=net.datapath, mininet=hosts, policy=str(net.policy_file))

@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -80,8 +79,8 @@ def test_up_serves_keys_and_stops_cleanly_on_sigterm(emulation_host, tmp_path, l
         assert set(doc["nodes"]) == {"A", "B", "C", "D", "E", "F"}
         # --policy: QuSeC runs a copy of the file (state/policy.toml, so `qpolicy reload` edits stay local).
         assert Path(doc["policy"]).read_text() == policy.read_text()
-        with urllib.request.urlopen(doc["qusec"]["http"] + "/status", timeout=5) as r:
-            assert json.loads(r.read())["core"]["policy"] == doc["policy"]
+        from mininet_topos.launch.operator import OperatorClient
+        assert OperatorClient.of_network(doc).status()["core"]["policy"] == doc["policy"]
         sae = doc["mininet"]["saes"]["sae-a"]
         # Inside SAE host sae-a: qkdnet key gets keys from A's and F's vKMS over the data plane.
         out = subprocess.run(["mnexec", "-a", str(sae["pid"]), QKDNET, "key", "--network",

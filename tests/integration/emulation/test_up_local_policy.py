@@ -6,7 +6,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 QKDNET = str(Path(sys.executable).with_name("qkdnet"))
@@ -46,8 +45,8 @@ def test_local_up_runs_qusec_with_the_given_policy(tmp_path):
             time.sleep(0.2)
         doc = json.loads((state / "network.json").read_text())
         assert doc["qusec"]["http"], "QuSeC did not start"
-        with urllib.request.urlopen(doc["qusec"]["http"] + "/status", timeout=5) as r:
-            st = json.loads(r.read())
+        from mininet_topos.launch.operator import OperatorClient
+        st = OperatorClient.of_network(doc).status()   # /status is the operator's
         assert st["core"]["policy"] == str((tmp_path / "policy.toml").resolve())
     finally:
         proc.send_signal(signal.SIGTERM)
