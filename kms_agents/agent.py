@@ -1,11 +1,12 @@
 """``kms-agent --config FILE``: one node's vKMS (ETSI 014 HTTPS, 004-style gRPC, peer/relay gRPC).
 
-Start-up: open the key store, build one key source per QKD link end, create the gRPC
-servers with their servicers (PeerKms and KeyRelay on the node-to-node server, ETSI 004
-KeyDelivery on the application one) and the relay (:class:`~kms_agents.relay.node.RelayNode`),
-start serving, start the relay (control stream to QuSeC, pre-relay buffers), then write
-``STATE_DIR/agent.json`` with the real bound endpoints (launchers poll it). SIGTERM/SIGINT
-stop everything cleanly.
+Start-up: make the state directory private (0700: the key store is in it), open the key
+store, build one key source per QKD link end, create the gRPC servers with their
+servicers (PeerKms and KeyRelay on the node-to-node server, for nodes; ETSI 004
+KeyDelivery on the application one, ``grpc.aio``, for SAEs) and the relay
+(:class:`~kms_agents.relay.node.RelayNode`), serve /metrics, start serving, start the relay
+(control stream to QuSeC, pre-relay buffers), then write ``STATE_DIR/agent.json`` with the
+real bound endpoints (launchers poll it). SIGTERM/SIGINT stop everything cleanly.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from kms_agents import rpc
+from kms_agents import metrics, rpc
 from kms_agents.channels import PeerChannels
 from kms_agents.config import AgentConfig, ConfigError, load_config
 from kms_agents.etsi004 import Etsi004Servicer, KeyStreams
@@ -63,7 +64,8 @@ class Agent:
         self.config = config
         self.node_id = config.node_id
         self.state_dir = Path(config.state_dir)
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self.state_dir, 0o700)   # the key store is in it: no one else's to read
         self._lock_file = _lock_state_dir(self.state_dir)
         self.agent_json = self.state_dir / "agent.json"
         if self.agent_json.exists():
@@ -78,17 +80,20 @@ class Agent:
                                endpoints=lambda: self.endpoints)
         self.service = KeyService(self.node_id, config.saes, self.links, self.store, config.limits, self.peers,
                                   self.relay.relayer)
-        self.streams = KeyStreams(self.service, self.peers.stream_event, graph=config.graph)
+        self.streams = KeyStreams(self.service, self.peers.stream_event, graph=config.graph,
+                                  identity=self.relay.identity, caps=config.caps)
         self.relay_server = rpc.Server(config.listen_relay, credentials)
         self.relay_server.add(peer_pb2_grpc.add_PeerKmsServicer_to_server,
                               PeerServicer(self.service.delivery, self.streams.on_peer_event),
                               peer_pb2.DESCRIPTOR.services_by_name["PeerKms"])
         self.relay_server.add(relay_pb2_grpc.add_KeyRelayServicer_to_server, self.relay.servicer,
                               relay_pb2.DESCRIPTOR.services_by_name["KeyRelay"])
-        self.etsi004_server = rpc.Server(config.listen_etsi004, credentials)
+        self.etsi004_server = rpc.AioServer(config.listen_etsi004, credentials)
         self.etsi004_server.add(etsi004_pb2_grpc.add_KeyDeliveryServicer_to_server, Etsi004Servicer(self.streams),
                                 etsi004_pb2.DESCRIPTOR.services_by_name["KeyDelivery"])
-        self.etsi014 = Etsi014Server(self.service, config.listen_etsi014, tls.ca_cert, tls.cert, tls.key)
+        self.etsi014 = Etsi014Server(self.service, config.listen_etsi014, tls.ca_cert, tls.cert, tls.key,
+                                     caps=config.caps)
+        self.metrics_http, self.metrics_port = metrics.serve(config.listen_metrics)
         self._stopped = threading.Event()
 
     def _advertised(self, listen: str, port: int) -> str:
@@ -97,12 +102,18 @@ class Agent:
             host = "127.0.0.1"
         return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
+    def _metrics_host(self) -> str:
+        host = self.config.listen_metrics.rpartition(":")[0].strip("[]")
+        host = "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
+        return f"[{host}]" if ":" in host else host
+
     @property
     def endpoints(self) -> dict[str, Any]:
         return {"node_id": self.node_id, "pid": os.getpid(),
                 "etsi014_url": "https://" + self._advertised(self.config.listen_etsi014, self.etsi014.port),
                 "etsi004_addr": self._advertised(self.config.listen_etsi004, self.etsi004_server.port),
                 "relay_addr": self._advertised(self.config.listen_relay, self.relay_server.port),
+                "metrics_url": f"http://{self._metrics_host()}:{self.metrics_port}/metrics",
                 "links": [{"id": lk.link_id, "peer": lk.peer_node, "kind": lk.kind, "rate_bps": lk.rate_bps}
                           for lk in self.links],
                 "saes": self.config.local_saes()}
@@ -131,6 +142,9 @@ class Agent:
         self.etsi014.stop()
         for server in (self.etsi004_server, self.relay_server):
             server.stop(grace=1.0)
+        self.streams.close_executor()
+        self.metrics_http.shutdown()
+        self.metrics_http.server_close()
         self.channels.close()
         for lk in self.links:
             lk.close()

@@ -18,8 +18,8 @@ from typing import Any
 from kms_agents.qkd_module import DEFAULT_CAPACITY_BYTES
 
 DEFAULT_LISTEN = "127.0.0.1:0"
-TOP_LEVEL = ("node_id", "state_dir", "trust", "tls", "listen", "qusec", "limits", "relay", "links", "peers",
-             "saes", "graph")
+TOP_LEVEL = ("node_id", "state_dir", "trust", "tls", "listen", "qusec", "limits", "caps", "relay", "links",
+             "peers", "saes", "graph")
 
 
 class ConfigError(Exception):
@@ -33,7 +33,7 @@ class ConfigError(Exception):
 @dataclass
 class TlsConfig:
     ca_cert: str
-    cert: str      # this node's certificate (CN = node id); server and client
+    cert: str      # this node's certificate (urn:qusec:node:NODE_ID); server and client
     key: str
 
 
@@ -46,6 +46,21 @@ class Limits:
     max_key_per_request: int = 128
     max_sae_id_count: int = 8        # additional slave SAEs per request (0 = no multicast)
     max_key_count: int = 100_000     # per SAE pair; stored_key_count never exceeds it
+
+
+@dataclass
+class Caps:
+    """What one caller may hold of the agent's servers, and their deadlines; every number positive."""
+    etsi014_connections: int = 256          # open ETSI 014 connections, all SAEs together
+    etsi014_connections_per_sae: int = 64   # open ETSI 014 connections of one SAE
+    etsi014_request_s: float = 10.0         # a request must arrive whole within this of its first byte
+                                            # (and its answer be taken within this)
+    etsi014_handshake_s: float = 10.0       # the TLS handshake of a new connection
+    etsi014_idle_s: float = 60.0            # a keep-alive connection waits this long for a request
+    etsi004_streams_per_sae: int = 64       # key streams opened by one SAE and not ended yet
+    etsi004_calls_per_sae: int = 8          # ETSI 004 calls of one SAE in progress at once
+    etsi004_join_s: float = 120.0           # a stream the other application has not joined ends after this
+    etsi004_idle_s: float = 900.0           # a stream without any call for this long ends
 
 
 @dataclass
@@ -96,6 +111,7 @@ class AgentConfig:
     listen_etsi014: str = DEFAULT_LISTEN
     listen_etsi004: str = DEFAULT_LISTEN
     listen_relay: str = DEFAULT_LISTEN
+    listen_metrics: str = DEFAULT_LISTEN      # plain HTTP /metrics (refusal counters)
     advertise_host: str = ""                  # host written in agent.json (default: listen host)
     qusec_addr: str = ""                      # QuSeC gRPC host:port (empty: standalone)
     trust: int = 3
@@ -104,6 +120,7 @@ class AgentConfig:
     saes: dict[str, str] = field(default_factory=dict)   # every SAE of the network -> its node
     graph: dict[str, list[str]] = field(default_factory=dict)  # QKD graph (node -> neighbours), optional
     limits: Limits = field(default_factory=Limits)
+    caps: Caps = field(default_factory=Caps)
     relay: RelayConfig = field(default_factory=RelayConfig)
     source: str = ""
 
@@ -154,6 +171,20 @@ def _dataclass_from(cls, data: dict, where: str, problems: list[str], required: 
     return cls(**kwargs)
 
 
+def _positive_section(cls, data: dict, name: str, source: str, problems: list[str]):
+    """A section whose numbers must all be positive ([caps], [relay]); the defaults if absent."""
+    section = data.get(name, {})
+    if not isinstance(section, dict):
+        problems.append(f"{source}: [{name}]: expected a table")
+        section = {}
+    out = _dataclass_from(cls, section, f"{source}: [{name}]", problems) or cls()
+    for f in fields(cls):
+        value = getattr(out, f.name)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value <= 0:
+            problems.append(f"{source}: [{name}]: {f.name}: must be positive, got {value}")
+    return out
+
+
 def _unknown_top_level(key: str, value: Any, source: str) -> str:
     # a typo such as [limts] must not silently leave the defaults in force
     tables = isinstance(value, dict) or (isinstance(value, list) and bool(value)
@@ -188,10 +219,11 @@ def parse_config(data: dict, source: str = "<config>") -> AgentConfig:
         p.append(f"{source}: [listen]: expected a table")
         listen = {}
     for k in listen:
-        if k not in ("etsi014", "etsi004", "relay", "advertise_host"):
-            p.append(f"{source}: [listen]: unknown field {k!r} (known: etsi014, etsi004, relay, advertise_host)")
+        if k not in ("etsi014", "etsi004", "relay", "metrics", "advertise_host"):
+            p.append(f"{source}: [listen]: unknown field {k!r} (known: etsi014, etsi004, relay, metrics, "
+                     "advertise_host)")
     addrs = {k: _check_addr(listen.get(k, DEFAULT_LISTEN), f"{source}: [listen]: {k}", p)
-             for k in ("etsi014", "etsi004", "relay")}
+             for k in ("etsi014", "etsi004", "relay", "metrics")}
     qusec = data.get("qusec", {})
     qusec_addr = ""
     if isinstance(qusec, dict) and qusec.get("addr"):
@@ -201,15 +233,8 @@ def parse_config(data: dict, source: str = "<config>") -> AgentConfig:
         p.append(f"{source}: [limits]: key sizes must be multiples of 8 bits")
     if not 0 < limits.min_key_size <= limits.key_size <= limits.max_key_size:
         p.append(f"{source}: [limits]: need 0 < min_key_size <= key_size <= max_key_size")
-    relay_data = data.get("relay", {})
-    if not isinstance(relay_data, dict):
-        p.append(f"{source}: [relay]: expected a table")
-        relay_data = {}
-    relay = _dataclass_from(RelayConfig, relay_data, f"{source}: [relay]", p) or RelayConfig()
-    for f in fields(RelayConfig):
-        value = getattr(relay, f.name)
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and value <= 0:
-            p.append(f"{source}: [relay]: {f.name}: must be positive, got {value}")
+    caps = _positive_section(Caps, data, "caps", source, p)
+    relay = _positive_section(RelayConfig, data, "relay", source, p)
     links = []
     for i, ld in enumerate(data.get("links", [])):
         where = f"{source}: links[{i}] ({ld.get('id', '?') if isinstance(ld, dict) else '?'})"
@@ -254,10 +279,11 @@ def parse_config(data: dict, source: str = "<config>") -> AgentConfig:
         raise ConfigError(p)
     return AgentConfig(node_id=node_id, state_dir=state_dir, tls=tls, listen_etsi014=addrs["etsi014"],
                        listen_etsi004=addrs["etsi004"], listen_relay=addrs["relay"],
+                       listen_metrics=addrs["metrics"],
                        advertise_host=listen.get("advertise_host", ""), qusec_addr=qusec_addr,
                        trust=int(data.get("trust", 3)), links=links, peers=peers, saes=dict(saes),
                        graph={k: list(v) for k, v in graph.items()},
-                       limits=limits, relay=relay, source=source)
+                       limits=limits, caps=caps, relay=relay, source=source)
 
 
 def load_config(path: str | Path) -> AgentConfig:
@@ -302,10 +328,12 @@ def to_toml(cfg: AgentConfig) -> str:
              f"trust = {cfg.trust}"]
     lines += _toml_table("tls", asdict(cfg.tls))
     lines += _toml_table("listen", {"etsi014": cfg.listen_etsi014, "etsi004": cfg.listen_etsi004,
-                                    "relay": cfg.listen_relay, "advertise_host": cfg.advertise_host})
+                                    "relay": cfg.listen_relay, "metrics": cfg.listen_metrics,
+                                    "advertise_host": cfg.advertise_host})
     if cfg.qusec_addr:
         lines += _toml_table("qusec", {"addr": cfg.qusec_addr})
     lines += _toml_table("limits", asdict(cfg.limits))
+    lines += _toml_table("caps", asdict(cfg.caps))
     lines += _toml_table("relay", asdict(cfg.relay))
     lines += _toml_table("saes", cfg.saes)
     if cfg.graph:

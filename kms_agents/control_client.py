@@ -1,7 +1,8 @@
 """Agent side of control.proto: the long-lived Connect stream to QuSeC and the RequestPath call.
 
 One background thread keeps one bidirectional stream open over mutual TLS (the
-node's certificate; its CN is the node id). It registers first, then sends link
+node's certificate, ``urn:qusec:node:NODE``), to a server that must present the controller's
+certificate: the channel pins the TLS name ``qusec``, which only QuSeC's certificate carries. It registers first, then sends link
 reports every ``report_interval`` and early when a link's key level crosses a
 threshold, and applies the RelayAuthorisation / Revocation messages QuSeC pushes
 down to the node's AuthTable (acking each authorisation). When the stream breaks
@@ -39,6 +40,7 @@ __all__ = ["ControlClient", "ControlSettings", "PathRefused", "Registration", "c
 log = logging.getLogger(__name__)
 
 DEFAULT_THRESHOLDS_BITS = (8 * 1024, 64 * 1024, 1024 * 1024)
+QUSEC_NAME = "qusec"         # the DNS name in QuSeC's certificate, and only in its
 AUTH_FORGET_GRACE_S = 120.0  # expired authorisations still route Voids this long
 
 
@@ -63,9 +65,9 @@ class ControlSettings:
 
     target: str                        # QuSeC gRPC host:port
     ca_cert: Path
-    cert: Path                         # the node's certificate (CN = node id)
+    cert: Path                         # the node's certificate (urn:qusec:node:NODE)
     key: Path
-    server_name: str = ""              # override the TLS name checked on QuSeC's cert
+    server_name: str = QUSEC_NAME      # the TLS name QuSeC's certificate must carry (pinned)
     report_interval_s: float = 2.0     # until QuSeC's Registered says otherwise
     poll_interval_s: float = 0.25      # how often link levels are looked at for thresholds
     thresholds_bits: Sequence[int] = DEFAULT_THRESHOLDS_BITS
@@ -266,7 +268,7 @@ def link_to_proto(link: LinkState) -> control_pb2.QkdLinkState:
         link_id=link.link_id, peer_node=link.peer_node, skr_bps=link.skr_bps,
         stored_bits=link.stored_bits, consumption_bps=link.consumption_bps,
         status=control_pb2.LinkStatus.Value(f"LINK_STATUS_{link.status.name}"),
-        kms_kind=link.kms_kind)
+        kms_kind=link.kms_kind, peer_stored_bits=link.peer_stored_bits)
 
 
 def register_to_proto(reg: Registration) -> control_pb2.Register:
@@ -283,13 +285,15 @@ def authorisation_of(msg: control_pb2.RelayAuthorisation) -> Authorisation:
                          prev_hop_addr=msg.prev_hop_addr, next_hop_addr=msg.next_hop_addr,
                          expires_at=msg.expires_unix_ms / 1000.0, src_node=msg.src_node,
                          dst_node=msg.dst_node, share_index=msg.share_index + 1,
-                         share_count=msg.share_count or 1)
+                         share_count=msg.share_count or 1, src_sae=msg.src_sae,
+                         dst_saes=tuple(msg.dst_saes), security_level=msg.security_level)
 
 
 def path_request_to_proto(query: PathQuery) -> control_pb2.PathRequest:
     return control_pb2.PathRequest(src_node=query.src_node, dst_node=query.dst_node,
                                    src_sae=query.src_sae, dst_sae=query.dst_sae,
-                                   key_size_bits=query.key_size_bits, key_count=query.key_count)
+                                   key_size_bits=query.key_size_bits, key_count=query.key_count,
+                                   dst_saes=query.slave_saes)
 
 
 def plan_of(reply: control_pb2.PathReply) -> PathPlan:

@@ -2,27 +2,48 @@
 
 :class:`KeyStreams` holds the logic (rendezvous of the two applications through their
 vKMSs, QoS negotiation, chunk production); :class:`Etsi004Servicer` is the thin gRPC
-adapter. The node of the *source* SAE produces every chunk: it takes the key (local,
-direct link or relay) so that chunk ``i`` is identical at both ends, delivers it to the
-destination's node and keeps its own copy until its application fetches it. Chunks are
-deleted once delivered. Statuses 0-8 are returned in the response; requests that are
-malformed or name an unknown stream get a gRPC error with a message.
+adapter, served on ``grpc.aio``: a call that waits (for the peer application, for key)
+holds no thread and stops waiting as soon as its client cancels, and blocking work
+(the key store, key delivery, calls to neighbours) runs in a small executor. What one
+SAE may hold is capped (``[caps]``): calls in progress and streams open; a stream the
+other application never joins, or that nobody uses, ends by itself.
+
+The node of the *source* SAE produces every chunk: it takes the key (local, direct link
+or relay) so that chunk ``i`` is identical at both ends, delivers it to the destination's
+node and keeps its own copy until its application fetches it. Chunks are deleted once
+delivered. Statuses 0-8 are returned in the response; requests that are malformed, name
+an unknown stream or exceed a cap get a gRPC error with a message.
+
+The two nodes meet over ``PeerKms.StreamEvent``. An event's origin node is the neighbour
+that called (its TLS identity), never what the message says; an event for a node further
+away travels hop by hop and carries its origin's signature (node certificate and key),
+which the target checks, so no node on the way can speak for another.
 """
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import datetime as _dt
+import functools
 import json
 import logging
 import os
+import struct
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 
-from kms_agents import rpc
+from kms_agents import metrics, rpc
 from kms_agents.channels import PeerUnavailable
+from kms_agents.config import Caps
+from kms_agents.identity import IdentityError, NodeIdentity, check_peer_cert, verify
 from kms_agents.keyrequest import KeyServiceError
 from kms_agents.keystore import DuplicateKey, StoredKey
 from kms_agents.proto import etsi004_pb2 as pb
@@ -36,7 +57,11 @@ log = logging.getLogger(__name__)
 S = pb.Status
 DEFAULT_CHUNK = 32
 MIMETYPE = "application/json"
-POLL_S = 0.05
+POLL_S = 0.05                 # how often a GetKey waiting for link key looks again
+WORKERS = 16                  # executor threads for the blocking part of calls
+SWEEP_EVERY_S = 1.0           # ended streams are looked for at most this often
+EVENT_MAX_AGE_S = 60.0        # a signed (relayed) stream event older than this is refused
+_EVENT_TAG = b"qusec-stream-event/1"
 
 
 def out_of_key(exc: KeyServiceError) -> bool:
@@ -45,12 +70,8 @@ def out_of_key(exc: KeyServiceError) -> bool:
         d.get("qusec_relay_status") == "RESOURCE_EXHAUSTED" for d in exc.details or [] if isinstance(d, dict)))
 
 
-class StreamError(Exception):
-    """A request that is not a spec status but an error (unknown stream, wrong caller, bad index)."""
-
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
+class StreamError(rpc.Abort):
+    """A request that is not a spec status but an error (unknown stream, wrong caller, bad index, a cap)."""
 
 
 @dataclass
@@ -60,12 +81,49 @@ class Stream:
     destination: str
     chunk: int
     ttl: int
+    opener: str = ""                                        # the SAE whose OPEN_CONNECT made it (caps)
     open: dict[str, bool] = field(default_factory=dict)   # SAE -> its application has the stream open
     produced: set[int] = field(default_factory=set)        # producer: indices already made
     fetched: set[tuple[str, int]] = field(default_factory=set)  # (SAE, index) fetched by the local app(s)
     timeout_ms: dict[str, int] = field(default_factory=dict)  # SAE -> its QoS Timeout (GetKey waits this long)
     opened_at: float = 0.0                                  # the stream ends ``ttl`` s after this (0: never)
-    cond: threading.Condition = field(default_factory=threading.Condition)
+    created: float = field(default_factory=time.monotonic)
+    used: float = field(default_factory=time.monotonic)     # the last call or event on it
+    joined: bool = False                                    # both applications have opened it
+    produce_lock: threading.Lock = field(default_factory=threading.Lock)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = field(default_factory=list)
+
+    def set_open(self, sae: str, value: bool) -> None:
+        """An application opened (or closed) the stream; wakes whoever waits on it."""
+        with self._lock:
+            self.open[sae] = value
+            if self.open.get(self.source) and self.open.get(self.destination):
+                self.joined = True
+            waiters = list(self._waiters)
+        for loop, ev in waiters:
+            with contextlib.suppress(RuntimeError):   # the waiting loop is gone
+                loop.call_soon_threadsafe(ev.set)
+
+    async def until(self, predicate: Callable[[], bool], deadline: float) -> bool:
+        """Wait (holding no thread) until ``predicate()`` or the monotonic ``deadline``."""
+        loop = asyncio.get_running_loop()
+        while not predicate():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            entry = (loop, asyncio.Event())
+            with self._lock:
+                self._waiters.append(entry)
+            try:
+                if predicate():
+                    return True
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(entry[1].wait(), left)
+            finally:
+                with self._lock:
+                    self._waiters.remove(entry)
+        return True
 
 
 def sae_from_uri(uri: str) -> str:
@@ -73,20 +131,42 @@ def sae_from_uri(uri: str) -> str:
     return uri.split("://", 1)[1].strip("/") if "://" in uri else uri.strip()
 
 
+def event_body(ev: peer_pb2.StreamEventRequest) -> bytes:
+    """What the origin of a relayed stream event signs: every field but the hop limit."""
+    parts = [_EVENT_TAG, *(str(v).encode() for v in (
+        ev.kind, ev.key_stream_id, ev.source, ev.destination, ev.key_chunk_size, ev.index, ev.ttl,
+        ev.origin_node, ev.target_node, ev.sent_unix_ms))]
+    return b"".join(struct.pack(">I", len(p)) + p for p in parts)
+
+
 class KeyStreams:
-    """Key streams of one node (in memory; their chunks live in the durable key store)."""
+    """Key streams of one node (in memory; their chunks live in the durable key store).
+
+    ``identity`` (this node's certificate and key) signs events for non-neighbours and
+    checks those relayed to this node; without it, only neighbours' events are taken.
+    """
 
     def __init__(self, service: KeyService, send_event: Callable[[str, peer_pb2.StreamEventRequest],
                                                                   peer_pb2.StreamEventReply] | None,
-                 clock: Callable[[], float] = time.time, graph: dict[str, list[str]] | None = None) -> None:
+                 clock: Callable[[], float] = time.time, graph: dict[str, list[str]] | None = None, *,
+                 identity: NodeIdentity | None = None, caps: Caps | None = None,
+                 executor: Executor | None = None) -> None:
         self.service = service
         self.delivery = service.delivery   # makes each chunk: local, direct link or relay
         self.node = service.node_id
         self.send_event = send_event     # to a neighbour's PeerKms.StreamEvent
         self.clock = clock
         self.graph = graph or {}
+        self.identity = identity
+        self.caps = caps or Caps()
+        self._executor = executor or ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="etsi004")
         self._streams: dict[str, Stream] = {}
+        self._calls: Counter[str] = Counter()   # SAE -> its calls in progress
+        self._swept = 0.0
         self._lock = threading.Lock()
+
+    def close_executor(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
     # -- event routing: neighbours directly, other nodes hop by hop over the QKD graph ------
     def next_hop(self, target: str) -> str | None:
@@ -118,13 +198,20 @@ class KeyStreams:
         if not ev.origin_node:
             ev.origin_node, ev.target_node = self.node, target
             ev.hop_limit = max(2, len(self.graph) or 16)
+            if hop != target:   # other nodes pass it on: sign it, they cannot speak for us
+                if self.identity is None:
+                    raise PeerUnavailable(f"node {self.node} has no TLS identity to sign key-stream events "
+                                          f"for node {target} (not a neighbour)")
+                ev.sent_unix_ms = int(self.clock() * 1000)
+                ev.origin_cert = self.identity.cert_der
+                ev.origin_signature = self.identity.sign(event_body(ev))
         return self.send_event(hop, ev)
 
     def on_peer_event(self, caller_node: str, ev: peer_pb2.StreamEventRequest) -> peer_pb2.StreamEventReply:
-        """An event from a neighbour's agent: for this node, or to pass on toward its target."""
+        """An event from a neighbour's agent (``caller_node``: its TLS identity): for this node, or
+        to pass on toward its target."""
         if caller_node not in self.delivery.neighbours():
             raise ValueError(f"key-stream events are accepted from neighbouring nodes only, not {caller_node!r}")
-        origin = ev.origin_node or caller_node
         if ev.target_node and ev.target_node != self.node:
             if ev.hop_limit <= 1:
                 raise ValueError(f"key-stream event for node {ev.target_node} ran out of hops at {self.node}")
@@ -133,34 +220,125 @@ class KeyStreams:
                 return self._send(ev.target_node, ev)
             except PeerUnavailable as exc:
                 return peer_pb2.StreamEventReply(status=S.NO_QKD_CONNECTION, message=str(exc))
-        return self.on_event(origin, ev)
+        return self.on_event(self._origin(caller_node, ev), ev)
+
+    def _origin(self, caller_node: str, ev: peer_pb2.StreamEventRequest) -> str:
+        """The node an event comes from: the calling neighbour, or the signed origin of a relayed one."""
+        origin = ev.origin_node or caller_node
+        if origin == caller_node:
+            return origin
+        try:
+            if self.identity is None:
+                raise IdentityError("this node has no TLS identity to check it")
+            age = abs(self.clock() * 1000 - ev.sent_unix_ms) / 1000
+            if age > EVENT_MAX_AGE_S:
+                raise IdentityError(f"signed {age:.0f} s away from now (at most {EVENT_MAX_AGE_S:g})")
+            cert = check_peer_cert(ev.origin_cert, self.identity.ca, "node", origin,
+                                   _dt.datetime.fromtimestamp(self.clock(), _dt.timezone.utc))
+            verify(cert, ev.origin_signature, event_body(ev))
+        except IdentityError as exc:
+            message = (f"key-stream event relayed by node {caller_node} claims origin node {origin}, "
+                       f"which it does not prove: {exc}")
+            metrics.refused("peer", "event_origin", message, logger=log, caller=f"node:{caller_node}")
+            raise ValueError(message) from None
+        return origin
 
     # -- helpers ------------------------------------------------------------------------
     def _node_of(self, sae: str) -> str | None:
         return self.service.saes.get(sae)
 
+    async def _run(self, fn: Callable, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, functools.partial(fn, *args))
+
+    @contextlib.contextmanager
+    def _call(self, caller: str) -> Iterator[None]:
+        """One call of ``caller`` in progress, within its cap."""
+        cap = self.caps.etsi004_calls_per_sae
+        with self._lock:
+            busy = self._calls[caller] >= cap
+            if not busy:
+                self._calls[caller] += 1
+        if busy:
+            message = f"SAE {caller!r} has {cap} ETSI 004 calls in progress (the most it may)"
+            metrics.refused("etsi004", "calls_per_sae", message, logger=log, caller=f"sae:{caller}")
+            raise StreamError(grpc.StatusCode.RESOURCE_EXHAUSTED, message)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._calls[caller] -= 1
+                if self._calls[caller] <= 0:
+                    del self._calls[caller]
+
     def _stream(self, ksid: str, caller: str) -> Stream:
+        self.sweep()
         with self._lock:
             st = self._streams.get(ksid)
         if st is None:
             raise StreamError(grpc.StatusCode.NOT_FOUND, f"unknown key stream {ksid!r} on node {self.node}")
         if st.ttl and self.clock() - st.opened_at > st.ttl:
-            self._expire(st)
+            self._expire(st, "ttl")
             raise StreamError(grpc.StatusCode.NOT_FOUND, f"key stream {ksid!r} expired (QoS TTL {st.ttl} s)")
         if caller not in (st.source, st.destination) or self._node_of(caller) != self.node:
             raise StreamError(grpc.StatusCode.PERMISSION_DENIED, f"SAE {caller!r} is not an application of "
                                                                  f"key stream {ksid!r} on this node")
+        st.used = time.monotonic()
         return st
 
-    def _expire(self, st: Stream) -> None:
-        """Forget a stream whose TTL ran out, and its chunks not yet fetched here."""
+    def _expire(self, st: Stream, why: str) -> None:
+        """Forget a stream that ended (TTL, never joined, unused), and its chunks not yet fetched here."""
         with self._lock:
-            self._streams.pop(st.ksid, None)
+            if self._streams.get(st.ksid) is not st:
+                return
+            del self._streams[st.ksid]
+        log.info("event=stream_ended ksid=%s why=%s opener=%s", st.ksid, why, st.opener)
         prefix = st.ksid + "#"
         for sae in (st.source, st.destination):
             if self._node_of(sae) == self.node:
                 self.service.store.discard(k for k in self.service.store.pending_ids(st.source, sae)
                                            if k.startswith(prefix))
+
+    def _ended(self, st: Stream, mono: float) -> str:
+        """Why a stream has ended by itself ("" while it lives)."""
+        if st.ttl and self.clock() - st.opened_at > st.ttl:
+            return "ttl"
+        wait_s = max([self.caps.etsi004_join_s, *(t / 1000 for t in st.timeout_ms.values())])
+        if not st.joined and mono - st.created > wait_s:
+            return "never_joined"
+        if mono - st.used > max(self.caps.etsi004_idle_s, wait_s):
+            return "idle"
+        return ""
+
+    def sweep(self, force: bool = False) -> int:
+        """End the streams that ended by themselves (at most once a second unless ``force``)."""
+        mono = time.monotonic()
+        with self._lock:
+            if not force and mono - self._swept < SWEEP_EVERY_S:
+                return 0
+            self._swept = mono
+            ended = [(st, why) for st in self._streams.values() if (why := self._ended(st, mono))]
+        for st, why in ended:
+            self._expire(st, why)
+        return len(ended)
+
+    def _new_stream(self, st: Stream) -> Stream:
+        """Register ``st`` unless its opener is at its cap (raises StreamError); returns the stream
+        registered under its ID (an existing one wins)."""
+        cap = self.caps.etsi004_streams_per_sae
+        for attempt in (0, 1):
+            with self._lock:
+                existing = self._streams.get(st.ksid)
+                if existing is not None:
+                    return existing
+                held = sum(1 for s in self._streams.values() if s.opener == st.opener)
+                if held < cap:
+                    self._streams[st.ksid] = st
+                    return st
+            if not attempt:
+                self.sweep(force=True)   # ended streams do not count
+        message = f"SAE {st.opener!r} has {cap} key streams open (the most it may); close some first"
+        metrics.refused("etsi004", "streams_per_sae", message, logger=log, caller=f"sae:{st.opener}")
+        raise StreamError(grpc.StatusCode.RESOURCE_EXHAUSTED, message)
 
     def _reachable(self, other_node: str) -> bool:
         if other_node == self.node or self.delivery.links_to(other_node):
@@ -194,7 +372,20 @@ class KeyStreams:
         return proposal if changed else None
 
     # -- OPEN_CONNECT ------------------------------------------------------------------------
-    def open_connect(self, caller: str, req: pb.OpenConnectRequest) -> pb.OpenConnectResponse:
+    async def open_connect(self, caller: str, req: pb.OpenConnectRequest) -> pb.OpenConnectResponse:
+        """OPEN_CONNECT: reserve the stream here (and tell the other node), then wait up to the
+        QoS timeout for the other application (holding no thread; a cancelled call stops waiting)."""
+        with self._call(caller):
+            opened = await self._run(self._open, caller, req)
+            if isinstance(opened, pb.OpenConnectResponse):
+                return opened
+            st, other, qos = opened
+            connected = await st.until(lambda: bool(st.open.get(other)), time.monotonic() + qos.timeout / 1000)
+            return pb.OpenConnectResponse(status=S.SUCCESSFUL if connected else S.PEER_NOT_CONNECTED,
+                                          key_stream_id=st.ksid, qos=qos)
+
+    def _open(self, caller: str, req: pb.OpenConnectRequest
+              ) -> pb.OpenConnectResponse | tuple[Stream, str, pb.QoS]:
         src, dst = sae_from_uri(req.source), sae_from_uri(req.destination)
         if caller not in (src, dst):
             raise StreamError(grpc.StatusCode.PERMISSION_DENIED,
@@ -202,6 +393,7 @@ class KeyStreams:
                               f"(source={src!r}, destination={dst!r})")
         if self._node_of(caller) != self.node:
             raise StreamError(grpc.StatusCode.PERMISSION_DENIED, f"SAE {caller!r} is not attached to node {self.node}")
+        self.sweep()
         other = dst if caller == src else src
         other_node = self._node_of(other)
         qos = pb.QoS()
@@ -216,18 +408,14 @@ class KeyStreams:
         if proposal is not None:
             return pb.OpenConnectResponse(status=S.QOS_NOT_MET, key_stream_id=req.key_stream_id, qos=proposal)
         ksid = req.key_stream_id or str(uuid.uuid4())
+        st = self._new_stream(Stream(ksid, src, dst, qos.key_chunk_size, qos.ttl, opener=caller,
+                                     opened_at=self.clock()))
         with self._lock:
-            st = self._streams.get(ksid)
-            if st is not None and (st.open.get(caller) or (st.source, st.destination) != (src, dst)
-                                   or st.chunk != qos.key_chunk_size):
+            if st.open.get(caller) or (st.source, st.destination) != (src, dst) or st.chunk != qos.key_chunk_size:
                 return pb.OpenConnectResponse(status=S.KEY_STREAM_ID_IN_USE, key_stream_id=ksid, qos=qos)
-            if st is None:
-                st = Stream(ksid, src, dst, qos.key_chunk_size, qos.ttl, opened_at=self.clock())
-                self._streams[ksid] = st
-            with st.cond:
-                st.open[caller] = True
-                st.timeout_ms[caller] = qos.timeout
-                st.cond.notify_all()
+            st.timeout_ms[caller] = qos.timeout
+        st.used = time.monotonic()
+        st.set_open(caller, True)
         if other_node != self.node:
             try:
                 reply = self._send(other_node, peer_pb2.StreamEventRequest(
@@ -241,15 +429,8 @@ class KeyStreams:
                 self._forget(ksid, caller)
                 return pb.OpenConnectResponse(status=reply.status, key_stream_id=ksid, qos=qos)
             if reply.peer_connected:
-                with st.cond:
-                    st.open[other] = True
-        deadline = time.monotonic() + qos.timeout / 1000
-        with st.cond:
-            while not st.open.get(other) and time.monotonic() < deadline:
-                st.cond.wait(timeout=max(0.0, deadline - time.monotonic()))
-            connected = bool(st.open.get(other))
-        return pb.OpenConnectResponse(status=S.SUCCESSFUL if connected else S.PEER_NOT_CONNECTED,
-                                      key_stream_id=ksid, qos=qos)
+                st.set_open(other, True)
+        return st, other, qos
 
     def _forget(self, ksid: str, caller: str) -> None:
         with self._lock:
@@ -267,27 +448,25 @@ class KeyStreams:
             raise ValueError(f"key stream {ev.key_stream_id!r}: node {from_node} does not serve {ev.source!r} "
                              f"or {ev.destination!r} is not on node {self.node}")
         if ev.kind == peer_pb2.OPENED:
-            with self._lock:
-                st = self._streams.get(ev.key_stream_id)
-                if st is None:
-                    st = Stream(ev.key_stream_id, ev.source, ev.destination, ev.key_chunk_size, ev.ttl,
-                                opened_at=self.clock())
-                    self._streams[ev.key_stream_id] = st
-                elif (st.source, st.destination, st.chunk) != (ev.source, ev.destination, ev.key_chunk_size):
-                    return peer_pb2.StreamEventReply(status=S.KEY_STREAM_ID_IN_USE,
-                                                     message="key stream ID in use with other parameters")
-            with st.cond:
-                st.open[remote] = True
-                st.cond.notify_all()
-                return peer_pb2.StreamEventReply(status=S.SUCCESSFUL, peer_connected=bool(st.open.get(local)))
+            self.sweep()
+            st = self._new_stream(Stream(ev.key_stream_id, ev.source, ev.destination, ev.key_chunk_size, ev.ttl,
+                                         opener=remote, opened_at=self.clock()))
+            if (st.source, st.destination, st.chunk) != (ev.source, ev.destination, ev.key_chunk_size):
+                return peer_pb2.StreamEventReply(status=S.KEY_STREAM_ID_IN_USE,
+                                                 message="key stream ID in use with other parameters")
+            st.used = time.monotonic()
+            st.set_open(remote, True)
+            return peer_pb2.StreamEventReply(status=S.SUCCESSFUL, peer_connected=bool(st.open.get(local)))
         with self._lock:
             st = self._streams.get(ev.key_stream_id)
         if st is None:
             return peer_pb2.StreamEventReply(status=S.PEER_APPLICATION_NOT_CONNECTED, message="no such key stream")
+        if (ev.source, ev.destination) != (st.source, st.destination):
+            raise ValueError(f"key stream {st.ksid!r} is {st.source} -> {st.destination}, not "
+                             f"{ev.source} -> {ev.destination}")
+        st.used = time.monotonic()
         if ev.kind == peer_pb2.CLOSED:
-            with st.cond:
-                st.open[remote] = False
-                st.cond.notify_all()
+            st.set_open(remote, False)
             if not any(st.open.values()):
                 with self._lock:
                     self._streams.pop(ev.key_stream_id, None)
@@ -305,7 +484,7 @@ class KeyStreams:
 
     def _produce(self, st: Stream, index: int) -> int:
         """Make chunk ``index`` at both ends (producer only); returns a 004 status."""
-        with st.cond:
+        with st.produce_lock:
             if index in st.produced:
                 return S.SUCCESSFUL
             kid = self.chunk_id(st.ksid, index)
@@ -342,7 +521,19 @@ class KeyStreams:
             return S.NO_QKD_CONNECTION
         return reply.status
 
-    def get_key(self, caller: str, req: pb.GetKeyRequest) -> pb.GetKeyResponse:
+    async def get_key(self, caller: str, req: pb.GetKeyRequest) -> pb.GetKeyResponse:
+        """GET_KEY: the chunk at ``req.index``; out of key, it looks again until the caller's QoS
+        timeout (holding no thread in between)."""
+        with self._call(caller):
+            started = time.monotonic()
+            while True:
+                got = await self._run(self._try_get_key, caller, req, started)
+                if got is not None:
+                    return got
+                await asyncio.sleep(POLL_S)
+
+    def _try_get_key(self, caller: str, req: pb.GetKeyRequest, started: float) -> pb.GetKeyResponse | None:
+        """One attempt at GET_KEY; None: no key yet and the caller's timeout has not run out."""
         st = self._stream(req.key_stream_id, caller)
         other = st.destination if caller == st.source else st.source
         if not st.open.get(caller):
@@ -353,12 +544,9 @@ class KeyStreams:
             raise StreamError(grpc.StatusCode.OUT_OF_RANGE, f"chunk {req.index} of key stream {st.ksid!r} was "
                                                             "already delivered (keys are never handed out twice)")
         st_timeout = st.timeout_ms.get(caller, 0) / 1000
-        deadline = time.monotonic() + st_timeout
-        while True:
-            status = self._ensure_chunk(st, req.index)
-            if status != S.INSUFFICIENT_KEY or time.monotonic() >= deadline:
-                break
-            time.sleep(POLL_S)
+        status = self._ensure_chunk(st, req.index)
+        if status == S.INSUFFICIENT_KEY and time.monotonic() < started + st_timeout:
+            return None
         if status == S.INSUFFICIENT_KEY and st_timeout > 0:
             return pb.GetKeyResponse(status=S.TIMEOUT, index=req.index)
         if status != S.SUCCESSFUL:
@@ -381,11 +569,13 @@ class KeyStreams:
                                  metadata=pb.Metadata(size=len(meta), mimetype=MIMETYPE, buffer=meta))
 
     # -- CLOSE ------------------------------------------------------------------------------
-    def close(self, caller: str, ksid: str) -> pb.CloseResponse:
+    async def close(self, caller: str, ksid: str) -> pb.CloseResponse:
+        with self._call(caller):
+            return await self._run(self._close, caller, ksid)
+
+    def _close(self, caller: str, ksid: str) -> pb.CloseResponse:
         st = self._stream(ksid, caller)
-        with st.cond:
-            st.open[caller] = False
-            st.cond.notify_all()
+        st.set_open(caller, False)
         prefix = ksid + "#"
         self.service.store.discard(k for k in self.service.store.pending_ids(st.source, caller)
                                    if k.startswith(prefix))
@@ -403,24 +593,23 @@ class KeyStreams:
         return pb.CloseResponse(status=S.SUCCESSFUL)
 
 
-def _stream_errors(_servicer: object, exc: Exception, _sae: str) -> tuple[grpc.StatusCode, str] | None:
-    return (exc.code, str(exc)) if isinstance(exc, StreamError) else None
+UNAUTHENTICATED = "a client certificate naming the SAE is required"
 
 
 class Etsi004Servicer(pb_grpc.KeyDeliveryServicer):
-    """gRPC adapter: the calling SAE is the CN of its client certificate."""
+    """aio gRPC adapter: the calling SAE is the one its client certificate names (role sae only)."""
 
     def __init__(self, streams: KeyStreams) -> None:
         self.streams = streams
 
-    @rpc.method(_stream_errors, unauthenticated="a client certificate naming the SAE is required")
-    def OpenConnect(self, request: pb.OpenConnectRequest, caller: str) -> pb.OpenConnectResponse:
-        return self.streams.open_connect(caller, request)
+    @rpc.method(role="sae", server="etsi004", unauthenticated=UNAUTHENTICATED)
+    async def OpenConnect(self, request: pb.OpenConnectRequest, caller: str) -> pb.OpenConnectResponse:
+        return await self.streams.open_connect(caller, request)
 
-    @rpc.method(_stream_errors, unauthenticated="a client certificate naming the SAE is required")
-    def GetKey(self, request: pb.GetKeyRequest, caller: str) -> pb.GetKeyResponse:
-        return self.streams.get_key(caller, request)
+    @rpc.method(role="sae", server="etsi004", unauthenticated=UNAUTHENTICATED)
+    async def GetKey(self, request: pb.GetKeyRequest, caller: str) -> pb.GetKeyResponse:
+        return await self.streams.get_key(caller, request)
 
-    @rpc.method(_stream_errors, unauthenticated="a client certificate naming the SAE is required")
-    def Close(self, request: pb.CloseRequest, caller: str) -> pb.CloseResponse:
-        return self.streams.close(caller, request.key_stream_id)
+    @rpc.method(role="sae", server="etsi004", unauthenticated=UNAUTHENTICATED)
+    async def Close(self, request: pb.CloseRequest, caller: str) -> pb.CloseResponse:
+        return await self.streams.close(caller, request.key_stream_id)

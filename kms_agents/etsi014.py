@@ -1,31 +1,87 @@
 """ETSI GS QKD 014 REST server over HTTPS with mutual TLS (the standard library's HTTP server).
 
-The calling SAE is the CN of its client certificate (``CERT_REQUIRED``, the network's
-CA). HTTP/1.1 keep-alive; the TLS handshake runs in the connection's own thread so a
-slow client never blocks ``accept``. Requests are translated into
+The calling SAE is the identity of its client certificate (``CERT_REQUIRED``, the network's
+CA; role ``sae``: a node's or QuSeC's certificate is no SAE). HTTP/1.1 keep-alive; the TLS
+handshake runs in the connection's own thread so a slow client never blocks ``accept``.
+What a caller may hold is capped (``[caps]``): open connections in total (one thread each)
+and per SAE, the handshake's time, and each request's: it must arrive whole within
+``etsi014_request_s`` of its first byte, and its answer be taken within as long, however
+slowly the bytes trickle. Requests are translated into
 :class:`~kms_agents.service.KeyService` calls; errors become 400/401/503 with the ETSI
 error body (401 without a body). The OpenAPI document is kms_agents/openapi/etsi014.json.
 """
 from __future__ import annotations
 
+import io
 import json
 import logging
 import socket
 import ssl
 import threading
+import time
 import urllib.parse
+from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from kms_agents import metrics
+from kms_agents.config import Caps
 from kms_agents.keyrequest import KeyServiceError, bad
-from kms_agents.rpc import https_server_context, peer_cn
+from kms_agents.rpc import check_caller, https_server_context
 from kms_agents.service import KeyService
 
 log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/v1/keys/"
 MAX_BODY = 1 << 20
-IDLE_TIMEOUT_S = 60.0
+
+
+class DeadlinePassed(TimeoutError):
+    """A request (or its answer) took longer than its whole-request deadline."""
+
+
+class DeadlineIO(io.RawIOBase):
+    """A connection's socket as a raw stream whose every read and write waits only until the
+    current deadline (``deadline``, monotonic; None: ``idle_s`` per read, between requests)."""
+
+    def __init__(self, sock: socket.socket, idle_s: float) -> None:
+        super().__init__()
+        self.sock, self.idle_s = sock, idle_s
+        self.deadline: float | None = None
+        self.expired = False
+
+    def readable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return True
+
+    def _timeout(self) -> float:
+        if self.deadline is None:
+            return self.idle_s
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            self.expired = True
+            raise DeadlinePassed("whole-request deadline passed")
+        return left
+
+    def readinto(self, buf) -> int:
+        self.sock.settimeout(self._timeout())
+        try:
+            return self.sock.recv_into(buf)
+        except TimeoutError:
+            if self.deadline is not None:
+                self.expired = True
+                raise DeadlinePassed("whole-request deadline passed") from None
+            raise
+
+    def write(self, data) -> int:
+        self.sock.settimeout(self._timeout())
+        try:
+            return self.sock.send(data)
+        except TimeoutError:
+            self.expired = True
+            raise DeadlinePassed("answer not taken before the deadline") from None
 
 
 class _Server(ThreadingHTTPServer):
@@ -33,9 +89,13 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 256
     allow_reuse_address = True
 
-    def __init__(self, addr: tuple[str, int], ctx: ssl.SSLContext, service: KeyService) -> None:
+    def __init__(self, addr: tuple[str, int], ctx: ssl.SSLContext, service: KeyService, caps: Caps) -> None:
         self.ctx = ctx
         self.service = service
+        self.caps = caps
+        self.open = 0                       # connections with a thread
+        self.per_sae: Counter[str] = Counter()
+        self.count_lock = threading.Lock()
         family = socket.AF_INET6 if ":" in addr[0] else socket.AF_INET
         self.address_family = family
         super().__init__(addr, _Handler)
@@ -44,6 +104,30 @@ class _Server(ThreadingHTTPServer):
         sock, addr = self.socket.accept()
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return self.ctx.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), addr
+
+    def process_request(self, request, client_address) -> None:
+        with self.count_lock:
+            full = self.open >= self.caps.etsi014_connections
+            if not full:
+                self.open += 1
+        if full:   # refused before TLS: a thread per connection is what the cap bounds
+            metrics.refused("etsi014", "connections", f"{self.caps.etsi014_connections} connections open "
+                            "(etsi014_connections): connection closed", logger=log, peer=client_address[0])
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except Exception:
+            with self.count_lock:
+                self.open -= 1
+            raise
+
+    def process_request_thread(self, request, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self.count_lock:
+                self.open -= 1
 
     def handle_error(self, request, client_address) -> None:
         import sys
@@ -59,37 +143,95 @@ class _Handler(BaseHTTPRequestHandler):
     default_request_version = "HTTP/1.0"   # so even a garbled request line gets a status line back
     server_version = "qusec-vkms/1"
     sys_version = ""
-    timeout = IDLE_TIMEOUT_S
     server: _Server
 
     def setup(self) -> None:
-        self.request.settimeout(self.timeout)
+        caps = self.server.caps
+        self.connection = self.request
+        self.sae = ""
+        self._refusal: tuple[str, str] | None = None    # (reason, message): answer 401 / 503
+        self._counted = False
+        self._handshake_failed = False
+        # the whole handshake within etsi014_handshake_s (ssl applies it as one deadline)
+        self.connection.settimeout(caps.etsi014_handshake_s)
         try:
-            self.request.do_handshake()
-            self.sae = peer_cn(self.request)
+            self.connection.do_handshake()
         except (ssl.SSLError, OSError) as exc:
-            log.info("TLS handshake with %s failed: %s", self.client_address, exc)
-            self.sae = ""
+            if isinstance(exc, TimeoutError):
+                metrics.refused("etsi014", "handshake_deadline", f"TLS handshake not done within "
+                                f"{caps.etsi014_handshake_s:g} s", logger=log, level=logging.INFO,
+                                peer=self.client_address[0])
+            else:
+                log.info("TLS handshake with %s failed: %s", self.client_address, exc)
             self._handshake_failed = True
         else:
-            self._handshake_failed = False
-        super().setup()
+            self._identify()
+        self._io = DeadlineIO(self.connection, caps.etsi014_idle_s)
+        self.rfile = io.BufferedReader(self._io, 64 * 1024)
+        self.wfile = io.BufferedWriter(self._io, 64 * 1024)
+
+    def _identify(self) -> None:
+        ident, refusal = check_caller(self.connection, "sae", "etsi014", "a client certificate naming the SAE "
+                                                                          "is required")
+        if refusal is not None:
+            self._refusal = ("401", refusal[1])
+            return
+        self.sae = ident.name
+        caps = self.server.caps
+        with self.server.count_lock:
+            self.server.per_sae[self.sae] += 1
+            self._counted = True
+            busy = self.server.per_sae[self.sae] > caps.etsi014_connections_per_sae
+        if busy:
+            message = (f"SAE {self.sae!r} has {caps.etsi014_connections_per_sae} connections open to this "
+                       "KME (the most it may); close idle ones")
+            metrics.refused("etsi014", "connections_per_sae", message, logger=log, caller=f"sae:{self.sae}")
+            self._refusal = ("503", message)
 
     def handle(self) -> None:
         if not self._handshake_failed:
             super().handle()
 
-    def finish(self) -> None:
+    def handle_one_request(self) -> None:
+        self._io.deadline = None
         try:
-            super().finish()
+            if not self.rfile.peek(1):   # the client closed the connection
+                self.close_connection = True
+                return
+        except (TimeoutError, OSError):  # idle too long, or gone
+            self.close_connection = True
+            return
+        # the request's first byte is here: the rest must follow within the deadline
+        self._io.deadline = time.monotonic() + self.server.caps.etsi014_request_s
+        super().handle_one_request()
+        if self._io.expired:
+            self.close_connection = True
+            metrics.refused("etsi014", "request_deadline", f"request not received (or its answer not taken) "
+                            f"within {self.server.caps.etsi014_request_s:g} s: connection closed", logger=log,
+                            caller=f"sae:{self.sae}" if self.sae else "", peer=self.client_address[0])
+
+    def finish(self) -> None:
+        if self._counted:
+            with self.server.count_lock:
+                self.server.per_sae[self.sae] -= 1
+                if self.server.per_sae[self.sae] <= 0:
+                    del self.server.per_sae[self.sae]
+        try:
+            if not self.wfile.closed:
+                self.wfile.flush()
         except OSError:
             pass
+        finally:
+            self.wfile.close()
+            self.rfile.close()
 
     def log_message(self, fmt: str, *args: Any) -> None:
         log.debug("%s %s", self.client_address[0], fmt % args)
 
     # -- responses --------------------------------------------------------------
     def _send(self, status: int, body: dict | None, extra_headers: dict | None = None) -> None:
+        # the answer gets its own deadline: the time the key service took is not the client's
+        self._io.deadline = time.monotonic() + self.server.caps.etsi014_request_s
         data = b"" if body is None else json.dumps(body).encode()
         self.send_response(status)
         if body is not None:
@@ -103,6 +245,7 @@ class _Handler(BaseHTTPRequestHandler):
         if data and self.command != "HEAD":
             self._headers_buffer.append(data)
         self.flush_headers()
+        self.wfile.flush()
 
     def _error(self, exc: KeyServiceError) -> None:
         self._send(exc.status, exc.body())
@@ -162,8 +305,13 @@ class _Handler(BaseHTTPRequestHandler):
         if method not in allowed:
             self._send(405, {"message": f"method {method} not allowed on {call}"}, {"Allow": ", ".join(allowed)})
             return
-        if not self.sae:
-            self._send(401, None)
+        if self._refusal is not None:
+            status, message = self._refusal
+            if status == "401":
+                self._send(401, None)
+            else:   # over a cap: say so, and end this connection
+                self.close_connection = True
+                self._send(503, {"message": message}, {"Connection": "close"})
             return
         try:
             result = self._call(method, call, sae_id, parts.query, body_bytes)
@@ -252,10 +400,12 @@ def _json(data: bytes) -> Any:
 class Etsi014Server:
     """The node's ETSI 014 endpoint: start() serves in a background thread."""
 
-    def __init__(self, service: KeyService, listen: str, ca_cert: str, cert: str, key: str) -> None:
+    def __init__(self, service: KeyService, listen: str, ca_cert: str, cert: str, key: str, *,
+                 caps: Caps | None = None) -> None:
         host, _, port = listen.rpartition(":")
         host = host.strip("[]")
-        self._httpd = _Server((host, int(port)), https_server_context(ca_cert, cert, key), service)
+        self._httpd = _Server((host, int(port)), https_server_context(ca_cert, cert, key), service,
+                              caps or Caps())
         self._thread: threading.Thread | None = None
 
     @property

@@ -58,6 +58,10 @@ class KeySource(ABC):
     def capacity_bytes(self) -> int:
         """Most key this end can hold ready."""
 
+    def peer_available_bytes(self) -> int:
+        """Key this end sees available for hops the peer initiates (0: not known)."""
+        return 0
+
     def close(self) -> None:
         """Release connections."""
 
@@ -106,6 +110,10 @@ class Etsi014KeySource(KeySource):
     def available_bytes(self) -> int:
         st = self.status()
         return int(st.get("stored_key_count", 0)) * int(st.get("key_size", 0)) // 8
+
+    def peer_available_bytes(self) -> int:
+        """A vendor KMS keeps one stock of key per SAE pair: what it stores for us is the peer's too."""
+        return self.available_bytes()
 
     def capacity_bytes(self) -> int:
         st = self.status(max_age=60)

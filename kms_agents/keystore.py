@@ -2,17 +2,27 @@
 
 Every change is one transaction, fsync'd before the call returns, so a killed agent
 restarted on the same file loses no undelivered key and never hands a key out twice.
-Delivered keys are deleted (with ``secure_delete`` so their bytes are overwritten).
+Delivered and voided keys leave no bytes behind in any file of the store: the delete
+overwrites them in the database pages (``secure_delete``), and the transaction that
+deleted them ends with a checkpoint that truncates the write-ahead log, whose older
+frames still held them. The files are mode 0600 (the key material is in them).
 """
 from __future__ import annotations
 
 import json
+import logging
+import os
 import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+FILE_MODE = 0o600
+SUFFIXES = ("", "-wal", "-shm", "-journal")   # every file SQLite keeps for a database
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS link_cursor (
@@ -65,8 +75,14 @@ class KeyStore:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # SQLite gives the -wal and -shm files the database file's mode: create it 0600
+        # first (an empty file is an empty database), and tighten files an older agent left
+        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, FILE_MODE))
+        for f in self.files():
+            os.chmod(f, FILE_MODE)
         self._lock = threading.RLock()
+        self._deleted = False   # the transaction in progress deleted key material
         self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
@@ -79,12 +95,24 @@ class KeyStore:
         with self._lock:
             self._db.close()
 
+    def files(self) -> list[Path]:
+        """The files of this store that exist now (database, WAL, shared memory, journal)."""
+        return [p for p in (Path(f"{self.path}{s}") for s in SUFFIXES) if p.exists()]
+
     def _tx(self):
-        return _Tx(self._db, self._lock)
+        return _Tx(self)
 
     def transaction(self):
         """One atomic, durable transaction around several store calls (they nest inside it)."""
-        return _Tx(self._db, self._lock)
+        return self._tx()
+
+    def _wipe_log(self) -> None:
+        # after a transaction that deleted key material: copy the log into the database
+        # (whose pages are the overwritten ones) and cut the log to zero bytes
+        busy, _, _ = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        if busy:
+            log.warning("key store %s: WAL checkpoint blocked; deleted key bytes may stay in the log "
+                        "until the next one", self.path)
 
     # -- link key state (LinkStateStore) --------------------------------------------
     def _cursor_row(self, link_id: str, direction: str, fp: str) -> tuple[int, int]:
@@ -138,6 +166,15 @@ class KeyStore:
                                  (link_id, direction, floor))
             return True
 
+    def link_claimed_top(self, link_id: str, direction: str, fingerprint: str) -> int:
+        """One past the highest block index claimed in ``direction`` (0: none)."""
+        with self._tx():
+            self._cursor_row(link_id, direction, fingerprint)
+            row = self._db.execute(
+                "SELECT stop FROM link_claimed_run WHERE link_id=? AND direction=? ORDER BY start DESC LIMIT 1",
+                (link_id, direction)).fetchone()
+            return int(row[0]) if row else 0
+
     # -- end-to-end keys ---------------------------------------------------------------
     def put(self, keys: Sequence[StoredKey]) -> None:
         """Store keys for their recipients, all or none; durable on return."""
@@ -184,6 +221,7 @@ class KeyStore:
                 self._db.execute("DELETE FROM e2e_pending WHERE key_id=? AND sae=?", (kid, caller))
                 if not self._db.execute("SELECT 1 FROM e2e_pending WHERE key_id=? LIMIT 1", (kid,)).fetchone():
                     self._db.execute("DELETE FROM e2e_key WHERE key_id=?", (kid,))
+                    self._deleted = True
         return out
 
     def peek(self, key_id: str) -> StoredKey | None:
@@ -213,25 +251,32 @@ class KeyStore:
         with self._tx():
             for kid in key_ids:
                 self._db.execute("DELETE FROM e2e_pending WHERE key_id=?", (kid,))
-                self._db.execute("DELETE FROM e2e_key WHERE key_id=?", (kid,))
+                if self._db.execute("DELETE FROM e2e_key WHERE key_id=?", (kid,)).rowcount:
+                    self._deleted = True
 
 
 class _Tx:
-    """BEGIN IMMEDIATE .. COMMIT under the store's lock (ROLLBACK on error)."""
+    """BEGIN IMMEDIATE .. COMMIT under the store's lock (ROLLBACK on error); after a commit that
+    deleted key material, the store's log is wiped."""
 
-    def __init__(self, db: sqlite3.Connection, lock: threading.RLock) -> None:
-        self._db, self._lock = db, lock
+    def __init__(self, store: KeyStore) -> None:
+        self._store = store
+        self._db, self._lock = store._db, store._lock
         self._outer = False
 
     def __enter__(self) -> None:
         self._lock.acquire()
         self._outer = not self._db.in_transaction
         if self._outer:
+            self._store._deleted = False
             self._db.execute("BEGIN IMMEDIATE")
 
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
             if self._outer:
                 self._db.execute("ROLLBACK" if exc_type else "COMMIT")
+                if not exc_type and self._store._deleted:
+                    self._store._wipe_log()
+                self._store._deleted = False
         finally:
             self._lock.release()

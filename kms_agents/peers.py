@@ -64,14 +64,15 @@ def _event_errors(_servicer: Any, exc: Exception, _node: str) -> tuple[grpc.Stat
 
 
 class PeerServicer(pb_grpc.PeerKmsServicer):
-    """Receives direct-link deliveries and key-stream events from neighbours (the caller: its CN)."""
+    """Receives direct-link deliveries and key-stream events from neighbours (the caller: the node
+    its certificate names; any other role is refused)."""
 
     def __init__(self, delivery: KeyDelivery, stream_events: Callable[[str, pb.StreamEventRequest],
                                                                     pb.StreamEventReply] | None = None) -> None:
         self.delivery = delivery
         self.stream_events = stream_events
 
-    @rpc.method(_delivery_errors)
+    @rpc.method(_delivery_errors, role="node", server="peer")
     def DeliverDirect(self, request: pb.DirectDelivery, node: str) -> pb.DirectAck:
         n = self.delivery.accept_direct(node, request.link_id, request.master_sae_id,
                                         list(request.slave_sae_ids),
@@ -79,7 +80,7 @@ class PeerServicer(pb_grpc.PeerKmsServicer):
                                         dict(request.extensions))
         return pb.DirectAck(stored=n)
 
-    @rpc.method(_event_errors)
+    @rpc.method(_event_errors, role="node", server="peer")
     def StreamEvent(self, request: pb.StreamEventRequest, node: str) -> pb.StreamEventReply:
         if self.stream_events is None:
             raise rpc.Abort(grpc.StatusCode.UNIMPLEMENTED, "key streams are not served here")

@@ -71,6 +71,8 @@ class LinkStateStore(Protocol):
     def claim_link_ranges(self, link_id: str, direction: str, fingerprint: str,
                           ranges: list[tuple[int, int]], floor: int) -> bool: ...
 
+    def link_claimed_top(self, link_id: str, direction: str, fingerprint: str) -> int: ...
+
 
 def direction(initiator: str, responder: str) -> str:
     """Label of the sub-stream used when ``initiator`` hands out key toward ``responder``."""
@@ -173,6 +175,7 @@ class SimulatedQkdModule:
         self._capacity = max(1, capacity_bytes // BLOCK_BYTES)
         self._lock = threading.Lock()
         self._cursor: int | None = None
+        self._claimed_top: int | None = None    # one past the highest block claimed here
         self._out_key = _stream_key(secret, self._out)
         self._in_key = _stream_key(secret, self._in)
 
@@ -186,6 +189,15 @@ class SimulatedQkdModule:
         with self._lock:
             start, released = self._window()
             return (released - start) * BLOCK_BYTES
+
+    def peer_available_bytes(self) -> int:
+        """Key released toward this end and not claimed here yet (at most one buffer): what the
+        peer can have for hops it initiates, as this end sees it (QuSeC checks the peer's
+        report against it)."""
+        released = released_blocks(self._clock(), self.epoch, self.rate_bps)
+        if self._claimed_top is None:
+            self._claimed_top = self._store.link_claimed_top(self.link_id, self._in, self._fp)
+        return max(0, min(self._capacity, released - self._claimed_top)) * BLOCK_BYTES
 
     def take(self, n_bytes: int) -> LinkKey:
         """Take ``n_bytes`` of fresh link key (whole blocks are consumed); durable before return."""
@@ -224,6 +236,7 @@ class SimulatedQkdModule:
         # (claim and storing the end-to-end key in one transaction)
         if not self._store.claim_link_ranges(self.link_id, self._in, self._fp, runs, floor):
             raise UnknownKeyIds(f"link {self.link_id}: key IDs already claimed or expired")
+        self._claimed_top = max(self._claimed_top or 0, max(a + n for a, n in runs))
         if n_bytes is not None:   # derive only what is asked for
             out, need = [], n_bytes
             for s_, n in runs:

@@ -1,15 +1,22 @@
 """The agent's gRPC and TLS plumbing: servers, credentials, the peer's identity, errors -> status.
 
-Every gRPC server of the agent is a :class:`Server` (thread pool, health, reflection, bound
-at once so its real port is known); every servicer method is wrapped by :func:`method`,
-which names the caller by its certificate and maps errors to gRPC status. The ETSI 014
-HTTPS server takes its TLS context and reads its caller here too (:func:`peer_cn`).
+Every gRPC server of the agent is a :class:`Server` (thread pool) or, for calls that wait
+(ETSI 004), an :class:`AioServer` (``grpc.aio`` on its own event loop: a waiting call holds
+no thread); both serve health and reflection and are bound at once so the real port is
+known. Every servicer method is wrapped by :func:`method`, which reads the caller's
+:class:`~kms_agents.identity.Identity` from its verified certificate, checks the role the
+service expects and maps errors to gRPC status. The ETSI 014 HTTPS server takes its TLS
+context and reads its caller here too (:func:`peer_identity`).
 """
 from __future__ import annotations
 
+import asyncio
 import functools
+import inspect
+import logging
 import ssl
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Coroutine
 from concurrent import futures
 from pathlib import Path
 from typing import Any
@@ -18,7 +25,16 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from kms_agents import metrics
+from kms_agents.identity import Identity, identity_of
+
+__all__ = ["Abort", "AioServer", "Identity", "Server", "channel_credentials", "https_server_context",
+           "method", "peer_identity", "server_credentials"]
+
 GRPC_WORKERS = 32
+AIO_MAX_CONCURRENT_RPCS = 1024   # the aio server's cap on calls in progress (RESOURCE_EXHAUSTED beyond)
+
+log = logging.getLogger(__name__)
 
 
 # -- TLS ------------------------------------------------------------------------------------
@@ -47,17 +63,43 @@ def https_server_context(ca_cert: str, cert: str, key: str) -> ssl.SSLContext:
     return ctx
 
 
-def peer_cn(peer: grpc.ServicerContext | ssl.SSLSocket) -> str:
-    """The common name of the verified client certificate of a gRPC call or a TLS connection
-    ('' without one): the calling node or SAE."""
+# -- who is calling ---------------------------------------------------------------------------
+def peer_certificate(peer: Any) -> bytes:
+    """The verified client certificate of a gRPC call (PEM) or a TLS connection (DER); b"" without one."""
     if isinstance(peer, ssl.SSLSocket):
-        for rdn in (peer.getpeercert() or {}).get("subject", ()):
-            for name, value in rdn:
-                if name == "commonName":
-                    return value
-        return ""
-    names = peer.auth_context().get("x509_common_name") or []
-    return names[0].decode() if names else ""
+        return peer.getpeercert(binary_form=True) or b""
+    pems = peer.auth_context().get("x509_pem_cert") or []
+    return pems[0] if pems else b""
+
+
+def peer_identity(peer: Any) -> Identity | None:
+    """The identity (``urn:qusec:ROLE:NAME``) of the verified client certificate of a gRPC call
+    (sync or aio context) or a TLS connection; None without a certificate or an identity."""
+    cert = peer_certificate(peer)
+    return identity_of(cert) if cert else None
+
+
+ARTICLE = {"node": "a node", "sae": "an SAE", "controller": "a controller", "operator": "an operator",
+           "switch": "a switch"}
+SERVICES = {"relay": "KeyRelay", "peer": "PeerKms", "etsi004": "the ETSI 004 API", "etsi014": "the ETSI 014 API"}
+
+
+def check_caller(peer: Any, role: str, server: str, unauthenticated: str
+                 ) -> tuple[Identity | None, tuple[grpc.StatusCode, str] | None]:
+    """The caller's identity if it has ``role``, else (None, (status, message)), logged and counted."""
+    cert = peer_certificate(peer)
+    ident = identity_of(cert) if cert else None
+    if ident is None:
+        message = unauthenticated if not cert else \
+            f"{unauthenticated}: the client certificate names no urn:qusec: identity"
+        metrics.refused(server, "no_identity", message, logger=log)
+        return None, (grpc.StatusCode.UNAUTHENTICATED, message)
+    if ident.role != role:
+        message = (f"{SERVICES.get(server, server)} needs {ARTICLE.get(role, role)} certificate; "
+                   f"the caller's certificate names {ident}")
+        metrics.refused(server, "wrong_role", message, logger=log, caller=ident)
+        return None, (grpc.StatusCode.PERMISSION_DENIED, message)
+    return ident, None
 
 
 # -- servers --------------------------------------------------------------------------------
@@ -95,6 +137,65 @@ class Server:
         self.grpc.stop(grace=grace).wait(grace + 1.0)
 
 
+class AioServer:
+    """The same, on ``grpc.aio`` in an event loop of its own thread: its servicers' methods are
+    coroutines, a call that waits holds no thread, and a cancelled call stops waiting at once.
+    Blocking work belongs in an executor (``loop.run_in_executor``)."""
+
+    def __init__(self, listen: str, credentials: grpc.ServerCredentials, *,
+                 max_concurrent_rpcs: int = AIO_MAX_CONCURRENT_RPCS) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="grpc-aio", daemon=True)
+        self._thread.start()
+        self.services: list[str] = []
+
+        async def make() -> tuple[Any, int, Any]:
+            server = grpc.aio.server(maximum_concurrent_rpcs=max_concurrent_rpcs)
+            port = server.add_secure_port(listen, credentials)
+            checker = health.aio.HealthServicer()
+            health_pb2_grpc.add_HealthServicer_to_server(checker, server)
+            return server, port, checker
+
+        self.grpc, self.port, self.health = self._run(make())
+        if self.port == 0:
+            self._close_loop()
+            raise OSError(f"cannot listen on {listen}")
+
+    def _run(self, coro: Coroutine) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    def add(self, add_to_server: Callable[[Any, Any], None], servicer: Any, service: Any) -> None:
+        add_to_server(servicer, self.grpc)
+        self.services.append(service.full_name)
+
+    def start(self) -> None:
+        async def start() -> None:
+            reflection.enable_server_reflection(
+                [*self.services, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                 reflection.SERVICE_NAME], self.grpc)
+            await self.grpc.start()
+            await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+        self._run(start())
+
+    def draining(self) -> None:
+        self._run(self.health.enter_graceful_shutdown())
+
+    def stop(self, grace: float = 1.0) -> None:
+        if self.loop.is_closed():
+            return
+        try:
+            asyncio.run_coroutine_threadsafe(self.grpc.stop(grace), self.loop).result(grace + 2.0)
+        except (futures.TimeoutError, RuntimeError):
+            log.warning("aio gRPC server on port %d did not stop within %.1f s", self.port, grace + 2.0)
+        self._close_loop()
+
+    def _close_loop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=5)
+        if not self._thread.is_alive():
+            self.loop.close()
+
+
 # -- servicer methods -----------------------------------------------------------------------
 class Abort(Exception):
     """End the current call with this gRPC status (raised by a servicer method body)."""
@@ -107,30 +208,49 @@ class Abort(Exception):
 ErrorStatus = Callable[[Any, Exception, str], "tuple[grpc.StatusCode, str] | None"]
 
 
-def method(errors: ErrorStatus | None = None, *,
+def method(errors: ErrorStatus | None = None, *, role: str, server: str,
            unauthenticated: str = "no client certificate") -> Callable[[Callable], Callable]:
-    """Make ``fn(self, request, caller)`` the gRPC method ``(self, request, context)``.
+    """Make ``fn(self, request, caller)`` the gRPC method ``(self, request, context)``; a
+    coroutine function makes an aio method.
 
-    ``caller`` is the CN of the verified client certificate; a call without one ends
-    UNAUTHENTICATED with the message ``unauthenticated``. :class:`Abort`, or an exception
-    that ``errors(servicer, exc, caller)`` maps to ``(code, message)``, ends the call with
-    that status; ``errors`` returns None for what it does not map, which propagates (gRPC
-    answers UNKNOWN).
+    ``caller`` is the name in the verified client certificate's identity, which must have
+    ``role``: a call without an identity ends UNAUTHENTICATED with the message
+    ``unauthenticated``, one of another role PERMISSION_DENIED (both logged and counted as
+    refusals of ``server``). :class:`Abort`, or an exception that ``errors(servicer, exc,
+    caller)`` maps to ``(code, message)``, ends the call with that status; ``errors`` returns
+    None for what it does not map, which propagates (gRPC answers UNKNOWN).
     """
+    def status_of(servicer: Any, exc: Exception, caller: str) -> tuple[grpc.StatusCode, str]:
+        if isinstance(exc, Abort):
+            return exc.code, exc.message
+        status = errors(servicer, exc, caller) if errors is not None else None
+        if status is None:
+            raise exc
+        return status
+
     def wrap(fn: Callable) -> Callable:
+        if inspect.iscoroutinefunction(fn):
+            @functools.wraps(fn)
+            async def acall(self: Any, request: Any, context: Any) -> Any:
+                ident, refusal = check_caller(context, role, server, unauthenticated)
+                if refusal is not None:
+                    await context.abort(*refusal)
+                try:
+                    return await fn(self, request, ident.name)
+                except Exception as exc:  # noqa: BLE001 - mapped or re-raised
+                    status = status_of(self, exc, ident.name)
+                await context.abort(*status)
+            return acall
+
         @functools.wraps(fn)
         def call(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
-            caller = peer_cn(context)
-            if not caller:
-                context.abort(grpc.StatusCode.UNAUTHENTICATED, unauthenticated)
+            ident, refusal = check_caller(context, role, server, unauthenticated)
+            if refusal is not None:
+                context.abort(*refusal)
             try:
-                return fn(self, request, caller)
-            except Abort as exc:
-                status = exc.code, exc.message
+                return fn(self, request, ident.name)
             except Exception as exc:  # noqa: BLE001 - mapped or re-raised
-                status = errors(self, exc, caller) if errors is not None else None
-                if status is None:
-                    raise
+                status = status_of(self, exc, ident.name)
             context.abort(*status)
         return call
     return wrap

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from kms_agents import metrics
 from kms_agents.config import Limits
 from kms_agents.delivery import KeyDelivery, PeerNotifier
 from kms_agents.keyrequest import (MSG_EXT_OPTIONAL, MSG_KEYS_NOT_FOUND, KeyServiceError, bad, check_extensions,
@@ -40,7 +41,8 @@ class KeyService:
     # -- checks ---------------------------------------------------------------------------------
     def _caller_is_local(self, caller: str) -> None:
         if self.saes.get(caller) != self.node_id:
-            log.info("refused SAE %r: not an SAE of node %s", caller, self.node_id)
+            metrics.refused("etsi014", "not_local_sae", f"SAE {caller!r} is not an SAE of node {self.node_id}",
+                            logger=log, level=logging.INFO, caller=f"sae:{caller}")
             raise KeyServiceError(401)
 
     def _slave_node(self, slave: str, what: str = "slave SAE ID") -> str:
@@ -127,7 +129,9 @@ class KeyService:
         try:
             keys = self.store.fetch(master, caller, ids)
         except NotAuthorised:
-            log.info("SAE %r asked for keys of master %r it was not named for", caller, master)
+            metrics.refused("etsi014", "not_named_slave", f"SAE {caller!r} asked for keys of master "
+                            f"{master!r} it was not named for", logger=log, level=logging.INFO,
+                            caller=f"sae:{caller}")
             raise KeyServiceError(401) from None
         except KeyNotFound:
             raise bad(MSG_KEYS_NOT_FOUND) from None

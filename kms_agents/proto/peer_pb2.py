@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bkms_agents/proto/peer.proto\x12\rqusec.peer.v1\"D\n\tDirectKey\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x14\n\x0clink_key_ids\x18\x02 \x03(\t\x12\x11\n\tsize_bits\x18\x03 \x01(\r\"\xed\x01\n\x0e\x44irectDelivery\x12\x0f\n\x07link_id\x18\x01 \x01(\t\x12\x15\n\rmaster_sae_id\x18\x02 \x01(\t\x12\x15\n\rslave_sae_ids\x18\x03 \x03(\t\x12&\n\x04keys\x18\x04 \x03(\x0b\x32\x18.qusec.peer.v1.DirectKey\x12\x41\n\nextensions\x18\x05 \x03(\x0b\x32-.qusec.peer.v1.DirectDelivery.ExtensionsEntry\x1a\x31\n\x0f\x45xtensionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x1b\n\tDirectAck\x12\x0e\n\x06stored\x18\x01 \x01(\r\"\xef\x01\n\x12StreamEventRequest\x12,\n\x04kind\x18\x01 \x01(\x0e\x32\x1e.qusec.peer.v1.StreamEventKind\x12\x15\n\rkey_stream_id\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65stination\x18\x04 \x01(\t\x12\x16\n\x0ekey_chunk_size\x18\x05 \x01(\r\x12\r\n\x05index\x18\x06 \x01(\r\x12\x0b\n\x03ttl\x18\x07 \x01(\r\x12\x13\n\x0borigin_node\x18\x08 \x01(\t\x12\x13\n\x0btarget_node\x18\t \x01(\t\x12\x11\n\thop_limit\x18\n \x01(\r\"K\n\x10StreamEventReply\x12\x0e\n\x06status\x18\x01 \x01(\r\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x16\n\x0epeer_connected\x18\x03 \x01(\x08*R\n\x0fStreamEventKind\x12\x1c\n\x18STREAM_EVENT_UNSPECIFIED\x10\x00\x12\n\n\x06OPENED\x10\x01\x12\n\n\x06\x43LOSED\x10\x02\x12\t\n\x05\x43HUNK\x10\x03\x32\xa6\x01\n\x07PeerKms\x12H\n\rDeliverDirect\x12\x1d.qusec.peer.v1.DirectDelivery\x1a\x18.qusec.peer.v1.DirectAck\x12Q\n\x0bStreamEvent\x12!.qusec.peer.v1.StreamEventRequest\x1a\x1f.qusec.peer.v1.StreamEventReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bkms_agents/proto/peer.proto\x12\rqusec.peer.v1\"D\n\tDirectKey\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x14\n\x0clink_key_ids\x18\x02 \x03(\t\x12\x11\n\tsize_bits\x18\x03 \x01(\r\"\xed\x01\n\x0e\x44irectDelivery\x12\x0f\n\x07link_id\x18\x01 \x01(\t\x12\x15\n\rmaster_sae_id\x18\x02 \x01(\t\x12\x15\n\rslave_sae_ids\x18\x03 \x03(\t\x12&\n\x04keys\x18\x04 \x03(\x0b\x32\x18.qusec.peer.v1.DirectKey\x12\x41\n\nextensions\x18\x05 \x03(\x0b\x32-.qusec.peer.v1.DirectDelivery.ExtensionsEntry\x1a\x31\n\x0f\x45xtensionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x1b\n\tDirectAck\x12\x0e\n\x06stored\x18\x01 \x01(\r\"\xb4\x02\n\x12StreamEventRequest\x12,\n\x04kind\x18\x01 \x01(\x0e\x32\x1e.qusec.peer.v1.StreamEventKind\x12\x15\n\rkey_stream_id\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65stination\x18\x04 \x01(\t\x12\x16\n\x0ekey_chunk_size\x18\x05 \x01(\r\x12\r\n\x05index\x18\x06 \x01(\r\x12\x0b\n\x03ttl\x18\x07 \x01(\r\x12\x13\n\x0borigin_node\x18\x08 \x01(\t\x12\x13\n\x0btarget_node\x18\t \x01(\t\x12\x11\n\thop_limit\x18\n \x01(\r\x12\x14\n\x0csent_unix_ms\x18\x0b \x01(\x04\x12\x13\n\x0borigin_cert\x18\x0c \x01(\x0c\x12\x18\n\x10origin_signature\x18\r \x01(\x0c\"K\n\x10StreamEventReply\x12\x0e\n\x06status\x18\x01 \x01(\r\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x16\n\x0epeer_connected\x18\x03 \x01(\x08*R\n\x0fStreamEventKind\x12\x1c\n\x18STREAM_EVENT_UNSPECIFIED\x10\x00\x12\n\n\x06OPENED\x10\x01\x12\n\n\x06\x43LOSED\x10\x02\x12\t\n\x05\x43HUNK\x10\x03\x32\xa6\x01\n\x07PeerKms\x12H\n\rDeliverDirect\x12\x1d.qusec.peer.v1.DirectDelivery\x1a\x18.qusec.peer.v1.DirectAck\x12Q\n\x0bStreamEvent\x12!.qusec.peer.v1.StreamEventRequest\x1a\x1f.qusec.peer.v1.StreamEventReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,8 +33,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_DIRECTDELIVERY_EXTENSIONSENTRY']._loaded_options = None
   _globals['_DIRECTDELIVERY_EXTENSIONSENTRY']._serialized_options = b'8\001'
-  _globals['_STREAMEVENTKIND']._serialized_start=704
-  _globals['_STREAMEVENTKIND']._serialized_end=786
+  _globals['_STREAMEVENTKIND']._serialized_start=773
+  _globals['_STREAMEVENTKIND']._serialized_end=855
   _globals['_DIRECTKEY']._serialized_start=46
   _globals['_DIRECTKEY']._serialized_end=114
   _globals['_DIRECTDELIVERY']._serialized_start=117
@@ -44,9 +44,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DIRECTACK']._serialized_start=356
   _globals['_DIRECTACK']._serialized_end=383
   _globals['_STREAMEVENTREQUEST']._serialized_start=386
-  _globals['_STREAMEVENTREQUEST']._serialized_end=625
-  _globals['_STREAMEVENTREPLY']._serialized_start=627
-  _globals['_STREAMEVENTREPLY']._serialized_end=702
-  _globals['_PEERKMS']._serialized_start=789
-  _globals['_PEERKMS']._serialized_end=955
+  _globals['_STREAMEVENTREQUEST']._serialized_end=694
+  _globals['_STREAMEVENTREPLY']._serialized_start=696
+  _globals['_STREAMEVENTREPLY']._serialized_end=771
+  _globals['_PEERKMS']._serialized_start=858
+  _globals['_PEERKMS']._serialized_end=1024
 # @@protoc_insertion_point(module_scope)

@@ -56,7 +56,7 @@ class DirectAck(_message.Message):
     def __init__(self, stored: _Optional[int] = ...) -> None: ...
 
 class StreamEventRequest(_message.Message):
-    __slots__ = ("kind", "key_stream_id", "source", "destination", "key_chunk_size", "index", "ttl", "origin_node", "target_node", "hop_limit")
+    __slots__ = ("kind", "key_stream_id", "source", "destination", "key_chunk_size", "index", "ttl", "origin_node", "target_node", "hop_limit", "sent_unix_ms", "origin_cert", "origin_signature")
     KIND_FIELD_NUMBER: _ClassVar[int]
     KEY_STREAM_ID_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
@@ -67,6 +67,9 @@ class StreamEventRequest(_message.Message):
     ORIGIN_NODE_FIELD_NUMBER: _ClassVar[int]
     TARGET_NODE_FIELD_NUMBER: _ClassVar[int]
     HOP_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    SENT_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    ORIGIN_CERT_FIELD_NUMBER: _ClassVar[int]
+    ORIGIN_SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     kind: StreamEventKind
     key_stream_id: str
     source: str
@@ -77,7 +80,10 @@ class StreamEventRequest(_message.Message):
     origin_node: str
     target_node: str
     hop_limit: int
-    def __init__(self, kind: _Optional[_Union[StreamEventKind, str]] = ..., key_stream_id: _Optional[str] = ..., source: _Optional[str] = ..., destination: _Optional[str] = ..., key_chunk_size: _Optional[int] = ..., index: _Optional[int] = ..., ttl: _Optional[int] = ..., origin_node: _Optional[str] = ..., target_node: _Optional[str] = ..., hop_limit: _Optional[int] = ...) -> None: ...
+    sent_unix_ms: int
+    origin_cert: bytes
+    origin_signature: bytes
+    def __init__(self, kind: _Optional[_Union[StreamEventKind, str]] = ..., key_stream_id: _Optional[str] = ..., source: _Optional[str] = ..., destination: _Optional[str] = ..., key_chunk_size: _Optional[int] = ..., index: _Optional[int] = ..., ttl: _Optional[int] = ..., origin_node: _Optional[str] = ..., target_node: _Optional[str] = ..., hop_limit: _Optional[int] = ..., sent_unix_ms: _Optional[int] = ..., origin_cert: _Optional[bytes] = ..., origin_signature: _Optional[bytes] = ...) -> None: ...
 
 class StreamEventReply(_message.Message):
     __slots__ = ("status", "message", "peer_connected")

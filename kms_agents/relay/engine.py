@@ -44,6 +44,11 @@ RETRY_ON_FRESH_PATH = (Reason.DENIED, Reason.UNKNOWN_NODE, Reason.UNREACHABLE, R
 RequestPath = Callable[[PathQuery], PathPlan]
 
 
+def _cache_key(dst_node: str, src_sae: str, dst_saes: Sequence[str]) -> tuple:
+    """Granted paths are cached per destination and SAEs: hops check the SAEs they were granted for."""
+    return dst_node, src_sae, tuple(sorted(set(dst_saes)))
+
+
 def gather(futures: Iterable[Future]) -> tuple[list, RelayFailure | None]:
     """Results of the futures that succeeded (each one waited for) and the first failure."""
     results, failure = [], None
@@ -108,14 +113,16 @@ class RelayEngine:
         self._share_pool.shutdown(wait=False, cancel_futures=True)
 
     # -- granted paths ---------------------------------------------------------------------
-    def path_for(self, dst_node: str, src_sae: str, dst_sae: str, size_bits: int, number: int,
+    def path_for(self, dst_node: str, src_sae: str, dst_saes: Sequence[str], size_bits: int, number: int,
                  fresh: bool = False) -> PathPlan:
-        """A granted path to ``dst_node`` (reused while its authorisation is live)."""
+        """A granted path to ``dst_node`` for ``src_sae`` -> ``dst_saes`` (reused while its
+        authorisation is live: every hop checks the SAEs it was granted for)."""
         if self._request_path is None:
             raise RelayFailure(Reason.UNREACHABLE,
                                f"node {dst_node} is not a neighbour and this vKMS has no QuSeC "
                                f"controller configured to find a relay path")
-        cache_key = (dst_node, src_sae, dst_sae)
+        dst_saes = list(dst_saes)
+        cache_key = _cache_key(dst_node, src_sae, dst_saes)
         now = self._clock()
         with self._lock:
             plan = self._paths.get(cache_key)
@@ -125,8 +132,8 @@ class RelayEngine:
             self._release(plan)  # rerouted, revoked or about to expire: ask afresh
         try:
             plan = self._request_path(PathQuery(
-                src_node=self.node_id, dst_node=dst_node, src_sae=src_sae, dst_sae=dst_sae,
-                key_size_bits=size_bits, key_count=number))
+                src_node=self.node_id, dst_node=dst_node, src_sae=src_sae, dst_sae=dst_saes[0],
+                key_size_bits=size_bits, key_count=number, dst_saes=tuple(dst_saes)))
         except PathRefused as exc:
             raise RelayFailure(exc.reason, f"QuSeC refused a path {self.node_id}->{dst_node}: "
                                            f"{exc.refusal or exc.reason.value}: {exc.message}") from None
@@ -135,7 +142,7 @@ class RelayEngine:
         with self._lock:
             self._paths[cache_key] = plan
         log.info("QuSeC granted %s->%s for %s->%s: %s (%s, rule %s)", self.node_id, dst_node,
-                 src_sae, dst_sae, " | ".join(",".join(p.nodes) for p in plan.paths),
+                 src_sae, ",".join(dst_saes), " | ".join(",".join(p.nodes) for p in plan.paths),
                  plan.security_level or "qkd", plan.rule or "-")
         return plan
 
@@ -159,10 +166,11 @@ class RelayEngine:
         for path in plan.paths:
             self._pool.submit(self._release_path, path.path_id)
 
-    def forget_path(self, dst_node: str, src_sae: str, dst_sae: str) -> None:
-        """Drop a cached path (revoked or failing)."""
+    def forget_path(self, dst_node: str, src_sae: str, dst_saes: str | Sequence[str]) -> None:
+        """Drop a cached path (revoked or failing); ``dst_saes``: the slave SAE(s) it was for."""
         with self._lock:
-            self._paths.pop((dst_node, src_sae, dst_sae), None)
+            self._paths.pop(_cache_key(dst_node, src_sae, [dst_saes] if isinstance(dst_saes, str)
+                                       else dst_saes), None)
 
     def forget_all_paths(self) -> None:
         """Drop every cached path (the controller session was re-established)."""
@@ -196,17 +204,17 @@ class RelayEngine:
         size_bits = 8 * len(keys[0][1])
         if any(len(m) * 8 != size_bits for _, m in keys) or size_bits == 0:
             raise RelayFailure(Reason.INVALID, "keys of one request differ in size")
-        plan = self.path_for(dst_node, master_sae, slave_saes[0], size_bits, len(keys))
+        plan = self.path_for(dst_node, master_sae, slave_saes, size_bits, len(keys))
         if check_path is not None:
             check_path(plan)
         try:
             return self._relay_batch(plan, master_sae, slave_saes, dst_node, keys, level_for)
         except RelayFailure as exc:
             # whatever failed, the next request asks QuSeC again rather than reusing this path
-            self.forget_path(dst_node, master_sae, slave_saes[0])
+            self.forget_path(dst_node, master_sae, slave_saes)
             if exc.reason not in RETRY_ON_FRESH_PATH:
                 raise
-            fresh = self.path_for(dst_node, master_sae, slave_saes[0], size_bits, len(keys),
+            fresh = self.path_for(dst_node, master_sae, slave_saes, size_bits, len(keys),
                                   fresh=True)
             if exc.reason not in (Reason.DENIED, Reason.UNKNOWN_NODE) \
                     and fresh.hops() == plan.hops():
@@ -273,7 +281,8 @@ class RelayEngine:
         parts = [b""] * len(paths) if level == "pqc" else shares.split(key, len(paths))
         initiator = None
         if level in ("hybrid", "pqc"):
-            initiator = hybrid.Initiator(self._identity, dst_node, group_id, level)
+            initiator = hybrid.Initiator(self._identity, dst_node, group_id, level, src_sae=master_sae,
+                                         dst_saes=slave_saes)
 
         def send_share(path: PlannedPath, share: bytes) -> Ack:
             index = path.share_index + 1  # the hop messages count shares from 1

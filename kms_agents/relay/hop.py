@@ -5,7 +5,11 @@ source and every relay node send this way). :class:`HopReceiver` holds the relay
 and destination roles: it checks the sender, its live authorisation from QuSeC, the
 sequence number and the one-time MAC, then forwards through the sender, or, at the
 destination, checks the SAEs, combines multipath shares, derives hybrid/pqc keys and
-stores the key for the slave SAE. Transport is injected (``send``: (peer, addr, message,
+stores the key for the slave SAE. Every hop checks the message against its own
+authorisation from QuSeC (path, previous hop, ends, share, SAEs, security level), so a
+relay that rewrites what it forwards is refused by the next node; the destination
+combines shares only when all of them name the same SAEs, level and keys, and a Void
+removes only keys relayed over its path. Transport is injected (``send``: (peer, addr, message,
 timeout) -> ack), so nothing here touches sockets.
 """
 from __future__ import annotations
@@ -17,16 +21,16 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from kms_agents import metrics
 from kms_agents.keystore import DuplicateKey, KeyStore, StoredKey
 from kms_agents.qkd_module import KeySourceError, UnknownKeyIds
 from kms_agents.relay import crypto, hybrid, shares
-from kms_agents.relay.authz import Authorisation, AuthTable, NotAuthorised
+from kms_agents.relay.authz import Authorisation, AuthTable, NotAuthorised, check_granted_for
 from kms_agents.relay.messages import (EXT_PATH, Ack, AckStatus, Reason, RelayFailure, RelayMessage,
                                        VoidMessage)
 
 log = logging.getLogger(__name__)
 
-AUTH_WAIT_S = 1.0          # an authorisation push may trail the path reply by a few ms
 PENDING_SHARES_TTL_S = 30.0
 
 Send = Callable[[str, str, RelayMessage, float], Ack]
@@ -87,9 +91,29 @@ class HopSender:
         return self._send_void(peer, addr, msg, self.hop_timeout)
 
 
+@dataclass(frozen=True)
+class _KeyFor:
+    """What every share of one end-to-end key must agree on before the shares are combined."""
+
+    src_node: str
+    initiator_sae: str
+    target_saes: tuple[str, ...]
+    security_level: str
+    size_bits: int
+    share_count: int
+    key_ids: tuple[str, ...]
+
+    @classmethod
+    def of(cls, header: crypto.RelayHeader) -> "_KeyFor":
+        return cls(header.src_node, header.initiator_sae_id, tuple(sorted(header.target_sae_ids)),
+                   header.security_level, header.size_bits, header.share_count, header.key_ids)
+
+
 @dataclass
 class _Pending:
+    key_for: _KeyFor
     shares: dict[int, bytes] = field(default_factory=dict)
+    paths: set[str] = field(default_factory=set)     # path ids the shares came over
     responder: hybrid.Responder | None = None
     created: float = field(default_factory=time.monotonic)
 
@@ -115,46 +139,60 @@ class HopReceiver:
         self.pending: dict[str, _Pending] = {}   # key id -> shares arrived so far (destination)
         self._lock = threading.Lock()
 
-    def _authorised(self, path_id: str, from_node: str, src: str, dst: str, index: int,
-                    count: int) -> Authorisation:
+    def _authorised(self, header: crypto.RelayHeader, from_node: str) -> Authorisation:
+        """This node's live authorisation for the message's path, hop, ends and share, checked at
+        once (nothing is in flight: QuSeC answers the source only after every node on the path
+        acknowledged its own)."""
         try:
-            return self._authz.check(path_id, from_node=from_node, src_node=src, dst_node=dst,
-                                     now=self._clock(), share_index=index, share_count=count)
-        except NotAuthorised as first:
-            if self._authz.get(path_id) is None and self._authz.wait_for(path_id, AUTH_WAIT_S):
-                try:
-                    return self._authz.check(path_id, from_node=from_node, src_node=src,
-                                             dst_node=dst, now=self._clock(),
-                                             share_index=index, share_count=count)
-                except NotAuthorised as exc:
-                    first = exc
-            raise RelayFailure(Reason.DENIED, f"node {self.node_id}: {first}") from None
+            return self._authz.check(header.path_id, from_node=from_node, src_node=header.src_node,
+                                     dst_node=header.dst_node, now=self._clock(),
+                                     share_index=header.share_index, share_count=header.share_count)
+        except NotAuthorised as exc:
+            raise RelayFailure(Reason.DENIED, f"node {self.node_id}: {exc}", exc.check) from None
+
+    def _granted_for(self, header: crypto.RelayHeader, auth: Authorisation) -> None:
+        """The (authenticated) message's SAEs and level are those the path was granted for: a relay
+        that rewrote them, sealing with its own valid link key, is refused here."""
+        try:
+            check_granted_for(auth, header.initiator_sae_id, header.target_sae_ids, header.security_level)
+        except NotAuthorised as exc:
+            raise RelayFailure(Reason.DENIED, f"node {self.node_id}: {exc}", exc.check) from None
 
     def handle_relay(self, msg: RelayMessage, peer: str) -> Ack:
         """Receive one hop from authenticated neighbour ``peer``; forward or deliver.
 
-        Raises RelayFailure (the servicer turns it into a gRPC status).
+        Raises RelayFailure (the servicer turns it into a gRPC status); a refusal by one of
+        this node's own checks is logged and counted (``event=refused server=relay``).
         """
+        try:
+            return self._handle_relay(msg, peer)
+        except RelayFailure as exc:
+            if exc.check:
+                metrics.refused("relay", exc.check, exc.message, logger=log, caller=peer,
+                                path=msg.header.path_id)
+            raise
+
+    def _handle_relay(self, msg: RelayMessage, peer: str) -> Ack:
         header = msg.header
         if header.from_node != peer:
             raise RelayFailure(Reason.DENIED, f"message claims to come from {header.from_node!r} but "
-                                              f"the TLS peer is {peer!r}")
+                                              f"the TLS peer is {peer!r}", "wrong_sender")
         if header.dst_node == self.node_id and header.from_node == header.src_node == self.node_id:
-            raise RelayFailure(Reason.INVALID, "relay to self")
-        auth = self._authorised(header.path_id, peer, header.src_node, header.dst_node,
-                                header.share_index, header.share_count)
+            raise RelayFailure(Reason.INVALID, "relay to self", "invalid")
+        auth = self._authorised(header, peer)
         hop = f"{peer}|{header.link_id}"
         try:
             self._replay.check(hop, header.seq)
         except crypto.ReplayError as exc:
-            raise RelayFailure(Reason.DUPLICATE, f"node {self.node_id}: {exc}") from None
+            raise RelayFailure(Reason.DUPLICATE, f"node {self.node_id}: {exc}", "replay") from None
         source = self._link(header.link_id) if self._link else self._sources(peer)
         if source is None or source.link_id != header.link_id or source.peer_node != peer:
             raise RelayFailure(Reason.UNMET,
-                               f"node {self.node_id} has no QKD link {header.link_id} to {peer}")
+                               f"node {self.node_id} has no QKD link {header.link_id} to {peer}", "no_link")
         if header.security_level == "pqc":
             if msg.ciphertext or msg.tag or header.pad_key_ids or header.mac_key_ids:
-                raise RelayFailure(Reason.INVALID, "a pqc relay message carries no QKD key")
+                raise RelayFailure(Reason.INVALID, "a pqc relay message carries no QKD key", "invalid")
+            self._granted_for(header, auth)
             self._replay.accept(hop, header.seq)
             return self._forward_or_deliver(header, b"", auth)
         n = header.payload_bytes
@@ -167,21 +205,22 @@ class HopReceiver:
                 pad, mac = material[:n], material[n:]
         except UnknownKeyIds as exc:
             raise RelayFailure(Reason.NOT_AUTHENTIC, f"node {self.node_id}: link key of this message "
-                                                     f"unknown or already used: {exc}") from None
+                                                     f"unknown or already used: {exc}", "link_key") from None
         except KeySourceError as exc:
             raise RelayFailure(Reason.UNREACHABLE,
                                f"node {self.node_id}: link key source failed: {exc}") from None
         if len(pad) != n or len(mac) != crypto.MAC_KEY_BYTES:
             raise RelayFailure(Reason.NOT_AUTHENTIC,
                                f"node {self.node_id}: link key IDs cover {len(pad)}+{len(mac)} "
-                               f"bytes, message needs {n}+{crypto.MAC_KEY_BYTES}")
+                               f"bytes, message needs {n}+{crypto.MAC_KEY_BYTES}", "link_key")
         try:
             share = crypto.open_sealed(header, msg.ciphertext, msg.tag, pad, mac)
             self._replay.accept(hop, header.seq)
         except crypto.ReplayError as exc:
-            raise RelayFailure(Reason.DUPLICATE, f"node {self.node_id}: {exc}") from None
+            raise RelayFailure(Reason.DUPLICATE, f"node {self.node_id}: {exc}", "replay") from None
         except crypto.RelayCryptoError as exc:
-            raise RelayFailure(Reason.NOT_AUTHENTIC, f"node {self.node_id}: {exc}") from None
+            raise RelayFailure(Reason.NOT_AUTHENTIC, f"node {self.node_id}: {exc}", "mac") from None
+        self._granted_for(header, auth)
         return self._forward_or_deliver(header, share, auth)
 
     def _forward_or_deliver(self, header: crypto.RelayHeader, share: bytes,
@@ -196,34 +235,47 @@ class HopReceiver:
                                     targets=header.target_sae_ids, extensions=header.extensions)
         if header.dst_node != self.node_id:
             raise RelayFailure(Reason.DENIED, f"node {self.node_id} is the end of path "
-                                              f"{header.path_id} but the message is for {header.dst_node}")
+                                              f"{header.path_id} but the message is for {header.dst_node}",
+                               "wrong_nodes")
         return self._deliver(header, share, auth)
 
     def _check_saes(self, header: crypto.RelayHeader) -> None:
         if not header.target_sae_ids:
-            raise RelayFailure(Reason.INVALID, "relay names no target SAE")
+            raise RelayFailure(Reason.INVALID, "relay names no target SAE", "wrong_saes")
         if self.sae_node is None:
             return
         master = self.sae_node(header.initiator_sae_id)
         if master != header.src_node:
             raise RelayFailure(Reason.INVALID, f"master SAE {header.initiator_sae_id!r} is not "
-                                               f"attached to node {header.src_node}")
+                                               f"attached to node {header.src_node}", "wrong_saes")
         wrong = [t for t in header.target_sae_ids if self.sae_node(t) != self.node_id]
         if wrong:
             raise RelayFailure(Reason.INVALID,
-                               f"target SAE(s) {wrong} are not attached to node {self.node_id}")
+                               f"target SAE(s) {wrong} are not attached to node {self.node_id}", "wrong_saes")
+
+    def _add_share(self, header: crypto.RelayHeader, share: bytes) -> _Pending:
+        """Keep one share; every share of a key must name the same SAEs, level, sizes and key ids."""
+        key_for = _KeyFor.of(header)
+        self._drop_stale_pending()
+        with self._lock:
+            pending = self.pending.setdefault(header.key_id, _Pending(key_for))
+            if pending.key_for != key_for:
+                raise RelayFailure(Reason.INVALID,
+                                   f"node {self.node_id}: share {header.share_index} of key {header.key_id} "
+                                   f"(path {header.path_id}) names other SAEs, level, sizes or keys than "
+                                   f"the share(s) already here: not combined", "share_mismatch")
+            if header.share_index in pending.shares:
+                raise RelayFailure(Reason.DUPLICATE,
+                                   f"share {header.share_index} of key {header.key_id} already here", "replay")
+            pending.shares[header.share_index] = share
+            pending.paths.add(header.path_id)
+        return pending
 
     def _deliver(self, header: crypto.RelayHeader, share: bytes, auth: Authorisation) -> Ack:
         level = header.security_level
         self._check_saes(header)
         ack = Ack(AckStatus.RELAYED, key_id=header.key_id)
-        self._drop_stale_pending()
-        with self._lock:
-            pending = self.pending.setdefault(header.key_id, _Pending())
-            if header.share_index in pending.shares:
-                raise RelayFailure(Reason.DUPLICATE,
-                                   f"share {header.share_index} of key {header.key_id} already here")
-            pending.shares[header.share_index] = share
+        pending = self._add_share(header, share)
         ext = dict(header.extensions)
         if level in ("hybrid", "pqc") and hybrid.EXT_OFFER in ext:
             if self._identity is None:
@@ -233,11 +285,12 @@ class HopReceiver:
                 responder = hybrid.Responder(
                     self._identity, hybrid.unb64(ext[hybrid.EXT_OFFER], "hybrid offer"),
                     src_node=header.src_node, key_id=header.key_id, level=level,
-                    now=_dt.datetime.now(_dt.timezone.utc))
+                    now=_dt.datetime.now(_dt.timezone.utc), src_sae=header.initiator_sae_id,
+                    dst_saes=header.target_sae_ids)
             except hybrid.HybridError as exc:
                 self._drop_pending(header.key_id)
                 raise RelayFailure(Reason.NOT_AUTHENTIC,
-                                   f"node {self.node_id}: {level} offer rejected: {exc}") from None
+                                   f"node {self.node_id}: {level} offer rejected: {exc}", "hybrid") from None
             with self._lock:
                 pending.responder = responder
             ack.extensions[hybrid.EXT_ANSWER] = hybrid.b64(responder.answer)
@@ -256,7 +309,7 @@ class HopReceiver:
         meta = {"qusec_route_type": "indirect", "qusec_security_level": level,
                 "qusec_src_node": header.src_node, "qusec_path": path,
                 "qusec_hops": max(0, len(path) - 2), "qusec_path_id": header.path_id,
-                "qusec_shares": header.share_count}
+                "qusec_path_ids": sorted(pending.paths), "qusec_shares": header.share_count}
         ids = header.key_ids or (header.key_id,)
         n = header.size_bits // 8
         materials = [key[i * n:(i + 1) * n] for i in range(len(ids))]
@@ -268,7 +321,7 @@ class HopReceiver:
                                        meta=dict(meta)) for kid, m in zip(ids, materials)])
         except DuplicateKey:
             raise RelayFailure(Reason.DUPLICATE,
-                               f"key {header.key_id} is already stored at {self.node_id}") from None
+                               f"key {header.key_id} is already stored at {self.node_id}", "replay") from None
         except ValueError as exc:
             raise RelayFailure(Reason.INVALID, str(exc)) from None
         log.info("stored %d relayed key(s) %s from %s for %s (%s, %d share(s))", len(ids),
@@ -287,22 +340,49 @@ class HopReceiver:
                 del self.pending[key_id]
 
     def handle_void(self, msg: VoidMessage, peer: str) -> Ack:
-        """Forget ``msg.key_id`` here and pass the void on along the authorised path."""
+        """Forget ``msg.key_id`` here and pass the void on along the authorised path.
+
+        Only a node on the path (its authorised previous hop here) voids, and the destination
+        forgets only keys (and shares) that were relayed over that path.
+        """
+        try:
+            return self._handle_void(msg, peer)
+        except RelayFailure as exc:
+            if exc.check:
+                metrics.refused("relay", exc.check, exc.message, logger=log, caller=peer, path=msg.path_id)
+            raise
+
+    def _handle_void(self, msg: VoidMessage, peer: str) -> Ack:
         if msg.from_node != peer:
             raise RelayFailure(Reason.DENIED, f"void claims to come from {msg.from_node!r} but the "
-                                              f"TLS peer is {peer!r}")
+                                              f"TLS peer is {peer!r}", "wrong_sender")
         auth = self._authz.get(msg.path_id)
         if auth is None or auth.prev_hop != peer:
             raise RelayFailure(Reason.DENIED, f"node {self.node_id}: no authorisation on path "
-                                              f"{msg.path_id} from {peer}")
+                                              f"{msg.path_id} from {peer}", "void_not_on_path")
         if auth.next_hop:
             return self.sender.void(auth.next_hop, auth.next_hop_addr, VoidMessage(
                 path_id=msg.path_id, key_id=msg.key_id, reason=msg.reason, from_node=self.node_id,
                 key_ids=msg.key_ids))
-        self._drop_pending(msg.key_id)
-        ids = list(msg.key_ids) or [msg.key_id]
-        present = any(self._store.peek(kid) is not None for kid in ids)
-        self._store.discard(ids)
-        log.info("voided key %s (%s)", msg.key_id, msg.reason)
-        return Ack(AckStatus.VOIDED if present else AckStatus.KEY_NOT_PRESENT, key_id=msg.key_id,
+        with self._lock:
+            pending = self.pending.get(msg.key_id)
+            if pending is not None and msg.path_id in pending.paths:
+                del self.pending[msg.key_id]
+        ids = list(dict.fromkeys(msg.key_ids or (msg.key_id,)))
+        with self._store.transaction():
+            stored = {kid: self._store.peek(kid) for kid in ids}
+            ours = [kid for kid, k in stored.items() if k is not None and msg.path_id in relayed_over(k.meta)]
+            self._store.discard(ours)
+        others = [kid for kid, k in stored.items() if k is not None and kid not in ours]
+        if others:
+            metrics.refused("relay", "void_not_on_path",
+                            f"node {self.node_id}: void on path {msg.path_id} names {len(others)} key(s) "
+                            "not relayed over it: kept", logger=log, caller=peer, path=msg.path_id)
+        log.info("voided key %s (%s): %d of %d key(s) here", msg.key_id, msg.reason, len(ours), len(ids))
+        return Ack(AckStatus.VOIDED if ours else AckStatus.KEY_NOT_PRESENT, key_id=msg.key_id,
                    message=msg.reason)
+
+
+def relayed_over(meta: dict) -> set[str]:
+    """The path ids a stored key came over (every share's, for a multipath key)."""
+    return set(meta.get("qusec_path_ids") or ()) | ({meta["qusec_path_id"]} if meta.get("qusec_path_id") else set())

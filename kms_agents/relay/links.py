@@ -25,6 +25,7 @@ class LinkState:
     consumption_bps: float = 0.0
     status: LinkStatus = LinkStatus.ACTIVE
     kms_kind: str = ""           # "simulated", "etsi014", ...
+    peer_stored_bits: int = 0    # key this end sees for hops the PEER initiates (0: not known)
 
 
 class ConsumptionMeter:
@@ -64,9 +65,11 @@ def link_states(sources: Sequence[Any], meter: ConsumptionMeter | None = None,
     out = []
     now = time.monotonic() if now is None else now
     for src in sources:
-        consumption = 0.0
+        consumption, peer_stored = 0.0, 0
         try:
             stored = src.available_bytes() * 8
+            peer_available = getattr(src, "peer_available_bytes", None)
+            peer_stored = peer_available() * 8 if peer_available is not None else 0
             status = LinkStatus.ACTIVE if stored else LinkStatus.PASSIVE
             if meter is not None:
                 try:
@@ -75,11 +78,11 @@ def link_states(sources: Sequence[Any], meter: ConsumptionMeter | None = None,
                     cap = None
                 consumption = meter.update(src.link_id, now, stored, float(src.rate_bps), cap)
         except Exception:  # an unreachable vendor KMS is reported as off, not raised
-            stored, status = 0, LinkStatus.OFF
+            stored, peer_stored, status = 0, 0, LinkStatus.OFF
         out.append(LinkState(link_id=src.link_id, peer_node=src.peer_node,
                              skr_bps=float(src.rate_bps), stored_bits=stored,
                              consumption_bps=consumption, status=status,
-                             kms_kind=getattr(src, "kind", "")))
+                             kms_kind=getattr(src, "kind", ""), peer_stored_bits=peer_stored))
     return out
 
 

@@ -32,12 +32,17 @@ class Reason(enum.Enum):
 
 
 class RelayFailure(Exception):
-    """A relay could not be completed; ``reason`` says why, ``message`` names node and cause."""
+    """A relay could not be completed; ``reason`` says why, ``message`` names node and cause.
 
-    def __init__(self, reason: Reason, message: str) -> None:
+    ``check`` names, in a word, the check of this node that refused the message (the
+    refusal's log line and metric label); "" for a failure passed on from elsewhere.
+    """
+
+    def __init__(self, reason: Reason, message: str, check: str = "") -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message
+        self.check = check
 
 
 class OptionUnmet(RelayFailure):

@@ -2,7 +2,7 @@
 
 Built by the agent at start (:class:`kms_agents.agent.Agent`). The KeyRelay servicer
 serves on the agent's node-to-node gRPC server (mutual TLS; the peer vKMS is named by
-its certificate CN), the control client starts when the config names a QuSeC address,
+its certificate's ``urn:qusec:node:`` identity), the control client starts when the config names a QuSeC address,
 and the relayer relays keys for non-neighbour SAEs hop by hop.
 """
 from __future__ import annotations
@@ -16,11 +16,11 @@ from kms_agents.channels import PeerChannels
 from kms_agents.config import AgentConfig
 from kms_agents.control_client import ControlClient, ControlSettings, Registration
 from kms_agents.keysource import KeySource
+from kms_agents.identity import NodeIdentity
 from kms_agents.keystore import KeyStore
 from kms_agents.relay import crypto
 from kms_agents.relay.authz import AuthTable
 from kms_agents.relay.engine import RelayEngine
-from kms_agents.relay.hybrid import NodeIdentity
 from kms_agents.relay.links import ConsumptionMeter, best_link, link_states
 from kms_agents.relay.prerelay import PreRelay
 from kms_agents.relay.network import NetworkRelayer

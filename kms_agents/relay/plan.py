@@ -16,6 +16,11 @@ class PathQuery:
     dst_sae: str
     key_size_bits: int
     key_count: int
+    dst_saes: tuple[str, ...] = ()   # every slave SAE (dst_sae is the first); () = (dst_sae,)
+
+    @property
+    def slave_saes(self) -> tuple[str, ...]:
+        return self.dst_saes or ((self.dst_sae,) if self.dst_sae else ())
 
 
 @dataclass(frozen=True)

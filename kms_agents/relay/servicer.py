@@ -24,15 +24,15 @@ def _status(servicer: KeyRelayServicer, exc: Exception, peer: str) -> tuple[grpc
 
 
 class KeyRelayServicer(relay_pb2_grpc.KeyRelayServicer):
-    """Thin adapter; the calling node is the CN of its client certificate."""
+    """Thin adapter; the calling node is the one its client certificate names (role node only)."""
 
     def __init__(self, receiver: HopReceiver) -> None:
         self.receiver = receiver
 
-    @rpc.method(_status, unauthenticated="relay needs a client certificate")
+    @rpc.method(_status, role="node", server="relay", unauthenticated="relay needs a client certificate")
     def Relay(self, request: relay_pb2.RelayRequest, peer: str) -> relay_pb2.RelayAck:
         return wire.ack_to_proto(self.receiver.handle_relay(wire.message_of(request), peer))
 
-    @rpc.method(_status, unauthenticated="relay needs a client certificate")
+    @rpc.method(_status, role="node", server="relay", unauthenticated="relay needs a client certificate")
     def Void(self, request: relay_pb2.VoidRequest, peer: str) -> relay_pb2.RelayAck:
         return wire.ack_to_proto(self.receiver.handle_void(wire.void_of(request), peer))

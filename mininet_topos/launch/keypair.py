@@ -91,7 +91,8 @@ def client_pair(doc: dict, master: str, slave: str, number: int = 1, size: int |
 
     def call(entry: dict, node: dict, fn: Callable[[Any], list]) -> list[KeySeen]:
         try:
-            with Etsi014Client(node["etsi014_url"], doc["ca_cert"], entry["cert"], entry["key"]) as c:
+            with Etsi014Client(node["etsi014_url"], doc["ca_cert"], entry["cert"], entry["key"],
+                               kme_node=entry["node"]) as c:
                 return [KeySeen.of(k.key_id, k.key, k.key_extension) for k in fn(c)]
         except Etsi014Error as exc:
             raise KeyCallError({"status": exc.status, "body": exc.body, "url": exc.url}) from None

@@ -20,7 +20,7 @@ from kms_agents.proto import relay_pb2, relay_pb2_grpc
 from kms_agents.qkd_module import SimulatedQkdModule
 from kms_agents.relay.authz import Authorisation, AuthTable
 from kms_agents.relay.engine import RelayEngine
-from kms_agents.relay.hybrid import NodeIdentity
+from kms_agents.identity import NodeIdentity
 from kms_agents.relay.plan import Hop, PathPlan, PlannedPath
 from kms_agents.relay.servicer import KeyRelayServicer
 from kms_agents.relay.transport import RelayTransport
@@ -52,8 +52,10 @@ class Net:
     granted: list[str] = field(default_factory=list)
     routes: dict[str, list[list[str]]] = field(default_factory=dict)  # dst -> paths
 
-    def grant(self, paths: list[list[str]], ttl: float = 60.0) -> PathPlan:
-        """What QuSeC does for RequestPath: authorise every node on every path, then reply."""
+    def grant(self, paths: list[list[str]], ttl: float = 60.0, *, src_sae: str = "sae-a",
+              dst_saes: tuple[str, ...] = ("sae-e",)) -> PathPlan:
+        """What QuSeC does for RequestPath: authorise every node on every path (for ``src_sae`` ->
+        ``dst_saes`` at the net's level), then reply."""
         expires = int((time.time() + ttl) * 1000) / 1000
         granted = []
         for i, hops in enumerate(paths, start=1):
@@ -67,7 +69,8 @@ class Net:
                     prev_hop_addr=self.addr_of(prev) if prev else "",
                     next_hop_addr=self.addr_of(nxt) if nxt else "",
                     expires_at=time.time() + ttl, src_node=hops[0], dst_node=hops[-1],
-                    share_index=i, share_count=len(paths)))
+                    share_index=i, share_count=len(paths), src_sae=src_sae, dst_saes=tuple(dst_saes),
+                    security_level=self.level))
             granted.append(PlannedPath(path_id=path_id, share_index=i - 1, hops=tuple(
                 Hop(node_id=n, relay_addr=self.addr_of(n)) for n in hops)))
         return PathPlan(paths=tuple(granted), security_level=self.level, expires_at=expires)
@@ -123,7 +126,8 @@ def build(root: Path, nodes: list[str], links: list[tuple[str, str]], *,
             link=lambda lid, _n=node: next((s for s in _n.sources.values() if s.link_id == lid),
                                            None),
             store=node.store, authz=node.authz,
-            request_path=lambda req, _net=net: _net.grant(_net.routes[req.dst_node]),
+            request_path=lambda req, _net=net: _net.grant(_net.routes[req.dst_node], src_sae=req.src_sae,
+                                                          dst_saes=req.slave_saes),
             send=node.transport.relay, send_void=node.transport.void,
             identity=NodeIdentity.load(node.node_id, node.cert, node.key, ca_path))
         node.server.add(relay_pb2_grpc.add_KeyRelayServicer_to_server,

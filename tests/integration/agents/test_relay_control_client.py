@@ -19,6 +19,7 @@ from kms_agents.relay.links import LinkState, LinkStatus
 from kms_agents.relay.messages import Reason
 from kms_agents.relay.plan import PathQuery
 from quseccontroller.proto import control_pb2, control_pb2_grpc
+from kms_agents.rpc import peer_identity
 from tests.helpers.pki import make_ca, make_cert, write
 
 pytestmark = pytest.mark.integration
@@ -33,7 +34,7 @@ class FakeQuSeC(control_pb2_grpc.QuSeCControlServicer):
         self.path_delay = 0.0
 
     def Connect(self, request_iterator, context):
-        cn = context.auth_context()["x509_common_name"][0].decode()
+        cn = peer_identity(context).name
         first = next(request_iterator)
         if first.WhichOneof("body") != "register" or first.register.node_id != cn:
             context.abort(grpc.StatusCode.PERMISSION_DENIED, "register as your own node first")
@@ -55,6 +56,7 @@ class FakeQuSeC(control_pb2_grpc.QuSeCControlServicer):
                 pass
 
     def RequestPath(self, request, context):
+        self.last_request = request
         time.sleep(self.path_delay)
         if request.dst_node == "Z":
             detail = any_pb2.Any()
@@ -77,16 +79,16 @@ def pki(tmp_path_factory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("pki")
     ca = make_ca()
     paths = {"ca": write(*ca, out, "ca")[0]}
-    for cn in ("qusec", "A"):
-        paths[cn + ".pem"], paths[cn + ".key"] = write(*make_cert(ca, cn), out, cn)
+    for cn, role in (("qusec", "controller"), ("A", "node"), ("B", "node")):
+        paths[cn + ".pem"], paths[cn + ".key"] = write(*make_cert(ca, cn, role=role), out, cn)
     return paths
 
 
-def serve(pki: dict[str, Path], fake: FakeQuSeC, port: int = 0) -> tuple[grpc.Server, int]:
+def serve(pki: dict[str, Path], fake: FakeQuSeC, port: int = 0, as_: str = "qusec") -> tuple[grpc.Server, int]:
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
     control_pb2_grpc.add_QuSeCControlServicer_to_server(fake, server)
     creds = grpc.ssl_server_credentials(
-        [(pki["qusec.key"].read_bytes(), pki["qusec.pem"].read_bytes())],
+        [(pki[f"{as_}.key"].read_bytes(), pki[f"{as_}.pem"].read_bytes())],
         root_certificates=pki["ca"].read_bytes(), require_client_auth=True)
     bound = server.add_secure_port(f"127.0.0.1:{port}", creds)
     server.start()
@@ -188,6 +190,54 @@ def test_reconnects_and_reregisters_after_controller_restart(pki) -> None:
         assert wait_msg(fake2, "register").register.node_id == "A"
         assert c.registrations == 2
         assert len(c.authz) == 0  # the old session's authorisations are not trusted any more
+    finally:
+        c.stop()
+        server.stop(0)
+
+
+def test_node_cannot_pose_as_qusec_to_an_agent(pki) -> None:
+    # B's certificate is issued by the same CA and names 127.0.0.1, where QuSeC listens on a
+    # loopback network: the agent's channel pins the name "qusec", which only QuSeC's carries
+    fake = FakeQuSeC()
+    server, port = serve(pki, fake, as_="B")
+    c = client(pki, port, [100_000])
+    c.start()
+    try:
+        assert not c.registered.wait(1.5)
+        assert fake.received.empty()               # not even the Register left the agent
+        with pytest.raises(PathRefused) as info:
+            c.request_path(query("E"), timeout=1.0)
+        assert info.value.reason in (Reason.UNREACHABLE, Reason.TIMEOUT)
+    finally:
+        c.stop()
+        server.stop(0)
+    fake = FakeQuSeC()
+    server, port = serve(pki, fake)                # the controller's own certificate
+    c = client(pki, port, [100_000])
+    c.start()
+    try:
+        assert c.registered.wait(5)
+    finally:
+        c.stop()
+        server.stop(0)
+
+
+def test_register_reports_what_this_end_sees_for_the_peer(pki) -> None:
+    fake = FakeQuSeC()
+    server, port = serve(pki, fake)
+    settings = ControlSettings(target=f"127.0.0.1:{port}", ca_cert=pki["ca"], cert=pki["A.pem"],
+                               key=pki["A.key"], backoff_initial_s=0.05, backoff_max_s=0.4, poll_interval_s=0.05)
+    links = lambda: [LinkState(link_id="A-B", peer_node="B", skr_bps=1e6, stored_bits=800,  # noqa: E731
+                               peer_stored_bits=640)]
+    reg = lambda: Registration(node_id="A", relay_addr="127.0.0.1:1", links=links(), saes=["sae-a"])  # noqa: E731
+    c = ControlClient(settings, register=reg, links=links, authz=AuthTable())
+    c.start()
+    try:
+        assert wait_msg(fake, "register").register.links[0].peer_stored_bits == 640
+        assert wait_msg(fake, "report").report.links[0].peer_stored_bits == 640
+        reply = c.request_path(PathQuery(src_node="A", dst_node="E", src_sae="sae-a", dst_sae="sae-x",
+                                         key_size_bits=256, key_count=1, dst_saes=("sae-x", "sae-y")))
+        assert reply.paths and list(fake.last_request.dst_saes) == ["sae-x", "sae-y"]
     finally:
         c.stop()
         server.stop(0)

@@ -20,7 +20,7 @@ from kms_agents.client import Etsi014Error
 from kms_agents.proto import relay_pb2, relay_pb2_grpc
 from kms_agents.relay import wire
 from kms_agents.relay.messages import Reason, RelayFailure
-from kms_agents.rpc import peer_cn
+from kms_agents.rpc import peer_identity
 from mininet_topos.launch.relaynet import RelayNet
 from mininet_topos.launch.controller import free_port
 from tests.helpers.relay_harness import server_creds, transport
@@ -73,7 +73,7 @@ class Interposer(relay_pb2_grpc.KeyRelayServicer):
         self.seen: list[relay_pb2.RelayRequest] = []
 
     def Relay(self, request, context):
-        caller = peer_cn(context)
+        caller = peer_identity(context).name
         if caller != "B":  # only B -> C is watched and tampered with
             try:
                 return wire.ack_to_proto(self.outs[caller].relay("C", self.target,
@@ -92,7 +92,7 @@ class Interposer(relay_pb2_grpc.KeyRelayServicer):
 
     def Void(self, request, context):
         try:
-            return wire.ack_to_proto(self.outs[peer_cn(context)].void("C", self.target,
+            return wire.ack_to_proto(self.outs[peer_identity(context).name].void("C", self.target,
                                                                       wire.void_of(request), 10.0))
         except RelayFailure as exc:
             context.abort(wire.status_of(exc.reason), exc.message)

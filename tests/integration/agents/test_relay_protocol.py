@@ -18,7 +18,7 @@ from kms_agents.relay import crypto as relay_crypto
 from kms_agents.relay import engine as relay_engine
 from kms_agents.relay import wire
 from kms_agents.relay.messages import Reason, RelayFailure
-from kms_agents.rpc import peer_cn
+from kms_agents.rpc import peer_identity
 from tests.helpers.relay_harness import Net, build, server_creds, transport
 
 pytestmark = pytest.mark.integration
@@ -113,7 +113,7 @@ class Interposer(relay_pb2_grpc.KeyRelayServicer):
         self.acks: list[str] = []
 
     def Relay(self, request, context):
-        assert peer_cn(context) == "B"
+        assert peer_identity(context).name == "B"
         self.seen.append(relay_pb2.RelayRequest.FromString(request.SerializeToString()))
         if self.mode == "flip" or (self.mode == "flip-second" and len(self.seen) == 2):
             ct = bytearray(request.ciphertext)

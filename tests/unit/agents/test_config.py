@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from kms_agents.config import ConfigError, RelayConfig, parse_config, to_toml
+from kms_agents.config import Caps, ConfigError, RelayConfig, parse_config, to_toml
 
 
 def config_data(tmp_path: Path) -> dict:
@@ -56,7 +56,7 @@ def problems(data: dict) -> list[str]:
     return e.value.problems
 
 
-KNOWN = "known: graph, limits, links, listen, node_id, peers, qusec, relay, saes, state_dir, tls, trust"
+KNOWN = "known: caps, graph, limits, links, listen, node_id, peers, qusec, relay, saes, state_dir, tls, trust"
 
 
 def test_unknown_top_level_names_are_refused(tmp_path: Path) -> None:
@@ -81,3 +81,17 @@ def test_every_section_round_trips_through_toml(tmp_path: Path) -> None:
                         "limits": {"key_size": 128}, "peers": {"B": {"relay_addr": "10.0.0.2:7000"}}},
                        "agent.toml")
     assert parse_config(tomllib.loads(to_toml(cfg)), "agent.toml") == cfg
+
+
+def test_caps_are_typed_positive_and_round_trip(tmp_path: Path) -> None:
+    data = config_data(tmp_path)
+    assert parse_config(data, "agent.toml").caps == Caps()
+    cfg = parse_config({**data, "caps": {"etsi014_connections": 8, "etsi004_join_s": 5},
+                        "listen": {"metrics": "127.0.0.1:9400"}}, "agent.toml")
+    assert cfg.caps == Caps(etsi014_connections=8, etsi004_join_s=5.0) and cfg.listen_metrics == "127.0.0.1:9400"
+    assert parse_config(tomllib.loads(to_toml(cfg)), "agent.toml") == cfg
+    assert problems({**data, "caps": {"etsi014_connections": 0, "etsi004_calls": 3}}) == [
+        "agent.toml: [caps]: unknown field 'etsi004_calls' (known: etsi004_calls_per_sae, etsi004_idle_s, "
+        "etsi004_join_s, etsi004_streams_per_sae, etsi014_connections, etsi014_connections_per_sae, "
+        "etsi014_handshake_s, etsi014_idle_s, etsi014_request_s)",
+        "agent.toml: [caps]: etsi014_connections: must be positive, got 0"]

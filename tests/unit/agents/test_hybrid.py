@@ -52,10 +52,10 @@ def test_same_qkd_key_gives_different_hybrid_keys(pki) -> None:
 
 
 def test_relay_cannot_substitute_its_own_offer(pki) -> None:
-    # M (a relay) makes its own offer claiming to be A: its cert CN is M
+    # M (a relay) makes its own offer claiming to be A: its certificate names node:M
     fake = hybrid.Initiator(hybrid.NodeIdentity("A", pki["M"].cert, pki["M"].key, pki["M"].ca),
                             "E", "key-1", "hybrid")
-    with pytest.raises(hybrid.HybridError, match="CN \\['M'\\] is not node 'A'"):
+    with pytest.raises(hybrid.HybridError, match="names node:M, not node:A"):
         hybrid.respond(pki["E"], fake.offer, src_node="A", key_id="key-1", level="hybrid",
                        qkd_key=os.urandom(32), now=NOW)
 
@@ -146,3 +146,35 @@ def test_one_exchange_many_keys_by_context(pki) -> None:
     theirs = [resp.derive(q, f"k{i}") for i, q in enumerate(qkd)]
     assert mine == theirs and mine[0] != mine[1]
     assert init.derive(qkd[0], "k1") != mine[0]  # the context separates keys
+
+
+def test_sae_certificate_named_like_the_node_cannot_sign_an_offer(pki) -> None:
+    # the identity is the urn:qusec:node: URI, not the CN: an SAE certificate with CN "A" fails
+    sae_ca = make_ca()
+    cert, key = make_cert(sae_ca, "A", role="sae")
+    fake = hybrid.Initiator(hybrid.NodeIdentity("A", cert, key, sae_ca[0]), "E", "key-1", "hybrid")
+    e = hybrid.NodeIdentity("E", *make_cert(sae_ca, "E"), sae_ca[0])
+    with pytest.raises(hybrid.HybridError, match="names sae:A, not node:A"):
+        hybrid.respond(e, fake.offer, src_node="A", key_id="key-1", level="hybrid", qkd_key=os.urandom(32),
+                       now=NOW)
+
+
+def test_offer_and_answer_sign_the_sae_ids(pki) -> None:
+    init = hybrid.Initiator(pki["A"], "E", "key-1", "hybrid", src_sae="sae-a", dst_saes=["sae-e"])
+    # a relay rewrote the target SAE of the message: the signed offer names the real one
+    with pytest.raises(hybrid.HybridError, match="signed for other SAEs .*sae-a -> sae-evil"):
+        hybrid.Responder(pki["E"], init.offer, src_node="A", key_id="key-1", level="hybrid", now=NOW,
+                         src_sae="sae-a", dst_saes=["sae-evil"])
+    with pytest.raises(hybrid.HybridError, match="signed for other SAEs"):
+        hybrid.Responder(pki["E"], init.offer, src_node="A", key_id="key-1", level="hybrid", now=NOW,
+                         src_sae="sae-x", dst_saes=["sae-e"])
+    resp = hybrid.Responder(pki["E"], init.offer, src_node="A", key_id="key-1", level="hybrid", now=NOW,
+                            src_sae="sae-a", dst_saes=["sae-e"])
+    init.accept(resp.answer, NOW)
+    assert init.derive(bytes(32), "k") == resp.derive(bytes(32), "k")
+    # the answer names the SAEs too: one made for an offer to other SAEs is refused
+    other = hybrid.Initiator(pki["A"], "E", "key-1", "hybrid", src_sae="sae-a", dst_saes=["sae-e2"])
+    forged = hybrid.Responder(pki["E"], other.offer, src_node="A", key_id="key-1", level="hybrid", now=NOW,
+                              src_sae="sae-a", dst_saes=["sae-e2"])
+    with pytest.raises(hybrid.HybridError, match="does not answer our offer"):
+        init.accept(forged.answer, NOW)

@@ -69,3 +69,35 @@ def test_undelivered_keys_survive_reopen_and_delivered_bytes_are_gone(tmp_path: 
     con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     con.close()
     assert secret not in path.read_bytes()
+
+
+def test_key_store_files_are_private(tmp_path: Path) -> None:
+    store = KeyStore(tmp_path / "state" / "keys.db")
+    store.put([StoredKey("k1", "m", ["s"], b"\x01" * 32)])
+    assert {f.name for f in store.files()} >= {"keys.db", "keys.db-wal"}
+    assert all(f.stat().st_mode & 0o777 == 0o600 for f in store.files())
+    assert (tmp_path / "state").stat().st_mode & 0o777 == 0o700
+    store.close()
+    for f in KeyStore(tmp_path / "state" / "keys.db").files():   # an older store is tightened
+        f.chmod(0o644)
+    assert all(f.stat().st_mode & 0o777 == 0o600 for f in KeyStore(tmp_path / "state" / "keys.db").files())
+
+
+def test_delivered_and_voided_key_bytes_are_gone_from_every_file(tmp_path: Path) -> None:
+    import os
+    store = KeyStore(tmp_path / "keys.db")
+    keys = {f"k{i}": os.urandom(32) for i in range(40)}
+    store.put([StoredKey(kid, "m", ["s"], m) for kid, m in keys.items()])
+
+    def on_disk() -> set[str]:
+        data = b"".join(f.read_bytes() for f in store.files())
+        return {kid for kid, m in keys.items() if m in data}
+
+    assert on_disk() == set(keys)                         # durable: in the log or the database
+    store.fetch("m", "s", [f"k{i}" for i in range(20)])   # delivered
+    store.discard([f"k{i}" for i in range(20, 30)])       # voided
+    assert on_disk() == {f"k{i}" for i in range(30, 40)}  # only the undelivered ones remain
+    assert (tmp_path / "keys.db-wal").stat().st_size == 0
+    assert [k.material for k in store.fetch("m", "s", [f"k{i}" for i in range(30, 40)])] == \
+        [keys[f"k{i}"] for i in range(30, 40)]
+    assert on_disk() == set()

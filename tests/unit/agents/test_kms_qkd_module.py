@@ -234,3 +234,19 @@ def test_random_runs_claim_each_block_at_most_once(tmp_path_factory, runs) -> No
         assert got == qm.range_key(SECRET, "A>B", start, count)
         claimed |= blocks
     store.close()
+
+
+def test_peer_available_is_what_was_released_toward_this_end_and_not_claimed(tmp_path: Path) -> None:
+    clock = Clock(1001.0)   # 10 blocks released per direction
+    a, b, sa, _ = pair(tmp_path, clock, capacity=8 * qm.BLOCK_BYTES)
+    # what B can take toward A, as A sees it: released, bounded by the buffer, minus A's claims
+    assert a.peer_available_bytes() == b.available_bytes() == 8 * qm.BLOCK_BYTES
+    lk = b.take(3 * qm.BLOCK_BYTES)
+    assert a.peer_available_bytes() == 8 * qm.BLOCK_BYTES   # not claimed at A yet (in flight)
+    a.claim(lk.key_ids)
+    assert a.peer_available_bytes() == b.available_bytes() == 5 * qm.BLOCK_BYTES
+    assert a.available_bytes() == 8 * qm.BLOCK_BYTES        # A's own direction is untouched
+    # a restarted A reads its claims back from the store
+    a2 = qm.SimulatedQkdModule("L1", "A", "B", SECRET, RATE, 1000.0, sa, clock=clock,
+                               capacity_bytes=8 * qm.BLOCK_BYTES)
+    assert a2.peer_available_bytes() == 5 * qm.BLOCK_BYTES

@@ -46,6 +46,19 @@ def test_link_states_report_level_and_failures() -> None:
     assert (up.stored_bits, up.status) == (800, LinkStatus.ACTIVE)
     assert empty.status == LinkStatus.PASSIVE
     assert (broken.stored_bits, broken.status) == (0, LinkStatus.OFF)
+    assert up.peer_stored_bits == 0             # a source that cannot tell: 0, not known
+
+
+class PeerSrc(Src):
+    def peer_available_bytes(self) -> int:
+        return 40
+
+
+def test_link_states_carry_what_this_end_sees_for_the_peer() -> None:
+    from kms_agents.control_client import link_to_proto
+    (state,) = link_states([PeerSrc(100)])
+    assert (state.stored_bits, state.peer_stored_bits) == (800, 320)
+    assert link_to_proto(state).peer_stored_bits == 320
 
 
 def test_bulk_groups() -> None:

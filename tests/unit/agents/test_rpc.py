@@ -1,6 +1,9 @@
-"""The one error-to-status mapping of the agent's servicers, and the channel pool's addresses (no sockets)."""
+"""The one error-to-status mapping of the agent's servicers (the caller's identity and role first),
+and the channel pool's addresses (no sockets)."""
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 from pathlib import Path
 
@@ -16,7 +19,29 @@ from kms_agents.keystore import DuplicateKey
 from kms_agents.peers import PeerServicer
 from kms_agents.proto import peer_pb2, relay_pb2
 from kms_agents.relay.messages import Reason, RelayFailure
+from kms_agents import metrics
 from kms_agents.relay.servicer import KeyRelayServicer
+from tests.helpers.pki import make_ca, make_cert
+
+CA = make_ca()
+
+
+@functools.lru_cache(maxsize=None)
+def pem(name: str, role: str) -> bytes:
+    """A certificate naming ``role:name`` (role "none": no urn:qusec identity at all)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    if role != "none":
+        return make_cert(CA, name, role=role)[0].public_bytes(serialization.Encoding.PEM)
+    import datetime as dt
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.timezone.utc)
+    subject = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, name)])
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(CA[0].subject)
+            .public_key(key.public_key()).serial_number(1).not_valid_before(now)
+            .not_valid_after(now + dt.timedelta(days=1)).sign(CA[1], hashes.SHA256()))
+    return cert.public_bytes(serialization.Encoding.PEM)
 
 
 class Aborted(Exception):
@@ -24,10 +49,10 @@ class Aborted(Exception):
 
 
 class Context:
-    """Just what the servicers use of grpc.ServicerContext."""
+    """Just what the servicers use of grpc.ServicerContext: the verified client certificate."""
 
-    def __init__(self, cn: str = "B") -> None:
-        self._auth = {"x509_common_name": [cn.encode()]} if cn else {}
+    def __init__(self, cn: str = "B", role: str = "node") -> None:
+        self._auth = {"x509_pem_cert": [pem(cn, role)]} if cn else {}
         self.status: tuple[grpc.StatusCode, str] | None = None
 
     def auth_context(self) -> dict:
@@ -38,8 +63,18 @@ class Context:
         raise Aborted
 
 
-def status(method, request, cn: str = "B") -> tuple[grpc.StatusCode, str]:
-    ctx = Context(cn)
+class AioContext(Context):
+    async def abort(self, code: grpc.StatusCode, message: str) -> None:
+        super().abort(code, message)
+
+
+def status(method, request, cn: str = "B", role: str = "node") -> tuple[grpc.StatusCode, str]:
+    if asyncio.iscoroutinefunction(method):
+        ctx = AioContext(cn, role)
+        with pytest.raises(Aborted):
+            asyncio.run(method(request, ctx))
+        return ctx.status
+    ctx = Context(cn, role)
     with pytest.raises(Aborted):
         method(request, ctx)
     return ctx.status
@@ -56,17 +91,34 @@ class Raising:
     accept_direct = handle_relay = handle_void = open_connect = get_key = close = __call__
 
 
-def test_caller_is_the_certificate_cn() -> None:
+def test_caller_is_the_certificate_identity_of_the_expected_role() -> None:
     seen = []
 
     class Svc:
-        @rpc.method(unauthenticated="who are you?")
+        @rpc.method(role="node", server="relay", unauthenticated="who are you?")
         def Call(self, request, caller):
             seen.append((request, caller))
             return "ok"
 
     assert Svc().Call("req", Context("A")) == "ok" and seen == [("req", "A")]
     assert status(Svc().Call, "req", cn="") == (grpc.StatusCode.UNAUTHENTICATED, "who are you?")
+    before = metrics.refusals("relay", "no_identity")
+    assert status(Svc().Call, "req", cn="A", role="none") == (
+        grpc.StatusCode.UNAUTHENTICATED, "who are you?: the client certificate names no urn:qusec: identity")
+    assert metrics.refusals("relay", "no_identity") == before + 1
+    before = metrics.refusals("relay", "wrong_role")
+    # an SAE certificate whose name is a node id is still not a node
+    assert status(Svc().Call, "req", cn="A", role="sae") == (
+        grpc.StatusCode.PERMISSION_DENIED, "KeyRelay needs a node certificate; the caller's certificate names sae:A")
+    assert metrics.refusals("relay", "wrong_role") == before + 1
+    assert seen == [("req", "A")]
+
+
+def test_identity_is_read_from_the_certificate() -> None:
+    ident = rpc.peer_identity(Context("A", "node"))
+    assert (ident.role, ident.name, ident.addresses, str(ident)) == ("node", "A", ("127.0.0.1",), "node:A")
+    assert rpc.peer_identity(Context("sae-a", "sae")).role == "sae"
+    assert rpc.peer_identity(Context("A", "none")) is None and rpc.peer_identity(Context("")) is None
 
 
 def test_abort_mapped_and_unmapped_errors() -> None:
@@ -77,7 +129,7 @@ def test_abort_mapped_and_unmapped_errors() -> None:
         def __init__(self, exc: Exception) -> None:
             self.exc = exc
 
-        @rpc.method(errors)
+        @rpc.method(errors, role="node", server="relay")
         def Call(self, request, caller):
             raise self.exc
 
@@ -96,6 +148,8 @@ def test_peer_kms_errors(exc: Exception, code: grpc.StatusCode) -> None:
     assert status(svc.DeliverDirect, peer_pb2.DirectDelivery()) == (code, str(exc))
     assert status(svc.DeliverDirect, peer_pb2.DirectDelivery(), cn="") == \
         (grpc.StatusCode.UNAUTHENTICATED, "no client certificate")
+    assert status(svc.DeliverDirect, peer_pb2.DirectDelivery(), cn="B", role="sae")[0] == \
+        grpc.StatusCode.PERMISSION_DENIED
 
 
 def test_peer_kms_stream_events() -> None:
@@ -113,15 +167,29 @@ def test_key_relay_errors() -> None:
         (grpc.StatusCode.INTERNAL, "node C: 'bug'")
     assert status(svc.Void, req, cn="") == (grpc.StatusCode.UNAUTHENTICATED,
                                             "relay needs a client certificate")
+    assert status(svc.Relay, relay_pb2.RelayRequest(), cn="B", role="controller") == (
+        grpc.StatusCode.PERMISSION_DENIED, "KeyRelay needs a node certificate; the caller's certificate names "
+                                           "controller:B")
     assert status(svc.Relay, relay_pb2.RelayRequest(version="qusec-relay/0"))[0] == \
         grpc.StatusCode.INVALID_ARGUMENT
 
 
+class AsyncRaising(Raising):
+    async def __call__(self, *args, **kwargs):
+        raise self.exc
+
+    open_connect = get_key = close = __call__
+
+
 def test_etsi004_errors() -> None:
-    svc = Etsi004Servicer(Raising(StreamError(grpc.StatusCode.OUT_OF_RANGE, "already delivered")))
-    assert status(svc.GetKey, None, cn="sae-a") == (grpc.StatusCode.OUT_OF_RANGE, "already delivered")
+    svc = Etsi004Servicer(AsyncRaising(StreamError(grpc.StatusCode.OUT_OF_RANGE, "already delivered")))
+    assert status(svc.GetKey, None, cn="sae-a", role="sae") == (grpc.StatusCode.OUT_OF_RANGE, "already delivered")
     assert status(svc.Close, None, cn="") == (grpc.StatusCode.UNAUTHENTICATED,
                                               "a client certificate naming the SAE is required")
+    # a node certificate is not an SAE
+    assert status(svc.GetKey, None, cn="A", role="node") == (
+        grpc.StatusCode.PERMISSION_DENIED, "the ETSI 004 API needs an SAE certificate; the caller's certificate "
+                                           "names node:A")
 
 
 def test_channel_pool_rereads_a_moved_neighbour(tmp_path: Path) -> None:
