@@ -106,11 +106,15 @@ class ControlServicer(control_pb2_grpc.QuSeCControlServicer):
             try:
                 self.bridge.call("register", s.register, timeout=self.call_timeout)
             except BridgeError as exc:
+                if exc.code != "permission":
+                    LOG.warning("re-registering %s failed: %s", s.node_id, exc)
+                    continue
+                reason = str(exc.details.get("reason", "refused"))
                 LOG.warning("event=registration_refused node=%s identity=%s reason=%s msg=%r "
                             "(re-registration with a restarted app)", s.node_id, s.identity,
-                            exc.details.get("reason", exc.code), exc.message)
-                if exc.code == "permission" and self.loop is not None:
-                    self.metrics.registrations_refused.labels(exc.details.get("reason", "")).inc()
+                            reason, exc.message)
+                self.metrics.registrations_refused.labels(reason).inc()
+                if self.loop is not None:
                     self.loop.call_soon_threadsafe(s.close)
 
     def refresh_gauges(self) -> dict:
