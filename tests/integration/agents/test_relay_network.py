@@ -316,3 +316,15 @@ def test_prerelayed_buffer_serves_keys_already_at_the_slave(net) -> None:
     assert keys[0].key_extension["qusec_route_type"] == "indirect"
     got = a.dec_keys("sae-e", [k.key_id for k in keys])
     assert [g.key for g in got] == [k.key for k in keys]
+
+
+def test_relayed_key_for_two_saes_of_the_destination(net) -> None:
+    # QuSeC grants the path for every slave SAE (PathRequest.dst_saes); the hops check all of them
+    a = net.client("sae-a")
+    keys = a.enc_keys("sae-e", 1, 256, additional_slave_sae_ids=["sae-me"])
+    assert keys[0].key_extension["qusec_paths"] == [LINE]
+    for slave in ("sae-e", "sae-me"):
+        assert net.client(slave).dec_keys("sae-a", [keys[0].key_id])[0].key == keys[0].key
+    # a request for sae-e alone is another grant, not the cached one for both
+    single = a.enc_keys("sae-e", 1, 256)
+    assert net.client("sae-e").dec_keys("sae-a", [single[0].key_id])[0].key == single[0].key
