@@ -103,15 +103,23 @@ def check_caller(peer: Any, role: str, server: str, unauthenticated: str
 
 
 # -- servers --------------------------------------------------------------------------------
+NO_REUSEPORT = [("grpc.so_reuseport", 0)]
+
 class Server:
     """A mutual-TLS gRPC server with health checking and reflection, bound at construction."""
 
     def __init__(self, listen: str, credentials: grpc.ServerCredentials, *,
                  workers: int = GRPC_WORKERS) -> None:
-        self.grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc"))
-        self.port = self.grpc.add_secure_port(listen, credentials)
+        # No SO_REUSEPORT (gRPC's default): a second server on a port in use must fail to bind,
+        # not share it and receive half of another server's connections.
+        self.grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc"),
+                                options=NO_REUSEPORT)
+        try:
+            self.port = self.grpc.add_secure_port(listen, credentials)
+        except RuntimeError:     # grpcio raises when the address is in use
+            self.port = 0
         if self.port == 0:
-            raise OSError(f"cannot listen on {listen}")
+            raise OSError(f"cannot listen on {listen} (in use?)")
         self.health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
         self.services: list[str] = []
@@ -150,7 +158,7 @@ class AioServer:
         self.services: list[str] = []
 
         async def make() -> tuple[Any, int, Any]:
-            server = grpc.aio.server(maximum_concurrent_rpcs=max_concurrent_rpcs)
+            server = grpc.aio.server(maximum_concurrent_rpcs=max_concurrent_rpcs, options=NO_REUSEPORT)
             port = server.add_secure_port(listen, credentials)
             checker = health.aio.HealthServicer()
             health_pb2_grpc.add_HealthServicer_to_server(checker, server)

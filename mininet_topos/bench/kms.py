@@ -36,7 +36,8 @@ def _topology():
 def _client(doc: dict, sae: str):
     from kms_agents.client import Etsi014Client
     e = doc["saes"][sae]
-    return Etsi014Client(doc["nodes"][e["node"]]["etsi014_url"], doc["ca_cert"], e["cert"], e["key"])
+    return Etsi014Client(doc["nodes"][e["node"]]["etsi014_url"], doc["ca_cert"], e["cert"], e["key"],
+                         kme_node=e["node"])
 
 
 

@@ -125,9 +125,11 @@ def host_pair(doc: dict, master: str, slave: str, number: int = 1, size: int | N
     result = check_pair(
         master, slave, number,
         lambda: seen(call(in_host(master), "enc", m_node["etsi014_url"], doc["ca_cert"],
-                          m_entry["cert"], m_entry["key"], slave, number=number, size=size)),
+                          m_entry["cert"], m_entry["key"], slave, number=number, size=size,
+                          kme_node=m_entry["node"])),
         lambda ids: seen(call(in_host(slave), "dec", s_node["etsi014_url"], doc["ca_cert"],
-                              s_entry["cert"], s_entry["key"], master, key_ids=ids)))
+                              s_entry["cert"], s_entry["key"], master, key_ids=ids,
+                              kme_node=s_entry["node"])))
     result.update(master_node=m_entry["node"], slave_node=s_entry["node"])
     return result
 

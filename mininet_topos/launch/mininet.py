@@ -336,7 +336,8 @@ class MininetNetwork(LaunchedNetwork):
         host = self.net.get(h.name)
         return sae_call(lambda argv: host.popen(argv), op, self.agents[h.node]["etsi014_url"],
                         self.pki.ca_cert, self.pki.saes[sae].cert, self.pki.saes[sae].key, peer,
-                        number=number, size=size, key_ids=key_ids, fresh=fresh, timeout=timeout)
+                        number=number, size=size, key_ids=key_ids, fresh=fresh, kme_node=h.node,
+                        timeout=timeout)
 
     def key_pair(self, master: str, slave: str, number: int = 1, size: int | None = None,
                  fresh: bool = False) -> dict:

@@ -56,7 +56,8 @@ class RelayNet(LocalNetwork):
         """An ETSI 014 client of ``sae`` (its certificate) at its node's vKMS."""
         node = self.topology.saes[sae].node
         pair = self.pki.saes[sae]
-        return Etsi014Client(self.agents[node]["etsi014_url"], self.pki.ca_cert, pair.cert, pair.key)
+        return Etsi014Client(self.agents[node]["etsi014_url"], self.pki.ca_cert, pair.cert, pair.key,
+                             kme_node=node)
 
     def db(self, node: str) -> Path:
         """The node's SQLite key store."""

@@ -18,7 +18,7 @@ CALL_TIMEOUT_S = 30.0
 
 def call(start: Callable[[list[str]], subprocess.Popen], op: str, url: str, ca: str, cert: str,
          key: str, peer: str, *, number: int = 1, size: int | None = None,
-         key_ids: list[str] | None = None, fresh: bool = False,
+         key_ids: list[str] | None = None, fresh: bool = False, kme_node: str | None = None,
          timeout: float = CALL_TIMEOUT_S) -> dict:
     """Run one call of this module in an SAE's host: ``start(argv)`` starts it there (a Mininet
     host's ``popen``, or ``mnexec -a PID``). Returns the JSON it prints ({"keys": [...]}) or
@@ -31,6 +31,8 @@ def call(start: Callable[[list[str]], subprocess.Popen], op: str, url: str, ca: 
         argv += ["--key-id", kid]
     if fresh:
         argv.append("--fresh")
+    if kme_node:
+        argv += ["--kme-node", kme_node]
     proc = start(argv)
     try:
         out, err = proc.communicate(timeout=timeout)
@@ -56,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cert", required=True)
     p.add_argument("--key", required=True)
     p.add_argument("--peer", required=True, help="slave SAE (enc) or master SAE (dec)")
+    p.add_argument("--kme-node", default=None, help="the node the KME must be (its certificate's identity)")
     p.add_argument("--number", type=int, default=1)
     p.add_argument("--size", type=int)
     p.add_argument("--key-id", action="append", default=[])
@@ -63,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     mandatory = [{"qusec_security_level": "qkd"}] if a.fresh else None
     try:
-        with Etsi014Client(a.url, a.ca, a.cert, a.key, timeout=CALL_TIMEOUT_S) as c:
+        with Etsi014Client(a.url, a.ca, a.cert, a.key, timeout=CALL_TIMEOUT_S, kme_node=a.kme_node) as c:
             keys = (c.enc_keys(a.peer, a.number, a.size, extension_mandatory=mandatory)
                     if a.op == "enc" else c.dec_keys(a.peer, a.key_id))
     except Etsi014Error as exc:

@@ -102,16 +102,26 @@ class Interposer(relay_pb2_grpc.KeyRelayServicer):
 def net(tmp_path_factory):
     # C advertises the interposer's address to QuSeC; the interposer gets C's certificate
     # once RelayNet has made the PKI, and forwards to C's real relay address
-    proxy_addr = f"127.0.0.1:{free_port()}"
-    n = RelayNet(tmp_path_factory.mktemp("relaynet"), TOPOLOGY, policy_toml=POLICY,
-                 relay_settings={"C": {"advertise_addr": proxy_addr}, "E": {"prerelay": True}})
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
+    for _attempt in range(3):
+        proxy_addr = f"127.0.0.1:{free_port()}"
+        n = RelayNet(tmp_path_factory.mktemp("relaynet"), TOPOLOGY, policy_toml=POLICY,
+                     relay_settings={"C": {"advertise_addr": proxy_addr}, "E": {"prerelay": True}})
+        # no SO_REUSEPORT: if an agent took the port meanwhile, binding fails and we start again
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=16), options=[("grpc.so_reuseport", 0)])
+        c = n.pki.nodes["C"]
+        try:
+            if server.add_secure_port(proxy_addr, server_creds(Path(n.pki.ca_cert), Path(c.cert),
+                                                               Path(c.key))):
+                break
+        except RuntimeError:      # grpcio raises on a port in use
+            pass
+        n.stop()
+    else:
+        raise AssertionError("no free port for the interposer after 3 tries")
     try:
         n.proxy = Interposer(n.pki)
         n.proxy.target = n.info["C"]["relay_addr"]
         relay_pb2_grpc.add_KeyRelayServicer_to_server(n.proxy, server)
-        c = n.pki.nodes["C"]
-        server.add_secure_port(proxy_addr, server_creds(Path(n.pki.ca_cert), Path(c.cert), Path(c.key)))
         server.start()
         yield n
     finally:
