@@ -123,7 +123,9 @@ def qkd_line_network(n: int, ring: bool, workdir: Path):
     nodes = [f"n{i}" for i in range(n)]
     ips = {node: f"10.1.{i // 250}.{i % 250 + 1}" for i, node in enumerate(nodes)}
     pairs = [(i, (i + 1) % n) for i in range(n if ring else n - 1)]
-    pki = build_pki(Topology(name="bench", nodes={x: Node(x) for x in nodes}, links=[]), workdir / "pki")
+    # node certificates name the data IPs the agents register (QuSeC checks them)
+    pki = build_pki(Topology(name="bench", nodes={x: Node(x) for x in nodes}, links=[]), workdir / "pki",
+                    {x: [ips[x]] for x in nodes})
     ctl = Controller(workdir / "state", ca_cert=pki.ca_cert, cert=pki.qusec_cert, key=pki.qusec_key,
                      of_listen="127.0.0.1:0", path_ttl=600)
 

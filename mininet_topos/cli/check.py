@@ -1,8 +1,7 @@
-"""``qkdnet check FILE...``: validate topology and policy files, naming file, entry and problem."""
+"""``qkdnet check FILE...``: validate topology, policy and inventory files, naming file, entry and problem."""
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 import tomllib
 from pathlib import Path
@@ -18,19 +17,34 @@ def is_policy(data: dict) -> bool:
     return any(k in data for k in POLICY_KEYS) and not any(k in data for k in ("nodes", "links"))
 
 
+def is_inventory(data: dict) -> bool:
+    """QuSeC's inventory (quseccontroller/inventory.py): nodes and links only, nodes naming their
+    SAEs or links their hop latency (a topology file has [[saes]] and link rates instead)."""
+    if set(data) - {"nodes", "links"} or not data:
+        return False
+    nodes = data.get("nodes") if isinstance(data.get("nodes"), list) else []
+    links = data.get("links") if isinstance(data.get("links"), list) else []
+    return (any(isinstance(n, dict) and "saes" in n for n in nodes)
+            or any(isinstance(l, dict) and "latency_ms" in l and not {"rate_bps", "length_km"} & set(l)
+                   for l in links))
+
+
 def check_policy(path: Path) -> tuple[list[str], str | None]:
+    from quseccontroller.policy import PolicyError, load
     try:
-        policy = importlib.import_module("quseccontroller.policy")
-    except ModuleNotFoundError as exc:
-        if exc.name not in ("quseccontroller", "quseccontroller.policy"):
-            raise
-        return [f"{path}: policy: cannot check policy files: quseccontroller.policy is not installed"], None
-    try:
-        table = policy.load(path)
-    except policy.PolicyError as exc:
+        table = load(path)
+    except PolicyError as exc:
         return list(exc.problems), None
-    rules = getattr(table, "rules", ())
-    return [], f"{path}: ok (policy, {len(rules)} rules and a default)"
+    return [], f"{path}: ok (policy, {len(table.rules)} rules and a default)"
+
+
+def check_inventory(path: Path) -> tuple[list[str], str | None]:
+    from quseccontroller.inventory import InventoryError, load
+    try:
+        inv = load(path)
+    except InventoryError as exc:
+        return list(exc.problems), None
+    return [], f"{path}: ok (QuSeC inventory, {len(inv.nodes)} nodes, {len(inv.links)} links)"
 
 
 def check_file(spec: str) -> tuple[list[str], str | None]:
@@ -55,6 +69,8 @@ def check_file(spec: str) -> tuple[list[str], str | None]:
         data = None     # the topology loader reports the syntax error with its line
     if data is not None and is_policy(data):
         return check_policy(path)
+    if data is not None and is_inventory(data):
+        return check_inventory(path)
     try:
         topo = topology.loads(text, spec, path=path)
     except topology.TopologyError as exc:

@@ -22,7 +22,7 @@ def make_ca(cn: str = "test-ca") -> tuple[x509.Certificate, ec.EllipticCurvePriv
     now = _dt.datetime.now(_dt.timezone.utc)
     cert = (x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(_name(cn))
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - _dt.timedelta(minutes=5))
+            .not_valid_before(now - _dt.timedelta(days=1))   # tests may hold a "now" from collection time
             .not_valid_after(now + _dt.timedelta(days=1))
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .sign(key, hashes.SHA256()))
@@ -39,7 +39,7 @@ def make_cert(ca: tuple, cn: str, *, role: str = "node", valid_days: float = 1.0
     now = _dt.datetime.now(_dt.timezone.utc)
     cert = (x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(ca_cert.subject)
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - _dt.timedelta(minutes=5))
+            .not_valid_before(now - _dt.timedelta(days=1))   # tests may hold a "now" from collection time
             .not_valid_after(now + _dt.timedelta(days=valid_days))
             .add_extension(x509.SubjectAlternativeName(
                 [x509.UniformResourceIdentifier(f"urn:qusec:{role}:{cn}"), x509.DNSName(cn),

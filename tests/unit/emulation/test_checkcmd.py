@@ -105,12 +105,16 @@ def test_policy_files(tmp_path: Path) -> None:
     assert shipped and run(*map(str, shipped))[0] == 0
 
 
-def test_policy_module_absent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "quseccontroller.policy", None)
-    f = write(tmp_path, "p.toml", POLICY_GOOD)
-    rc, lines = run(f)
-    assert rc == 1 and lines == [f"{f}: policy: cannot check policy files: "
-                                 "quseccontroller.policy is not installed"]
+def test_inventory_files(tmp_path: Path) -> None:
+    from mininet_topos import topology as topo_mod
+    from mininet_topos.provision import inventory
+    good = inventory.write(topo_mod.load("linear6"), tmp_path / "inventory.toml")
+    assert run(str(good)) == (0, [f"{good}: ok (QuSeC inventory, 6 nodes, 5 links)"])
+    bad = write(tmp_path, "bad-inventory.toml",
+                '[[nodes]]\nid = "A"\ntrust = 9\nsaes = []\n\n[[links]]\nid = "A-B"\na = "A"\nb = "B"\nlatency_ms = 1\n')
+    rc, lines = run(bad)
+    assert rc == 1 and any("trust" in line for line in lines) and any("'B'" in line for line in lines), lines
+    assert all(line.startswith(f"{bad}: ") for line in lines), lines
 
 
 def test_is_policy_classification() -> None:
