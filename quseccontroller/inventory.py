@@ -100,6 +100,20 @@ def _unknown(where: str, key: str, known: tuple[str, ...]) -> str:
     return f"{where}: {key}: unknown field ({hint})"
 
 
+def _tables(raw: list, source: str, kind: str, fields: tuple[str, ...], problems: list[str]):
+    """(N, table, "FILE: kind[N] (id)", no unknown field) of every table of ``raw``; a non-table
+    entry and every unknown field are problems."""
+    for i, item in enumerate(raw, start=1):
+        if not isinstance(item, dict):
+            problems.append(f"{source}: {kind}[{i}]: must be a table, got {item!r}")
+            continue
+        ident = item.get("id")
+        where = f"{source}: {kind}[{i}]" + (f" ({ident})" if isinstance(ident, str) and ident else "")
+        unknown = [key for key in item if key not in fields]
+        problems.extend(_unknown(where, key, fields) for key in unknown)
+        yield i, item, where, not unknown
+
+
 def _nodes(raw: Any, source: str, problems: list[str]) -> tuple[InventoryNode, ...]:
     if not isinstance(raw, list):
         problems.append(f"{source}: nodes: must be an array of tables ([[nodes]]), got {raw!r}")
@@ -108,17 +122,8 @@ def _nodes(raw: Any, source: str, problems: list[str]) -> tuple[InventoryNode, .
     seen: dict[str, int] = {}
     sae_of: dict[str, str] = {}
     entries: list[tuple[str, list[str]]] = []     # (where, SAEs) of every node table
-    for i, item in enumerate(raw, start=1):
-        if not isinstance(item, dict):
-            problems.append(f"{source}: nodes[{i}]: must be a table, got {item!r}")
-            continue
+    for i, item, where, ok in _tables(raw, source, "nodes", NODE_FIELDS, problems):
         ident = item.get("id")
-        where = f"{source}: nodes[{i}]" + (f" ({ident})" if isinstance(ident, str) and ident else "")
-        ok = True
-        for key in item:
-            if key not in NODE_FIELDS:
-                problems.append(_unknown(where, key, NODE_FIELDS))
-                ok = False
         if ident is None:
             problems.append(f"{where}: id: missing (required)")
             ok = False
@@ -164,17 +169,7 @@ def _links(raw: Any, source: str, problems: list[str], known: set[str]) -> tuple
         return ()
     out: list[InventoryLink] = []
     seen: dict[str, int] = {}
-    for i, item in enumerate(raw, start=1):
-        if not isinstance(item, dict):
-            problems.append(f"{source}: links[{i}]: must be a table, got {item!r}")
-            continue
-        ident = item.get("id")
-        where = f"{source}: links[{i}]" + (f" ({ident})" if isinstance(ident, str) and ident else "")
-        ok = True
-        for key in item:
-            if key not in LINK_FIELDS:
-                problems.append(_unknown(where, key, LINK_FIELDS))
-                ok = False
+    for i, item, where, ok in _tables(raw, source, "links", LINK_FIELDS, problems):
         ends = {}
         for key in ("id", "a", "b"):
             val = item.get(key)
