@@ -285,7 +285,13 @@ class Controller:
             self._log = None
 
     def __enter__(self) -> "Controller":
-        return self.start().wait_ready()
+        """Started and ready; a controller that does not become ready is stopped again."""
+        self.start()
+        try:
+            return self.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
 
     def __exit__(self, *exc: object) -> None:
         self.stop()

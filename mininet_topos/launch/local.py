@@ -17,7 +17,6 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 from mininet_topos.launch import rundir
-from mininet_topos.launch.clean import kill_all, leftover_pids
 from mininet_topos.launch.operator import OperatorClient
 from mininet_topos.launch.fleet import AgentFleet, LaunchedNetwork, AgentStartError, popen_spawner
 from mininet_topos.model import Topology
@@ -97,11 +96,7 @@ class LocalNetwork(LaunchedNetwork):
             self.claim = rundir.claim(self.state_dir, "local")
         except rundir.StateDirInUse as exc:
             raise LaunchError(str(exc)) from None
-        if self.claim.crashed is not None:
-            left = leftover_pids(self.state_dir)
-            if left:
-                self._say(f"a crashed run left {len(left)} process(es) in {self.state_dir}; stopping them")
-                kill_all(left)
+        self.claim.stop_crashed(self._say)
         self._say(f"PKI for {len(self.topology.nodes)} nodes and {len(self.topology.saes)} SAEs "
                   f"in {self.state_dir / 'pki'}")
         self.pki = build_pki(self.topology, self.state_dir / "pki")

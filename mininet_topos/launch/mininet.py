@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, TextIO
 
 from mininet_topos.launch import rundir
-from mininet_topos.launch.clean import cleanup_ours, kill_all, leftover_pids
+from mininet_topos.launch.clean import cleanup_ours
 from mininet_topos.launch.fleet import AgentFleet, AgentStartError, LaunchedNetwork
 from mininet_topos.launch.keypair import check_pair, seen
 from mininet_topos.launch.operator import OperatorClient
@@ -124,11 +124,7 @@ class MininetNetwork(LaunchedNetwork):
         except rundir.StateDirInUse as exc:
             raise EmulationError(str(exc)) from None
         self._owned = True
-        if self.claim.crashed is not None:
-            left = leftover_pids(self.state_dir)
-            if left:
-                self.say(f"  a crashed run left {len(left)} process(es) in {self.state_dir}; stopping them")
-                kill_all(left)
+        if self.claim.stop_crashed(self.say):
             cleanup_ours(self.host_names(), say=self.say)
 
     def _build_pki(self) -> None:

@@ -16,8 +16,11 @@ import os
 import tempfile
 import time
 from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
+
+from mininet_topos.launch.clean import kill_all, leftover_pids
 
 LOCK_NAME = "launcher.lock"
 
@@ -80,6 +83,17 @@ class Claim:
         tmp.write_text(json.dumps({"state_dir": str(state_dir), "pid": os.getpid(), "mode": mode,
                                    "started": time.time()}))
         tmp.replace(self.entry)
+
+    def stop_crashed(self, say: Callable[[str], None]) -> bool:
+        """Stop what the crashed earlier run of this state dir left running; True when there
+        was such a run (a launcher calls this before it starts anything)."""
+        if self.crashed is None:
+            return False
+        left = leftover_pids(self.state_dir)
+        if left:
+            say(f"  a crashed run left {len(left)} process(es) in {self.state_dir}; stopping them")
+            kill_all(left)
+        return True
 
     def release(self) -> None:
         if self._fh is None:

@@ -76,12 +76,8 @@ def ctl(tmp_path_factory, pki):
     (tmp / "policy.toml").write_text(POLICY)
     c = Controller(tmp / "state", ca_cert=pki.ca_cert, cert=pki.qusec_cert, key=pki.qusec_key,
                    inventory=tmp / "inventory.toml", policy=str(tmp / "policy.toml"), gone_grace=0.5)
-    c.start()
-    try:
-        c.wait_ready(30)
+    with c:                     # started, ready; stopped however the tests end
         yield c
-    finally:
-        c.stop()
 
 
 @pytest.fixture
@@ -409,12 +405,8 @@ def limited(tmp_path_factory, pki):
     c = Controller(tmp_path_factory.mktemp("limited"), ca_cert=pki.ca_cert, cert=pki.qusec_cert,
                    key=pki.qusec_key, register_timeout=2.0, max_streams_per_identity=2,
                    max_streams=6, of_tls=(pki.ca_cert, pki.qusec_cert, pki.qusec_key))
-    c.start()
-    try:
-        c.wait_ready(30)
+    with c:                     # started, ready; stopped however the tests end
         yield c
-    finally:
-        c.stop()
 
 
 def silent(ctl, pki, node: str, **kw) -> TestAgent:
@@ -554,12 +546,8 @@ def roomy(tmp_path_factory, pki):
     """A QuSeC that lets silent streams stay long and one certificate hold many."""
     c = Controller(tmp_path_factory.mktemp("roomy"), ca_cert=pki.ca_cert, cert=pki.qusec_cert,
                    key=pki.qusec_key, register_timeout=120, max_streams_per_identity=SILENT + 10)
-    c.start()
-    try:
-        c.wait_ready(30)
+    with c:                     # started, ready; stopped however the tests end
         yield c
-    finally:
-        c.stop()
 
 
 def test_silent_streams_do_not_freeze_qusec(roomy, pki):

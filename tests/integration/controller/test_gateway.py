@@ -35,12 +35,8 @@ def pki(tmp_path_factory):
 def ctl(tmp_path_factory, pki):
     c = Controller(tmp_path_factory.mktemp("qusec"), ca_cert=pki.ca_cert, cert=pki.qusec_cert,
                    key=pki.qusec_key, gone_grace=0.5)
-    c.start()
-    try:
-        c.wait_ready(30)
+    with c:                     # started, ready; stopped however the tests end
         yield c
-    finally:
-        c.stop()
 
 
 def agent(ctl, pki, node, **kw) -> TestAgent:
