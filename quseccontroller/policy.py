@@ -1,6 +1,7 @@
 """Policy tables: ordered TOML rules, first match wins, explicit default; validation with clear errors."""
 from __future__ import annotations
 
+import difflib
 import fnmatch
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -76,24 +77,31 @@ def default_table() -> PolicyTable:
 
 
 _DECISION_TYPES = {f.name: f.type for f in fields(Decision)}
+_CHOICES = {"action": ACTIONS, "metric": METRICS, "security_level": SECURITY_LEVELS}
 
 
-def _check_decision(raw: dict, base: Decision, where: str, problems: list[str]) -> Decision:
+def _did_you_mean(word: object, known: tuple[str, ...] | list[str]) -> str:
+    """The hint " (did you mean 'x'?)" naming the closest known name, as the topology checker says it."""
+    close = difflib.get_close_matches(str(word), list(known), n=1) if isinstance(word, str) else []
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _unknown_field(key: str, known: tuple[str, ...] | list[str]) -> str:
+    return f"{key}: unknown field{_did_you_mean(key, known)}"
+
+
+def _check_decision(raw: dict, base: Decision, where: str, problems: list[str],
+                    extra_fields: tuple[str, ...] = ()) -> Decision:
     values: dict[str, Any] = {}
     for key, val in raw.items():
         if key not in _DECISION_TYPES:
-            problems.append(f"{where}: {key}: unknown field")
+            problems.append(f"{where}: {_unknown_field(key, (*_DECISION_TYPES, *extra_fields))}")
             continue
         err = None
-        if key == "action":
-            if val not in ACTIONS:
-                err = f"must be one of {', '.join(ACTIONS)}, not {val!r}"
-        elif key == "metric":
-            if val not in METRICS:
-                err = f"must be one of {', '.join(METRICS)}, not {val!r}"
-        elif key == "security_level":
-            if val not in SECURITY_LEVELS:
-                err = f"must be one of {', '.join(SECURITY_LEVELS)}, not {val!r}"
+        if key in _CHOICES:
+            if val not in _CHOICES[key]:
+                err = (f"must be one of {', '.join(_CHOICES[key])}, not {val!r}"
+                       f"{_did_you_mean(val, _CHOICES[key])}")
         elif key == "allow_pqc_fallback":
             if not isinstance(val, bool):
                 err = f"must be true or false, not {val!r}"
@@ -133,7 +141,8 @@ def parse(data: dict, source: str = "<policy>") -> PolicyTable:
     problems: list[str] = []
     for key in data:
         if key not in ("default", "rules"):
-            problems.append(f"{source}: top level: {key}: unknown field (expected [default] and [[rules]])")
+            problems.append(f"{source}: top level: {_unknown_field(key, ('default', 'rules'))}"
+                            " (expected [default] and [[rules]])")
     raw_default = data.get("default")
     if raw_default is None:
         problems.append(f"{source}: default: missing: a policy file needs an explicit [default] table")
@@ -170,13 +179,14 @@ def parse(data: dict, source: str = "<policy>") -> PolicyTable:
         else:
             for k, v in match.items():
                 if k not in MATCH_FIELDS:
-                    problems.append(f"{label}: match.{k}: unknown field (one of {', '.join(MATCH_FIELDS)})")
+                    problems.append(f"{label}: match.{_unknown_field(k, MATCH_FIELDS)}"
+                                    f" (one of {', '.join(MATCH_FIELDS)})")
                 elif not isinstance(v, str) or not v:
                     problems.append(f"{label}: match.{k}: must be a non-empty glob string")
                 else:
                     checked_match[k] = v
         body = {k: v for k, v in raw.items() if k not in ("name", "match")}
-        dec = _check_decision(body, default, label, problems)
+        dec = _check_decision(body, default, label, problems, extra_fields=("name", "match"))
         rules.append(Rule(name, i, checked_match, dec))
     if problems:
         raise PolicyError(problems)
