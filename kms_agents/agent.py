@@ -25,7 +25,7 @@ from kms_agents.channels import PeerChannels
 from kms_agents.config import AgentConfig, ConfigError, load_config
 from kms_agents.etsi004 import Etsi004Servicer, KeyStreams
 from kms_agents.etsi014 import Etsi014Server
-from kms_agents.keysource import KeySource, make_key_source
+from kms_agents.keysource import KeySource, KeySourceError, make_key_source
 from kms_agents.keystore import KeyStore
 from kms_agents.peers import PeerClient, PeerServicer
 from kms_agents.proto import etsi004_pb2, etsi004_pb2_grpc, peer_pb2, peer_pb2_grpc, relay_pb2, relay_pb2_grpc
@@ -94,7 +94,22 @@ class Agent:
         self.etsi014 = Etsi014Server(self.service, config.listen_etsi014, tls.ca_cert, tls.cert, tls.key,
                                      caps=config.caps)
         self.metrics_http, self.metrics_port = metrics.serve(config.listen_metrics)
+        metrics.watch_levels(self.levels)
         self._stopped = threading.Event()
+
+    def levels(self) -> metrics.Levels:
+        """Link key and end-to-end keys held here now (read at each /metrics scrape). SAE pairs are
+        those of the config only: a label is never a name a peer made up."""
+        links = []
+        for lk in self.links:
+            try:
+                links.append(metrics.LinkLevel(lk.link_id, 8 * lk.available_bytes(), 8 * lk.capacity_bytes()))
+            except (KeySourceError, OSError):   # e.g. a vendor KMS that does not answer
+                links.append(metrics.LinkLevel(lk.link_id, None, None))
+        known = self.config.saes
+        pending = {pair: v for pair, v in self.store.pending_levels().items()
+                   if pair[0] in known and pair[1] in known}
+        return metrics.Levels(links, pending)
 
     def _advertised(self, listen: str, port: int) -> str:
         host = self.config.advertise_host or listen.rpartition(":")[0].strip("[]")
@@ -143,6 +158,7 @@ class Agent:
         for server in (self.etsi004_server, self.relay_server):
             server.stop(grace=1.0)
         self.streams.close_executor()
+        metrics.unwatch_levels(self.levels)
         self.metrics_http.shutdown()
         self.metrics_http.server_close()
         self.channels.close()

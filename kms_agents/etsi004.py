@@ -596,20 +596,43 @@ class KeyStreams:
 UNAUTHENTICATED = "a client certificate naming the SAE is required"
 
 
+def counted(fn: Callable) -> Callable:
+    """Count every answered call of an aio gRPC method ``fn(self, request, context)`` by method and
+    gRPC status code (``qusec_agent_requests_total{api="etsi004"}``); a chunk handed out counts as
+    delivered."""
+    @functools.wraps(fn)
+    async def call(self: Any, request: Any, context: Any) -> Any:
+        try:
+            reply = await fn(self, request, context)
+        except asyncio.CancelledError:
+            metrics.requests("etsi004", fn.__name__, "CANCELLED")
+            raise
+        except BaseException:
+            metrics.requests("etsi004", fn.__name__, metrics.grpc_status(context.code() or grpc.StatusCode.UNKNOWN))
+            raise
+        chunk = len(reply.key_buffer) if isinstance(reply, pb.GetKeyResponse) and reply.status == S.SUCCESSFUL else 0
+        metrics.requests("etsi004", fn.__name__, "OK", keys=1 if chunk else 0, key_bits=8 * chunk)
+        return reply
+    return call
+
+
 class Etsi004Servicer(pb_grpc.KeyDeliveryServicer):
     """aio gRPC adapter: the calling SAE is the one its client certificate names (role sae only)."""
 
     def __init__(self, streams: KeyStreams) -> None:
         self.streams = streams
 
+    @counted
     @rpc.method(role="sae", server="etsi004", unauthenticated=UNAUTHENTICATED)
     async def OpenConnect(self, request: pb.OpenConnectRequest, caller: str) -> pb.OpenConnectResponse:
         return await self.streams.open_connect(caller, request)
 
+    @counted
     @rpc.method(role="sae", server="etsi004", unauthenticated=UNAUTHENTICATED)
     async def GetKey(self, request: pb.GetKeyRequest, caller: str) -> pb.GetKeyResponse:
         return await self.streams.get_key(caller, request)
 
+    @counted
     @rpc.method(role="sae", server="etsi004", unauthenticated=UNAUTHENTICATED)
     async def Close(self, request: pb.CloseRequest, caller: str) -> pb.CloseResponse:
         return await self.streams.close(caller, request.key_stream_id)

@@ -203,6 +203,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         # the request's first byte is here: the rest must follow within the deadline
         self._io.deadline = time.monotonic() + self.server.caps.etsi014_request_s
+        self.path = ""   # a request line that does not parse counts as endpoint "other", not the last one's
         super().handle_one_request()
         if self._io.expired:
             self.close_connection = True
@@ -232,6 +233,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _send(self, status: int, body: dict | None, extra_headers: dict | None = None) -> None:
         # the answer gets its own deadline: the time the key service took is not the client's
         self._io.deadline = time.monotonic() + self.server.caps.etsi014_request_s
+        metrics.etsi014_answered(getattr(self, "path", ""), status, body)
         data = b"" if body is None else json.dumps(body).encode()
         self.send_response(status)
         if body is not None:

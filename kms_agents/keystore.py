@@ -240,11 +240,29 @@ class KeyStore:
             return int(self._db.execute("SELECT COUNT(*) FROM e2e_pending WHERE master_sae=? AND sae=?",
                                         (master_sae, sae)).fetchone()[0])
 
+    def pending_levels(self) -> dict[tuple[str, str], tuple[int, int]]:
+        """Keys waiting for delivery per (master SAE, recipient SAE): (count, bits); read-only."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT p.master_sae, p.sae, COUNT(*), SUM(k.size_bits) FROM e2e_pending p "
+                "JOIN e2e_key k ON k.key_id = p.key_id GROUP BY p.master_sae, p.sae").fetchall()
+        return {(m, s): (int(n), int(b or 0)) for m, s, n, b in rows}
+
     def pending_ids(self, master_sae: str, sae: str) -> list[str]:
         with self._lock:
             return [r[0] for r in self._db.execute(
                 "SELECT key_id FROM e2e_pending WHERE master_sae=? AND sae=? ORDER BY rowid",
                 (master_sae, sae))]
+
+    def execute(self, sql: str, params: Sequence = (), *, deletes_key: bool = False) -> sqlite3.Cursor:
+        """One statement on the store's connection, for modules that keep their own tables in this
+        database (kms_agents.etsi020.store); writes belong inside :meth:`transaction`, and a
+        statement that deletes key material passes ``deletes_key`` so the log is wiped after it."""
+        with self._lock:
+            cur = self._db.execute(sql, params)
+            if deletes_key and cur.rowcount:
+                self._deleted = True
+            return cur
 
     def discard(self, key_ids: Iterable[str]) -> None:
         """Forget keys (e.g. a relay that was voided)."""

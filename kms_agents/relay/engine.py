@@ -27,6 +27,7 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
+from kms_agents import metrics
 from kms_agents.keystore import KeyStore
 from kms_agents.qkd_module import KeySourceError
 from kms_agents.relay import crypto, hybrid, shares
@@ -198,7 +199,23 @@ class RelayEngine:
         request is voided at the destination and RelayFailure is raised; the
         caller charges nothing to the SAE. ``check_path`` may refuse a granted path
         (raising RelayFailure, e.g. OptionUnmet) before any link key is spent on it.
+        Counted as ``qusec_agent_relays_total{role="source"}`` by result.
         """
+        try:
+            out = self._relay_keys(master_sae, slave_saes, dst_node, keys, level_for, check_path)
+        except RelayFailure as exc:
+            metrics.relayed("source", exc.reason)
+            raise
+        except Exception:
+            metrics.relayed("source", Reason.INTERNAL)
+            raise
+        metrics.relayed("source")
+        return out
+
+    def _relay_keys(self, master_sae: str, slave_saes: list[str], dst_node: str,
+                    keys: Sequence[tuple[str, bytes]], level_for: Callable[[str], str],
+                    check_path: Callable[[PathPlan], None] | None
+                    ) -> tuple[list[RelayedKey], PathPlan, str]:
         if not keys:
             raise RelayFailure(Reason.INVALID, "no keys to relay")
         size_bits = 8 * len(keys[0][1])

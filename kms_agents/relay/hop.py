@@ -69,7 +69,7 @@ class HopSender:
                 security_level=level, link_id=source.link_id, pad_key_ids=(), mac_key_ids=(),
                 initiator_sae_id=initiator_sae, target_sae_ids=tuple(targets),
                 extensions=extensions, key_ids=tuple(key_ids))
-            return self._send(peer, addr, RelayMessage(header), self.hop_timeout)
+            return self._timed_send(peer, addr, RelayMessage(header))
         n = len(share)
         try:
             # one take for pad and MAC key: one durable link-store write per hop
@@ -85,7 +85,14 @@ class HopSender:
             mac_key_ids=(), initiator_sae_id=initiator_sae, target_sae_ids=tuple(targets),
             extensions=extensions, key_ids=tuple(key_ids))
         ciphertext, tag = crypto.seal(header, share, pad, mac)
-        return self._send(peer, addr, RelayMessage(header, ciphertext, tag), self.hop_timeout)
+        return self._timed_send(peer, addr, RelayMessage(header, ciphertext, tag))
+
+    def _timed_send(self, peer: str, addr: str, msg: RelayMessage) -> Ack:
+        """Send one hop; an acked hop's send-to-ack time goes to qusec_agent_relay_hop_seconds."""
+        started = time.monotonic()
+        ack = self._send(peer, addr, msg, self.hop_timeout)
+        metrics.hop_latency(time.monotonic() - started)
+        return ack
 
     def void(self, peer: str, addr: str, msg: VoidMessage) -> Ack:
         return self._send_void(peer, addr, msg, self.hop_timeout)
@@ -165,12 +172,18 @@ class HopReceiver:
         this node's own checks is logged and counted (``event=refused server=relay``).
         """
         try:
-            return self._handle_relay(msg, peer)
+            ack = self._handle_relay(msg, peer)
         except RelayFailure as exc:
+            metrics.relayed("hop", exc.reason)
             if exc.check:
                 metrics.refused("relay", exc.check, exc.message, logger=log, caller=peer,
                                 path=msg.header.path_id)
             raise
+        except Exception:
+            metrics.relayed("hop", Reason.INTERNAL)
+            raise
+        metrics.relayed("hop")
+        return ack
 
     def _handle_relay(self, msg: RelayMessage, peer: str) -> Ack:
         header = msg.header
