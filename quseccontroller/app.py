@@ -29,6 +29,7 @@ from quseccontroller import lldpfix, options
 from quseccontroller.bridge import AppBridgeServer
 from quseccontroller.core import QuSeCCore
 from quseccontroller.dispatch import BridgeDispatch
+from quseccontroller.events import REFUSALS, EventLog
 from quseccontroller.inventory import load as load_inventory
 from quseccontroller.policywatch import PolicyWatch
 from quseccontroller.sender import Sender
@@ -53,7 +54,8 @@ class QuSeCApp(app_manager.OSKenApp):
         super().__init__(*args, **kwargs)
         self.cfg = options.AppConfig.from_conf(CONF)
         self.cfg.state_dir.mkdir(parents=True, exist_ok=True)
-        self.policy = PolicyWatch(self.cfg.policy)
+        self.events = EventLog()     # what QuSeC decided, for /events and /status
+        self.policy = PolicyWatch(self.cfg.policy, self.events)
         # A bad inventory at start-up is fatal, like a bad policy file: its problems are the error.
         inv = load_inventory(self.cfg.inventory) if self.cfg.inventory else None
         if inv is None:
@@ -66,7 +68,7 @@ class QuSeCApp(app_manager.OSKenApp):
         self.bridge = AppBridgeServer(self.cfg.bridge_socket, self.handle_bridge)
         self.sender = Sender(self.bridge, self.cfg.barrier_timeout)
         self.datapaths = self.sender.datapaths      # dpid -> datapath, kept by the handlers
-        self.dispatch = BridgeDispatch(self.core, self.sender, self.status)
+        self.dispatch = BridgeDispatch(self.core, self.sender, self.status, self.events)
         self.gateway = GatewaySupervisor(lambda: self.cfg.gateway_argv(),
                                          self.cfg.state_dir / options.GATEWAY_LOG)
         self._stopping = False
@@ -103,7 +105,8 @@ class QuSeCApp(app_manager.OSKenApp):
             hub.sleep(self.cfg.expire_interval)
             try:
                 self.sender.execute(self.core.expire(time.time()))
-                self.policy.poll(lambda table: self.sender.execute(self.core.reload_policy(table) or []))
+                self.policy.poll(lambda table: self.sender.execute(self.core.reload_policy(table) or []),
+                                 time.time())
             except Exception:  # noqa: BLE001 - the sweep must keep running
                 LOG.exception("expiry sweep failed")
 
@@ -118,7 +121,9 @@ class QuSeCApp(app_manager.OSKenApp):
                 "links": sorted(sorted(list(end) for end in link) for link in self.links),
                 "flows_installed": self.sender.flows_installed,
                 "gateway_restarts": self.gateway.restarts, "switches_refused": dict(self.gate.refused),
-                "gateway_connections": self.bridge.connections, "core": core_status}
+                "gateway_connections": self.bridge.connections, "core": core_status,
+                "policy_reload": self.policy.state(), "events_seq": self.events.seq,
+                "recent_refusals": self.events.recent(REFUSALS)}
 
     # -- OpenFlow events ---------------------------------------------------------------------
     @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
@@ -146,6 +151,7 @@ class QuSeCApp(app_manager.OSKenApp):
     def _switch_up(self, dp: Any) -> None:
         ports = sorted(p for p in getattr(dp, "ports", {}) if p < dp.ofproto.OFPP_MAX)
         self.switches_up.add(dp.id)
+        self.events.record("switch_up", time.time(), dpid=dp.id, ports=len(ports))
         self.sender.execute(self.core.switch_up(dp.id, ports, time.time()), confirm=False)
         LOG.info("switch %016x up with ports %s", dp.id, ports)
 
@@ -154,6 +160,7 @@ class QuSeCApp(app_manager.OSKenApp):
         if dpid in self.switches_up:
             self.switches_up.discard(dpid)
             self.links = {link for link in self.links if dpid not in {end[0] for end in link}}
+            self.events.record("switch_down", time.time(), dpid=dpid)
             self.sender.execute(self.core.switch_down(dpid, time.time()), confirm=False)
             LOG.info("switch %016x down", dpid)
 
@@ -177,6 +184,9 @@ class QuSeCApp(app_manager.OSKenApp):
                 or bool(port.config & ofp.OFPPC_PORT_DOWN))
         if down:
             LOG.info("switch %016x port %d down", dp.id, port.port_no)
+            for link in sorted(self.links, key=sorted):
+                if (dp.id, port.port_no) in link:
+                    self._link_event("switch_link_down", link, "port_down")
             self.links = {link for link in self.links if (dp.id, port.port_no) not in link}
             self.sender.execute(self.core.port_down(dp.id, port.port_no, time.time()), confirm=False)
 
@@ -236,6 +246,7 @@ class QuSeCApp(app_manager.OSKenApp):
         if key in self.links:
             return  # the reverse direction of a link we already have
         self.links.add(key)
+        self._link_event("switch_link_up", key)
         LOG.info("link up %016x:%d <-> %016x:%d", src.dpid, src.port_no, dst.dpid, dst.port_no)
         self.sender.execute(self.core.link_up((src.dpid, src.port_no), (dst.dpid, dst.port_no), time.time()), confirm=False)
 
@@ -246,6 +257,14 @@ class QuSeCApp(app_manager.OSKenApp):
         if key not in self.links:
             return
         self.links.discard(key)
+        self._link_event("switch_link_down", key, "lldp")
         LOG.info("link down %016x:%d <-> %016x:%d", src.dpid, src.port_no, dst.dpid, dst.port_no)
         self.sender.execute(self.core.link_down((src.dpid, src.port_no), (dst.dpid, dst.port_no),
                                          time.time()), confirm=False)
+
+    def _link_event(self, kind: str, link: frozenset, cause: str = "") -> None:
+        ends = sorted(link)
+        (a_dpid, a_port), (b_dpid, b_port) = ends[0], ends[-1]
+        fields = {"cause": cause} if cause else {}
+        self.events.record(kind, time.time(), a_dpid=a_dpid, a_port=a_port, b_dpid=b_dpid,
+                           b_port=b_port, **fields)

@@ -14,7 +14,8 @@ of UTF-8 JSON (one object). Three kinds of objects:
 * push (app -> gateway, unsolicited): ``{"push": "authorise"|"revoke", ...}``
 
 Ops: ``register``, ``report``, ``gone``, ``request_path``, ``release``, ``state``
-(ETSI 015 export), ``status``, ``ping``. The app side (``AppBridgeServer``) runs on
+(ETSI 015 export), ``status``, ``events`` (the app's event log after a sequence number),
+``note`` (an event the gateway decided), ``ping``. The app side (``AppBridgeServer``) runs on
 os-ken's hub; the gateway side (``GatewayBridgeClient``) runs on plain threads.
 """
 from __future__ import annotations
@@ -35,7 +36,8 @@ LOG = logging.getLogger(__name__)
 MAX_FRAME = 16 * 2**20
 _HEADER = struct.Struct("!I")
 
-OPS = ("register", "report", "gone", "request_path", "release", "state", "status", "ping")
+OPS = ("register", "report", "gone", "request_path", "release", "state", "status", "events",
+       "note", "ping")
 PUSH_KINDS = ("authorise", "revoke")
 
 # Error codes a handler may raise; the gateway maps them to gRPC status codes.

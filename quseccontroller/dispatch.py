@@ -1,4 +1,8 @@
-"""The app's side of the bridge: one gateway request -> core call -> executed actions -> JSON result."""
+"""The app's side of the bridge: one gateway request -> core call -> executed actions -> JSON result.
+
+What the core decides here (grants and refusals, registrations, agents gone, reroutes, QKD
+links becoming usable or not) is recorded in the app's event log (``quseccontroller.events``);
+the gateway adds what it refuses itself (``note``) and reads the log (``events``)."""
 from __future__ import annotations
 
 import time
@@ -6,18 +10,26 @@ from typing import Any, Callable
 
 from quseccontroller import records
 from quseccontroller.bridge import BridgeError
+from quseccontroller.actions import Revoke
 from quseccontroller.core import NotPathSource, QuSeCCore
+from quseccontroller.events import EventLog
 from quseccontroller.registration import Refused
 from quseccontroller.sender import Sender, Unconfirmed
+
+
+# What the gateway decides on its own and tells the log (``note`` op).
+NOTE_KINDS = ("registration_refused", "path_refused")
 
 
 class BridgeDispatch:
     """Handles the bridge ops (``quseccontroller.bridge.OPS``) for the app."""
 
-    def __init__(self, core: QuSeCCore, sender: Sender, status: Callable[[], dict]):
+    def __init__(self, core: QuSeCCore, sender: Sender, status: Callable[[], dict],
+                 events: EventLog | None = None):
         self.core = core
         self.sender = sender
         self.status = status
+        self.events = events if events is not None else EventLog()
 
     def handle(self, op: str, args: dict) -> dict:
         now = time.time()
@@ -25,21 +37,31 @@ class BridgeDispatch:
             return {"pong": True}
         if op == "register":
             info = records.agent_info_from_wire(args)
+            usable = self._usable_links()
             try:
                 actions = self.core.agent_registered(info, now, records.cert_addresses_from_wire(args))
             except Refused as exc:   # the gateway refuses the stream with the reason
+                self.events.record("registration_refused", now, node=info.node_id,
+                                   reason=exc.reason, message=exc.message)
                 raise BridgeError("permission", exc.message, {"reason": exc.reason,
                                                               "node_id": info.node_id,
                                                               **exc.details}) from None
-            self.sender.execute(actions)
+            self.events.record("agent_registered", now, node=info.node_id,
+                               links=len(info.links), saes=len(info.saes))
+            self._execute(actions, now, usable)
             return {"node_id": info.node_id}
         if op == "report":
             node, links = records.report_from_wire(args)
+            usable = self._usable_links()
             kept, refused = self.core.screen_report(node, links)
-            self.sender.execute(self.core.agent_report(node, kept, now))
+            self._execute(self.core.agent_report(node, kept, now), now, usable)
             return {"refused": [records.link_refusal_to_wire(r) for r in refused]}
         if op == "gone":
-            self.sender.execute(self.core.agent_gone(records.node_id_from_wire(args), now))
+            node = records.node_id_from_wire(args)
+            usable = self._usable_links()
+            actions = self.core.agent_gone(node, now)
+            self.events.record("agent_left", now, node=node)
+            self._execute(actions, now, usable)
             return {}
         if op == "request_path":
             return self.request_path(args, now)
@@ -56,7 +78,62 @@ class BridgeDispatch:
             return self.core.export_etsi015()
         if op == "status":
             return self.status()
+        if op == "events":
+            return self.read_events(args)
+        if op == "note":
+            return self.note(args, now)
         raise BridgeError("invalid", f"unknown op {op!r}")
+
+    # -- the event log -----------------------------------------------------------------------
+    def read_events(self, args: dict) -> dict:
+        """``events`` op: the events after ``since`` (at most ``limit``)."""
+        try:
+            since, limit = int(args.get("since", 0)), int(args.get("limit", 1000))
+        except (TypeError, ValueError):
+            raise BridgeError("invalid", "events: since and limit must be integers") from None
+        if since < 0 or limit < 0:
+            raise BridgeError("invalid", "events: since and limit must not be negative")
+        return self.events.since(since, limit)
+
+    def note(self, args: dict, now: float) -> dict:
+        """``note`` op: an event the gateway decided on its own (a refusal before the app saw
+        the request); only the kinds it decides, with plain fields."""
+        kind, fields = args.get("kind"), args.get("fields", {})
+        if kind not in NOTE_KINDS or not isinstance(fields, dict) or not all(
+                isinstance(v, (str, int, float, bool)) for v in fields.values()):
+            raise BridgeError("invalid", f"note: kind must be one of {', '.join(NOTE_KINDS)} "
+                                         "with plain fields")
+        try:
+            event = self.events.record(kind, now, source="gateway", **fields)
+        except (ValueError, TypeError) as exc:
+            raise BridgeError("invalid", f"note: {exc}") from None
+        return {"seq": event["seq"]}
+
+    def _usable_links(self) -> dict[str, bool]:
+        return {lid: rec.usable() for lid, rec in self.core.state.links.items()}
+
+    def _execute(self, actions: list, now: float, usable_before: dict[str, bool]) -> None:
+        """Execute the actions of an agent event, recording the QKD links that became usable
+        or stopped being usable and the paths the core moved or revoked."""
+        for lid, rec in sorted(self.core.state.links.items()):
+            up = rec.usable()
+            if up != usable_before.get(lid, False):
+                self.events.record("qkd_link_up" if up else "qkd_link_down", now, link=lid,
+                                   a=rec.a, b=rec.b, status=rec.overall_status())
+        seen: set[str] = set()
+        for a in actions:
+            if not isinstance(a, Revoke) or a.path_id in seen or not (
+                    a.reason == "rerouted" or a.reason.startswith("rerouting failed")):
+                continue
+            seen.add(a.path_id)
+            ap = self.core.paths.get(a.path_id)
+            if ap is not None:
+                self.events.record("reroute", now, path_id=a.path_id, result="moved",
+                                   nodes=list(ap.nodes))
+            else:
+                self.events.record("reroute", now, path_id=a.path_id, result="revoked",
+                                   reason=a.reason)
+        self.sender.execute(actions)
 
     def request_path(self, args: dict, now: float) -> dict[str, Any]:
         """Decide; for a grant, install the flows and confirm them by barrier (the
@@ -64,7 +141,11 @@ class BridgeDispatch:
         req = records.path_request_from_wire(args)
         t0 = time.monotonic()
         decision, actions = self.core.request_path(req, now)
+        pair = {"src": req.src_node, "dst": req.dst_node, "src_sae": req.src_sae,
+                "dst_sae": req.dst_sae, "application": req.application}
         if not decision.granted:
+            self.events.record("path_refused", now, **pair, reason=decision.refusal,
+                               message=decision.reason, rule=decision.rule)
             self.sender.execute(actions)
             return records.decision_to_wire(decision, app_ms=(time.monotonic() - t0) * 1000)
         try:
@@ -72,5 +153,10 @@ class BridgeDispatch:
         except Unconfirmed as exc:
             for path_id in decision.path_ids:  # no half-installed path stays authorised
                 self.sender.execute(self.core.release_path(path_id, time.time()) or [])
+            self.events.record("path_refused", now, **pair, reason="unconfirmed",
+                               message=str(exc), rule=decision.rule)
             raise BridgeError("unavailable", str(exc), exc.details) from None
+        self.events.record("path_granted", now, **pair, paths=[list(p) for p in decision.paths],
+                           path_ids=list(decision.path_ids), rule=decision.rule,
+                           security_level=decision.security_level)
         return records.decision_to_wire(decision, held, adds, app_ms=(time.monotonic() - t0) * 1000)

@@ -5,7 +5,9 @@ threaded client: calls run in the loop's executor, pushes come back onto the loo
 ``call_soon_threadsafe``. The only state kept here is what belongs to gRPC: the agents' open
 control streams (capped per certificate and in total), and the acknowledgements of delivered
 authorisations. Every method serves role node only, for the node its certificate names.
-Errors end calls through ``rpc.maps_errors``.
+Errors end calls through ``rpc.maps_errors``. What the gateway refuses on its own (before
+or after the app decided: role, node id, stream caps, Register timeout, undelivered
+authorisations) goes to the app's event log with a ``note``; the app logs its own decisions.
 """
 from __future__ import annotations
 
@@ -44,6 +46,10 @@ def check_register(reg: control_pb2.Register) -> None:
             raise bad_request(f"register.links[{i}]", "link_id and peer_node are required")
 
 
+class AppRefused(PathRefused):
+    """The app refused the path (and logged the refusal itself)."""
+
+
 def _peer(_request: Any, context: Any) -> str:
     return f"peer={context.peer()}"
 
@@ -54,6 +60,11 @@ def _path(request: control_pb2.PathRequest, _context: Any) -> str:
 
 def _release(request: control_pb2.ReleaseRequest, context: Any) -> str:
     return f"path={request.path_id} peer={context.peer()}"
+
+
+def _decided_by_app(exc: Abort) -> bool:
+    """A registration the app refused (and logged itself)."""
+    return any(getattr(d, "reason", "") == "REGISTRATION_REFUSED" for d in exc.details)
 
 
 class ControlServicer(control_pb2_grpc.QuSeCControlServicer):
@@ -117,6 +128,23 @@ class ControlServicer(control_pb2_grpc.QuSeCControlServicer):
                 if self.loop is not None:
                     self.loop.call_soon_threadsafe(s.close)
 
+    def note(self, kind: str, **fields: Any) -> None:
+        """Tell the app's event log about a refusal decided here, without waiting (from any
+        thread or the loop); a log the app cannot take now is only lost from the log."""
+        def send() -> None:
+            try:
+                self.bridge.call("note", {"kind": kind, "fields": fields}, timeout=2.0)
+            except BridgeError as exc:
+                LOG.debug("note %s not delivered: %s", kind, exc)
+        if self.loop is not None and self.loop.is_running():
+            self.loop.run_in_executor(None, send)
+        else:
+            send()
+
+    def events(self, since: int = 0, limit: int = 1000) -> dict:
+        """The app's events after ``since`` (BridgeError when the app is away)."""
+        return self.bridge.call("events", {"since": since, "limit": limit}, timeout=5.0)
+
     def refresh_gauges(self) -> dict:
         """Pull the app's status into the gauges; returns it ({} when the app is away)."""
         try:
@@ -145,6 +173,8 @@ class ControlServicer(control_pb2_grpc.QuSeCControlServicer):
         except BaseException as exc:   # refused, the app away, or the client gone
             if isinstance(exc, (Abort, BridgeError)):
                 self.metrics.registrations_refused.labels(rpc.to_abort(exc).label).inc()
+            if isinstance(exc, Abort) and not _decided_by_app(exc):
+                self._note_refused_stream(exc, context)
             if slot is not None:
                 self.limits.release(slot)
             raise
@@ -161,6 +191,15 @@ class ControlServicer(control_pb2_grpc.QuSeCControlServicer):
             reader.cancel()
             self.limits.release(slot)
             self._close_session(session)
+
+    def _note_refused_stream(self, exc: Abort, context: Any) -> None:
+        try:
+            who: Identity | None = rpc.peer_identity(context)
+        except Abort:
+            who = None
+        self.note("registration_refused", node=who.name if who and who.role == NODE else "",
+                  identity=str(who or ""), peer=context.peer(), reason=exc.label,
+                  message=exc.message)
 
     async def _first_message(self, stream: AsyncIterator[control_pb2.AgentMessage],
                              slot: StreamSlot, ident: Identity) -> control_pb2.AgentMessage:
@@ -279,7 +318,16 @@ class ControlServicer(control_pb2_grpc.QuSeCControlServicer):
     async def RequestPath(self, request: control_pb2.PathRequest, context: Any) -> control_pb2.PathReply:
         t0 = time.monotonic()
         self.metrics.requested.inc()
-        reply, timing = await self._request_path(request, context)
+        try:
+            reply, timing = await self._request_path(request, context)
+        except (Abort, PathRefused) as exc:
+            if not isinstance(exc, AppRefused):
+                abort = rpc.to_abort(exc)
+                self.note("path_refused", src=request.src_node, dst=request.dst_node,
+                          src_sae=request.src_sae, dst_sae=request.dst_sae,
+                          application=request.application, reason=abort.label,
+                          message=abort.message, rule="")
+            raise
         total = time.monotonic() - t0
         self.metrics.granted.inc()
         self.metrics.setup.observe(total)
@@ -312,7 +360,7 @@ class ControlServicer(control_pb2_grpc.QuSeCControlServicer):
         result = await self.call("request_path", records.path_request_to_wire(request))
         if not result.get("granted"):
             reason, rule, message = records.refusal_from_wire(result)
-            raise PathRefused(reason, f"path {request.src_node} -> {request.dst_node} refused "
+            raise AppRefused(reason, f"path {request.src_node} -> {request.dst_node} refused "
                                       f"({reason}): {message}", rule=rule, message=message)
         t_auth = time.monotonic()
         try:

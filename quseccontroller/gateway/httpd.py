@@ -1,8 +1,9 @@
 """The gateway's HTTP ports: plain /metrics and /healthz, and the operator's HTTPS interface.
 
 The plain port is for scrapers and probes: it serves nothing that names a path or an SAE.
-What QuSeC knows of the network (``/status``: paths, hosts, links; ``/etsi015``: which SAEs
-talk) is served on the operator port only, over mutual TLS to a certificate of role operator
+What QuSeC knows of the network (``/status``: paths, hosts, links, the policy reload state,
+recent refusals; ``/etsi015``: which SAEs talk; ``/events?since=SEQ``: what QuSeC decided
+after event SEQ) is served on the operator port only, over mutual TLS to a certificate of role operator
 (``qkdnet pki`` issues one); any other certificate gets 403. Both are stdlib servers with a
 thread per connection, so each caps its connections and gives every connection a deadline.
 """
@@ -13,6 +14,7 @@ import logging
 import socket
 import ssl
 import threading
+import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -28,11 +30,12 @@ LOG = logging.getLogger(__name__)
 
 MAX_CONNECTIONS = 64          # per port; more are closed at once
 CONNECTION_DEADLINE_S = 10.0  # a connection (TLS handshake, request, answer) is cut after this
-OPERATOR_PATHS = ("/status", "/etsi015", "/healthz")
+OPERATOR_PATHS = ("/status", "/etsi015", "/events", "/healthz")
+EVENTS_LIMIT = 1000           # events in one /events answer at most
 
 
 class HttpHandler(BaseHTTPRequestHandler):
-    """/metrics and /healthz on the plain port; /status, /etsi015, /healthz for operators."""
+    """/metrics and /healthz on the plain port; /status, /etsi015, /events, /healthz for operators."""
 
     gateway: ControlServicer   # set on the subclass made by serve_http
     operator = False           # the operator HTTPS port
@@ -49,21 +52,21 @@ class HttpHandler(BaseHTTPRequestHandler):
                 self.identity = None
 
     def do_GET(self) -> None:  # noqa: N802 - stdlib name
-        path = self.path.split("?", 1)[0]
+        path, _, query = self.path.partition("?")
         if self.operator:
-            self._operator(path)
+            self._operator(path, query)
         elif path == "/metrics":
             self.gateway.refresh_gauges()
             self._send(200, generate_latest(self.gateway.metrics.registry), CONTENT_TYPE_LATEST)
         elif path == "/healthz":
             self._healthz()
-        elif path in ("/status", "/etsi015"):
+        elif path in ("/status", "/etsi015", "/events"):
             self._json(404, {"message": f"{path} is served on QuSeC's operator interface (HTTPS, "
                                         f"an operator certificate): {self.operator_url}{path}"})
         else:
             self._json(404, {"message": f"no such resource {path}; try /metrics, /healthz"})
 
-    def _operator(self, path: str) -> None:
+    def _operator(self, path: str, query: str = "") -> None:
         gw = self.gateway
         who = self.identity
         if who is None or who.role != OPERATOR:
@@ -84,10 +87,34 @@ class HttpHandler(BaseHTTPRequestHandler):
         elif path == "/status":
             status = gw.refresh_gauges()
             self._json(200 if status else 503, status or {"message": "controller app unavailable"})
+        elif path == "/events":
+            self._events(query)
         elif path == "/healthz":
             self._healthz()
         else:
             self._json(404, {"message": f"no such resource {path}; try {', '.join(OPERATOR_PATHS)}"})
+
+    def _events(self, query: str) -> None:
+        """``/events?since=SEQ&limit=N``: the events after SEQ (default 0: all held), oldest first."""
+        params = urllib.parse.parse_qs(query, keep_blank_values=True)
+        unknown = sorted(set(params) - {"since", "limit"})
+        args = {}
+        for name, default in (("since", 0), ("limit", EVENTS_LIMIT)):
+            value = (params.get(name) or [str(default)])[-1]
+            if not value.isdigit():
+                self._json(400, {"message": f"/events: {name} must be a whole number, got {value!r}"})
+                return
+            args[name] = int(value)
+        if unknown:
+            self._json(400, {"message": f"/events: unknown parameter(s) {', '.join(unknown)}; "
+                                        "known: since, limit"})
+            return
+        try:
+            body = self.gateway.events(args["since"], min(args["limit"], EVENTS_LIMIT))
+        except BridgeError as exc:
+            self._json(503, {"message": f"controller app unavailable: {exc.message}"})
+            return
+        self._json(200, body)
 
     def _healthz(self) -> None:
         gw = self.gateway

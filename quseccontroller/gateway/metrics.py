@@ -1,7 +1,10 @@
 """The gateway's Prometheus metrics, in their own registry (served on /metrics)."""
 from __future__ import annotations
 
+from typing import Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 
 class Metrics:
@@ -51,8 +54,12 @@ class Metrics:
                                       "since the app started (certificate not role switch)",
                                       ["reason"], registry=r)
 
+        self.policy = PolicyReloadCollector()
+        r.register(self.policy)
+
     def refresh(self, status: dict) -> None:
         """Set the gauges that mirror the app's status (``status`` bridge op)."""
+        self.policy.reload = status.get("policy_reload") or self.policy.reload
         self.switches.set(len(status.get("switches", [])))
         self.switch_links.set(status.get("switch_links", 0))
         for reason, n in (status.get("switches_refused") or {}).items():
@@ -64,3 +71,25 @@ class Metrics:
         # Up: both ends report it ACTIVE (or PASSIVE) and agree on its key levels.
         self.qkd_links.set(sum(1 for x in links if x.get("status") == "ACTIVE"))
         self.disputed.set(sum(1 for x in links if x.get("disputed")))
+
+
+class PolicyReloadCollector:
+    """The app's policy reload state as metrics: reloads by result (the app counts them, so the
+    totals survive a gateway restart), whether the last one was taken, and when it happened."""
+
+    def __init__(self) -> None:
+        self.reload: dict = {}     # the app status's "policy_reload"
+
+    def collect(self) -> Iterator[Metric]:
+        total = CounterMetricFamily("qusec_policy_reloads", "Policy file reloads since the app "
+                                    "started, by result (ok: taken; rejected: the old table stays)",
+                                    labels=["result"])
+        for result, n in sorted((self.reload.get("reloads") or {"ok": 0, "rejected": 0}).items()):
+            total.add_metric([result], n)
+        yield total
+        last = self.reload.get("last") or {}
+        if last:
+            yield GaugeMetricFamily("qusec_policy_last_reload_ok", "1 when the last policy reload "
+                                    "was taken, 0 when it was rejected", value=int(bool(last.get("ok"))))
+            yield GaugeMetricFamily("qusec_policy_last_reload_timestamp_seconds", "Wall time of the "
+                                    "last policy reload (taken or rejected)", value=last.get("time", 0))
