@@ -19,7 +19,8 @@ from typing import Any
 import networkx as nx
 
 from mininet_topos import keyrate
-from mininet_topos.model import KMS_KINDS, ClassicalLink, Node, QkdLink, Sae, Topology
+from mininet_topos.model import (KMS_KINDS, ClassicalLink, Domain, Interworking, Node, PqcLink, QkdLink, Sae,
+                                 Topology)
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "topologies"
 DEFAULT_TOPOLOGY = "metro8"
@@ -32,9 +33,12 @@ LINK_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:#-]*$")
 # called so would hold a certificate passing for that party.
 RESERVED_IDS = ("qusec", "ovs")
 
-TOP_KEYS = ("network", "nodes", "links", "saes", "classical_links")
+TOP_KEYS = ("network", "domains", "nodes", "links", "saes", "classical_links", "interworking", "pqc_links")
 NETWORK_KEYS = ("name", "description", "source")
-NODE_KEYS = ("id", "trust", "location", "role")
+DOMAIN_KEYS = ("id", "description")
+NODE_KEYS = ("id", "trust", "location", "role", "domain")
+INTERWORKING_KEYS = ("id", "kmes")
+PQC_LINK_KEYS = ("id", "a", "b")
 LINK_KEYS = ("id", "a", "b", "length_km", "rate_bps", "kms", "kms_url")
 SAE_KEYS = ("id", "node")
 CLASSICAL_KEYS = ("a", "b", "latency_ms")
@@ -200,23 +204,58 @@ def parse(data: dict, source: str, *, path: Path | None = None,
     description = chk.string("[network]", network, "description", required=False) or ""
     src = chk.string("[network]", network, "source", required=False) or ""
 
-    nodes = _parse_nodes(chk, data)
+    domains = _parse_domains(chk, data)
+    nodes = _parse_nodes(chk, data, domains)
     links = _parse_links(chk, data, nodes)
     saes = _parse_saes(chk, data, nodes)
-    classical = _parse_classical(chk, data, nodes)
+    sites = _parse_interworking(chk, data, nodes, domains)
+    pqc = _parse_pqc_links(chk, data, nodes, domains, {lk.id for lk in links})
+    classical = _parse_classical(chk, data, nodes, _crossings(sites, pqc))
 
     topo = Topology(name=name, nodes=nodes, links=links, saes=saes, classical=classical,
-                    description=description, source=src, path=path)
+                    description=description, source=src, path=path, domains=domains,
+                    interworking=sites, pqc_links=pqc)
     if nodes and not chk.problems:
-        _check_connected(chk, "graph", "QKD graph", topo.qkd_graph())
-        if classical:
-            _check_connected(chk, "classical_links", "classical graph", topo.classical_graph())
+        _check_graphs(chk, topo)
     if chk.problems:
         raise TopologyError(chk.problems)
     return topo
 
 
-def _parse_nodes(chk: _Checker, data: dict) -> dict[str, Node]:
+def _parse_domains(chk: _Checker, data: dict) -> dict[str, Domain]:
+    domains: dict[str, Domain] = {}
+    for i, item in _entry_list(chk, data, "domains"):
+        entry = _label("domain", i, item)
+        chk.unknown_keys(entry, item, DOMAIN_KEYS)
+        dom_id = chk.string(entry, item, "id", required=True, pattern=ID_RE)
+        description = chk.string(entry, item, "description", required=False) or ""
+        if dom_id is None:
+            continue
+        if dom_id in domains:
+            chk.add(entry, f"id: duplicate domain id {dom_id!r}")
+            continue
+        domains[dom_id] = Domain(id=dom_id, description=description)
+    if "domains" in data and data["domains"] and len(domains) == 1 and not chk.problems:
+        chk.add("domains", "one domain declared: a single network needs no [[domains]] (remove it), "
+                           "several networks need two or more")
+    return domains
+
+
+def _node_domain(chk: _Checker, entry: str, item: dict, domains: dict[str, Domain]) -> str:
+    """The node's ``domain``: required when the file declares [[domains]], refused otherwise."""
+    if not domains:
+        if "domain" in item:
+            chk.add(entry, f"domain: {item['domain']!r} but the file declares no [[domains]]")
+        return ""
+    dom = chk.string(entry, item, "domain", required=True)
+    if dom is not None and dom not in domains:
+        chk.add(entry, f"domain: unknown domain {dom!r}{_suggest(dom, domains)}; "
+                       f"declared: {', '.join(domains)}")
+        return ""
+    return dom or ""
+
+
+def _parse_nodes(chk: _Checker, data: dict, domains: dict[str, Domain]) -> dict[str, Node]:
     nodes: dict[str, Node] = {}
     entries = _entry_list(chk, data, "nodes")
     if "nodes" not in data or data["nodes"] == []:
@@ -241,6 +280,7 @@ def _parse_nodes(chk: _Checker, data: dict) -> dict[str, Node]:
         if role not in ROLES:
             chk.add(entry, f"role: must be one of {', '.join(map(repr, ROLES))}, got {role!r}")
             role = "trusted"
+        domain = _node_domain(chk, entry, item, domains)
         if node_id is None:
             continue
         if node_id in nodes:
@@ -250,7 +290,7 @@ def _parse_nodes(chk: _Checker, data: dict) -> dict[str, Node]:
             chk.add(entry, f"id: {node_id!r} is reserved (the network's certificates use "
                            f"{', '.join(RESERVED_IDS)})")
             continue
-        nodes[node_id] = Node(id=node_id, trust=trust, location=location, role=role)
+        nodes[node_id] = Node(id=node_id, trust=trust, location=location, role=role, domain=domain)
     return nodes
 
 
@@ -326,6 +366,11 @@ def _parse_links(chk: _Checker, data: dict, nodes: dict[str, Node]) -> list[QkdL
                 chk.add(entry, f"id: duplicate link id {link_id!r}{hint}")
                 continue
             seen.add(link_id)
+        if ends is not None and _crosses(nodes, *ends):
+            chk.add(entry, f"a, b: {ends[0]!r} is in domain {nodes[ends[0]].domain!r} and {ends[1]!r} in "
+                           f"{nodes[ends[1]].domain!r}: a QKD link stays inside one domain; join domains "
+                           f"through an [[interworking]] site or a [[pqc_links]] entry")
+            bad = True
         if ends is None or link_id is None or rate is None or rate <= 0 or bad:
             continue
         links.append(QkdLink(id=link_id, a=ends[0], b=ends[1], rate_bps=rate, length_km=length,
@@ -359,7 +404,98 @@ def _parse_saes(chk: _Checker, data: dict, nodes: dict[str, Node]) -> dict[str, 
     return saes
 
 
-def _parse_classical(chk: _Checker, data: dict, nodes: dict[str, Node]) -> list[ClassicalLink]:
+def _parse_interworking(chk: _Checker, data: dict, nodes: dict[str, Node],
+                        domains: dict[str, Domain]) -> list[Interworking]:
+    sites: list[Interworking] = []
+    seen: set[str] = set()
+    kme_site: dict[str, str] = {}
+    for i, item in _entry_list(chk, data, "interworking"):
+        entry = _label("interworking", i, item)
+        chk.unknown_keys(entry, item, INTERWORKING_KEYS)
+        site_id = chk.string(entry, item, "id", required=True, pattern=ID_RE)
+        if not domains:
+            chk.add(entry, "an interworking site joins domains: declare them in [[domains]] and give "
+                           "each node its domain")
+            continue
+        kmes = item.get("kmes")
+        if not (isinstance(kmes, list) and len(kmes) >= 2 and all(isinstance(k, str) for k in kmes)):
+            chk.add(entry, f"kmes: must be an array of two or more node ids (one KME per network the "
+                           f"site joins), got {kmes!r}")
+            continue
+        ok = True
+        by_domain: dict[str, str] = {}
+        for k in kmes:
+            if k not in nodes:
+                chk.add(entry, f"kmes: unknown node {k!r}{_suggest(k, nodes)}")
+                ok = False
+                continue
+            if k in kme_site:
+                chk.add(entry, f"kmes: {k!r} is already a KME of interworking site {kme_site[k]!r}")
+                ok = False
+            dom = nodes[k].domain
+            if dom in by_domain:
+                chk.add(entry, f"kmes: {by_domain[dom]!r} and {k!r} are both in domain {dom!r}: a site holds "
+                               f"one KME per network it joins")
+                ok = False
+            by_domain[dom] = k
+        if site_id is not None and (site_id in seen or site_id in nodes):
+            what = "an interworking site" if site_id in seen else "a node id"
+            chk.add(entry, f"id: {site_id!r} is already {what}")
+            ok = False
+        if not ok or site_id is None:
+            continue
+        seen.add(site_id)
+        for k in kmes:
+            kme_site[k] = site_id
+        sites.append(Interworking(id=site_id, kmes=tuple(kmes)))
+    return sites
+
+
+def _parse_pqc_links(chk: _Checker, data: dict, nodes: dict[str, Node], domains: dict[str, Domain],
+                     link_ids: set[str]) -> list[PqcLink]:
+    out: list[PqcLink] = []
+    seen = set(link_ids)
+    for i, item in _entry_list(chk, data, "pqc_links"):
+        a0, b0 = item.get("a"), item.get("b")
+        default_id = f"{a0}-{b0}" if isinstance(a0, str) and isinstance(b0, str) else None
+        link_id = chk.string(f"pqc link {i}", item, "id", required=False, pattern=LINK_ID_RE) \
+            if "id" in item else default_id
+        entry = f"pqc link {i} ({link_id})" if link_id else f"pqc link {i}"
+        chk.unknown_keys(entry, item, PQC_LINK_KEYS)
+        if not domains:
+            chk.add(entry, "a post-quantum link joins two domains: declare them in [[domains]]")
+            continue
+        ends = _endpoints(chk, entry, item, nodes)
+        if ends is None or link_id is None:
+            continue
+        if not all(nodes[e].domain for e in ends):
+            continue   # a node without its domain: reported there
+        if nodes[ends[0]].domain == nodes[ends[1]].domain:
+            chk.add(entry, f"a, b: both ends are in domain {nodes[ends[0]].domain!r}: a post-quantum link "
+                           f"joins two domains (inside one, use a QKD link)")
+            continue
+        if link_id in seen:
+            chk.add(entry, f"id: duplicate link id {link_id!r}")
+            continue
+        seen.add(link_id)
+        out.append(PqcLink(id=link_id, a=ends[0], b=ends[1]))
+    return out
+
+
+def _crosses(nodes: dict[str, Node], a: str, b: str) -> bool:
+    """``a`` and ``b`` are in different (known) domains."""
+    da, db = nodes[a].domain, nodes[b].domain
+    return bool(da and db and da != db)
+
+
+def _crossings(sites: list[Interworking], pqc: list[PqcLink]) -> set[frozenset[str]]:
+    """Node pairs of different domains a classical link may join: KMEs of one site, PQC link ends."""
+    pairs = {frozenset((x, y)) for s in sites for x in s.kmes for y in s.kmes if x != y}
+    return pairs | {frozenset((p.a, p.b)) for p in pqc}
+
+
+def _parse_classical(chk: _Checker, data: dict, nodes: dict[str, Node],
+                     crossings: set[frozenset[str]]) -> list[ClassicalLink]:
     out: list[ClassicalLink] = []
     for i, item in _entry_list(chk, data, "classical_links"):
         a0, b0 = item.get("a"), item.get("b")
@@ -371,9 +507,37 @@ def _parse_classical(chk: _Checker, data: dict, nodes: dict[str, Node]) -> list[
         if latency is not None and latency < 0:
             chk.add(entry, f"latency_ms: must not be negative, got {item['latency_ms']}")
             continue
+        if ends is not None and _crosses(nodes, *ends) and frozenset(ends) not in crossings:
+            chk.add(entry, f"a, b: {ends[0]!r} ({nodes[ends[0]].domain}) and {ends[1]!r} "
+                           f"({nodes[ends[1]].domain}) are in different domains; a classical link between "
+                           f"domains joins the KMEs of one interworking site or the ends of a PQC link")
+            continue
         if ends is not None:
             out.append(ClassicalLink(a=ends[0], b=ends[1], latency_ms=latency))
     return out
+
+
+def _check_graphs(chk: _Checker, topo: Topology) -> None:
+    """One network: its QKD graph connected. Several: each domain's, and the domains joined."""
+    if not topo.multi_domain:
+        _check_connected(chk, "graph", "QKD graph", topo.qkd_graph())
+        if topo.classical:
+            _check_connected(chk, "classical_links", "classical graph", topo.classical_graph())
+        return
+    empty = [d for d in topo.domains if not topo.domain_view(d).nodes]
+    for dom in empty:
+        chk.add(f"domain {dom}", "has no nodes")
+    if empty:
+        return
+    for dom in topo.domains:
+        view = topo.domain_view(dom)
+        _check_connected(chk, f"domain {dom}", f"domain {dom}'s QKD graph", view.qkd_graph())
+        if view.classical:
+            _check_connected(chk, f"domain {dom}", f"domain {dom}'s classical graph", view.classical_graph())
+    dg = topo.domain_graph()
+    if dg.number_of_nodes() > 1 and not nx.is_connected(nx.Graph(dg)):
+        _check_connected(chk, "domains", "domain graph (domains joined by [[interworking]] and [[pqc_links]])",
+                         nx.Graph(dg))
 
 
 def _check_connected(chk: _Checker, entry: str, what: str, graph: nx.Graph) -> None:
@@ -393,7 +557,12 @@ def hops(topo: Topology, a: str, b: str) -> int:
 
 def summary(topo: Topology) -> str:
     """One line: name and counts, as ``qkdnet check`` prints it."""
-    return f"{len(topo.nodes)} nodes, {len(topo.links)} links, {len(topo.saes)} SAEs"
+    text = f"{len(topo.nodes)} nodes, {len(topo.links)} links, {len(topo.saes)} SAEs"
+    if topo.multi_domain:
+        sites, pqc = len(topo.interworking), len(topo.pqc_links)
+        text += (f"; {len(topo.domains)} domains, {sites} interworking site{'s' * (sites != 1)}, "
+                 f"{pqc} PQC link{'s' * (pqc != 1)}")
+    return text
 
 
 def _toml_str(value: str) -> str:
@@ -411,8 +580,14 @@ def dumps(topo: Topology, *, rates: bool = True) -> str:
         out.append(f"description = {_toml_str(topo.description)}")
     if topo.source:
         out.append(f"source = {_toml_str(topo.source)}")
+    for d in topo.domains.values():
+        out += ["", "[[domains]]", f"id = {_toml_str(d.id)}"]
+        if d.description:
+            out.append(f"description = {_toml_str(d.description)}")
     for n in topo.nodes.values():
         out += ["", "[[nodes]]", f"id = {_toml_str(n.id)}"]
+        if n.domain:
+            out.append(f"domain = {_toml_str(n.domain)}")
         if n.trust != 3:
             out.append(f"trust = {n.trust}")
         if n.location is not None:
@@ -434,6 +609,14 @@ def dumps(topo: Topology, *, rates: bool = True) -> str:
             out.append(f"kms_url = {_toml_str(link.kms_url)}")
     for s in topo.saes.values():
         out += ["", "[[saes]]", f"id = {_toml_str(s.id)}", f"node = {_toml_str(s.node)}"]
+    for site in topo.interworking:
+        out += ["", "[[interworking]]", f"id = {_toml_str(site.id)}",
+                "kmes = [" + ", ".join(map(_toml_str, site.kmes)) + "]"]
+    for p in topo.pqc_links:
+        out += ["", "[[pqc_links]]"]
+        if p.id != f"{p.a}-{p.b}":
+            out.append(f"id = {_toml_str(p.id)}")
+        out += [f"a = {_toml_str(p.a)}", f"b = {_toml_str(p.b)}"]
     for c in topo.classical:
         out += ["", "[[classical_links]]", f"a = {_toml_str(c.a)}", f"b = {_toml_str(c.b)}"]
         if c.latency_ms is not None:

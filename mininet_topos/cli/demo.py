@@ -319,6 +319,10 @@ def run(args: argparse.Namespace) -> int:
     except topo_mod.TopologyError as exc:
         print("\n".join(exc.problems), file=sys.stderr)
         return 2
+    if topo.multi_domain:
+        print(f"qkdnet demo: {args.topology}: a multi-domain topology ({', '.join(topo.domains)}); the demo "
+              f"runs one network: try `qkdnet up {args.topology} --domain NAME`", file=sys.stderr)
+        return 2
     pairs = far_pairs(topo)
     if not pairs:
         print(f"qkdnet demo: {topo.name} has no SAE pair at least {MIN_HOPS} hops apart", file=sys.stderr)

@@ -33,7 +33,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--wait-lock", type=float, default=None, metavar="SECONDS",
                    help="Mininet mode: wait at most this long for another Mininet network to "
                         "finish (default: as long as it runs)")
+    p.add_argument("--domain", metavar="NAME",
+                   help="multi-domain topology: bring up this one domain on its own (its nodes, "
+                        "QKD links and SAEs, under one QuSeC)")
     p.set_defaults(func=run)
+
+
+def one_network(topo: Any, domain: str | None, spec: str) -> tuple[Any, list[str]]:
+    """The network one QuSeC runs: the topology, or one domain of a multi-domain one."""
+    if domain is not None:
+        if not topo.multi_domain:
+            return None, [f"{spec}: --domain {domain}: the topology has no [[domains]]"]
+        if domain not in topo.domains:
+            return None, [f"{spec}: --domain {domain}: unknown domain; known: {', '.join(topo.domains)}"]
+        return topo.domain_view(domain), []
+    if topo.multi_domain:
+        return None, [f"{spec}: domains: {len(topo.domains)} domains ({', '.join(topo.domains)}); one "
+                      f"QuSeC runs one domain: choose one with --domain NAME"]
+    return topo, []
 
 
 def check_inputs(args: argparse.Namespace) -> tuple[Any, list[str]]:
@@ -49,6 +66,9 @@ def check_inputs(args: argparse.Namespace) -> tuple[Any, list[str]]:
         topo = topo_mod.load(args.topology)
     except topo_mod.TopologyError as exc:
         problems += exc.problems
+    if topo is not None:
+        topo, more = one_network(topo, getattr(args, "domain", None), args.topology)
+        problems += more
     policy = getattr(args, "policy", None)
     if policy:
         from quseccontroller.policy import PolicyError, load as load_policy

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import json
 from pathlib import Path
 
@@ -23,7 +24,9 @@ def cli(*argv: str) -> int:
 def test_list(capsys: pytest.CaptureFixture) -> None:
     assert cli("topo", "list") == 0
     out = capsys.readouterr().out
-    assert "metro8        8 nodes, 11 links, 4 SAEs (default)" in out
+    assert re.search(r"^metro8 +8 nodes, 11 links, 4 SAEs \(default\)$", out, re.M), out
+    assert re.search(r"^beijing_shanghai3 +14 nodes, 13 links, 4 SAEs; 3 domains, 2 interworking sites, "
+                     r"1 PQC link$", out, re.M), out
     for name in topology.shipped():
         assert name in out
     assert "mesh:N[:SEED]" in out
