@@ -1,15 +1,21 @@
-"""The Mininet CLI with QKD commands: ``qkey``, ``qpaths``, ``qlinks``, ``qnodes``, ``qpolicy reload``."""
+"""The Mininet CLI with QKD commands: ``qkey``, ``qpaths``, ``qlinks``, ``qnodes``, ``qlink``,
+``qpolicy reload``. Its tables of QuSeC's status are ``qkdnet links|paths``'s
+(``mininet_topos.cli.views``)."""
 from __future__ import annotations
 
 from typing import Any
 
 from mininet.cli import CLI
 
+from mininet_topos.cli.views import format_links, format_paths
+
+
 BANNER = """QKD commands (besides Mininet's own: nodes, net, pingall, link, NODE cmd, ...):
   qkey SAE_A SAE_B [N]   N keys (default 1) via ETSI 014 from inside the SAE hosts; shows the path
   qpaths                 QuSeC's active relay paths
   qlinks                 QKD links: rate and stored key at both ends
   qnodes                 nodes, their hosts, switches, addresses and whether the agent is registered
+  qlink A B down|up      take the switch link between nodes (or SAEs) A and B down, or up again
   qpolicy reload [FILE]  re-read the policy (or install FILE as the policy)
 """
 
@@ -26,25 +32,6 @@ def format_key_result(r: dict) -> str:
     return "\n".join(lines)
 
 
-def format_paths(status: dict) -> str:
-    paths = status.get("core", {}).get("paths", {})
-    if not paths:
-        return "no active relay paths"
-    return "\n".join(f"{pid}: {' -> '.join(p['nodes'])}  rule={p['rule']} share={p['share']} "
-                     f"flows={p['flows']}" for pid, p in paths.items())
-
-
-def format_links(status: dict) -> str:
-    links = status.get("core", {}).get("links", {})
-    if not links:
-        return "no QKD links reported yet"
-    out = [f"{'link':<22} {'ends':<24} {'rate b/s':>12}  stored bits (per end)   status"]
-    for lid, l in links.items():
-        stored = ", ".join(f"{n}={b}" for n, b in sorted(l.get("stored_bits", {}).items()))
-        out.append(f"{lid:<22} {l['a'] + ' - ' + l['b']:<24} {l['skr_bps']:>12.0f}  {stored:<22}  {l['status']}")
-    return "\n".join(out)
-
-
 def format_nodes(qnet: Any, status: dict) -> str:
     nodes = status.get("core", {}).get("nodes", {})
     out = [f"{'node':<18} {'host':<8} {'switch':<7} {'data ip':<12} {'mgmt ip':<13} registered"]
@@ -54,6 +41,48 @@ def format_nodes(qnet: Any, status: dict) -> str:
     for s in qnet.plan.sae_hosts:
         out.append(f"  SAE {s.sae} on {s.node}: host {s.name}, {s.ip}")
     return "\n".join(out)
+
+
+def resolve_node(plan: Any, name: str) -> str | None:
+    """The node ``name`` means: a node id, an SAE id (its node), or a host's Mininet name."""
+    for h in plan.node_hosts:
+        if name in (h.node, h.name):
+            return h.node
+    for s in plan.sae_hosts:
+        if name in (s.sae, s.name):
+            return s.node
+    return None
+
+
+def switch_neighbours(plan: Any, node: str) -> list[str]:
+    """The nodes whose switches have a link to ``node``'s switch."""
+    out = {l.node_b for l in plan.links if l.node_a == node} | \
+        {l.node_a for l in plan.links if l.node_b == node}
+    return sorted(out - {node})
+
+
+def qlink_target(plan: Any, line: str) -> tuple[str, str, bool] | str:
+    """``qlink A B down|up`` as (node A, node B, up), or the message to print instead."""
+    args = line.split()
+    if len(args) >= 3 and args[2] == "qkd":
+        return "qlink A B qkd ...: QKD link faults are not available yet (switch links only)"
+    if len(args) != 3 or args[2] not in ("down", "up"):
+        return "usage: qlink A B down|up   (A, B: node or SAE ids, as qnodes lists them)"
+    nodes = []
+    for name in args[:2]:
+        node = resolve_node(plan, name)
+        if node is None:
+            return (f"unknown node or SAE {name!r}; nodes: "
+                    + ", ".join(h.node for h in plan.node_hosts))
+        nodes.append(node)
+    a, b = nodes
+    if a == b:
+        return f"{args[0]} and {args[1]} are both on node {a}: no link between them"
+    if b not in switch_neighbours(plan, a):
+        near = switch_neighbours(plan, a)
+        return (f"nodes {a} and {b} are not neighbours (no switch link between them); "
+                f"{a}'s neighbours: {', '.join(near) or 'none'}")
+    return a, b, args[2] == "up"
 
 
 class QkdCLI(CLI):
@@ -98,6 +127,17 @@ class QkdCLI(CLI):
     def do_qnodes(self, _line: str) -> None:
         """qnodes: nodes, hosts, switches, addresses, registration."""
         print(format_nodes(self.qnet, self._status()))
+
+    def do_qlink(self, line: str) -> None:
+        """qlink A B down|up: the switch link between nodes (or SAEs) A and B down or up again."""
+        target = qlink_target(self.qnet.plan, line)
+        if isinstance(target, str):
+            print(target)
+            return
+        a, b, up = target
+        self.qnet.set_link(a, b, up)
+        print(f"switch link {self.qnet.switch_name(a)} - {self.qnet.switch_name(b)} "
+              f"(nodes {a} - {b}) {'up' if up else 'down'}")
 
     def do_qpolicy(self, line: str) -> None:
         """qpolicy reload [FILE]: re-read the policy file (or install FILE) in QuSeC."""

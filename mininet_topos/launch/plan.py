@@ -26,7 +26,7 @@ _SAE_NAME_OK = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,9}$")
 _RESERVED = {"dpctl", "dump", "exit", "gterm", "help", "intfs", "iperf", "iperfudp", "link",
              "links", "net", "nodes", "noecho", "pingall", "pingallfull", "pingpair",
              "pingpairfull", "ports", "px", "py", "quit", "sh", "source", "switch", "time",
-             "wait", "x", "xterm", "eof", "qkey", "qpaths", "qlinks", "qpolicy", "qnodes",
+             "wait", "x", "xterm", "eof", "qkey", "qpaths", "qlinks", "qlink", "qpolicy", "qnodes",
              "c0", "lo"}
 
 
