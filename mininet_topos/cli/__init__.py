@@ -20,6 +20,7 @@ SUBCOMMAND_MODULES = (
     "mininet_topos.cli.bench",    # bench
     "mininet_topos.provision.pki",            # pki
     "mininet_topos.cli.key",         # key
+    "mininet_topos.cli.status",      # status, links, paths, events (QuSeC's operator view)
     "mininet_topos.cli.topo",     # topo (generate / list shipped topologies)
     "mininet_topos.cli.clean",    # clean
     "mininet_topos.cli.mn",       # mn (Mininet's own, with the QKD topologies)
