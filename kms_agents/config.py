@@ -19,7 +19,7 @@ from kms_agents.qkd_module import DEFAULT_CAPACITY_BYTES
 
 DEFAULT_LISTEN = "127.0.0.1:0"
 TOP_LEVEL = ("node_id", "state_dir", "trust", "tls", "listen", "qusec", "limits", "caps", "relay", "links",
-             "peers", "saes", "graph")
+             "peers", "saes", "graph", "etsi020")
 
 
 class ConfigError(Exception):
@@ -104,6 +104,40 @@ class PeerConfig:
 
 
 @dataclass
+class Etsi020Peer:
+    """A KME this agent speaks ETSI GS QKD 020 with (typically the vKMS of another network)."""
+    kme_id: str
+    url: str                 # https://host:port of its GS QKD 020 API
+    identity: str            # what its certificate must name: urn:qusec:node:NAME, uri:URI, dns:NAME or cn:NAME
+    ca_cert: str = ""        # the CA of its network (default: [etsi020] ca_certs)
+
+
+ETSI020_IDENTITY_KINDS = ("urn:qusec:node:", "uri:", "dns:", "cn:")
+
+
+@dataclass
+class Etsi020Config:
+    """The ETSI GS QKD 020 server and client (docs/etsi020.md); every number must be positive."""
+    listen: str = DEFAULT_LISTEN
+    ca_certs: list[str] = field(default_factory=list)   # CAs trusted for 020 peers (default: [tls] ca_cert)
+    kme_id: str = ""                 # our KME ID as peers know it (default: node_id)
+    callback_url: str = ""           # where peers POST acks (default: https://ADVERTISED/kmapi/v1/ext_keys/ack)
+    sync_mode: bool = True           # serve the optional synchronous mode (advertised as a capability)
+    max_body_bytes: int = 1 << 20
+    max_keys_per_request: int = 1024
+    max_key_bytes: int = 1024
+    max_targets: int = 8
+    max_pending_per_peer: int = 4096  # keys and callbacks one peer may have waiting on us
+    request_s: float = 10.0          # a request must arrive whole within this (else 408)
+    call_timeout_s: float = 10.0     # each call we make to a peer
+    ack_timeout_s: float = 30.0      # a peer's acks for keys we sent must come within this
+    max_attempts: int = 3            # ext_keys / ack deliveries before we void instead
+    retry_s: float = 2.0             # back-off between attempts (doubling)
+    retention_s: float = 86400.0     # how long settled key IDs (never material) are remembered
+    peers: list[Etsi020Peer] = field(default_factory=list)
+
+
+@dataclass
 class AgentConfig:
     node_id: str
     state_dir: str
@@ -122,6 +156,7 @@ class AgentConfig:
     limits: Limits = field(default_factory=Limits)
     caps: Caps = field(default_factory=Caps)
     relay: RelayConfig = field(default_factory=RelayConfig)
+    etsi020: Etsi020Config | None = None      # None: no GS QKD 020 server
     source: str = ""
 
     def local_saes(self) -> list[str]:
@@ -183,6 +218,55 @@ def _positive_section(cls, data: dict, name: str, source: str, problems: list[st
         if isinstance(value, (int, float)) and not isinstance(value, bool) and value <= 0:
             problems.append(f"{source}: [{name}]: {f.name}: must be positive, got {value}")
     return out
+
+
+def _parse_etsi020(data: Any, source: str, p: list[str]) -> Etsi020Config | None:
+    where = f"{source}: [etsi020]"
+    if not isinstance(data, dict):
+        p.append(f"{where}: expected a table")
+        return None
+    plain = {k: v for k, v in data.items() if k not in ("peers", "ca_certs")}
+    cfg = _dataclass_from(Etsi020Config, plain, where, p) or Etsi020Config()
+    for f in fields(Etsi020Config):
+        value = getattr(cfg, f.name)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value <= 0:
+            p.append(f"{where}: {f.name}: must be positive, got {value}")
+    cfg.listen = _check_addr(cfg.listen, f"{where}: listen", p)
+    if cfg.callback_url and not cfg.callback_url.startswith("https://"):
+        p.append(f"{where}: callback_url: an https:// URL is required")
+    cas = data.get("ca_certs", [])
+    if not isinstance(cas, list) or not all(isinstance(c, str) for c in cas):
+        p.append(f"{where}: ca_certs: expected a list of file paths")
+        cas = []
+    for c in cas:
+        if not Path(c).is_file():
+            p.append(f"{where}: ca_certs: file not found: {c}")
+    cfg.ca_certs = list(cas)
+    peers_in = data.get("peers", [])
+    if not isinstance(peers_in, list):
+        p.append(f"{where}: peers: expected [[etsi020.peers]] tables")
+        peers_in = []
+    for i, pd in enumerate(peers_in):
+        pw = f"{where}: peers[{i}] ({pd.get('kme_id', '?') if isinstance(pd, dict) else '?'})"
+        if not isinstance(pd, dict):
+            p.append(f"{pw}: expected a table")
+            continue
+        peer = _dataclass_from(Etsi020Peer, pd, pw, p, ("kme_id", "url", "identity"))
+        if peer is None:
+            continue
+        if not peer.url.startswith("https://"):
+            p.append(f"{pw}: url: an https:// URL is required")
+        kind = next((k for k in ETSI020_IDENTITY_KINDS if peer.identity.startswith(k)), None)
+        if kind is None or len(peer.identity) == len(kind):
+            p.append(f"{pw}: identity: expected urn:qusec:node:NAME, uri:URI, dns:NAME or cn:NAME, "
+                     f"got {peer.identity!r}")
+        if peer.ca_cert and not Path(peer.ca_cert).is_file():
+            p.append(f"{pw}: ca_cert: file not found: {peer.ca_cert}")
+        cfg.peers.append(peer)
+    ids = [peer.kme_id for peer in cfg.peers]
+    for dup in sorted({k for k in ids if ids.count(k) > 1}):
+        p.append(f"{where}: peers: kme_id {dup!r} appears twice")
+    return cfg
 
 
 def _unknown_top_level(key: str, value: Any, source: str) -> str:
@@ -272,6 +356,7 @@ def parse_config(data: dict, source: str = "<config>") -> AgentConfig:
                                               for v in graph.values()):
         p.append(f"{source}: [graph]: expected NODE = [\"neighbour\", ...] entries")
         graph = {}
+    etsi020 = _parse_etsi020(data["etsi020"], source, p) if "etsi020" in data else None
     for k, v in data.items():
         if k not in TOP_LEVEL:
             p.append(_unknown_top_level(k, v, source))
@@ -283,7 +368,7 @@ def parse_config(data: dict, source: str = "<config>") -> AgentConfig:
                        advertise_host=listen.get("advertise_host", ""), qusec_addr=qusec_addr,
                        trust=int(data.get("trust", 3)), links=links, peers=peers, saes=dict(saes),
                        graph={k: list(v) for k, v in graph.items()},
-                       limits=limits, caps=caps, relay=relay, source=source)
+                       limits=limits, caps=caps, relay=relay, etsi020=etsi020, source=source)
 
 
 def load_config(path: str | Path) -> AgentConfig:
@@ -343,6 +428,10 @@ def to_toml(cfg: AgentConfig) -> str:
                              {k: v for k, v in asdict(peer).items() if k != "node"})
     for link in cfg.links:
         lines += ["\n[[links]]"] + _toml_table("x", asdict(link))[1:]
+    if cfg.etsi020 is not None:
+        lines += _toml_table("etsi020", {k: v for k, v in asdict(cfg.etsi020).items() if k != "peers"})
+        for peer in cfg.etsi020.peers:
+            lines += ["\n[[etsi020.peers]]"] + _toml_table("x", asdict(peer))[1:]
     return "\n".join(lines) + "\n"
 
 
