@@ -19,6 +19,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from mininet_topos.launch.controller import Controller
 from quseccontroller.proto import control_pb2, control_pb2_grpc
 from tests.helpers.agent_standin import TestAgent, channel, link, status_details
+from tests.helpers.etsi015_yang import validate_export
 from tests.helpers.pki import make_pki
 
 pytestmark = pytest.mark.integration
@@ -181,6 +182,11 @@ def test_granted_path_is_answered_after_every_authorisation_is_acked(ctl, pki):
         assert reply.expires_unix_ms > time.time() * 1000 and reply.rule == "default"
         trailers = dict(call.trailing_metadata())
         assert float(trailers["qusec-gateway-ms"]) >= float(trailers["qusec-app-ms"]) >= 0
+        status, body = https(ctl, pki, "/etsi015")   # an operator's: see test_attacks_controller.py
+        assert status == 200
+        validate_export(etsi := json.loads(body))      # RFC 7951 data of the vendored YANG
+        assert {l.get("qusec-etsi-qkd-node-ext:path_id") for l in
+                etsi["B"]["etsi-qkd-sdn-node:qkd_node"]["qkd_links"]["qkd_link"]} >= {path.path_id}
         assert a.stub.ReleasePath(control_pb2.ReleaseRequest(path_id=path.path_id), timeout=5).released
         wait_for(lambda: path.path_id in b.revoked, what="revocation at B")
         assert b.revoked[path.path_id] == "released"
@@ -190,8 +196,9 @@ def test_granted_path_is_answered_after_every_authorisation_is_acked(ctl, pki):
         assert granted and granted[0] >= 1
         assert "qusec_path_setup_seconds_count" in body and "qusec_paths_active" in body
         assert 'qusec_link_key_bits{link="BD",node="D"} 1e+08' in body
-        status, body = https(ctl, pki, "/etsi015")   # an operator's: see test_attacks_controller.py
-        assert status == 200 and isinstance(json.loads(body), dict)
+        status, body = https(ctl, pki, "/etsi015")
+        assert status == 200
+        validate_export(json.loads(body))
         # A report that takes BD down: new requests avoid it.
         d.report([link("BD", "B", stored_bits=0, status=control_pb2.LINK_STATUS_OFF)])
         def refused():
