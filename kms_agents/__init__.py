@@ -8,3 +8,13 @@ made locally, from a direct link or relayed), ``kms_agents.keysource`` /
 certificates and config it is given; it issues none. docs/agent.md, docs/etsi014.md and
 docs/relay.md describe them.
 """
+from __future__ import annotations
+
+
+def version() -> str:
+    """The installed ``qusec`` distribution's version (``--version``); "unknown" when not installed."""
+    from importlib.metadata import PackageNotFoundError, version as dist_version
+    try:
+        return dist_version("qusec")
+    except PackageNotFoundError:
+        return "unknown"

@@ -20,7 +20,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from kms_agents import metrics, rpc
+from kms_agents import logformat, metrics, rpc, version
 from kms_agents.channels import PeerChannels
 from kms_agents.config import AgentConfig, ConfigError, load_config
 from kms_agents.etsi004 import Etsi004Servicer, KeyStreams
@@ -180,9 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kms-agent", description="Run one node's vKMS agent.")
     parser.add_argument("--config", required=True, type=Path, help="agent TOML config (docs/agent.md)")
     parser.add_argument("--log-level", default=os.environ.get("QUSEC_LOG_LEVEL", "INFO"))
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logformat.configure(args.log_level.upper())   # logfmt lines on stderr (docs/agent.md)
     try:
         cfg = load_config(args.config)
     except ConfigError as exc:

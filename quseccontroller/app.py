@@ -25,7 +25,7 @@ from os_ken.lib.packet import arp, ethernet, ether_types, ipv4, packet
 from os_ken.ofproto import ofproto_v1_3
 from os_ken.topology import event as topo_event
 
-from quseccontroller import lldpfix, options
+from quseccontroller import lldpfix, logformat, options
 from quseccontroller.bridge import AppBridgeServer
 from quseccontroller.core import QuSeCCore
 from quseccontroller.dispatch import BridgeDispatch
@@ -37,6 +37,7 @@ from quseccontroller.supervisor import GatewaySupervisor, exit_with_parent
 from quseccontroller.switchgate import SwitchGate
 
 LOG = logging.getLogger(__name__)
+logformat.adopt_osken_handlers()  # os-ken's own handlers write QuSeC's logfmt lines from here on
 lldpfix.install()  # before os_ken.topology starts its link-expiry thread
 
 CONF = cfg.CONF

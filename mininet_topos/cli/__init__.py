@@ -12,6 +12,8 @@ import importlib
 import logging
 import sys
 
+from quseccontroller import logformat, version
+
 # Order is the order shown in --help.
 SUBCOMMAND_MODULES = (
     "mininet_topos.cli.up",          # up
@@ -38,7 +40,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMAND_MODULES:
         importlib.import_module(name).add_parser(sub)
+    _add_version(parser, f"qkdnet {version()}")
     return parser
+
+
+def _add_version(parser: argparse.ArgumentParser, text: str) -> None:
+    """``--version`` on the parser and on every sub-command's, at any depth."""
+    parser.add_argument("--version", action="version", version=text)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):   # aliases share a parser
+                _add_version(child, text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,10 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    logging.basicConfig(
-        level=logging.WARNING - 10 * min(args.verbose, 2),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    logformat.configure(logging.WARNING - 10 * min(args.verbose, 2))   # logfmt, as QuSeC's
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from quseccontroller import options
+from quseccontroller import logformat, options
 
 LOG = logging.getLogger(__name__)
 
@@ -156,8 +156,10 @@ class Controller:
         return self.config_file
 
     def argv(self) -> list[str]:
+        log_config = self.state_dir / "osken-logging.ini"   # logfmt from os-ken's first line on
+        log_config.write_text(logformat.OSKEN_LOG_CONFIG)
         argv = [osken_manager(), "--config-file", str(self.write_config()),
-                "--ofp-listen-host", self._of[0]]
+                "--log-config-file", str(log_config), "--ofp-listen-host", self._of[0]]
         if self.of_tls:   # osken-manager's own flags: TLS only, switch certificates required
             ca, cert, key = self.of_tls
             argv += ["--ofp-ssl-listen-port", str(self._of[1]), "--ctl-privkey", key,
@@ -188,7 +190,8 @@ class Controller:
                                                  cwd=self.state_dir, start_new_session=True)
         argv = self.argv()
         self._log = open(self.log_file, "ab")
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        warnings = ",".join(filter(None, (os.environ.get("PYTHONWARNINGS"), logformat.OSKEN_PYTHONWARNINGS)))
+        env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONWARNINGS=warnings)
         LOG.info("starting QuSeC: %s", " ".join(argv))
         self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, env=env, cwd=self.state_dir,

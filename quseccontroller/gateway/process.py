@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 
-from quseccontroller import options
+from quseccontroller import logformat, options, version
 from quseccontroller.bridge import bridge_socket_path
 from quseccontroller.gateway.control import SERVICE, ControlServicer
 from quseccontroller.gateway.httpd import serve_http
@@ -89,6 +89,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m quseccontroller.gateway",
                                 description="QuSeC gRPC gateway: serves the control API for the "
                                             "os-ken app over a Unix-socket bridge.")
+    p.add_argument("--version", action="version", version=f"quseccontroller.gateway {version()}")
     return options.add_gateway_flags(p)
 
 
@@ -138,7 +139,7 @@ async def serve(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logformat.configure(logging.INFO)   # logfmt lines on stderr, the launcher's gateway.log
     tls = (args.ca_cert, args.cert, args.key)
     if any(tls) and not all(tls):
         print("gateway: --ca-cert, --cert and --key go together", file=sys.stderr)

@@ -44,7 +44,7 @@ def test_the_apps_oslo_options_are_the_tables() -> None:
 
 def test_the_gateways_flags_are_the_tables() -> None:
     p = process.parser()
-    flags = {a.option_strings[0]: a.dest for a in p._actions if a.dest != "help"}
+    flags = {a.option_strings[0]: a.dest for a in p._actions if a.dest not in ("help", "version")}
     assert set(flags) == GATEWAY_FLAGS
     assert set(flags.values()) == {o.name for o in options.gateway_options()}
     assert vars(process.parse_args([])) == _gateway_defaults()
