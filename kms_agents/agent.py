@@ -25,6 +25,7 @@ from kms_agents.channels import PeerChannels
 from kms_agents.config import AgentConfig, ConfigError, load_config
 from kms_agents.etsi004 import Etsi004Servicer, KeyStreams
 from kms_agents.etsi014 import Etsi014Server
+from kms_agents.etsi020.node import Etsi020Node
 from kms_agents.keysource import KeySource, KeySourceError, make_key_source
 from kms_agents.keystore import KeyStore
 from kms_agents.peers import PeerClient, PeerServicer
@@ -93,6 +94,9 @@ class Agent:
                                 etsi004_pb2.DESCRIPTOR.services_by_name["KeyDelivery"])
         self.etsi014 = Etsi014Server(self.service, config.listen_etsi014, tls.ca_cert, tls.cert, tls.key,
                                      caps=config.caps)
+        # ETSI GS QKD 020 toward KMEs of other networks ([etsi020], docs/etsi020.md)
+        self.etsi020 = None if config.etsi020 is None else Etsi020Node(
+            config.etsi020, tls, self.node_id, config.saes, self.store, advertise_host=config.advertise_host)
         self.metrics_http, self.metrics_port = metrics.serve(config.listen_metrics)
         metrics.watch_levels(self.levels)
         self._stopped = threading.Event()
@@ -131,13 +135,16 @@ class Agent:
                 "metrics_url": f"http://{self._metrics_host()}:{self.metrics_port}/metrics",
                 "links": [{"id": lk.link_id, "peer": lk.peer_node, "kind": lk.kind, "rate_bps": lk.rate_bps}
                           for lk in self.links],
-                "saes": self.config.local_saes()}
+                "saes": self.config.local_saes(),
+                **({"etsi020_url": self.etsi020.url} if self.etsi020 else {})}
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
         for server in (self.relay_server, self.etsi004_server):
             server.start()
         self.etsi014.start()
+        if self.etsi020:
+            self.etsi020.start()
         self.relay.start()   # registers with QuSeC: the endpoints are final once every server serves
         tmp = self.agent_json.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.endpoints, indent=2) + "\n")
@@ -155,6 +162,8 @@ class Agent:
         for server in (self.relay_server, self.etsi004_server):
             server.draining()
         self.etsi014.stop()
+        if self.etsi020:
+            self.etsi020.stop()
         for server in (self.etsi004_server, self.relay_server):
             server.stop(grace=1.0)
         self.streams.close_executor()
