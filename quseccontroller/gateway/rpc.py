@@ -237,9 +237,10 @@ class RpcServer:
     full service name). Make it inside the event loop that will run it."""
 
     def __init__(self, listen: str, credentials: grpc.ServerCredentials | None, *,
-                 services: Iterable[tuple[Callable, Any, str]], what: str = "--grpc-listen"):
+                 services: Iterable[tuple[Callable, Any, str]], what: str = "--grpc-listen",
+                 options: Iterable[tuple[str, Any]] = ()):
         self.health = health.aio.HealthServicer()
-        self.server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        self.server = grpc.aio.server(options=[("grpc.so_reuseport", 0), *options])
         names = []
         for add, servicer, name in services:
             add(servicer, self.server)

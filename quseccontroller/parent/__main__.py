@@ -1,0 +1,3 @@
+from quseccontroller.parent.server import main
+
+raise SystemExit(main())
