@@ -124,7 +124,7 @@ class Topology:
                                ends={dx: x, dy: y})
         for p in self.pqc_links:
             da, db = self.nodes[p.a].domain, self.nodes[p.b].domain
-            g.add_edge(da, db, key=p.id, kind="pqc", ends={da: p.a, db: p.b})
+            g.add_edge(da, db, key=p.id, kind="pqc", link=p.id, ends={da: p.a, db: p.b})
         return g
 
     def site_of(self, node: str) -> Interworking | None:

@@ -11,6 +11,17 @@
     b = "B"
     latency_ms = 2.5    # one relay hop over this link, for policy metric "latency"
 
+    [domain]            # only when the network is one domain of several under a parent
+    id = "beijing"
+    transit = true      # carries other domains' keys across itself (default true)
+
+    [[borders]]         # where keys leave for another domain (the parent sees these, nothing else)
+    node = "BJ-IW"      # a node of [[nodes]]: an interworking site's KME or a PQC link's end
+    crossing = "bj-site"
+    kind = "etsi020"    # "etsi020" (interworking site) or "pqc" (post-quantum link)
+    peer_domain = "trunk"
+    peer_node = "T-BJ"
+
 QuSeC takes node ids, trust levels, SAEs and QKD links from here, never from what a node says
 in its Register (``quseccontroller.registration`` checks a Register against it). Not the
 topology file format: the controller is given this file and knows nothing of how the network
@@ -28,9 +39,12 @@ from pathlib import Path
 from typing import Any
 
 from quseccontroller import tomlfile
+from quseccontroller.abstract import KINDS, Border
 from quseccontroller.tomlfile import FileProblems
 
-TOP_FIELDS = ("nodes", "links")
+TOP_FIELDS = ("nodes", "links", "domain", "borders")
+DOMAIN_FIELDS = ("id", "transit")
+BORDER_FIELDS = ("node", "crossing", "kind", "peer_domain", "peer_node")
 NODE_FIELDS = ("id", "trust", "saes")
 LINK_FIELDS = ("id", "a", "b", "latency_ms")
 TRUST_LEVELS = range(1, 6)
@@ -67,6 +81,9 @@ class Inventory:
     links: tuple[InventoryLink, ...] = ()
     source: str = "<no inventory>"
     nodes: tuple[InventoryNode, ...] = ()
+    domain: str = ""                      # "": a network of its own, no parent
+    transit: bool = True
+    borders: tuple[Border, ...] = ()
 
     @cached_property
     def _by_id(self) -> dict[str, InventoryLink]:
@@ -208,6 +225,53 @@ def _links(raw: Any, source: str, problems: list[str], known: set[str]) -> tuple
     return tuple(out)
 
 
+def _domain(raw: Any, source: str, problems: list[str]) -> tuple[str, bool]:
+    if not isinstance(raw, dict):
+        problems.append(f"{source}: domain: must be a table ([domain]), got {raw!r}")
+        return "", True
+    problems.extend(_unknown(f"{source}: domain", key, DOMAIN_FIELDS) for key in raw if key not in DOMAIN_FIELDS)
+    ident, transit = raw.get("id"), raw.get("transit", True)
+    if not isinstance(ident, str) or not ident:
+        problems.append(f"{source}: domain: id: must be a non-empty string, got {ident!r}")
+        ident = ""
+    if not isinstance(transit, bool):
+        problems.append(f"{source}: domain: transit: must be true or false, got {transit!r}")
+        transit = True
+    return ident, transit
+
+
+def _borders(raw: Any, source: str, problems: list[str], known: set[str], domain: str) -> tuple[Border, ...]:
+    if not isinstance(raw, list):
+        problems.append(f"{source}: borders: must be an array of tables ([[borders]]), got {raw!r}")
+        return ()
+    if raw and not domain:
+        problems.append(f"{source}: borders: a network with borders is a domain: give [domain] id")
+    out: list[Border] = []
+    for _i, item, where, ok in _tables(raw, source, "borders", BORDER_FIELDS, problems):
+        vals = {}
+        for key in BORDER_FIELDS:
+            val = item.get(key)
+            if not isinstance(val, str) or not val:
+                problems.append(f"{where}: {key}: must be a non-empty string, got {val!r}")
+                ok = False
+            vals[key] = val
+        if ok and vals["node"] not in known:
+            problems.append(f"{where}: node: {vals['node']!r} is not a node of the inventory")
+            ok = False
+        if ok and vals["kind"] not in KINDS:
+            problems.append(f"{where}: kind: must be one of {', '.join(KINDS)}, got {vals['kind']!r}")
+            ok = False
+        if ok and vals["peer_domain"] == domain:
+            problems.append(f"{where}: peer_domain: {domain!r} is this domain")
+            ok = False
+        if ok and any(b.node == vals["node"] and b.crossing == vals["crossing"] for b in out):
+            problems.append(f"{where}: node {vals['node']!r} and crossing {vals['crossing']!r} given twice")
+            ok = False
+        if ok:
+            out.append(Border(vals["node"], vals["crossing"], vals["kind"], vals["peer_domain"], vals["peer_node"]))
+    return tuple(out)
+
+
 def parse(data: dict, source: str = "<inventory>") -> Inventory:
     """Build an Inventory from parsed TOML, or raise InventoryError listing every problem."""
     problems: list[str] = []
@@ -216,9 +280,11 @@ def parse(data: dict, source: str = "<inventory>") -> Inventory:
             problems.append(_unknown(f"{source}: top level", key, TOP_FIELDS))
     nodes = _nodes(data.get("nodes", []), source, problems)
     links = _links(data.get("links", []), source, problems, {n.id for n in nodes})
+    domain, transit = _domain(data["domain"], source, problems) if "domain" in data else ("", True)
+    borders = _borders(data.get("borders", []), source, problems, {n.id for n in nodes}, domain)
     if problems:
         raise InventoryError(problems)
-    return Inventory(links, source, nodes)
+    return Inventory(links, source, nodes, domain, transit, borders)
 
 
 def load(path: str | Path) -> Inventory:
@@ -229,6 +295,11 @@ def load(path: str | Path) -> Inventory:
 def dumps(inv: Inventory, comment: str = "") -> str:
     """The inventory as TOML that ``parse`` reads back (``comment``: lines put on top as # ...)."""
     out = [f"# {line}".rstrip() for line in comment.splitlines()]
+    if inv.domain:
+        if out:
+            out.append("")
+        out += ["[domain]", f"id = {json.dumps(inv.domain, ensure_ascii=False)}",
+                f"transit = {'true' if inv.transit else 'false'}"]
     for node in inv.nodes:
         if out:
             out.append("")
@@ -243,4 +314,7 @@ def dumps(inv: Inventory, comment: str = "") -> str:
                 f"b = {json.dumps(link.b, ensure_ascii=False)}"]
         if link.latency_ms is not None:
             out.append(f"latency_ms = {float(link.latency_ms)!r}")
+    for b in inv.borders:
+        out += ["", "[[borders]]"] + [f"{k} = {json.dumps(getattr(b, k), ensure_ascii=False)}"
+                                      for k in BORDER_FIELDS]
     return "\n".join(out) + "\n"

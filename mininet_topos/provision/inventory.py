@@ -7,7 +7,10 @@ from pathlib import Path
 import networkx as nx
 
 from mininet_topos.model import Topology
+from dataclasses import replace
+
 from quseccontroller import inventory
+from quseccontroller.abstract import Border
 from quseccontroller.inventory import Inventory, InventoryLink, InventoryNode
 
 
@@ -45,6 +48,25 @@ def build(topo: Topology) -> Inventory:
                   for n in topo.nodes.values())
     return Inventory(tuple(InventoryLink(link.id, link.a, link.b, lat[link.id]) for link in topo.links),
                      source=f"<inventory of {topo.name}>", nodes=nodes)
+
+
+def borders_of(topo: Topology, domain: str) -> tuple[Border, ...]:
+    """Where keys leave ``domain``: its KMEs of interworking sites and its ends of PQC links."""
+    out = []
+    for x, y, data in topo.domain_graph().edges(data=True):
+        if domain not in (x, y):
+            continue
+        peer = y if x == domain else x
+        crossing = data["site"] if data["kind"] == "etsi020" else data["link"]
+        out.append(Border(data["ends"][domain], crossing, data["kind"], peer, data["ends"][peer]))
+    return tuple(sorted(out, key=lambda b: (b.node, b.crossing, b.peer_domain)))
+
+
+def build_domain(topo: Topology, domain: str) -> Inventory:
+    """The inventory of one domain's QuSeC: the domain's own nodes and links, its id, its borders."""
+    inv = build(topo.domain_view(domain))
+    return replace(inv, source=f"<inventory of {topo.name} domain {domain}>", domain=domain,
+                   borders=borders_of(topo, domain))
 
 
 def write(topo: Topology, path: str | Path) -> Path:

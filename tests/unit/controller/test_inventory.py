@@ -117,7 +117,7 @@ def test_every_problem_at_once_and_file_errors(tmp_path):
         inventory.parse({"links": [dict(LINK, latency_ms="x"), {"a": "A"}], "nodes": NODES,
                          "colour": []}, "inv.toml")
     assert err.value.problems == [
-        "inv.toml: top level: colour: unknown field (one of nodes, links)",
+        "inv.toml: top level: colour: unknown field (one of nodes, links, domain, borders)",
         "inv.toml: links[1] (A-B): latency_ms: must be a number >= 0, got 'x'",
         "inv.toml: links[2]: id: missing (required)",
         "inv.toml: links[2]: b: missing (required)",
@@ -154,3 +154,39 @@ def test_a_link_joins_two_nodes_of_the_inventory():
     # node join, and says so.
     assert one_problem({"nodes": [{"id": "A"}], "links": [LINK]}) == \
         "inv.toml: links[1] (A-B): b: 'B' is not a node of the inventory (add it to [[nodes]])"
+
+
+def test_a_domain_and_its_borders() -> None:
+    from quseccontroller.abstract import Border
+    from quseccontroller.inventory import dumps, parse
+    data = {"domain": {"id": "beijing", "transit": False},
+            "nodes": [{"id": "BJ1"}, {"id": "BJ-IW"}],
+            "borders": [{"node": "BJ-IW", "crossing": "bj-site", "kind": "etsi020", "peer_domain": "trunk",
+                         "peer_node": "T-BJ"}]}
+    inv = parse(data, "inv.toml")
+    assert (inv.domain, inv.transit) == ("beijing", False)
+    assert inv.borders == (Border("BJ-IW", "bj-site", "etsi020", "trunk", "T-BJ"),)
+    import tomllib
+    assert parse(tomllib.loads(dumps(inv)), "again") == parse(data, "again")
+
+
+def test_bad_borders_are_named() -> None:
+    from quseccontroller.inventory import InventoryError, parse
+    data = {"nodes": [{"id": "BJ1"}],
+            "borders": [{"node": "BJ9", "crossing": "s", "kind": "etsi020", "peer_domain": "t", "peer_node": "X"},
+                        {"node": "BJ1", "crossing": "s", "kind": "wormhole", "peer_domain": "t", "peer_node": "X"},
+                        {"node": "BJ1", "crossing": "s", "kind": "pqc", "peer_domain": "", "peer_node": "X",
+                         "colour": 1}]}
+    with pytest.raises(InventoryError) as info:
+        parse(data, "inv.toml")
+    assert info.value.problems == [
+        "inv.toml: borders: a network with borders is a domain: give [domain] id",
+        "inv.toml: borders[1]: node: 'BJ9' is not a node of the inventory",
+        "inv.toml: borders[2]: kind: must be one of etsi020, pqc, got 'wormhole'",
+        "inv.toml: borders[3]: colour: unknown field (one of node, crossing, kind, peer_domain, peer_node)",
+        "inv.toml: borders[3]: peer_domain: must be a non-empty string, got ''",
+    ]
+    with pytest.raises(InventoryError) as info:
+        parse({"domain": {"id": "d", "transit": "yes", "name": "x"}}, "inv.toml")
+    assert info.value.problems == ["inv.toml: domain: name: unknown field (one of id, transit)",
+                                   "inv.toml: domain: transit: must be true or false, got 'yes'"]

@@ -120,3 +120,23 @@ def test_written_nodes_are_what_qusec_loads(tmp_path):
     topo = topology.loads(NODES + QKD + SAES, "t.toml")
     loaded = inventory.load(provision.write(topo, tmp_path / "inventory.toml"))
     assert loaded.nodes == provision.build(topo).nodes and loaded.node("A").saes == ("sae-a", "sae-a2")
+
+
+def test_a_domains_inventory_holds_its_nodes_and_borders_only() -> None:
+    import tomllib
+
+    from mininet_topos import topology
+    from mininet_topos.provision.inventory import build_domain
+    from quseccontroller.abstract import Border
+    from quseccontroller.inventory import dumps, parse
+    topo = topology.load("beijing_shanghai3")
+    inv = build_domain(topo, "trunk")
+    assert inv.domain == "trunk" and inv.transit
+    assert {n.id for n in inv.nodes} == {"T-BJ", "T-R1", "T-JN", "T-R2", "T-HF", "T-SH"}
+    assert inv.borders == (Border("T-BJ", "bj-site", "etsi020", "beijing", "BJ-IW"),
+                           Border("T-SH", "sh-site", "etsi020", "shanghai", "SH-IW"))
+    bj = build_domain(topo, "beijing")
+    assert [(b.node, b.kind, b.peer_node) for b in bj.borders] == [("BJ-IW", "etsi020", "T-BJ"),
+                                                                   ("BJ3", "pqc", "SH3")]
+    assert parse(tomllib.loads(dumps(bj)), "x") == parse(tomllib.loads(dumps(bj)), "x")
+    assert parse(tomllib.loads(dumps(bj)), "x").borders == bj.borders
