@@ -608,7 +608,9 @@ def counted(fn: Callable) -> Callable:
             metrics.requests("etsi004", fn.__name__, "CANCELLED")
             raise
         except BaseException:
-            metrics.requests("etsi004", fn.__name__, metrics.grpc_status(context.code() or grpc.StatusCode.UNKNOWN))
+            # context.abort() raised: the status it set is the call's (UNKNOWN if none was)
+            code = context.code() if hasattr(context, "code") else None
+            metrics.requests("etsi004", fn.__name__, metrics.grpc_status(code or grpc.StatusCode.UNKNOWN))
             raise
         chunk = len(reply.key_buffer) if isinstance(reply, pb.GetKeyResponse) and reply.status == S.SUCCESSFUL else 0
         metrics.requests("etsi004", fn.__name__, "OK", keys=1 if chunk else 0, key_bits=8 * chunk)
