@@ -117,7 +117,11 @@ class Kme:
                 done = await asyncio.wait_for(asyncio.shield(relay), self.cfg.request_s)
             except TimeoutError:
                 raise unavailable(server_side_general_error="the relay did not finish in time") from None
-            return 200, ack_calls(known + done)[0]
+            calls = ack_calls(known + done)
+            if len(calls) != 1 or sum(len(c["key_id_container"]) for c in calls[0]) != len(req.keys):
+                # a retry of keys whose relay is still under way: their outcome is not known yet
+                raise unavailable(server_side_general_error="the relay of some of these keys is still under way")
+            return 200, calls[0]
         self._spawn(self._relay(peer, req, new, local, remote))
         if known:   # a retry of keys already settled: ack them again
             for call in ack_calls(known):
@@ -180,6 +184,10 @@ class Kme:
 
     def _void_both(self, peer: str, req) -> tuple[list[Outcome], list[tuple[SentKey, str]]]:
         # a void may name keys the peer passed us, or (the other direction) keys we passed it
+        with self.store.store.transaction():
+            return self._void_both_tx(peer, req)
+
+    def _void_both_tx(self, peer: str, req) -> tuple[list[Outcome], list[tuple[SentKey, str]]]:
         sent = {k.key_id: k for k in self.store.sent(req.key_ids) if k.peer == peer}
         changes = [(k, rules.TX_VOIDED) for k in sent.values() if k.state not in rules.TX_FINAL]
         self.store.set_sent([k.key_id for k, _ in changes], rules.TX_VOIDED)
@@ -196,7 +204,9 @@ class Kme:
         """Pass keys to a peer KME: None once it accepted them (202; its acks settle them later),
         or, with ``sync``, their outcomes. Raises :class:`SendRefused` for a 400/401 (nothing
         is held on either side then); any other failure leaves the keys to be retried, then voided."""
-        session = self.sessions[kme_id]
+        session = self.sessions.get(kme_id)
+        if session is None:
+            raise ValueError(f"KME {kme_id!r} is not a configured [[etsi020.peers]] entry")
         now = self.clock()
         await self._db(self.store.record_sent, kme_id, list(keys), initiator, list(targets),
                        now + self.cfg.ack_timeout_s, now)
@@ -215,10 +225,15 @@ class Kme:
             answer = None
         if answer is not None and status == 202 and not sync:
             return None
-        if answer is not None and status == 200 and sync and isinstance(answer.body, list):
-            outcomes = outcomes_of(parse_acks(answer.body))
-            self._settle(await self._db(self.store.apply_acks, session.peer.kme_id, outcomes))
-            return outcomes
+        if answer is not None and status == 200 and sync:
+            try:
+                outcomes = outcomes_of(parse_acks(answer.body))
+                self._settle(await self._db(self.store.apply_acks, session.peer.kme_id, outcomes))
+                return outcomes
+            except (Problem, KeyError, rules.AckRefused) as exc:   # an answer we cannot use: as no answer
+                log.warning("etsi020: KME %s answered ext_keys with acks we cannot apply: %s",
+                            session.peer.kme_id, exc)
+                status = None
         action = rules.after_failure(status, attempts, self.cfg.max_attempts)
         if action == rules.FORGET:
             await self._db(self.store.forget_sent, ids)

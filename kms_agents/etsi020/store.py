@@ -192,7 +192,8 @@ class ExtKeyStore:
 
     def voiding_received(self, peer: str, key_ids: Sequence[str]) -> None:
         """Our ack of these keys never reached the peer: void them here before telling the peer."""
-        self.void_received(peer, key_ids, "", ())
+        if key_ids:
+            self.void_received(peer, key_ids, "", ())
 
     # -- sent keys ------------------------------------------------------------------------------
     def record_sent(self, peer: str, keys: Sequence[ExtKey], initiator: str, targets: Sequence[str],

@@ -56,7 +56,7 @@ def problems(data: dict) -> list[str]:
     return e.value.problems
 
 
-KNOWN = "known: caps, graph, limits, links, listen, node_id, peers, qusec, relay, saes, state_dir, tls, trust"
+KNOWN = "known: caps, etsi020, graph, limits, links, listen, node_id, peers, qusec, relay, saes, state_dir, tls, trust"
 
 
 def test_unknown_top_level_names_are_refused(tmp_path: Path) -> None:
