@@ -598,8 +598,8 @@ UNAUTHENTICATED = "a client certificate naming the SAE is required"
 
 def counted(fn: Callable) -> Callable:
     """Count every answered call of an aio gRPC method ``fn(self, request, context)`` by method and
-    gRPC status code (``qusec_agent_requests_total{api="etsi004"}``); a chunk handed out counts as
-    delivered."""
+    gRPC status code (``qusec_agent_requests_total{api="etsi004"}``), an answer also by the ETSI 004
+    status it carries; a chunk handed out counts as delivered."""
     @functools.wraps(fn)
     async def call(self: Any, request: Any, context: Any) -> Any:
         try:
@@ -614,6 +614,7 @@ def counted(fn: Callable) -> Callable:
             raise
         chunk = len(reply.key_buffer) if isinstance(reply, pb.GetKeyResponse) and reply.status == S.SUCCESSFUL else 0
         metrics.requests("etsi004", fn.__name__, "OK", keys=1 if chunk else 0, key_bits=8 * chunk)
+        metrics.etsi004_answered(fn.__name__, S.Name(reply.status))
         return reply
     return call
 

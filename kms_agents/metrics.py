@@ -36,6 +36,8 @@ KEYS_DELIVERED = Counter("qusec_agent_keys_delivered", "Keys handed to SAEs, by 
                          ["api", "endpoint"], registry=REGISTRY)
 KEY_BITS_DELIVERED = Counter("qusec_agent_key_bits_delivered", "Bits of key handed to SAEs, by API and endpoint",
                              ["api", "endpoint"], registry=REGISTRY)
+ETSI004_ANSWERS = Counter("qusec_agent_etsi004_answers", "ETSI 004 answers (gRPC OK) by method and the "
+                          "ETSI 004 status they carry", ["endpoint", "status"], registry=REGISTRY)
 RELAYS = Counter("qusec_agent_relays", "Key relays by role (source: relays this node started for its SAEs; "
                  "hop: relay messages received from a neighbour) and result (ok or the failure reason)",
                  ["role", "result"], registry=REGISTRY)
@@ -108,6 +110,13 @@ def etsi014_answered(path: str, status: int, body: Any) -> None:
     delivered = [k.get("key", "") for k in keys if isinstance(k, dict)] if isinstance(keys, list) else []
     requests("etsi014", endpoint, status, keys=len(delivered),
              key_bits=sum(b64_bits(k) for k in delivered if isinstance(k, str)))
+
+
+def etsi004_answered(method: str, status: str) -> None:
+    """Count the ETSI 004 status (the proto's ``Status`` name, e.g. INSUFFICIENT_KEY) of an answer."""
+    if not _TOKEN.match(method) or not _TOKEN.match(status):
+        raise ValueError(f"metrics: ETSI 004 labels must be fixed tokens, got {method!r} {status!r}")
+    ETSI004_ANSWERS.labels(method, status).inc()
 
 
 def grpc_status(code: Any) -> str:

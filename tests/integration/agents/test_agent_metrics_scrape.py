@@ -113,6 +113,7 @@ def test_etsi004_calls_count_by_method_and_grpc_code(net, saes) -> None:
     a0, b0 = scrape(net, "A"), scrape(net, "B")
     app_a, app_b = saes.app("sae-a1"), saes.app("sae-b1")
     r = app_a.open_connect("qkd://sae-a1", "qkd://sae-b1", key_chunk_size=32)
+    assert r.status == pb.Status.PEER_NOT_CONNECTED
     app_b.open_connect("qkd://sae-a1", "qkd://sae-b1", key_stream_id=r.key_stream_id, key_chunk_size=32,
                        timeout_ms=2000)
     chunk = app_a.get_key(r.key_stream_id, 0)
@@ -126,7 +127,8 @@ def test_etsi004_calls_count_by_method_and_grpc_code(net, saes) -> None:
     a1, b1 = scrape(net, "A"), scrape(net, "B")
     mine = {k: v for k, v in moved(a0, a1).items() if k[0] in ("qusec_agent_requests_total",
                                                                 "qusec_agent_keys_delivered_total",
-                                                                "qusec_agent_key_bits_delivered_total")}
+                                                                "qusec_agent_key_bits_delivered_total",
+                                                                "qusec_agent_etsi004_answers_total")}
     assert mine == {
         ("qusec_agent_requests_total", lab(api="etsi004", endpoint="OpenConnect", status="OK")): 1,
         ("qusec_agent_requests_total", lab(api="etsi004", endpoint="GetKey", status="OK")): 1,
@@ -134,6 +136,9 @@ def test_etsi004_calls_count_by_method_and_grpc_code(net, saes) -> None:
         ("qusec_agent_requests_total", lab(api="etsi004", endpoint="Close", status="OK")): 1,
         ("qusec_agent_keys_delivered_total", lab(api="etsi004", endpoint="GetKey")): 1,
         ("qusec_agent_key_bits_delivered_total", lab(api="etsi004", endpoint="GetKey")): 256,
+        ("qusec_agent_etsi004_answers_total", lab(endpoint="OpenConnect", status="PEER_NOT_CONNECTED")): 1,
+        ("qusec_agent_etsi004_answers_total", lab(endpoint="GetKey", status="SUCCESSFUL")): 1,
+        ("qusec_agent_etsi004_answers_total", lab(endpoint="Close", status="SUCCESSFUL")): 1,
     }
     assert b1("qusec_agent_requests_total", api="etsi004", endpoint="OpenConnect", status="OK") == \
         b0("qusec_agent_requests_total", api="etsi004", endpoint="OpenConnect", status="OK") + 1

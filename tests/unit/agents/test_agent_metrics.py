@@ -54,6 +54,8 @@ def test_requests_refuse_labels_that_are_not_fixed_tokens() -> None:
                                   ("etsi004", "GetKey", "not ok")]:
         with pytest.raises(ValueError):
             metrics.requests(api, endpoint, status)
+    with pytest.raises(ValueError):
+        metrics.etsi004_answered("GetKey", "key 0f1e not found")
 
 
 def sample(name: str, labels: dict) -> float:
