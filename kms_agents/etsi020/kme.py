@@ -40,7 +40,8 @@ class Onward:
     peer: str
     initiator: str
     targets: tuple[str, ...]
-    keys: tuple[ExtKey, ...]
+    keys: tuple[ExtKey, ...]          # with their per-key extensions, to pass on unchanged
+    extension_optional: dict[str, Any] | None = None   # passed on unchanged (we implement none)
 
 
 RelayOnward = Callable[[Onward], None]           # returns when relayed; raises to fail the keys
@@ -137,7 +138,7 @@ class Kme:
         try:
             if remote:
                 await asyncio.to_thread(self.relay_onward, Onward(peer.kme_id, req.initiator, tuple(remote),
-                                                                  tuple(keys)))
+                                                                  tuple(keys), req.extension_optional))
             deliverable = [StoredKey(k.key_id, req.initiator, list(local), k.material, meta={"etsi020_peer": peer.kme_id})
                            for k in keys] if local else []
             out = await self._db(self.store.relayed, ids, deliverable, self.clock())
