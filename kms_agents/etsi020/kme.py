@@ -33,6 +33,8 @@ from kms_agents.keystore import StoredKey
 
 log = logging.getLogger(__name__)
 
+PURGE_EVERY_S = 60.0   # how often settled rows past their retention are forgotten
+
 
 @dataclass(frozen=True)
 class Onward:
@@ -67,6 +69,7 @@ class Kme:
         self.bounds = Bounds(cfg.max_keys_per_request, cfg.max_key_bytes, cfg.max_targets)
         self._tasks: set[asyncio.Task] = set()
         self._wake = asyncio.Event()
+        self._purged = 0.0
 
     async def _db(self, fn, *args):
         return await asyncio.to_thread(fn, *args)
@@ -310,7 +313,9 @@ class Kme:
                                     f"{item.attempts + 1} attempts", logger=log)
         for key in await self._db(self.store.sent_due, now):
             await self._overdue(key)
-        await self._db(self.store.purge, now)
+        if now - self._purged >= PURGE_EVERY_S:
+            self._purged = now
+            await self._db(self.store.purge, now)
 
     async def _void_unacked(self, item) -> None:
         ids = [k["key_id"] for c in item.body for k in c["key_id_container"]]

@@ -60,8 +60,10 @@ class Etsi020Node:
         self.kme = Kme(self.cfg, self.node_id, self._saes, self.ext_store, sessions, self.callback_url,
                        relay_onward=self._relay_onward, on_settled=self._on_settled)
         cafiles = list(dict.fromkeys(self.cafiles + [p.ca_cert for p in self.cfg.peers if p.ca_cert]))
+        # handlers run to the end even if the client goes away (a request held in the store must
+        # reach its relay); an idle or half-sent connection is closed after keepalive_timeout
         self._runner = web.AppRunner(make_app(self.kme, self.cfg), access_log=None,
-                                     handler_cancellation=True, keepalive_timeout=self.cfg.request_s * 6)
+                                     handler_cancellation=False, keepalive_timeout=self.cfg.request_s * 3)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._host or None, self._port,
                            ssl_context=server_context(cafiles, self.tls.cert, self.tls.key), backlog=128)
