@@ -55,8 +55,9 @@ class QuSeCApp(app_manager.OSKenApp):
         super().__init__(*args, **kwargs)
         self.cfg = options.AppConfig.from_conf(CONF)
         self.cfg.state_dir.mkdir(parents=True, exist_ok=True)
-        self.events = EventLog()     # what QuSeC decided, for /events and /status
-        self.policy = PolicyWatch(self.cfg.policy, self.events)
+        # what QuSeC decided, for /events and /status (not self.events: OSKenApp's own queue)
+        self.event_log = EventLog()
+        self.policy = PolicyWatch(self.cfg.policy, self.event_log)
         # A bad inventory at start-up is fatal, like a bad policy file: its problems are the error.
         inv = load_inventory(self.cfg.inventory) if self.cfg.inventory else None
         if inv is None:
@@ -69,7 +70,7 @@ class QuSeCApp(app_manager.OSKenApp):
         self.bridge = AppBridgeServer(self.cfg.bridge_socket, self.handle_bridge)
         self.sender = Sender(self.bridge, self.cfg.barrier_timeout)
         self.datapaths = self.sender.datapaths      # dpid -> datapath, kept by the handlers
-        self.dispatch = BridgeDispatch(self.core, self.sender, self.status, self.events)
+        self.dispatch = BridgeDispatch(self.core, self.sender, self.status, self.event_log)
         self.gateway = GatewaySupervisor(lambda: self.cfg.gateway_argv(),
                                          self.cfg.state_dir / options.GATEWAY_LOG)
         self._stopping = False
@@ -123,8 +124,8 @@ class QuSeCApp(app_manager.OSKenApp):
                 "flows_installed": self.sender.flows_installed,
                 "gateway_restarts": self.gateway.restarts, "switches_refused": dict(self.gate.refused),
                 "gateway_connections": self.bridge.connections, "core": core_status,
-                "policy_reload": self.policy.state(), "events_seq": self.events.seq,
-                "recent_refusals": self.events.recent(REFUSALS)}
+                "policy_reload": self.policy.state(), "events_seq": self.event_log.seq,
+                "recent_refusals": self.event_log.recent(REFUSALS)}
 
     # -- OpenFlow events ---------------------------------------------------------------------
     @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
@@ -152,7 +153,7 @@ class QuSeCApp(app_manager.OSKenApp):
     def _switch_up(self, dp: Any) -> None:
         ports = sorted(p for p in getattr(dp, "ports", {}) if p < dp.ofproto.OFPP_MAX)
         self.switches_up.add(dp.id)
-        self.events.record("switch_up", time.time(), dpid=dp.id, ports=len(ports))
+        self.event_log.record("switch_up", time.time(), dpid=dp.id, ports=len(ports))
         self.sender.execute(self.core.switch_up(dp.id, ports, time.time()), confirm=False)
         LOG.info("switch %016x up with ports %s", dp.id, ports)
 
@@ -161,7 +162,7 @@ class QuSeCApp(app_manager.OSKenApp):
         if dpid in self.switches_up:
             self.switches_up.discard(dpid)
             self.links = {link for link in self.links if dpid not in {end[0] for end in link}}
-            self.events.record("switch_down", time.time(), dpid=dpid)
+            self.event_log.record("switch_down", time.time(), dpid=dpid)
             self.sender.execute(self.core.switch_down(dpid, time.time()), confirm=False)
             LOG.info("switch %016x down", dpid)
 
@@ -267,5 +268,5 @@ class QuSeCApp(app_manager.OSKenApp):
         ends = sorted(link)
         (a_dpid, a_port), (b_dpid, b_port) = ends[0], ends[-1]
         fields = {"cause": cause} if cause else {}
-        self.events.record(kind, time.time(), a_dpid=a_dpid, a_port=a_port, b_dpid=b_dpid,
+        self.event_log.record(kind, time.time(), a_dpid=a_dpid, a_port=a_port, b_dpid=b_dpid,
                            b_port=b_port, **fields)
