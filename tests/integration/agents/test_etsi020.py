@@ -459,3 +459,56 @@ def test_a_key_is_not_deliverable_before_its_relay_is_done(tmp_path):
         node.stop()
         store.close()
         w.callback.close()
+
+
+def test_an_ack_that_cannot_be_delivered_is_retried_then_the_keys_are_voided_both_sides(world):
+    world.callback.status = 503                                   # the peer never takes our acks
+    keys = _keys(1)
+    assert world.peer().ext_keys(_ext(keys, world.callback.ack_url())).status == 202
+    acks = world.callback.wait(2, timeout=20, path_suffix="/ack")          # the first try and one retry
+    assert acks[0].body == acks[1].body
+    [void] = world.callback.wait(1, timeout=20, path_suffix="/void")       # toward the KME that sent them
+    SCHEMAS.validate("void_container", void.body)
+    assert void.body["key_ids"] == [keys[0]["key_id"]] and void.body["initiator_sae_id"] == INITIATOR
+    assert world.agent.store.peek(keys[0]["key_id"]) is None               # no SAE can have it now
+
+
+def test_without_sync_mode_the_capability_is_not_advertised_and_sync_requests_are_400(tmp_path):
+    w = World(tmp_path, sync_mode=False)
+    try:
+        r = w.peer().versions()
+        assert _checked(r, "/kmapi/versions", "GET")["capabilities"] == []
+        r = w.peer().ext_keys(_ext(_keys(1), None))
+        assert r.status == 400 and "asynchronous mode only" in _checked(r, EXT)["details"]["missing_parameters"]
+        assert w.counts()["rx"] == 0
+    finally:
+        w.close()
+
+
+def test_an_idle_or_half_sent_connection_is_closed(tmp_path):
+    w = World(tmp_path, request_s=1.0)
+    try:
+        ctx = client_context(str(w.x_ca), str(w.y1[0]), str(w.y1[1]))
+        port = int(w.url.rsplit(":", 1)[1])
+        for payload in (b"", b"POST /kmapi/v1/ext_keys HTTP/1.1\r\nHost: x\r\n"):
+            with socket.create_connection(("127.0.0.1", port), timeout=20) as raw, \
+                    ctx.wrap_socket(raw, server_hostname="127.0.0.1") as s:
+                start = time.monotonic()
+                if payload:
+                    s.sendall(payload)
+                assert s.recv(100) == b"" and time.monotonic() - start < 10
+    finally:
+        w.close()
+
+
+def test_answers_and_refusals_are_counted(world):
+    from kms_agents import metrics
+
+    def count(endpoint, status):
+        return metrics.REGISTRY.get_sample_value("qusec_agent_requests_total",
+                                                 {"api": "etsi020", "endpoint": endpoint, "status": str(status)}) or 0
+    before, refused = count("versions", 200), metrics.refusals("etsi020", "wrong_role")
+    world.peer().versions()
+    world.peer(world.y1_sae).versions()
+    assert count("versions", 200) == before + 1
+    assert metrics.refusals("etsi020", "wrong_role") == refused + 1
