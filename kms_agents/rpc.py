@@ -66,7 +66,7 @@ def https_server_context(ca_cert: str, cert: str, key: str) -> ssl.SSLContext:
 # -- who is calling ---------------------------------------------------------------------------
 def peer_certificate(peer: Any) -> bytes:
     """The verified client certificate of a gRPC call (PEM) or a TLS connection (DER); b"" without one."""
-    if isinstance(peer, ssl.SSLSocket):
+    if isinstance(peer, (ssl.SSLSocket, ssl.SSLObject)):   # a socket, or asyncio's TLS object
         return peer.getpeercert(binary_form=True) or b""
     pems = peer.auth_context().get("x509_pem_cert") or []
     return pems[0] if pems else b""
