@@ -47,7 +47,9 @@ class Onward:
 
 
 RelayOnward = Callable[[Onward], None]           # returns when relayed; raises to fail the keys
-Settled = Callable[[SentKey, str], None]         # a key we sent reached a final state (the key before, the state)
+# a key we sent reached a final state (the key before, with its material; the state); called on the
+# event loop: it must return quickly (hand the work to a thread of its own)
+Settled = Callable[[SentKey, str], None]
 
 
 class SendRefused(Exception):

@@ -512,3 +512,8 @@ def test_answers_and_refusals_are_counted(world):
     world.peer(world.y1_sae).versions()
     assert count("versions", 200) == before + 1
     assert metrics.refusals("etsi020", "wrong_role") == refused + 1
+
+
+def test_a_sync_void_of_all_keys_when_there_are_none_is_an_empty_ack_list(world):
+    r = world.peer().void(_void([], all_confirmation=True))
+    assert r.status == 200 and _checked(r, VOID) == []
