@@ -15,7 +15,8 @@ of UTF-8 JSON (one object). Three kinds of objects:
 
 Ops: ``register``, ``report``, ``gone``, ``request_path``, ``release``, ``state``
 (ETSI 015 export), ``status``, ``events`` (the app's event log after a sequence number),
-``note`` (an event the gateway decided), ``ping``. The app side (``AppBridgeServer``) runs on
+``note`` (an event the gateway decided), ``export`` (the domain's export to its parent),
+``reach`` (what the domain carries from a node to its borders), ``ping``. The app side (``AppBridgeServer``) runs on
 os-ken's hub; the gateway side (``GatewayBridgeClient``) runs on plain threads.
 """
 from __future__ import annotations
@@ -37,7 +38,7 @@ MAX_FRAME = 16 * 2**20
 _HEADER = struct.Struct("!I")
 
 OPS = ("register", "report", "gone", "request_path", "release", "state", "status", "events",
-       "note", "ping")
+       "note", "export", "reach", "ping")
 PUSH_KINDS = ("authorise", "revoke")
 
 # Error codes a handler may raise; the gateway maps them to gRPC status codes.

@@ -8,7 +8,7 @@ import logging
 import uuid
 from collections import Counter
 
-from quseccontroller import etsi015, ofmsgs, registration
+from quseccontroller import abstract, etsi015, ofmsgs, registration
 from quseccontroller.actions import Action, FlowMods, PathDecision, PathRequest, Revoke
 from quseccontroller.admission import Admission, reserve, unreserve
 from quseccontroller.grants import ActivePath, authorisations
@@ -231,6 +231,19 @@ class QuSeCCore:
         return []
 
     # -- views -------------------------------------------------------------------------------
+    def export_domain(self, seq: int) -> abstract.DomainExport | None:
+        """What this domain tells its parent (None: the inventory names no [domain])."""
+        inv = self.inventory
+        if inv is None or not inv.domain:
+            return None
+        return abstract.export(self.state, inv.domain, list(inv.borders), seq=seq, transit=inv.transit)
+
+    def reach_from(self, node: str) -> dict[str, abstract.Reach]:
+        """What the domain carries from ``node`` to each of its (usable) borders."""
+        g = abstract.usable_graph(self.state)
+        borders = self.inventory.borders if self.inventory else ()
+        return {b.node: r for b in borders if (r := abstract.reach(g, node, b.node)) is not None}
+
     def export_etsi015(self) -> dict:
         return etsi015.export(self.state, self.paths, self.path_ttl_s)
 

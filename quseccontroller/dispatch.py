@@ -76,6 +76,13 @@ class BridgeDispatch:
             return {"released": bool(actions)}
         if op == "state":
             return self.core.export_etsi015()
+        if op == "export":
+            ex = self.core.export_domain(records.export_seq_from_wire(args))
+            if ex is None:
+                raise BridgeError("not_found", "this QuSeC runs no domain (its inventory has no [domain])")
+            return records.domain_export_to_wire(ex)
+        if op == "reach":
+            return records.reaches_to_wire(self.core.reach_from(records.reach_node_from_wire(args)))
         if op == "status":
             return self.status()
         if op == "events":

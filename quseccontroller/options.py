@@ -95,6 +95,15 @@ OPTIONS: tuple[Option, ...] = (
            "exit when this process is gone (a launcher; for a spawned gateway, the app); "
            "0: run until stopped", BOTH),
     Option("insecure", bool, False, "allow serving without TLS (testing)", GATEWAY),
+    # A domain under a parent controller (its inventory names the [domain] and its [[borders]]).
+    Option("parent_controller", str, "",
+           "the parent controller's gRPC host:port; empty: no parent (this QuSeC runs a network "
+           "of its own)", BOTH),
+    Option("parent_ca_cert", str, "", "CA certificate of the parent's server certificate", BOTH),
+    Option("parent_cert", str, "",
+           "this QuSeC's client certificate for the parent (urn:qusec:controller:NAME, the name the "
+           "parent's [[domains]] gives this domain)", BOTH),
+    Option("parent_key", str, "", "the private key of --parent-cert", BOTH),
 )
 BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
 

@@ -12,11 +12,14 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, Iterable
 
+from google.protobuf import json_format
+
 from quseccontroller.actions import Authorise, PathDecision, PathRequest, RelayAuthorisation, Revoke
 from quseccontroller.bridge import BridgeError
 from quseccontroller.proto import control_pb2
 
 if TYPE_CHECKING:
+    from quseccontroller.abstract import DomainExport, Reach
     from quseccontroller.registration import LinkRefusal
     from quseccontroller.state import AgentInfo, LinkState
 
@@ -244,3 +247,27 @@ def decision_to_wire(decision: PathDecision, held: list[Authorise] | None = None
     reply["authorisations"] = [authorise_to_wire(a) for a in held]
     reply["flows_installed"] = int(decision.flows_installed or 0) or adds
     return reply
+
+
+# --------------------------------------------------- the parent API: app <-> gateway wire dicts
+
+
+def export_seq_from_wire(d: dict) -> int:
+    return _int(d, "seq")
+
+
+def reach_node_from_wire(d: dict) -> str:
+    return _str(d, "node", required=True)
+
+
+def domain_export_to_wire(ex: "DomainExport") -> dict:
+    """The export as parent.proto's JSON mapping (the gateway parses it into the message)."""
+    from quseccontroller.parent import wire
+    return json_format.MessageToDict(wire.export_pb(ex), preserving_proto_field_name=True)
+
+
+def reaches_to_wire(reaches: dict[str, "Reach"]) -> dict:
+    from quseccontroller.parent import wire
+    return {node: json_format.MessageToDict(wire.reach_pb(r), preserving_proto_field_name=True)
+            for node, r in reaches.items()}
+

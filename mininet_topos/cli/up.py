@@ -39,17 +39,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def one_network(topo: Any, domain: str | None, spec: str) -> tuple[Any, list[str]]:
-    """The network one QuSeC runs: the topology, or one domain of a multi-domain one."""
+def one_network(topo: Any, domain: str | None, spec: str, local: bool = False) -> tuple[Any, list[str]]:
+    """What to bring up: the topology, one domain of a multi-domain one, or (``--local``) every
+    domain under a parent controller."""
     if domain is not None:
         if not topo.multi_domain:
             return None, [f"{spec}: --domain {domain}: the topology has no [[domains]]"]
         if domain not in topo.domains:
             return None, [f"{spec}: --domain {domain}: unknown domain; known: {', '.join(topo.domains)}"]
         return topo.domain_view(domain), []
-    if topo.multi_domain:
-        return None, [f"{spec}: domains: {len(topo.domains)} domains ({', '.join(topo.domains)}); one "
-                      f"QuSeC runs one domain: choose one with --domain NAME"]
+    if topo.multi_domain and not local:
+        return None, [f"{spec}: domains: {len(topo.domains)} domains ({', '.join(topo.domains)}): every "
+                      f"domain under a parent controller runs with --local (not yet in Mininet); "
+                      f"or bring one domain up with --domain NAME"]
     return topo, []
 
 
@@ -67,7 +69,8 @@ def check_inputs(args: argparse.Namespace) -> tuple[Any, list[str]]:
     except topo_mod.TopologyError as exc:
         problems += exc.problems
     if topo is not None:
-        topo, more = one_network(topo, getattr(args, "domain", None), args.topology)
+        topo, more = one_network(topo, getattr(args, "domain", None), args.topology,
+                                 bool(getattr(args, "local", False)))
         problems += more
     policy = getattr(args, "policy", None)
     if policy:
@@ -126,13 +129,23 @@ def run_local(topo: Any, state: Path, args: argparse.Namespace) -> int:
     bring-up stops it at once and stops what was started."""
     from mininet_topos.launch.local import LaunchError, LocalNetwork
     _on_signals(_interrupt)
-    net = LocalNetwork(topo, state, with_qusec=not getattr(args, "no_qusec", False), progress=sys.stdout,
-                       policy=getattr(args, "policy", None))
+    if topo.multi_domain:
+        from mininet_topos.launch.domains import MultiDomainNetwork
+        net: Any = MultiDomainNetwork(topo, state, progress=sys.stdout, policy=getattr(args, "policy", None))
+        dead, logs = net.dead, f"{state}/domains/DOMAIN/NODE/agent.log"
+    else:
+        net = LocalNetwork(topo, state, with_qusec=not getattr(args, "no_qusec", False), progress=sys.stdout,
+                           policy=getattr(args, "policy", None))
+        dead, logs = net.fleet.dead, f"{state}/NODE/agent.log"
     try:
         net.start()
-        print(f"up; get a key with: qkdnet key --network {net.network_json} MASTER_SAE SLAVE_SAE")
+        if topo.multi_domain:
+            print(f"up; each domain's network.json is named in {net.network_json}; inside a domain: "
+                  f"qkdnet key --network {state}/domains/DOMAIN/network.json MASTER_SAE SLAVE_SAE")
+        else:
+            print(f"up; get a key with: qkdnet key --network {net.network_json} MASTER_SAE SLAVE_SAE")
         print("Ctrl-C (or SIGTERM) stops every process.", flush=True)
-        return _until_signal(net.fleet.dead, f"{state}/NODE/agent.log")
+        return _until_signal(dead, logs)
     except LaunchError as exc:
         print(f"qkdnet up: {exc}", file=sys.stderr)
         return 1

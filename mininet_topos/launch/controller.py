@@ -72,8 +72,11 @@ class Controller:
                  of_tls: tuple[str, str, str] | None = None,
                  register_timeout: float = options.default("register_timeout"),
                  max_streams_per_identity: int = options.default("max_streams_per_identity"),
-                 max_streams: int = options.default("max_streams")):
+                 max_streams: int = options.default("max_streams"),
+                 parent: tuple[str, str, str, str] | None = None):
         self.state_dir = Path(state_dir).resolve()
+        # A domain under a parent controller: (its gRPC address, its CA, this QuSeC's cert, key).
+        self.parent = (parent[0], *(str(Path(p).resolve()) for p in parent[1:])) if parent else None
         self.ca_cert, self.cert, self.key = (str(Path(p).resolve()) for p in (ca_cert, cert, key))
         # OpenFlow over TLS: (CA the switches' certificates chain to, QuSeC's cert, its key).
         self.of_tls = tuple(str(Path(p).resolve()) for p in of_tls) if of_tls else None
@@ -148,7 +151,9 @@ class Controller:
                 "path_ttl": self.path_ttl, "gone_grace": self.gone_grace,
                 "barrier_timeout": self.barrier_timeout, "register_timeout": self.register_timeout,
                 "max_streams_per_identity": self.max_streams_per_identity,
-                "max_streams": self.max_streams, "parent_pid": os.getpid()}
+                "max_streams": self.max_streams, "parent_pid": os.getpid(),
+                **(dict(zip(("parent_controller", "parent_ca_cert", "parent_cert", "parent_key"), self.parent))
+                   if self.parent else {})}
 
     def write_config(self) -> Path:
         """The oslo.config file osken-manager reads (``--config-file``)."""

@@ -37,8 +37,13 @@ class LocalNetwork(LaunchedNetwork):
                  progress: TextIO | None = None, agent_env: dict[str, str] | None = None,
                  limits: dict[str, int] | None = None,
                  config_hook: Callable[[str, Any], None] | None = None,
-                 policy: str | Path | None = None) -> None:
+                 policy: str | Path | None = None, inventory: Any = None,
+                 parent: tuple[str, str, str, str] | None = None) -> None:
         self.topology = topology
+        # One domain of several: its QuSeC inventory (with [domain] and [[borders]]) and the
+        # parent controller it exports to (address, CA, this QuSeC's client cert and key).
+        self.inventory = inventory
+        self.parent = parent
         self.policy = str(Path(policy).resolve()) if policy else None
         self.state_dir = Path(state_dir).resolve()
         self.with_qusec = with_qusec
@@ -62,9 +67,15 @@ class LocalNetwork(LaunchedNetwork):
     def _start_qusec(self) -> dict[str, str] | None:
         from mininet_topos.launch.controller import Controller
         from mininet_topos.provision import inventory
+        inv_file = self.state_dir / "inventory.toml"
+        if self.inventory is not None:
+            from quseccontroller.inventory import dumps
+            inv_file.write_text(dumps(self.inventory, comment=f"QuSeC inventory of {self.inventory.source}"))
+        else:
+            inventory.write(self.topology, inv_file)
         ctl = Controller(self.state_dir / "qusec", ca_cert=self.pki.ca_cert, cert=self.pki.qusec_cert,
                          key=self.pki.qusec_key, observe_links=False, policy=self.policy,
-                         inventory=inventory.write(self.topology, self.state_dir / "inventory.toml"))
+                         inventory=inv_file, parent=self.parent)
         try:
             ctl.start()
             ctl.wait_ready(READY_TIMEOUT_S)

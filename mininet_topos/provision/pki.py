@@ -152,6 +152,25 @@ def _issue(ca_key, ca_name: x509.Name, role: str, cn: str, key, *, server: bool,
     return b.add_extension(x509.SubjectAlternativeName(sans), critical=False).sign(ca_key, hashes.SHA256())
 
 
+def new_ca(cn: str, out: Path) -> tuple[ec.EllipticCurvePrivateKey, x509.Name]:
+    """A new CA named ``cn``: writes ``out/ca.pem`` and ``out/ca.key`` (0600); (its key, its name)."""
+    ca_key = _new_key()
+    ca_name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "QuSeC QKD network"),
+                         x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    now = dt.datetime.now(dt.timezone.utc)
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
+          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+          .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=VALID_DAYS))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+          .add_extension(x509.KeyUsage(digital_signature=True, key_encipherment=False, content_commitment=False,
+                                       data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                                       crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    _write_cert(ca, out / "ca.pem")
+    _write_key(ca_key, out / "ca.key")
+    return ca_key, ca_name
+
+
 def build_pki(topology: Topology, out_dir: str | Path, addresses: dict[str, list[str]] | None = None,
               *, operators: tuple[str, ...] = (OPERATOR_NAME,)) -> Pki:
     """Create the CA and every certificate of ``topology`` under ``out_dir``.
@@ -165,38 +184,25 @@ def build_pki(topology: Topology, out_dir: str | Path, addresses: dict[str, list
     out = Path(out_dir).resolve()
     for sub in ("nodes", "saes", "operators"):
         (out / sub).mkdir(parents=True, exist_ok=True)
-    ca_key = _new_key()
-    ca_name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "QuSeC QKD network"),
-                         x509.NameAttribute(NameOID.COMMON_NAME, f"QuSeC CA ({topology.name})")])
-    now = dt.datetime.now(dt.timezone.utc)
-    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
-          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-          .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=VALID_DAYS))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-          .add_extension(x509.KeyUsage(digital_signature=True, key_encipherment=False, content_commitment=False,
-                                       data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                                       crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
-          .sign(ca_key, hashes.SHA256()))
-    _write_cert(ca, out / "ca.pem")
-    _write_key(ca_key, out / "ca.key")
+    ca_key, ca_name = new_ca(f"QuSeC CA ({topology.name})", out)
 
     def server_names(name: str) -> list[str]:
         return [name, *(addresses.get(name) or ["127.0.0.1"])]
 
     pki = Pki(str(out), str(out / "ca.pem"), str(out / "ca.key"),
-              _issue_pair(ca_key, ca_name, "controller", QUSEC_NAME, out, server_names(QUSEC_NAME)))
+              issue_pair(ca_key, ca_name, "controller", QUSEC_NAME, out, server_names(QUSEC_NAME)))
     for node_id in topology.nodes:
-        pki.nodes[node_id] = _issue_pair(ca_key, ca_name, "node", node_id, out / "nodes", server_names(node_id))
+        pki.nodes[node_id] = issue_pair(ca_key, ca_name, "node", node_id, out / "nodes", server_names(node_id))
     for sae_id in topology.saes:
-        pki.saes[sae_id] = _issue_pair(ca_key, ca_name, "sae", sae_id, out / "saes")
+        pki.saes[sae_id] = issue_pair(ca_key, ca_name, "sae", sae_id, out / "saes")
     for name in operators:
-        pki.operators[name] = _issue_pair(ca_key, ca_name, "operator", name, out / "operators")
-    pki.switch = _issue_pair(ca_key, ca_name, "switch", SWITCH_NAME, out)
+        pki.operators[name] = issue_pair(ca_key, ca_name, "operator", name, out / "operators")
+    pki.switch = issue_pair(ca_key, ca_name, "switch", SWITCH_NAME, out)
     pki.save()
     return pki
 
 
-def _issue_pair(ca_key, ca_name: x509.Name, role: str, name: str, where: Path,
+def issue_pair(ca_key, ca_name: x509.Name, role: str, name: str, where: Path,
                 server_names: list[str] | None = None) -> CertPair:
     """Issue and write ``where/NAME.pem`` and ``.key``: a server and client certificate when
     ``server_names`` are given, else a client certificate."""
@@ -216,7 +222,7 @@ def issue_operator(pki: Pki, name: str) -> CertPair:
     ca_key = serialization.load_pem_private_key(Path(pki.ca_key).read_bytes(), None)
     ca = x509.load_pem_x509_certificate(Path(pki.ca_cert).read_bytes())
     (Path(pki.out_dir) / "operators").mkdir(exist_ok=True)
-    pki.operators[name] = _issue_pair(ca_key, ca.subject, "operator", name, Path(pki.out_dir) / "operators")
+    pki.operators[name] = issue_pair(ca_key, ca.subject, "operator", name, Path(pki.out_dir) / "operators")
     pki.save()
     return pki.operators[name]
 

@@ -81,6 +81,7 @@ class ControlServicer(control_pb2_grpc.QuSeCControlServicer):
         self.call_timeout = call_timeout
         self.register_timeout = register_timeout
         self.metrics = Metrics()
+        self.parent_link = None   # quseccontroller.gateway.parentlink.ParentLink, set under a parent
         self.sessions = Sessions(gone_grace, self._gone, self.metrics.nodes)
         self.limits = StreamLimits(max_streams_per_identity, max_streams, self.metrics.streams)
         self.bridge = GatewayBridgeClient(bridge_path, self.on_push, self.on_connect)
@@ -152,6 +153,9 @@ class ControlServicer(control_pb2_grpc.QuSeCControlServicer):
         except BridgeError:
             return {}
         self.metrics.refresh(status)
+        if self.parent_link is not None:
+            status["parent"] = self.parent_link.status()
+            self.metrics.parent_ok.set(1 if status["parent"]["ok"] else 0)
         return status
 
     # -- Connect -----------------------------------------------------------------------------

@@ -34,6 +34,8 @@ class Metrics:
                                "levels that agree", registry=r)
         self.key_bits = Gauge("qusec_link_key_bits", "Stored link key at one end", ["node", "link"],
                               registry=r)
+        self.parent_ok = Gauge("qusec_parent_export_ok", "1 while the parent controller takes this "
+                               "domain's exports (absent without a parent)", registry=r)
         self.rejected = Counter("qusec_agent_streams_rejected", "Control streams refused",
                                 ["reason"], registry=r)
         self.registrations_refused = Counter(

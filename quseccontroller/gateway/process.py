@@ -115,6 +115,14 @@ async def serve(args: argparse.Namespace) -> int:
                            server_credentials(*tls) if all(tls) else None,
                            operator_listen=args.operator_listen, tls_files=tls if all(tls) else None)
     await server.start()
+    link = None
+    if args.parent_controller:
+        from quseccontroller.gateway.parentlink import ParentLink
+        from quseccontroller.parent.client import ParentClient
+        link = ParentLink(gateway, ParentClient(args.parent_controller, args.parent_ca_cert, args.parent_cert,
+                                                args.parent_key), args.parent_controller)
+        gateway.parent_link = link
+        link.start()
     ready = state_dir / options.GATEWAY_READY_FILE
     tmp = ready.with_suffix(".tmp")
     tmp.write_text(json.dumps({"grpc": server.grpc_addr, "http": server.http_url,
@@ -133,6 +141,8 @@ async def serve(args: argparse.Namespace) -> int:
         if args.parent_pid and os.getppid() != args.parent_pid:
             LOG.warning("parent %d is gone; exiting", args.parent_pid)
             break
+    if link is not None:
+        await link.stop()
     await server.stop()
     return 0
 
@@ -143,6 +153,11 @@ def main(argv: list[str] | None = None) -> int:
     tls = (args.ca_cert, args.cert, args.key)
     if any(tls) and not all(tls):
         print("gateway: --ca-cert, --cert and --key go together", file=sys.stderr)
+        return 2
+    parent_tls = (args.parent_ca_cert, args.parent_cert, args.parent_key)
+    if args.parent_controller and not all(parent_tls):
+        print("gateway: --parent-controller needs --parent-ca-cert, --parent-cert and --parent-key "
+              "(the parent serves mutual TLS only)", file=sys.stderr)
         return 2
     if not all(tls) and not args.insecure:
         print("gateway: mutual TLS needs --ca-cert, --cert and --key (or --insecure)", file=sys.stderr)

@@ -10,7 +10,7 @@ from grpc_status import rpc_status
 from quseccontroller.abstract import DomainExport
 from quseccontroller.parent import wire
 from quseccontroller.parent.chain import Chain, ChainRequest
-from quseccontroller.proto import parent_pb2_grpc
+from quseccontroller.proto import parent_pb2, parent_pb2_grpc
 
 
 class ParentRefused(Exception):
@@ -44,8 +44,11 @@ class ParentClient:
 
     async def export(self, ex: DomainExport) -> float:
         """Send ``ex`` (its domain is the certificate's); the interval (s) the parent expects."""
+        return await self.send_export(wire.export_pb(ex))
+
+    async def send_export(self, msg: parent_pb2.DomainExport) -> float:
         try:
-            ack = await self.stub.Export(wire.export_pb(ex), timeout=self.timeout)
+            ack = await self.stub.Export(msg, timeout=self.timeout)
         except grpc.aio.AioRpcError as exc:
             raise _refused(exc) from None
         return ack.interval_ms / 1000

@@ -22,11 +22,13 @@ APP_DEFAULTS = {"state_dir": "/var/lib/qusec", "policy": "", "inventory": "", "g
                 "cert": "", "key": "", "bridge_socket": "", "path_ttl": 60.0,
                 "expire_interval": 1.0, "barrier_timeout": 5.0, "gone_grace": 5.0, "parent_pid": 0,
                 "operator_listen": "127.0.0.1:9302", "register_timeout": 5.0,
-                "max_streams_per_identity": 2, "max_streams": 10000}
+                "max_streams_per_identity": 2, "max_streams": 10000, "parent_controller": "",
+                "parent_ca_cert": "", "parent_cert": "", "parent_key": ""}
 GATEWAY_FLAGS = {"--bridge", "--state-dir", "--grpc-listen", "--http-listen", "--ca-cert", "--cert",
                  "--key", "--gone-grace", "--ack-timeout", "--grpc-workers", "--parent-pid",
                  "--insecure", "--operator-listen", "--register-timeout",
-                 "--max-streams-per-identity", "--max-streams"}
+                 "--max-streams-per-identity", "--max-streams", "--parent-controller",
+                 "--parent-ca-cert", "--parent-cert", "--parent-key"}
 
 
 def _gateway_defaults() -> dict:

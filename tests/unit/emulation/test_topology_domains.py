@@ -227,7 +227,9 @@ def test_empty_domain(tmp_path: Path) -> None:
 def test_up_runs_one_domain_at_a_time() -> None:
     topo = topology.load("beijing_shanghai3")
     net, probs = up.one_network(topo, None, "beijing_shanghai3")
-    assert net is None and "choose one with --domain NAME" in probs[0]
+    assert net is None and "runs with --local" in probs[0] and "--domain NAME" in probs[0]
+    net, probs = up.one_network(topo, None, "beijing_shanghai3", local=True)
+    assert net is topo and not probs
     net, probs = up.one_network(topo, "trunk", "beijing_shanghai3")
     assert not probs and set(net.nodes) == {"T-BJ", "T-R1", "T-JN", "T-R2", "T-HF", "T-SH"}
     assert net.name == "beijing_shanghai3-trunk" and list(net.saes) == ["sae-jn"]

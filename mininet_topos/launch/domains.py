@@ -1,0 +1,174 @@
+"""``qkdnet up FILE --local`` for a multi-domain topology: a parent controller and, per domain,
+its own network (PKI, agents, QuSeC with the domain's inventory) under ``DIR/domains/NAME``.
+
+The parent runs first (``python -m quseccontroller.parent``, its federation PKI and config under
+``DIR/parent``); each domain's QuSeC is given the parent's address, the federation CA and its
+own parent-link certificate, and exports its borders every interval. ``DIR/network.json`` names
+the parent and each domain's own network.json (each one is an ordinary network.json: ``qkdnet
+key`` and ``qkdnet status`` work on it as on any network).
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from mininet_topos.launch import rundir
+from mininet_topos.launch.local import LaunchError, LocalNetwork
+from mininet_topos.model import Topology
+from mininet_topos.provision import federation
+from mininet_topos.provision.inventory import build_domain
+
+READY_TIMEOUT_S = 30.0
+
+
+class ParentProcess:
+    """The parent controller as a child process; ``addr`` once it is up."""
+
+    def __init__(self, config: str | Path, state_dir: str | Path) -> None:
+        self.config = str(config)
+        self.state_dir = Path(state_dir)
+        self.proc: subprocess.Popen | None = None
+        self.addr = ""
+        self._log: Any = None
+
+    @property
+    def log_file(self) -> Path:
+        return self.state_dir / "parent.log"
+
+    def start(self, timeout: float = READY_TIMEOUT_S) -> str:
+        ready = self.state_dir / "parent.json"
+        ready.unlink(missing_ok=True)
+        self._log = open(self.log_file, "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "quseccontroller.parent", "--config", self.config,
+                                      "--state-dir", str(self.state_dir)], stdout=self._log,
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while not ready.exists():
+            if self.proc.poll() is not None:
+                raise LaunchError(f"the parent controller exited with {self.proc.returncode} (log: {self.log_file})")
+            if time.monotonic() > deadline:
+                raise LaunchError(f"the parent controller did not start in {timeout:.0f} s (log: {self.log_file})")
+            time.sleep(0.05)
+        self.addr = json.loads(ready.read_text())["grpc"]
+        return self.addr
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
+class MultiDomainNetwork:
+    """Every domain of ``topology`` as a LocalNetwork, under one parent controller."""
+
+    def __init__(self, topology: Topology, state_dir: str | Path, *, progress: TextIO | None = None,
+                 policy: str | Path | None = None, interval_s: float = 2.0) -> None:
+        if not topology.multi_domain:
+            raise ValueError(f"{topology.name}: not a multi-domain topology")
+        self.topology = topology
+        self.state_dir = Path(state_dir).resolve()
+        self.progress = progress
+        self.policy = policy
+        self.interval_s = interval_s
+        self.parent: ParentProcess | None = None
+        self.federation: federation.Federation | None = None
+        self.domains: dict[str, LocalNetwork] = {}
+        self.network_json = self.state_dir / "network.json"
+        self.claim: rundir.Claim | None = None
+
+    def _say(self, msg: str) -> None:
+        if self.progress is not None:
+            print(msg, file=self.progress, flush=True)
+
+    def start(self) -> Path:
+        try:
+            self.claim = rundir.claim(self.state_dir, "local")
+        except rundir.StateDirInUse as exc:
+            raise LaunchError(str(exc)) from None
+        self.claim.stop_crashed(self._say)
+        n = len(self.topology.domains)
+        fed = self.federation = federation.build(self.topology, self.state_dir / "parent",
+                                                 interval_s=self.interval_s)
+        self.parent = ParentProcess(fed.config, self.state_dir / "parent")
+        addr = self.parent.start()
+        self._say(f"parent controller ready: gRPC {addr} ({n} domains)")
+        for i, dom in enumerate(self.topology.domains, 1):
+            self._say(f"[{i}/{n}] domain {dom}")
+            net = LocalNetwork(self.topology.domain_view(dom), self.state_dir / "domains" / dom,
+                               progress=self.progress, policy=self.policy,
+                               inventory=build_domain(self.topology, dom),
+                               parent=(addr, fed.ca_cert, fed.domains[dom].cert, fed.domains[dom].key))
+            self.domains[dom] = net
+            net.start()
+        self._write_network_json()
+        self._say(f"network {self.topology.name} up: {n} domains, "
+                  f"{sum(len(d.agents) for d in self.domains.values())} agents; {self.network_json}")
+        return self.network_json
+
+    def _write_network_json(self) -> None:
+        doc = {"topology": self.topology.name,
+               "parent": {"grpc": self.parent.addr if self.parent else "", "ca_cert": self.federation.ca_cert},
+               "domains": {d: {"network": str(net.network_json),
+                               "parent_cert": self.federation.domains[d].cert,
+                               "parent_key": self.federation.domains[d].key}
+                           for d, net in self.domains.items()}}
+        tmp = self.network_json.with_suffix(".tmp")
+        tmp.write_text(json.dumps(doc, indent=2) + "\n")
+        tmp.replace(self.network_json)
+
+    def dead(self) -> list[str]:
+        """Agents (DOMAIN/NODE) and the parent that exited on their own."""
+        gone = [f"{d}/{n}" for d, net in self.domains.items() for n in net.fleet.dead()]
+        if self.parent is not None and self.parent.proc is not None and self.parent.proc.poll() is not None:
+            gone.append("parent")
+        return gone
+
+    def parent_status(self, domain: str) -> dict:
+        """What ``domain``'s QuSeC says of its parent link (its /status ``parent``; {} when away)."""
+        net = self.domains[domain]
+        try:
+            return net.operator.status(timeout=2).get("parent", {})
+        except (OSError, ValueError, AttributeError):
+            return {}
+
+    def wait_exported(self, timeout: float = READY_TIMEOUT_S) -> None:
+        """Until the parent took an export from every domain's QuSeC."""
+        deadline = time.monotonic() + timeout
+        while not all(self.parent_status(d).get("ok") for d in self.domains):
+            if time.monotonic() > deadline:
+                late = [d for d in self.domains if not self.parent_status(d).get("ok")]
+                raise LaunchError(f"no export reached the parent from {late} in {timeout:.0f} s "
+                                  f"(logs: {self.state_dir}/domains/DOMAIN/qusec/gateway.log)")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        for net in reversed(list(self.domains.values())):
+            net.stop()
+        if self.parent is not None:
+            self.parent.stop()
+        if self.claim is not None:
+            self.claim.release()
+            self.claim = None
+
+    def __enter__(self) -> "MultiDomainNetwork":
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *_exc: Any) -> None:
+        self.stop()
