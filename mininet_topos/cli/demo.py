@@ -269,7 +269,7 @@ def reroute(backend: Any, pair: dict, check: Check, say: Callable[[str], None]) 
     after = r.get("path") or []
     out = {"failure": failure, "path_before": before, "path_after": after, "keys_requested": 1,
            "keys_matched": r.get("keys_matched", 0), "reroute_s": reroute_s, "attempts": attempts}
-    check(f"key after the failure delivered and identical", r.get("ok", False),
+    check("key after the failure delivered and identical", r.get("ok", False),
           r.get("error", "") or f"{reroute_s:.2f} s after the failure, {attempts} attempt(s), "
           f"path {' -> '.join(after)}")
     if failure["kind"] == "link_down":
