@@ -22,6 +22,8 @@ from kms_agents.keystore import KeyStore
 
 log = logging.getLogger(__name__)
 
+STOP_GRACE_S = 2.0
+
 
 class Etsi020Node:
     def __init__(self, cfg: Etsi020Config, tls: TlsConfig, node_id: str, saes: dict[str, str], store: KeyStore,
@@ -61,9 +63,11 @@ class Etsi020Node:
                        relay_onward=self._relay_onward, on_settled=self._on_settled)
         cafiles = list(dict.fromkeys(self.cafiles + [p.ca_cert for p in self.cfg.peers if p.ca_cert]))
         # handlers run to the end even if the client goes away (a request held in the store must
-        # reach its relay); an idle or half-sent connection is closed after keepalive_timeout
+        # reach its relay); an idle or half-sent connection is closed after keepalive_timeout; on
+        # stop, requests in progress get STOP_GRACE_S (peers retry or void what was cut short)
         self._runner = web.AppRunner(make_app(self.kme, self.cfg), access_log=None,
-                                     handler_cancellation=False, keepalive_timeout=self.cfg.request_s * 3)
+                                     handler_cancellation=False, keepalive_timeout=self.cfg.request_s * 3,
+                                     shutdown_timeout=STOP_GRACE_S)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._host or None, self._port,
                            ssl_context=server_context(cafiles, self.tls.cert, self.tls.key), backlog=128)
@@ -85,15 +89,22 @@ class Etsi020Node:
                 await session.close()
         if self._runner is not None:
             await self._runner.cleanup()
+        # whatever is left (connections that never finished a request) ends with the loop
+        rest = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in rest:
+            task.cancel()
+        await asyncio.gather(*rest, return_exceptions=True)
 
     def stop(self) -> None:
         if not self._thread.is_alive():
             return
         try:
-            asyncio.run_coroutine_threadsafe(self._stop(), self.loop).result(10)
+            asyncio.run_coroutine_threadsafe(self._stop(), self.loop).result(STOP_GRACE_S + 15)
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(5)
+            if not self._thread.is_alive():
+                self.loop.close()
 
     # -- blocking calls for the agent's threads -------------------------------------------------------
     def _call(self, coro, timeout_s: float | None = None):

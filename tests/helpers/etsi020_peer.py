@@ -1,7 +1,7 @@
-"""An independent GS QKD 020 peer for tests, written from the spec with the standard library only
-(http.client, http.server, ssl): a client that drives a KME's endpoints, a callback server that
-receives its acks, and the official OpenAPI document's schemas to check every body against.
-Nothing here imports kms_agents."""
+"""An independent GS QKD 020 peer for tests, written from the spec: a client that drives a KME's
+endpoints and a callback server that receives its acks (the standard library only: http.client,
+http.server, ssl), and the official OpenAPI document's schemas to check every body against
+(PyYAML, jsonschema). Nothing here imports kms_agents."""
 from __future__ import annotations
 
 import http.client
@@ -14,7 +14,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-OFFICIAL_YAML = Path("/work/shared/standards/etsi-gs-qkd-020-v1.1.1.yaml")
+from tests.helpers import ROOT
+
+# the official ETSI document stays outside the repository, in ../shared/standards/ beside it
+OFFICIAL_YAML = ROOT.parent / "shared" / "standards" / "etsi-gs-qkd-020-v1.1.1.yaml"
 
 
 # -- the official schemas ----------------------------------------------------------------------
