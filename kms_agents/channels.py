@@ -19,6 +19,13 @@ from kms_agents.config import PeerConfig
 from kms_agents.proto import peer_pb2_grpc, relay_pb2_grpc
 
 
+# A channel of its own per neighbour (a fresh one is a fresh TCP connection), reconnecting soon
+# after a failure: relay hops have deadlines of a second or so.
+CHANNEL_OPTIONS = [("grpc.use_local_subchannel_pool", 1), ("grpc.initial_reconnect_backoff_ms", 100),
+                   ("grpc.min_reconnect_backoff_ms", 100), ("grpc.max_reconnect_backoff_ms", 1000)]
+DISCARD_GRACE_S = 30.0   # a discarded channel's calls in flight may finish (or time out) meanwhile
+
+
 class PeerUnavailable(Exception):
     """A neighbour's agent could not be reached or refused the call."""
 
@@ -60,7 +67,7 @@ class PeerChannels:
         with self._lock:
             entry = self._channels.get((node, addr))
             if entry is None:
-                channel = grpc.secure_channel(addr, self._creds, options=[
+                channel = grpc.secure_channel(addr, self._creds, options=CHANNEL_OPTIONS + [
                     ("grpc.ssl_target_name_override", node)])
                 entry = _Channel(channel, peer_pb2_grpc.PeerKmsStub(channel),
                                  relay_pb2_grpc.KeyRelayStub(channel))
@@ -84,6 +91,17 @@ class PeerChannels:
     def key_relay(self, node: str, addr: str) -> relay_pb2_grpc.KeyRelayStub:
         """KeyRelay of ``node`` at ``addr``."""
         return self._get(node, addr).key_relay
+
+    def discard(self, node: str, addr: str) -> None:
+        """Stop using the channel to ``node`` at ``addr`` (a call on it timed out: its connection
+        may hang on a route that is gone); the next call opens a new one. Calls still in flight
+        on it keep it for ``DISCARD_GRACE_S``."""
+        with self._lock:
+            entry = self._channels.pop((node, addr), None)
+        if entry is not None:
+            timer = threading.Timer(DISCARD_GRACE_S, entry.channel.close)
+            timer.daemon = True
+            timer.start()
 
     def close(self) -> None:
         with self._lock:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
+import secrets
 import threading
 import time
 import uuid
@@ -30,7 +31,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from kms_agents import metrics
 from kms_agents.keystore import KeyStore
 from kms_agents.qkd_module import KeySourceError
-from kms_agents.relay import crypto, hybrid, shares
+from kms_agents.relay import attempts, crypto, hybrid, shares
 from kms_agents.relay.authz import AuthTable
 from kms_agents.relay.hop import HopReceiver, HopSender, Send, VoidSend
 from kms_agents.relay.messages import EXT_PATH, Ack, Reason, RelayedKey, RelayFailure, VoidMessage
@@ -40,7 +41,6 @@ log = logging.getLogger(__name__)
 
 MAX_BULK_BYTES = 256 * 1024  # largest ciphertext of one bulk relay message
 PATH_REUSE_MARGIN_S = 2.0    # stop reusing a granted path this long before it expires
-RETRY_ON_FRESH_PATH = (Reason.DENIED, Reason.UNKNOWN_NODE, Reason.UNREACHABLE, Reason.TIMEOUT)
 
 RequestPath = Callable[[PathQuery], PathPlan]
 
@@ -224,23 +224,32 @@ class RelayEngine:
         plan = self.path_for(dst_node, master_sae, slave_saes, size_bits, len(keys))
         if check_path is not None:
             check_path(plan)
+        # each attempt well under the path deadline (the hop timeout): both fit in it
+        deadline = attempts.attempt_s(self.sender.hop_timeout, size_bits // 8 * len(keys))
         try:
-            return self._relay_batch(plan, master_sae, slave_saes, dst_node, keys, level_for)
+            return self._relay_batch(plan, master_sae, slave_saes, dst_node, keys, level_for,
+                                     deadline, retrying=True)
         except RelayFailure as exc:
             # whatever failed, the next request asks QuSeC again rather than reusing this path
             self.forget_path(dst_node, master_sae, slave_saes)
-            if exc.reason not in RETRY_ON_FRESH_PATH:
+            if not attempts.should_retry(exc.reason):
                 raise
             fresh = self.path_for(dst_node, master_sae, slave_saes, size_bits, len(keys),
                                   fresh=True)
-            if exc.reason not in (Reason.DENIED, Reason.UNKNOWN_NODE) \
-                    and fresh.hops() == plan.hops():
-                raise  # QuSeC has not noticed the failure yet: same path, same outcome
             if check_path is not None:
                 check_path(fresh)
-            log.info("relay on %s failed (%s); retrying on %s", plan.hops(), exc.message,
-                     fresh.hops())
-            return self._relay_batch(fresh, master_sae, slave_saes, dst_node, keys, level_for)
+            # Fresh keys under fresh IDs: the first attempt's keys are voided over their own
+            # path, and a late copy of them can neither be delivered twice nor void the retry.
+            again = [(str(uuid.uuid4()), secrets.token_bytes(len(m))) for _, m in keys]
+            log.info("relay on %s failed (%s); retrying on %s with fresh keys", plan.hops(),
+                     exc.message, fresh.hops())
+            try:
+                return self._relay_batch(fresh, master_sae, slave_saes, dst_node, again,
+                                         level_for, deadline)
+            except RelayFailure as again_exc:
+                raise RelayFailure(again_exc.reason, f"{again_exc.message} (and before, on "
+                                   f"{'|'.join('-'.join(h) for h in plan.hops())}: {exc.message})",
+                                   again_exc.check) from None
 
     def relayable_keys(self, key_size_bits: int) -> int:
         """Upper bound on keys this node could relay now: its best link / (key + MAC key)."""
@@ -254,7 +263,11 @@ class RelayEngine:
 
     def _relay_batch(self, plan: PathPlan, master_sae: str, slave_saes: list[str],
                      dst_node: str, keys: Sequence[tuple[str, bytes]],
-                     level_for: Callable[[str], str]) -> tuple[list[RelayedKey], PathPlan, str]:
+                     level_for: Callable[[str], str], timeout: float | None = None,
+                     retrying: bool = False) -> tuple[list[RelayedKey], PathPlan, str]:
+        """One attempt within ``timeout``; on failure its keys are voided along every path
+        (in the background, then the plan released, when the caller ``retrying`` will retry a
+        failure of that kind: the SAE does not wait for voids over a path that just stalled)."""
         paths = list(plan.paths)
         hop_lists = plan.hops()
         if len(paths) > 1:
@@ -277,19 +290,31 @@ class RelayEngine:
         groups = bulk_groups(list(keys), level)
         jobs = [(str(uuid.uuid4()) if len(g) > 1 else g[0][0], g) for g in groups]
         futures = [self._pool.submit(self._relay_group, paths, level, group_id, group,
-                                     master_sae, slave_saes, dst_node) for group_id, group in jobs]
+                                     master_sae, slave_saes, dst_node, timeout)
+                   for group_id, group in jobs]
         results, failure = gather(futures)
         out = [k for group in results for k in group]
         if failure is not None:
-            for group_id, group in jobs:
-                self.void(paths, group_id, failure.message,
-                          key_ids=[k for k, _ in group] if len(group) > 1 else ())
+            if retrying and attempts.should_retry(failure.reason):
+                self._pool.submit(self._abandon, plan, jobs, failure.message)
+            else:
+                self._void_jobs(paths, jobs, failure.message)
             raise failure
         return out, plan, level
 
+    def _void_jobs(self, paths: Sequence[PlannedPath], jobs: list, reason: str) -> None:
+        for group_id, group in jobs:
+            self.void(paths, group_id, reason, key_ids=[k for k, _ in group] if len(group) > 1 else ())
+
+    def _abandon(self, plan: PathPlan, jobs: list, reason: str) -> None:
+        """Void a failed attempt's keys over its paths, then release them (their relays are
+        refused from then on, so nothing of the attempt lingers)."""
+        self._void_jobs(list(plan.paths), jobs, reason)
+        self._release(plan)
+
     def _relay_group(self, paths: list[PlannedPath], level: str, group_id: str,
                      group: list[tuple[str, bytes]], master_sae: str, slave_saes: list[str],
-                     dst_node: str) -> list[RelayedKey]:
+                     dst_node: str, timeout: float | None = None) -> list[RelayedKey]:
         """Relay one key, or several keys of one size as one bulk message per hop."""
         key = b"".join(m for _, m in group)
         size_bits = 8 * len(group[0][1])
@@ -312,7 +337,7 @@ class RelayEngine:
                                     size_bits=size_bits, src=self.node_id, dst=dst_node,
                                     share=share, index=index, count=len(paths), level=level,
                                     initiator_sae=master_sae, targets=slave_saes,
-                                    extensions=ext.items())
+                                    extensions=ext.items(), timeout=timeout)
 
         if len(paths) == 1:
             acks = [send_share(paths[0], parts[0])]

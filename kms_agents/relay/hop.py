@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from kms_agents import metrics
 from kms_agents.keystore import DuplicateKey, KeyStore, StoredKey
 from kms_agents.qkd_module import KeySourceError, UnknownKeyIds
-from kms_agents.relay import crypto, hybrid, shares
+from kms_agents.relay import attempts, crypto, hybrid, shares
 from kms_agents.relay.authz import Authorisation, AuthTable, NotAuthorised, check_granted_for
 from kms_agents.relay.messages import (EXT_PATH, Ack, AckStatus, Reason, RelayFailure, RelayMessage,
                                        VoidMessage)
@@ -54,13 +54,17 @@ class HopSender:
     def send(self, peer: str, addr: str, *, path_id: str, key_id: str, key_ids: Sequence[str],
              size_bits: int, src: str, dst: str, share: bytes, index: int, count: int, level: str,
              initiator_sae: str, targets: Sequence[str],
-             extensions: Sequence[tuple[str, str]]) -> Ack:
-        """Send one share (``index`` counts from 1) toward ``peer``; returns the chain's ack."""
+             extensions: Sequence[tuple[str, str]], timeout: float | None = None) -> Ack:
+        """Send one share (``index`` counts from 1) toward ``peer``; returns the chain's ack.
+
+        ``timeout``: what this hop may take, the chain behind it included (the hop timeout
+        when None); it travels in the header as the next node's budget."""
+        timeout = self.hop_timeout if timeout is None else min(timeout, self.hop_timeout)
         source = self._sources(peer)
         if source is None:
             raise RelayFailure(Reason.UNMET, f"node {self.node_id} has no QKD link to next hop {peer}")
         seq = self._seq.next(f"{peer}|{source.link_id}", self._clock())
-        extensions = tuple(sorted(extensions))
+        extensions = attempts.with_budget(tuple(extensions), timeout)
         if level == "pqc":
             # no link key: the hop is authenticated by mutual TLS, the key by the signed blobs
             header = crypto.RelayHeader(
@@ -69,7 +73,7 @@ class HopSender:
                 security_level=level, link_id=source.link_id, pad_key_ids=(), mac_key_ids=(),
                 initiator_sae_id=initiator_sae, target_sae_ids=tuple(targets),
                 extensions=extensions, key_ids=tuple(key_ids))
-            return self._timed_send(peer, addr, RelayMessage(header))
+            return self._timed_send(peer, addr, RelayMessage(header), timeout)
         n = len(share)
         try:
             # one take for pad and MAC key: one durable link-store write per hop
@@ -85,17 +89,17 @@ class HopSender:
             mac_key_ids=(), initiator_sae_id=initiator_sae, target_sae_ids=tuple(targets),
             extensions=extensions, key_ids=tuple(key_ids))
         ciphertext, tag = crypto.seal(header, share, pad, mac)
-        return self._timed_send(peer, addr, RelayMessage(header, ciphertext, tag))
+        return self._timed_send(peer, addr, RelayMessage(header, ciphertext, tag), timeout)
 
-    def _timed_send(self, peer: str, addr: str, msg: RelayMessage) -> Ack:
+    def _timed_send(self, peer: str, addr: str, msg: RelayMessage, timeout: float) -> Ack:
         """Send one hop; an acked hop's send-to-ack time goes to qusec_agent_relay_hop_seconds."""
         started = time.monotonic()
-        ack = self._send(peer, addr, msg, self.hop_timeout)
+        ack = self._send(peer, addr, msg, timeout)
         metrics.hop_latency(time.monotonic() - started)
         return ack
 
-    def void(self, peer: str, addr: str, msg: VoidMessage) -> Ack:
-        return self._send_void(peer, addr, msg, self.hop_timeout)
+    def void(self, peer: str, addr: str, msg: VoidMessage, timeout: float | None = None) -> Ack:
+        return self._send_void(peer, addr, msg, self.hop_timeout if timeout is None else timeout)
 
 
 @dataclass(frozen=True)
@@ -172,7 +176,7 @@ class HopReceiver:
         this node's own checks is logged and counted (``event=refused server=relay``).
         """
         try:
-            ack = self._handle_relay(msg, peer)
+            ack = self._handle_relay(msg, peer, time.monotonic())
         except RelayFailure as exc:
             metrics.relayed("hop", exc.reason)
             if exc.check:
@@ -185,7 +189,7 @@ class HopReceiver:
         metrics.relayed("hop")
         return ack
 
-    def _handle_relay(self, msg: RelayMessage, peer: str) -> Ack:
+    def _handle_relay(self, msg: RelayMessage, peer: str, arrived: float) -> Ack:
         header = msg.header
         if header.from_node != peer:
             raise RelayFailure(Reason.DENIED, f"message claims to come from {header.from_node!r} but "
@@ -207,7 +211,7 @@ class HopReceiver:
                 raise RelayFailure(Reason.INVALID, "a pqc relay message carries no QKD key", "invalid")
             self._granted_for(header, auth)
             self._replay.accept(hop, header.seq)
-            return self._forward_or_deliver(header, b"", auth)
+            return self._forward_or_deliver(header, b"", auth, arrived)
         n = header.payload_bytes
         try:
             if header.mac_key_ids:
@@ -234,10 +238,18 @@ class HopReceiver:
         except crypto.RelayCryptoError as exc:
             raise RelayFailure(Reason.NOT_AUTHENTIC, f"node {self.node_id}: {exc}", "mac") from None
         self._granted_for(header, auth)
-        return self._forward_or_deliver(header, share, auth)
+        return self._forward_or_deliver(header, share, auth, arrived)
 
     def _forward_or_deliver(self, header: crypto.RelayHeader, share: bytes,
-                            auth: Authorisation) -> Ack:
+                            auth: Authorisation, arrived: float) -> Ack:
+        # What the previous hop allows this node, less the time spent here: the next hop gets
+        # less still, so a stalled hop times out (and reconnects) before the nodes behind it.
+        budget = attempts.budget_of(dict(header.extensions))
+        left = attempts.forward_s(budget, time.monotonic() - arrived, self.sender.hop_timeout)
+        if left < attempts.MIN_HOP_S:
+            # the source has given this attempt up (or is about to): neither forward nor store
+            raise RelayFailure(Reason.TIMEOUT, f"node {self.node_id}: the relay's deadline passed "
+                                               f"before it could go on")
         if auth.next_hop:
             return self.sender.send(auth.next_hop, auth.next_hop_addr, path_id=header.path_id,
                                     key_id=header.key_id, key_ids=header.key_ids,
@@ -245,7 +257,8 @@ class HopReceiver:
                                     dst=header.dst_node, share=share, index=header.share_index,
                                     count=header.share_count, level=header.security_level,
                                     initiator_sae=header.initiator_sae_id,
-                                    targets=header.target_sae_ids, extensions=header.extensions)
+                                    targets=header.target_sae_ids, extensions=header.extensions,
+                                    timeout=left)
         if header.dst_node != self.node_id:
             raise RelayFailure(Reason.DENIED, f"node {self.node_id} is the end of path "
                                               f"{header.path_id} but the message is for {header.dst_node}",

@@ -1,6 +1,7 @@
 """Relay messages to neighbours over the agent's channel pool; their gRPC errors become RelayFailure."""
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import grpc
@@ -25,9 +26,17 @@ class RelayTransport:
     def _call(self, method: str, node: str, addr: str, req: Any, timeout: float) -> Ack:
         if not addr:
             raise RelayFailure(Reason.UNMET, f"no relay address known for next hop {node}")
+        started = time.monotonic()
         try:
             ack = getattr(self.channels.key_relay(node, addr), method)(req, timeout=timeout)
         except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED \
+                    and time.monotonic() - started >= 0.9 * timeout:
+                # our own deadline, not the next hop's report: the connection may be stalled in
+                # TCP back-off on a route that is gone; the next call opens a fresh one
+                self.channels.discard(node, addr)
+                raise RelayFailure(Reason.TIMEOUT, f"next hop {node} did not answer within "
+                                                   f"{timeout:.2f} s") from None
             raise RelayFailure(wire.reason_of(exc.code()),
                                exc.details() or f"next hop {node}: {exc.code().name}") from None
         return wire.ack_of(ack)

@@ -55,8 +55,9 @@ def turn(net: Net, node: str, **rewrite) -> None:
 
 def relay(net: Net, n: int = 2, slave: str = "sae-e") -> list[tuple[str, bytes]]:
     keys = [(f"k{i}-{os.urandom(4).hex()}", os.urandom(32)) for i in range(n)]
-    net.nodes["A"].engine.relay_keys(master_sae="sae-a", slave_saes=[slave], dst_node="E", keys=keys)
-    return keys
+    out, _, _ = net.nodes["A"].engine.relay_keys(master_sae="sae-a", slave_saes=[slave], dst_node="E",
+                                                 keys=keys)
+    return [(k.key_id, k.key) for k in out]   # as the master gets them (a retry's are fresh)
 
 
 def nothing_stored(net: Net, keys) -> bool:
