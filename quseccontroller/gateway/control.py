@@ -284,6 +284,7 @@ class ControlServicer(control_pb2_grpc.QuSeCControlServicer):
         except BridgeError as exc:
             LOG.warning("report from %s not delivered: %s", session.node_id, exc)
             return
+        self.metrics.reports.inc()
         dropped = {r["link_id"] for r in result.get("refused", [])}
         for r in result.get("refused", []):
             self.metrics.reports_refused.labels(r["reason"]).inc()

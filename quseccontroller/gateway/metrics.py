@@ -41,6 +41,8 @@ class Metrics:
         self.registrations_refused = Counter(
             "qusec_registrations_refused", "Control streams refused before Registered: role, "
             "node id, inventory, addresses, Register timeout, stream caps", ["reason"], registry=r)
+        self.reports = Counter("qusec_reports", "Link reports the app took from agents' open streams",
+                               registry=r)
         self.reports_refused = Counter("qusec_reports_refused", "Link states dropped from agents' "
                                        "reports (links the inventory does not give the node)",
                                        ["reason"], registry=r)
