@@ -296,20 +296,23 @@ class RelayEngine:
         out = [k for group in results for k in group]
         if failure is not None:
             if retrying and attempts.should_retry(failure.reason):
-                self._pool.submit(self._abandon, plan, jobs, failure.message)
+                self._pool.submit(self._abandon, plan, jobs, failure.message, timeout)
             else:
                 self._void_jobs(paths, jobs, failure.message)
             raise failure
         return out, plan, level
 
-    def _void_jobs(self, paths: Sequence[PlannedPath], jobs: list, reason: str) -> None:
+    def _void_jobs(self, paths: Sequence[PlannedPath], jobs: list, reason: str,
+                   timeout: float | None = None) -> None:
         for group_id, group in jobs:
-            self.void(paths, group_id, reason, key_ids=[k for k, _ in group] if len(group) > 1 else ())
+            self.void(paths, group_id, reason, key_ids=[k for k, _ in group] if len(group) > 1 else (),
+                      timeout=timeout)
 
-    def _abandon(self, plan: PathPlan, jobs: list, reason: str) -> None:
+    def _abandon(self, plan: PathPlan, jobs: list, reason: str, timeout: float | None) -> None:
         """Void a failed attempt's keys over its paths, then release them (their relays are
-        refused from then on, so nothing of the attempt lingers)."""
-        self._void_jobs(list(plan.paths), jobs, reason)
+        refused from then on, so nothing of the attempt lingers). Each void waits at most the
+        attempt's deadline: a worker is never held long by a path that just stalled."""
+        self._void_jobs(list(plan.paths), jobs, reason, timeout)
         self._release(plan)
 
     def _relay_group(self, paths: list[PlannedPath], level: str, group_id: str,
@@ -369,8 +372,9 @@ class RelayEngine:
         return [RelayedKey(key_id=kid, key=m, meta=dict(meta)) for kid, m in zip(ids, finals)]
 
     def void(self, paths: Sequence[PlannedPath], key_id: str, reason: str,
-             key_ids: Sequence[str] = ()) -> None:
-        """Tell every path's destination (through its relays) to forget ``key_id``; best effort."""
+             key_ids: Sequence[str] = (), timeout: float | None = None) -> None:
+        """Tell every path's destination (through its relays) to forget ``key_id``; best effort
+        (each call waits at most ``timeout``, the hop timeout when None)."""
         for path in paths:
             if len(path.hops) < 2:
                 continue
@@ -378,6 +382,6 @@ class RelayEngine:
             try:
                 self.sender.void(nxt.node_id, nxt.relay_addr, VoidMessage(
                     path_id=path.path_id, key_id=key_id, reason=reason[:200],
-                    from_node=self.node_id, key_ids=tuple(key_ids)))
+                    from_node=self.node_id, key_ids=tuple(key_ids)), timeout)
             except Exception as exc:  # the destination drops unfinished shares on its own
                 log.info("void of key %s on path %s not delivered: %s", key_id, path.path_id, exc)
