@@ -20,17 +20,21 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kms_agents.qkd_module import (InsufficientKey, KeySourceError, KeySourceUnavailable, LinkKey,
-                                   SimulatedQkdModule, UnknownKeyIds)
+from kms_agents.qkd_module import (NO_FAULT, InsufficientKey, KeySourceError, KeySourceUnavailable,
+                                   LinkAlarm, LinkFault, LinkKey, SimulatedQkdModule, UnknownKeyIds)
 
 if TYPE_CHECKING:
     from kms_agents.config import LinkConfig, TlsConfig
     from kms_agents.keystore import KeyStore
 
 __all__ = ["KeySource", "LinkKey", "KeySourceError", "InsufficientKey", "UnknownKeyIds",
-           "KeySourceUnavailable", "SimulatedQkdModule", "Etsi014KeySource", "make_key_source"]
+           "KeySourceUnavailable", "LinkAlarm", "LinkFault", "FaultsNotSupported", "SimulatedQkdModule", "Etsi014KeySource", "make_key_source"]
 
 log = logging.getLogger(__name__)
+
+
+class FaultsNotSupported(KeySourceError):
+    """This key source's faults are its own (a vendor KMS): they cannot be set here."""
 
 
 class KeySource(ABC):
@@ -61,6 +65,15 @@ class KeySource(ABC):
     def peer_available_bytes(self) -> int:
         """Key this end sees available for hops the peer initiates (0: not known)."""
         return 0
+
+    def fault(self) -> LinkFault:
+        """This end's fault state (``kms_agents.qkd_module.LinkFault``; up when none)."""
+        return NO_FAULT
+
+    def set_fault(self, fault: LinkFault) -> LinkFault:
+        """Set this end's fault (simulated modules only); returns the previous one."""
+        raise FaultsNotSupported(f"link {self.link_id}: a {self.kind} key source reports its own "
+                                 "faults; they cannot be set here")
 
     def close(self) -> None:
         """Release connections."""

@@ -14,6 +14,18 @@ per direction) drops the oldest unused blocks, as a real module's key store woul
 The persistent take cursor and the claimed runs live in a :class:`LinkStateStore` (the
 agent's SQLite key store; one row per take or claim), so a block is never handed out
 twice, even across restarts.
+
+Faults (:class:`LinkFault`, set by the agent's management API, ``kms_agents.manage``): an end
+can be set ``down`` (no quantum signal: no key is produced), ``up`` again, or given a QBER.
+At or above :data:`QBER_THRESHOLD` (11 %, the BB84 bound: one-way post-processing of BB84
+distils no secret key beyond it, 1 - 2 h(Q) <= 0) the module raises an alarm and produces no
+key, as a real module aborts key distillation; below it the secret key rate falls per the
+asymptotic BB84 rate, ``R0 (1 - 2 h(Q)) / (1 - 2 h(Q0))`` (:func:`bb84_rate`; ``Q0`` =
+:data:`NOMINAL_QBER`, the QBER at which the configured ``rate_bps`` holds). While an alarm
+stands, the end offers no key (``available_bytes`` 0, ``take`` raises :class:`LinkAlarm`);
+key the peer took before the fault can still be claimed. A fault lives in memory: an agent
+restarted comes back ``up``. Production is counted piecewise (the blocks made up to the last
+change plus those made at the present rate since), so a fault changes only what comes after.
 """
 from __future__ import annotations
 
@@ -36,6 +48,13 @@ _COUNT_MASK = (1 << _COUNT_BITS) - 1
 MAX_RANGE_BLOCKS = _COUNT_MASK   # longest run one key ID names (128 MiB)
 _START_BITS = 62 - _COUNT_BITS   # first index field (2^40 blocks = 32 TiB per direction)
 
+QBER_THRESHOLD = 0.11   # BB84 with one-way post-processing: no secret key at or above (1 - 2 h(Q) <= 0)
+NOMINAL_QBER = 0.0      # the QBER at which a link's configured rate_bps holds
+MAX_QBER = 0.5          # a QBER above 0.5 is not an error rate (flip every bit and it is below)
+FAULT_STATES = ("up", "down", "qber")
+ALARM_DOWN = "link_down"
+ALARM_QBER = "qber_above_threshold"
+
 
 class KeySourceError(Exception):
     """A link key source could not serve a request."""
@@ -51,6 +70,62 @@ class UnknownKeyIds(KeySourceError):
 
 class KeySourceUnavailable(KeySourceError):
     """The key source (e.g. an external KMS) cannot be reached."""
+
+
+class LinkAlarm(InsufficientKey):
+    """The link raised an alarm (down, or QBER above the threshold): it produces no key."""
+
+
+def binary_entropy(p: float) -> float:
+    """h(p) = -p log2 p - (1 - p) log2 (1 - p)."""
+    if p <= 0.0 or p >= 1.0:
+        return 0.0
+    return -p * math.log2(p) - (1 - p) * math.log2(1 - p)
+
+
+def bb84_rate(rate0: float, qber: float, qber0: float = NOMINAL_QBER) -> float:
+    """Secret key rate at ``qber`` of a link making ``rate0`` at ``qber0``: the asymptotic BB84
+    rate ``rate0 (1 - 2 h(Q)) / (1 - 2 h(Q0))``, 0 at or above :data:`QBER_THRESHOLD`."""
+    if not 0.0 <= qber <= MAX_QBER:
+        raise ValueError(f"QBER must be within 0..{MAX_QBER}, got {qber}")
+    if not 0.0 <= qber0 < QBER_THRESHOLD:
+        raise ValueError(f"nominal QBER must be within 0..{QBER_THRESHOLD}, got {qber0}")
+    if qber >= QBER_THRESHOLD:
+        return 0.0
+    return max(0.0, rate0 * (1 - 2 * binary_entropy(qber)) / (1 - 2 * binary_entropy(qber0)))
+
+
+@dataclass(frozen=True)
+class LinkFault:
+    """A link end's fault state: ``up`` (no fault), ``down`` (no key), or ``qber`` with a QBER."""
+    state: str = "up"
+    qber: float = NOMINAL_QBER
+
+    def __post_init__(self) -> None:
+        if self.state not in FAULT_STATES:
+            raise ValueError(f"fault state must be one of {', '.join(FAULT_STATES)}, got {self.state!r}")
+        if not isinstance(self.qber, (int, float)) or not 0.0 <= self.qber <= MAX_QBER:
+            raise ValueError(f"QBER must be within 0..{MAX_QBER}, got {self.qber!r}")
+
+    @property
+    def alarm(self) -> str:
+        """Why the link makes no key ("" while it makes key)."""
+        if self.state == "down":
+            return ALARM_DOWN
+        if self.state == "qber" and self.qber >= QBER_THRESHOLD:
+            return ALARM_QBER
+        return ""
+
+    def rate(self, rate0: float) -> float:
+        """The secret key rate of a link making ``rate0`` without this fault."""
+        if self.state == "down":
+            return 0.0
+        if self.state == "qber":
+            return bb84_rate(rate0, self.qber)
+        return rate0
+
+
+NO_FAULT = LinkFault()
 
 
 @dataclass(frozen=True)
@@ -164,8 +239,11 @@ class SimulatedQkdModule:
         self.link_id = link_id
         self.local_node = local_node
         self.peer_node = peer_node
-        self.rate_bps = float(rate_bps)
+        self.nominal_rate_bps = float(rate_bps)
         self.epoch = float(epoch)
+        self._fault = NO_FAULT
+        # production so far: blocks made up to _made_at, plus those made at _rate since
+        self._made, self._made_at, self._rate = 0, self.epoch, self.nominal_rate_bps
         self._secret = secret
         self._fp = fingerprint(secret)
         self._out = direction(local_node, peer_node)   # what we hand out
@@ -179,13 +257,36 @@ class SimulatedQkdModule:
         self._out_key = _stream_key(secret, self._out)
         self._in_key = _stream_key(secret, self._in)
 
+    # -- faults ----------------------------------------------------------------
+    @property
+    def rate_bps(self) -> float:
+        """The secret key rate now (the configured rate, less what the fault takes)."""
+        return self._rate
+
+    def fault(self) -> LinkFault:
+        return self._fault
+
+    def set_fault(self, fault: LinkFault) -> LinkFault:
+        """Set this end's fault from now on; returns the previous one."""
+        with self._lock:
+            now = self._clock()
+            self._made, self._made_at = self._released(now), max(now, self.epoch)
+            self._rate = fault.rate(self.nominal_rate_bps)
+            old, self._fault = self._fault, fault
+        return old
+
+    def _released(self, now: float) -> int:
+        return self._made + released_blocks(now, self._made_at, self._rate)
+
     # -- KeySource interface -------------------------------------------------
     def capacity_bytes(self) -> int:
         """Most key this end can hold ready for its own direction."""
         return self._capacity * BLOCK_BYTES
 
     def available_bytes(self) -> int:
-        """Link key ready to be taken now at this end."""
+        """Link key ready to be taken now at this end (none while an alarm stands)."""
+        if self._fault.alarm:
+            return 0
         with self._lock:
             start, released = self._window()
             return (released - start) * BLOCK_BYTES
@@ -194,7 +295,7 @@ class SimulatedQkdModule:
         """Key released toward this end and not claimed here yet (at most one buffer): what the
         peer can have for hops it initiates, as this end sees it (QuSeC checks the peer's
         report against it)."""
-        released = released_blocks(self._clock(), self.epoch, self.rate_bps)
+        released = self._released(self._clock())
         if self._claimed_top is None:
             self._claimed_top = self._store.link_claimed_top(self.link_id, self._in, self._fp)
         return max(0, min(self._capacity, released - self._claimed_top)) * BLOCK_BYTES
@@ -204,6 +305,8 @@ class SimulatedQkdModule:
         if n_bytes <= 0:
             raise ValueError(f"n_bytes must be positive, got {n_bytes}")
         blocks = math.ceil(n_bytes / BLOCK_BYTES)
+        if self._fault.alarm:
+            raise LinkAlarm(f"link {self.link_id}: no key: alarm {self._fault.alarm}")
         with self._lock:
             start, released = self._window()
             if released - start < blocks:
@@ -254,7 +357,7 @@ class SimulatedQkdModule:
     # -- internals -------------------------------------------------------------
     def _window(self) -> tuple[int, int]:
         """(first takeable index, released count); blocks beyond the buffer were dropped."""
-        released = released_blocks(self._clock(), self.epoch, self.rate_bps)
+        released = self._released(self._clock())
         if self._cursor is None:   # this object is the only writer of its direction's cursor
             self._cursor = self._store.link_cursor(self.link_id, self._out, self._fp)
         return max(self._cursor, released - self._capacity), max(released, self._cursor)

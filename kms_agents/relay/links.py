@@ -11,7 +11,7 @@ from typing import Any
 class LinkStatus(enum.Enum):
     ACTIVE = "active"     # producing key
     PASSIVE = "passive"   # up, no key ready
-    OFF = "off"           # its link KMS cannot be reached
+    OFF = "off"           # its link KMS cannot be reached, or the link raised an alarm
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,8 @@ class LinkState:
     status: LinkStatus = LinkStatus.ACTIVE
     kms_kind: str = ""           # "simulated", "etsi014", ...
     peer_stored_bits: int = 0    # key this end sees for hops the PEER initiates (0: not known)
+    alarm: str = ""              # why the link makes no key (status OFF): "link_down", "qber_above_threshold"
+    qber: float = 0.0            # the QBER the module measures (0: nominal or not known)
 
 
 class ConsumptionMeter:
@@ -66,11 +68,13 @@ def link_states(sources: Sequence[Any], meter: ConsumptionMeter | None = None,
     now = time.monotonic() if now is None else now
     for src in sources:
         consumption, peer_stored = 0.0, 0
+        fault = src.fault() if hasattr(src, "fault") else None
+        alarm, qber = (fault.alarm, fault.qber if fault.state == "qber" else 0.0) if fault else ("", 0.0)
         try:
             stored = src.available_bytes() * 8
             peer_available = getattr(src, "peer_available_bytes", None)
             peer_stored = peer_available() * 8 if peer_available is not None else 0
-            status = LinkStatus.ACTIVE if stored else LinkStatus.PASSIVE
+            status = LinkStatus.OFF if alarm else LinkStatus.ACTIVE if stored else LinkStatus.PASSIVE
             if meter is not None:
                 try:
                     cap = src.capacity_bytes() * 8
@@ -82,7 +86,8 @@ def link_states(sources: Sequence[Any], meter: ConsumptionMeter | None = None,
         out.append(LinkState(link_id=src.link_id, peer_node=src.peer_node,
                              skr_bps=float(src.rate_bps), stored_bits=stored,
                              consumption_bps=consumption, status=status,
-                             kms_kind=getattr(src, "kind", ""), peer_stored_bits=peer_stored))
+                             kms_kind=getattr(src, "kind", ""), peer_stored_bits=peer_stored,
+                             alarm=alarm, qber=qber))
     return out
 
 
