@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
-from aiohttp.web_protocol import RequestHandler
 
 from kms_agents import metrics
 from kms_agents.config import Caps
@@ -173,7 +172,7 @@ class _Limits:
         self.per_sae: Counter[str] = Counter()
 
 
-class _Connection(RequestHandler):
+class _Connection(web.RequestHandler):
     """aiohttp's HTTP/1.1 connection, knowing its caller (``sae`` or ``refusal``) and the request
     deadline: armed at a request's first byte, disarmed once its body is read."""
 
