@@ -10,6 +10,7 @@ BENCH_MODULES = (
     "mininet_topos.bench.setup",    # setup: relay path setup latency in Mininet
     "mininet_topos.bench.kms",               # latency, throughput: ETSI 014 over mutual TLS
     "mininet_topos.bench.scale",      # scale: Mininet bring-up time, reroute time
+    "mininet_topos.bench.control",    # control: QuSeC under thousands of simulated agents
 )
 
 
