@@ -6,6 +6,17 @@ from typing import Union
 
 
 @dataclass(frozen=True)
+class Handoff:
+    """Where a key leaves this domain for another (mirrors control.proto Handoff): the crossing
+    (an interworking site), the peer domain, its KME there, and this domain's exit KME."""
+    crossing: str
+    kind: str
+    peer_domain: str
+    peer_kme: str
+    exit_node: str
+
+
+@dataclass(frozen=True)
 class PathRequest:
     """A vKMS asks for a relay path (mirrors control.proto PathRequest)."""
     src_node: str
@@ -16,6 +27,9 @@ class PathRequest:
     key_count: int = 1
     application: str = ""
     dst_saes: tuple[str, ...] = ()   # every slave SAE (dst_sae is the first)
+    # Set by the gateway only (from the parent's chain), never by an agent: the path ends at
+    # ``dst_node``, the exit KME, for slave SAEs of another domain.
+    handoff: Handoff | None = None
 
     @property
     def bits(self) -> int:
@@ -39,6 +53,7 @@ class RelayAuthorisation:
     src_sae: str = ""                 # what the path was granted for (hops check the relay against it)
     dst_saes: tuple[str, ...] = ()
     security_level: str = ""
+    handoff: Handoff | None = None    # at the exit node of an inter-domain segment only
 
 
 @dataclass(frozen=True)

@@ -130,18 +130,30 @@ class QuSeCCore:
 
         dst_saes = tuple(dict.fromkeys((req.dst_sae,) + tuple(req.dst_saes))) if req.dst_sae \
             else tuple(req.dst_saes)
+        if req.handoff is not None:
+            wrong = self._handoff_refusal(req, dst, dst_saes)
+            if wrong:
+                return refuse("invalid_handoff", wrong)
         for label, n, saes in (("source", src, (req.src_sae,) if req.src_sae else ()),
                                ("destination", dst, dst_saes)):
             sae = saes[0] if saes else ""
+            if not n and sae and label == "destination":   # the agent does not know the SAE
+                return refuse("unknown_sae", f"destination SAE {sae!r} is not an SAE of this network")
             if not n or n not in st.qkd or not st.node_up(n):
                 what = f"{label} node {n or '?'!r}" + (f" (SAE {sae!r})" if sae and not n else "")
                 return refuse("unknown_node", f"{what} is not registered with QuSeC")
+            # the slave SAEs of a handoff, and the master SAE of a key that came in over an
+            # interworking site to its KME here, are other domains' SAEs
+            foreign = req.handoff is not None if label == "destination" else self._is_site_kme(n)
             for sae in saes:
                 home = st.node_of_sae(sae)
-                if home and home != n:
+                if home and home != n and not (foreign and label == "destination"):
                     return refuse("unknown_node", f"{label} SAE {sae!r} is attached to node "
                                   f"{home!r}, not {n!r}")
-                if home is None:   # an SAE no node has: nothing may be relayed for it
+                if home and foreign and label == "destination":
+                    return refuse("invalid_handoff", f"SAE {sae!r} is an SAE of this domain: "
+                                  "its key is not handed off")
+                if home is None and not foreign:   # an SAE no node has: nothing may be relayed for it
                     return refuse("unknown_sae", f"{label} SAE {sae!r} is not an SAE of node {n!r}")
         if d.action == "deny":
             return refuse("policy_deny", f"rule {m.rule!r} denies {src}->{dst}")
@@ -154,8 +166,8 @@ class QuSeCCore:
             return decision, []
         c = Constraints(need_bits=req.bits, min_trust=d.min_trust, exclude=d.exclude_nodes,
                         max_hops=d.max_hops, metric=d.metric)
-        res = compute(st, src, dst, c, d.paths)
-        if not res.ok or len(res.paths) < d.paths:
+        res = compute(st, src, dst, c, 1 if req.handoff is not None else d.paths)
+        if not res.ok or len(res.paths) < (1 if req.handoff is not None else d.paths):
             if d.allow_pqc_fallback:
                 self.admission.take(req, d, now)
                 decision.granted, decision.security_level = True, "pqc"
@@ -184,6 +196,29 @@ class QuSeCCore:
                                        for p in decision.path_ids for dp in self.paths[p].flows)
         log.info("path %s->%s granted by %s: %s", src, dst, m.rule, decision.paths)
         return decision, flow_acts + acts
+
+    def _is_site_kme(self, node: str) -> bool:
+        """Whether ``node`` is this domain's KME at an interworking site (keys of other domains'
+        SAEs come in there over ETSI GS QKD 020 and go on from there)."""
+        borders = self.inventory.borders if self.inventory else ()
+        return any(b.node == node and b.kind == "etsi020" for b in borders)
+
+    def _handoff_refusal(self, req: PathRequest, dst: str, dst_saes: tuple[str, ...]) -> str:
+        """Why a handoff request does not hold ("" when it does): it must end at this domain's
+        KME of the named crossing, toward the peer KME the inventory names there."""
+        h = req.handoff
+        borders = self.inventory.borders if self.inventory else ()
+        if h.kind != "etsi020":
+            return f"crossing {h.crossing!r} of kind {h.kind!r}: only interworking sites (etsi020) hand keys off"
+        if dst != h.exit_node:
+            return f"a handoff at {h.exit_node!r} must end there, not at {dst!r}"
+        if not any(b.node == dst and b.crossing == h.crossing and b.kind == h.kind and
+                   b.peer_domain == h.peer_domain and b.peer_node == h.peer_kme for b in borders):
+            return (f"node {dst!r} is not this domain's KME at crossing {h.crossing!r} toward "
+                    f"{h.peer_domain}/{h.peer_kme}")
+        if not dst_saes:
+            return "a handoff names the slave SAE(s) it carries the key for"
+        return ""
 
     def release_path(self, path_id: str, now: float, reason: str = "released", *,
                      by: str = "") -> list[Action]:
@@ -255,7 +290,7 @@ class QuSeCCore:
                       for n in sorted(st.qkd)},
             "links": {lid: {"a": r.a, "b": r.b, "skr_bps": r.skr_bps, "stored_bits": dict(r.stored),
                             "peer_stored_bits": dict(r.peer_stored), "status": r.overall_status(),
-                            "disputed": r.disputed} for lid, r in sorted(st.links.items())},
+                            "disputed": r.disputed, "alarm": r.alarm(), "qber": r.max_qber()} for lid, r in sorted(st.links.items())},
             "paths": {pid: {"nodes": ap.nodes, "rule": ap.rule, "expires_at": ap.expires_at,
                             "share": f"{ap.share_index + 1}/{ap.share_count}",
                             "flows": sum(ap.flows.values()), "unplanned_hops": ap.unplanned_hops}

@@ -37,7 +37,7 @@ class BridgeDispatch:
             return {"pong": True}
         if op == "register":
             info = records.agent_info_from_wire(args)
-            usable = self._usable_links()
+            usable, alarms = self._usable_links(), self._alarms()
             try:
                 actions = self.core.agent_registered(info, now, records.cert_addresses_from_wire(args))
             except Refused as exc:   # the gateway refuses the stream with the reason
@@ -48,13 +48,16 @@ class BridgeDispatch:
                                                               **exc.details}) from None
             self.events.record("agent_registered", now, node=info.node_id,
                                links=len(info.links), saes=len(info.saes))
+            self._record_alarms(info.node_id, alarms, now)
             self._execute(actions, now, usable)
             return {"node_id": info.node_id}
         if op == "report":
             node, links = records.report_from_wire(args)
-            usable = self._usable_links()
+            usable, alarms = self._usable_links(), self._alarms()
             kept, refused = self.core.screen_report(node, links)
-            self._execute(self.core.agent_report(node, kept, now), now, usable)
+            actions = self.core.agent_report(node, kept, now)
+            self._record_alarms(node, alarms, now)
+            self._execute(actions, now, usable)
             return {"refused": [records.link_refusal_to_wire(r) for r in refused]}
         if op == "gone":
             node = records.node_id_from_wire(args)
@@ -119,6 +122,20 @@ class BridgeDispatch:
     def _usable_links(self) -> dict[str, bool]:
         return {lid: rec.usable() for lid, rec in self.core.state.links.items()}
 
+    def _alarms(self) -> dict[tuple[str, str], str]:
+        return {(lid, n): a for lid, rec in self.core.state.links.items() for n, a in rec.alarms.items()}
+
+    def _record_alarms(self, node: str, before: dict[tuple[str, str], str], now: float) -> None:
+        """A ``qkd_alarm`` event for each of ``node``'s link ends whose alarm was raised or cleared."""
+        for lid, rec in sorted(self.core.state.links.items()):
+            if node not in (rec.a, rec.b):
+                continue
+            was, alarm = before.get((lid, node), ""), rec.alarms.get(node, "")
+            if alarm != was:
+                self.events.record("qkd_alarm", now, link=lid, node=node,
+                                   state="raised" if alarm else "cleared", reason=alarm or was,
+                                   qber=rec.qber.get(node, 0.0))
+
     def _execute(self, actions: list, now: float, usable_before: dict[str, bool]) -> None:
         """Execute the actions of an agent event, recording the QKD links that became usable
         or stopped being usable and the paths the core moved or revoked."""
@@ -150,6 +167,9 @@ class BridgeDispatch:
         decision, actions = self.core.request_path(req, now)
         pair = {"src": req.src_node, "dst": req.dst_node, "src_sae": req.src_sae,
                 "dst_sae": req.dst_sae, "application": req.application}
+        if req.handoff is not None:   # the key leaves the domain at dst, over this crossing
+            pair.update(crossing=req.handoff.crossing, peer_domain=req.handoff.peer_domain,
+                        peer_kme=req.handoff.peer_kme)
         if not decision.granted:
             self.events.record("path_refused", now, **pair, reason=decision.refusal,
                                message=decision.reason, rule=decision.rule)

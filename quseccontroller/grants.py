@@ -50,6 +50,7 @@ def authorisations(ap: ActivePath, agents: Mapping[str, AgentInfo]) -> list[Auth
             expires_unix_ms=int(ap.expires_at * 1000), src_node=n[0], dst_node=n[-1],
             share_index=ap.share_index, share_count=ap.share_count, src_sae=ap.request.src_sae,
             dst_saes=ap.request.dst_saes or ((ap.request.dst_sae,) if ap.request.dst_sae else ()),
-            security_level=ap.security_level)
+            security_level=ap.security_level,
+            handoff=ap.request.handoff if nxt == "" else None)
         acts.append(Authorise(node, auth))
     return acts

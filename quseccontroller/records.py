@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 from google.protobuf import json_format
 
-from quseccontroller.actions import Authorise, PathDecision, PathRequest, RelayAuthorisation, Revoke
+from quseccontroller.actions import Authorise, Handoff, PathDecision, PathRequest, RelayAuthorisation, Revoke
 from quseccontroller.bridge import BridgeError
 from quseccontroller.proto import control_pb2
 
@@ -76,7 +76,12 @@ def registered_proto(node_id: str, report_interval_ms: int) -> control_pb2.Contr
 
 def authorise_proto(auth: dict) -> control_pb2.ControllerMessage:
     """An ``auth_to_wire`` dict as the message pushed down a control stream."""
-    return control_pb2.ControllerMessage(authorise=control_pb2.RelayAuthorisation(**auth))
+    fields = dict(auth)
+    handoff = fields.pop("handoff", None)
+    msg = control_pb2.RelayAuthorisation(**fields)
+    if handoff:
+        msg.handoff.CopyFrom(control_pb2.Handoff(**handoff))
+    return control_pb2.ControllerMessage(authorise=msg)
 
 
 def push_proto(push: dict) -> control_pb2.ControllerMessage:
@@ -108,6 +113,8 @@ def path_reply_proto(result: dict) -> control_pb2.PathReply:
                         share_index=int(p.get("share_index", 0)),
                         hops=[control_pb2.Hop(node_id=h["node_id"], relay_addr=h.get("relay_addr", ""))
                               for h in p["hops"]])
+    if result.get("handoff"):
+        reply.handoff.CopyFrom(control_pb2.Handoff(**result["handoff"]))
     return reply
 
 
@@ -132,6 +139,14 @@ def _int(args: dict, name: str, default: int = 0) -> int:
     return int(value)
 
 
+def _qber(d: dict) -> float:
+    value = d.get("qber", 0.0)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 0.5:
+        raise BridgeError("invalid", f"qber: expected a number within 0..0.5, got {value!r}",
+                          {"field": "qber"})
+    return float(value)
+
+
 def link_state_from_wire(d: dict) -> LinkState:
     # Imported here: the gateway process uses this module too and never needs the core's
     # network state (nor networkx, which it imports).
@@ -143,7 +158,8 @@ def link_state_from_wire(d: dict) -> LinkState:
                      skr_bps=float(d.get("skr_bps", 0.0)), stored_bits=_int(d, "stored_bits"),
                      consumption_bps=float(d.get("consumption_bps", 0.0)), status=status,
                      kms_kind=_str(d, "kms_kind") or "simulated",
-                     peer_stored_bits=_int(d, "peer_stored_bits"))
+                     peer_stored_bits=_int(d, "peer_stored_bits"), alarm=_str(d, "alarm"),
+                     qber=_qber(d))
 
 
 def agent_info_from_wire(d: dict) -> AgentInfo:
@@ -188,11 +204,29 @@ def path_request_from_wire(d: dict) -> PathRequest:
     dst_saes = d.get("dst_saes", [])
     if not isinstance(dst_saes, list) or not all(isinstance(x, str) for x in dst_saes):
         raise BridgeError("invalid", "dst_saes: expected a list of strings", {"field": "dst_saes"})
-    return PathRequest(src_node=_str(d, "src_node", True), dst_node=_str(d, "dst_node", True),
+    # no dst_node: the agent does not know the slave SAE's node (perhaps another domain's)
+    return PathRequest(src_node=_str(d, "src_node", True),
+                       dst_node=_str(d, "dst_node", not _str(d, "dst_sae")),
                        src_sae=_str(d, "src_sae"), dst_sae=_str(d, "dst_sae"),
                        key_size_bits=_int(d, "key_size_bits", 256) or 256,
                        key_count=_int(d, "key_count", 1) or 1,
-                       application=_str(d, "application"), dst_saes=tuple(dst_saes))
+                       application=_str(d, "application"), dst_saes=tuple(dst_saes),
+                       handoff=handoff_from_wire(d.get("handoff")))
+
+
+def handoff_from_wire(d: Any) -> Handoff | None:
+    """The gateway's handoff of a request_path (None: an ordinary path inside the domain)."""
+    if d is None:
+        return None
+    if not isinstance(d, dict):
+        raise BridgeError("invalid", "handoff: expected an object", {"field": "handoff"})
+    return Handoff(crossing=_str(d, "crossing", True), kind=_str(d, "kind", True),
+                   peer_domain=_str(d, "peer_domain", True), peer_kme=_str(d, "peer_kme", True),
+                   exit_node=_str(d, "exit_node", True))
+
+
+def handoff_to_wire(h: Handoff) -> dict:
+    return asdict(h)
 
 
 # --------------------------------------------------------------- app: dataclass -> wire dict
@@ -271,3 +305,10 @@ def reaches_to_wire(reaches: dict[str, "Reach"]) -> dict:
     return {node: json_format.MessageToDict(wire.reach_pb(r), preserving_proto_field_name=True)
             for node, r in reaches.items()}
 
+
+
+def reaches_from_wire(d: dict) -> dict[str, "Reach"]:
+    """The ``reach`` op's answer (``reaches_to_wire``) back as Reach records (the gateway)."""
+    from quseccontroller.parent import wire
+    from quseccontroller.proto import parent_pb2
+    return {node: wire.reach_of(json_format.ParseDict(r, parent_pb2.Reach())) for node, r in d.items()}

@@ -26,6 +26,8 @@ from quseccontroller.gateway.metrics import Metrics
 from quseccontroller.gateway.rpc import Abort, PathRefused, bad_request, error_info, maps_errors
 from quseccontroller.gateway.sessions import AgentSession, Sessions, StreamLimits, StreamSlot, StreamsFull
 from quseccontroller.identity import NODE, Identity
+from quseccontroller.parent.chain import Chain, ChainRequest
+from quseccontroller.parent.client import ParentRefused
 from quseccontroller.proto import control_pb2, control_pb2_grpc
 
 LOG = logging.getLogger(__name__)
@@ -48,6 +50,42 @@ def check_register(reg: control_pb2.Register) -> None:
 
 class AppRefused(PathRefused):
     """The app refused the path (and logged the refusal itself)."""
+
+
+def handoff_wanted(request: control_pb2.PathRequest, result: dict, has_parent: bool) -> bool:
+    """Whether to ask the parent: the agent did not know the slave SAE (no ``dst_node``), nor
+    does this domain (the app refused ``unknown_sae``), and there is a parent to ask."""
+    return (has_parent and not request.dst_node and bool(request.dst_sae)
+            and not result.get("granted") and result.get("refusal") == "unknown_sae")
+
+
+def parent_refusal(reason: str) -> str:
+    """A parent's refusal as the path refusal the agent gets: an SAE no domain exports stays
+    ``unknown_sae`` (the master's 400); anything else (the parent down, no chain) is
+    ``no_chain`` / ``parent_unavailable`` (its 503)."""
+    if reason == "unknown_sae":
+        return "unknown_sae"
+    if reason in ("unavailable", "deadline_exceeded", "cancelled", "unknown"):
+        return "parent_unavailable"
+    return "no_chain"
+
+
+def handoff_of(chain: Chain, src_node: str) -> dict:
+    """The handoff of this domain's segment: its exit KME at the chain's first crossing and the
+    peer KME there. PathRefused for what the relay cannot carry yet."""
+    if not chain.crossings:
+        raise PathRefused("no_chain", "the parent's chain crosses no domain")
+    x = chain.crossings[0]
+    if x.kind != "etsi020":
+        raise PathRefused("unsupported_crossing", f"the chain to domain {chain.dst_domain} crosses "
+                          f"{x.kind} link {x.id}: post-quantum crossings not yet",
+                          message=f"post-quantum crossings not yet ({x.id})")
+    if x.from_node == src_node:
+        raise PathRefused("unsupported_crossing", f"node {src_node} is itself the KME of crossing "
+                          f"{x.id}: a key starting at an interworking KME not yet",
+                          message="a key starting at an interworking KME not yet")
+    return {"crossing": x.id, "kind": x.kind, "peer_domain": x.to_domain, "peer_kme": x.to_node,
+            "exit_node": x.from_node}
 
 
 def _peer(_request: Any, context: Any) -> str:
@@ -353,8 +391,8 @@ class ControlServicer(control_pb2_grpc.QuSeCControlServicer):
         ident = rpc.require_role(context, NODE, "request relay paths")
         if not request.src_node:
             raise bad_request("src_node", "required")
-        if not request.dst_node:
-            raise bad_request("dst_node", "required")
+        if not request.dst_node and not request.dst_sae:
+            raise bad_request("dst_node", "required (or dst_sae, for an SAE the node does not know)")
         if request.src_node == request.dst_node:
             raise bad_request("dst_node", "equals src_node")
         if ident.name != request.src_node:
@@ -362,7 +400,10 @@ class ControlServicer(control_pb2_grpc.QuSeCControlServicer):
                              f"certificate of node {ident.name!r} may not request paths for node "
                              f"{request.src_node!r}", "NODE_ID_MISMATCH", cn=ident.name,
                              node_id=request.src_node)
-        result = await self.call("request_path", records.path_request_to_wire(request))
+        wire = records.path_request_to_wire(request)
+        result = await self.call("request_path", wire)
+        if handoff_wanted(request, result, self.parent_link is not None):
+            result = await self._handoff_path(request, wire)
         if not result.get("granted"):
             reason, rule, message = records.refusal_from_wire(result)
             raise AppRefused(reason, f"path {request.src_node} -> {request.dst_node} refused "
@@ -380,6 +421,27 @@ class ControlServicer(control_pb2_grpc.QuSeCControlServicer):
         auth_ms = (time.monotonic() - t_auth) * 1000
         return records.path_reply_proto(result), {"app_ms": float(result.get("app_ms", 0.0)),
                                                   "auth_ms": auth_ms}
+
+    async def _handoff_path(self, request: control_pb2.PathRequest, wire: dict) -> dict:
+        """The slave SAE is another domain's: the parent chooses the chain of domains, and the
+        app grants the path from the source to this domain's exit KME of the chain's first
+        crossing, where the key is handed off (the result carries the handoff)."""
+        reaches = await self.call("reach", {"node": request.src_node})
+        bits = max(1, request.key_size_bits or 256) * max(1, request.key_count or 1)
+        try:
+            chain = await self.parent_link.client.choose(ChainRequest(
+                "", request.dst_sae, bits, records.reaches_from_wire(reaches)))
+        except ParentRefused as exc:
+            raise PathRefused(parent_refusal(exc.reason), f"path {request.src_node} -> SAE "
+                              f"{request.dst_sae} refused: the parent controller answered "
+                              f"{exc.reason}: {exc}", message=f"parent controller: {exc.reason}: {exc}") from None
+        handoff = handoff_of(chain, request.src_node)
+        LOG.info("event=chain src=%s dst_sae=%s domains=%s via=%s", request.src_node, request.dst_sae,
+                 ",".join(sg.domain for sg in chain.segments), ",".join(x.id for x in chain.crossings))
+        result = await self.call("request_path", dict(wire, dst_node=handoff["exit_node"], handoff=handoff))
+        if result.get("granted"):
+            result["handoff"] = handoff
+        return result
 
     async def _deliver(self, auths: list[dict]) -> None:
         """Push every authorisation down its node's stream and wait for all the acks."""

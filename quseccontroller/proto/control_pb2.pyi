@@ -93,7 +93,7 @@ class Registered(_message.Message):
     def __init__(self, node_id: _Optional[str] = ..., report_interval_ms: _Optional[int] = ...) -> None: ...
 
 class RelayAuthorisation(_message.Message):
-    __slots__ = ("path_id", "prev_hop", "next_hop", "prev_hop_addr", "next_hop_addr", "expires_unix_ms", "src_node", "dst_node", "share_index", "share_count", "src_sae", "dst_saes", "security_level")
+    __slots__ = ("path_id", "prev_hop", "next_hop", "prev_hop_addr", "next_hop_addr", "expires_unix_ms", "src_node", "dst_node", "share_index", "share_count", "src_sae", "dst_saes", "security_level", "handoff")
     PATH_ID_FIELD_NUMBER: _ClassVar[int]
     PREV_HOP_FIELD_NUMBER: _ClassVar[int]
     NEXT_HOP_FIELD_NUMBER: _ClassVar[int]
@@ -107,6 +107,7 @@ class RelayAuthorisation(_message.Message):
     SRC_SAE_FIELD_NUMBER: _ClassVar[int]
     DST_SAES_FIELD_NUMBER: _ClassVar[int]
     SECURITY_LEVEL_FIELD_NUMBER: _ClassVar[int]
+    HANDOFF_FIELD_NUMBER: _ClassVar[int]
     path_id: str
     prev_hop: str
     next_hop: str
@@ -120,7 +121,22 @@ class RelayAuthorisation(_message.Message):
     src_sae: str
     dst_saes: _containers.RepeatedScalarFieldContainer[str]
     security_level: str
-    def __init__(self, path_id: _Optional[str] = ..., prev_hop: _Optional[str] = ..., next_hop: _Optional[str] = ..., prev_hop_addr: _Optional[str] = ..., next_hop_addr: _Optional[str] = ..., expires_unix_ms: _Optional[int] = ..., src_node: _Optional[str] = ..., dst_node: _Optional[str] = ..., share_index: _Optional[int] = ..., share_count: _Optional[int] = ..., src_sae: _Optional[str] = ..., dst_saes: _Optional[_Iterable[str]] = ..., security_level: _Optional[str] = ...) -> None: ...
+    handoff: Handoff
+    def __init__(self, path_id: _Optional[str] = ..., prev_hop: _Optional[str] = ..., next_hop: _Optional[str] = ..., prev_hop_addr: _Optional[str] = ..., next_hop_addr: _Optional[str] = ..., expires_unix_ms: _Optional[int] = ..., src_node: _Optional[str] = ..., dst_node: _Optional[str] = ..., share_index: _Optional[int] = ..., share_count: _Optional[int] = ..., src_sae: _Optional[str] = ..., dst_saes: _Optional[_Iterable[str]] = ..., security_level: _Optional[str] = ..., handoff: _Optional[_Union[Handoff, _Mapping]] = ...) -> None: ...
+
+class Handoff(_message.Message):
+    __slots__ = ("crossing", "kind", "peer_domain", "peer_kme", "exit_node")
+    CROSSING_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    PEER_DOMAIN_FIELD_NUMBER: _ClassVar[int]
+    PEER_KME_FIELD_NUMBER: _ClassVar[int]
+    EXIT_NODE_FIELD_NUMBER: _ClassVar[int]
+    crossing: str
+    kind: str
+    peer_domain: str
+    peer_kme: str
+    exit_node: str
+    def __init__(self, crossing: _Optional[str] = ..., kind: _Optional[str] = ..., peer_domain: _Optional[str] = ..., peer_kme: _Optional[str] = ..., exit_node: _Optional[str] = ...) -> None: ...
 
 class Revocation(_message.Message):
     __slots__ = ("path_id", "reason")
@@ -181,20 +197,22 @@ class RelayPath(_message.Message):
     def __init__(self, path_id: _Optional[str] = ..., hops: _Optional[_Iterable[_Union[Hop, _Mapping]]] = ..., cost: _Optional[float] = ..., share_index: _Optional[int] = ...) -> None: ...
 
 class PathReply(_message.Message):
-    __slots__ = ("paths", "security_level", "rule", "reason", "expires_unix_ms", "flows_installed")
+    __slots__ = ("paths", "security_level", "rule", "reason", "expires_unix_ms", "flows_installed", "handoff")
     PATHS_FIELD_NUMBER: _ClassVar[int]
     SECURITY_LEVEL_FIELD_NUMBER: _ClassVar[int]
     RULE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     EXPIRES_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
     FLOWS_INSTALLED_FIELD_NUMBER: _ClassVar[int]
+    HANDOFF_FIELD_NUMBER: _ClassVar[int]
     paths: _containers.RepeatedCompositeFieldContainer[RelayPath]
     security_level: str
     rule: str
     reason: str
     expires_unix_ms: int
     flows_installed: int
-    def __init__(self, paths: _Optional[_Iterable[_Union[RelayPath, _Mapping]]] = ..., security_level: _Optional[str] = ..., rule: _Optional[str] = ..., reason: _Optional[str] = ..., expires_unix_ms: _Optional[int] = ..., flows_installed: _Optional[int] = ...) -> None: ...
+    handoff: Handoff
+    def __init__(self, paths: _Optional[_Iterable[_Union[RelayPath, _Mapping]]] = ..., security_level: _Optional[str] = ..., rule: _Optional[str] = ..., reason: _Optional[str] = ..., expires_unix_ms: _Optional[int] = ..., flows_installed: _Optional[int] = ..., handoff: _Optional[_Union[Handoff, _Mapping]] = ...) -> None: ...
 
 class PathRefusal(_message.Message):
     __slots__ = ("reason", "rule", "message")

@@ -31,7 +31,7 @@ def test_grant_authorises_every_node_with_prev_and_next_hop():
     assert asdict(a["E"]) == dict(
         path_id=d.path_ids[0], prev_hop="A", next_hop="D", prev_hop_addr=agents["A"].relay_addr,
         next_hop_addr=agents["D"].relay_addr, expires_unix_ms=160_000, src_node="A", dst_node="D",
-        share_index=0, share_count=1, src_sae="sae-a", dst_saes=("sae-d",), security_level="qkd")
+        share_index=0, share_count=1, src_sae="sae-a", dst_saes=("sae-d",), security_level="qkd", handoff=None)
 
 
 def test_core_records_mirror_control_proto_field_for_field():
@@ -39,7 +39,9 @@ def test_core_records_mirror_control_proto_field_for_field():
     from quseccontroller.proto import control_pb2 as pb
     for cls, msg in ((RelayAuthorisation, pb.RelayAuthorisation), (PathRequest, pb.PathRequest),
                      (LinkState, pb.QkdLinkState), (AgentInfo, pb.Register)):
-        assert [f.name for f in fields(cls)] == list(msg.DESCRIPTOR.fields_by_name), cls
+        # a PathRequest's handoff is the gateway's (from the parent's chain), never an agent's
+        assert [f.name for f in fields(cls) if (cls, f.name) != (PathRequest, "handoff")] \
+            == list(msg.DESCRIPTOR.fields_by_name), cls
 
 
 def test_saes_resolve_to_nodes():
@@ -47,7 +49,7 @@ def test_saes_resolve_to_nodes():
     d, _ = core.request_path(PathRequest("", "", "sae-b", "sae-d"), 1.0)
     assert d.granted and d.paths[0][0] == "B" and d.paths[0][-1] == "D"
     d, _ = core.request_path(PathRequest("", "", "sae-b", "sae-nobody"), 1.0)
-    assert d.refusal == "unknown_node" and "destination" in d.reason and "sae-nobody" in d.reason
+    assert d.refusal == "unknown_sae" and "destination" in d.reason and "sae-nobody" in d.reason
     # A node cannot ask on behalf of an SAE that is attached elsewhere.
     d, _ = core.request_path(PathRequest("A", "D", "sae-b", "sae-d"), 1.0)
     assert d.refusal == "unknown_node" and "attached to node 'B'" in d.reason
