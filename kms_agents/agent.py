@@ -4,7 +4,8 @@ Start-up: make the state directory private (0700: the key store is in it), open 
 store, build one key source per QKD link end, create the gRPC servers with their
 servicers (PeerKms and KeyRelay on the node-to-node server, for nodes; ETSI 004
 KeyDelivery on the application one, ``grpc.aio``, for SAEs) and the relay
-(:class:`~kms_agents.relay.node.RelayNode`), serve /metrics, start serving, start the relay
+(:class:`~kms_agents.relay.node.RelayNode`; Manage, the operators' management API, on the
+node-to-node server too), serve /metrics, start serving, start the relay
 (control stream to QuSeC, pre-relay buffers), then write ``STATE_DIR/agent.json`` with the
 real bound endpoints (launchers poll it). SIGTERM/SIGINT stop everything cleanly.
 """
@@ -28,8 +29,10 @@ from kms_agents.etsi014 import Etsi014Server
 from kms_agents.etsi020.node import Etsi020Node
 from kms_agents.keysource import KeySource, KeySourceError, make_key_source
 from kms_agents.keystore import KeyStore
+from kms_agents.manage import ManageServicer
 from kms_agents.peers import PeerClient, PeerServicer
-from kms_agents.proto import etsi004_pb2, etsi004_pb2_grpc, peer_pb2, peer_pb2_grpc, relay_pb2, relay_pb2_grpc
+from kms_agents.proto import (etsi004_pb2, etsi004_pb2_grpc, manage_pb2, manage_pb2_grpc, peer_pb2,
+                              peer_pb2_grpc, relay_pb2, relay_pb2_grpc)
 from kms_agents.relay.node import RelayNode
 from kms_agents.service import KeyService
 
@@ -89,6 +92,10 @@ class Agent:
                               peer_pb2.DESCRIPTOR.services_by_name["PeerKms"])
         self.relay_server.add(relay_pb2_grpc.add_KeyRelayServicer_to_server, self.relay.servicer,
                               relay_pb2.DESCRIPTOR.services_by_name["KeyRelay"])
+        # the management API (operators only): link faults, reported to QuSeC at once
+        self.relay_server.add(manage_pb2_grpc.add_ManageServicer_to_server,
+                              ManageServicer(self.node_id, self.links, self.relay.report_now),
+                              manage_pb2.DESCRIPTOR.services_by_name["Manage"])
         self.etsi004_server = rpc.AioServer(config.listen_etsi004, credentials)
         self.etsi004_server.add(etsi004_pb2_grpc.add_KeyDeliveryServicer_to_server, Etsi004Servicer(self.streams),
                                 etsi004_pb2.DESCRIPTOR.services_by_name["KeyDelivery"])

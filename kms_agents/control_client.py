@@ -146,6 +146,10 @@ class ControlClient:
             self._thread.join(timeout=5)
         self._channel.close()
 
+    def report_now(self) -> None:
+        """Send the link states at once (e.g. a link raised an alarm), not at the next report."""
+        self._outbox.put("report")
+
     # -- the stream --------------------------------------------------------------------------
     def _run(self) -> None:
         delays = backoff_delays(self.settings.backoff_initial_s, self.settings.backoff_max_s)
@@ -195,7 +199,7 @@ class ControlClient:
             if not last_bits:
                 last_bits = bits
             now = time.monotonic()
-            if changed or now >= next_report:
+            if changed or item == "report" or now >= next_report:
                 last_bits = bits
                 next_report = now + self._report_interval
                 yield control_pb2.AgentMessage(report=control_pb2.LinkReport(
@@ -268,7 +272,8 @@ def link_to_proto(link: LinkState) -> control_pb2.QkdLinkState:
         link_id=link.link_id, peer_node=link.peer_node, skr_bps=link.skr_bps,
         stored_bits=link.stored_bits, consumption_bps=link.consumption_bps,
         status=control_pb2.LinkStatus.Value(f"LINK_STATUS_{link.status.name}"),
-        kms_kind=link.kms_kind, peer_stored_bits=link.peer_stored_bits)
+        kms_kind=link.kms_kind, peer_stored_bits=link.peer_stored_bits, alarm=link.alarm,
+        qber=link.qber)
 
 
 def register_to_proto(reg: Registration) -> control_pb2.Register:

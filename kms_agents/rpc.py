@@ -81,7 +81,7 @@ def peer_identity(peer: Any) -> Identity | None:
 
 ARTICLE = {"node": "a node", "sae": "an SAE", "controller": "a controller", "operator": "an operator",
            "switch": "a switch"}
-SERVICES = {"relay": "KeyRelay", "peer": "PeerKms", "etsi004": "the ETSI 004 API", "etsi014": "the ETSI 014 API"}
+SERVICES = {"relay": "KeyRelay", "peer": "PeerKms", "manage": "the management API", "etsi004": "the ETSI 004 API", "etsi014": "the ETSI 014 API"}
 
 
 def check_caller(peer: Any, role: str, server: str, unauthenticated: str

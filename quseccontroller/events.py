@@ -21,6 +21,8 @@ KINDS = {
     "switch_up": "an OpenFlow switch connected", "switch_down": "an OpenFlow switch left",
     "switch_link_up": "LLDP found a switch link", "switch_link_down": "a switch link went down",
     "qkd_link_up": "a QKD link became usable", "qkd_link_down": "a QKD link stopped being usable",
+    "qkd_alarm": "a QKD link end raised an alarm (state raised) or cleared it (state cleared): "
+                 "link, node, reason (link_down, qber_above_threshold), qber",
     "agent_registered": "a node's agent registered", "agent_left": "a node's agent is gone",
     "registration_refused": "a control stream refused before it registered: node, reason",
     "policy_reloaded": "the policy file was reloaded: rules",

@@ -34,7 +34,7 @@ def link_to_wire(ls: control_pb2.QkdLinkState) -> dict:
     return {"link_id": ls.link_id, "peer_node": ls.peer_node, "skr_bps": ls.skr_bps,
             "stored_bits": int(ls.stored_bits), "consumption_bps": ls.consumption_bps,
             "status": _LINK_STATUS_NAME.get(ls.status, "UNSPECIFIED"), "kms_kind": ls.kms_kind,
-            "peer_stored_bits": int(ls.peer_stored_bits)}
+            "peer_stored_bits": int(ls.peer_stored_bits), "alarm": ls.alarm, "qber": ls.qber}
 
 
 def register_to_wire(reg: control_pb2.Register, cert_addresses: Iterable[str] | None = None) -> dict:

@@ -42,6 +42,8 @@ class LinkState:
     status: str = LINK_ACTIVE
     kms_kind: str = "simulated"
     peer_stored_bits: int = 0       # key this end sees for hops the peer initiates (0: unknown)
+    alarm: str = ""                 # why the link makes no key (with status OFF), "" for none
+    qber: float = 0.0               # the QBER the end's module measures (0: nominal or unknown)
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,8 @@ class QkdLinkRecord:
     skr: dict[str, float] = field(default_factory=dict)        # node -> the key rate it reports
     reported: dict[str, float] = field(default_factory=dict)   # node -> when it last reported
     disputed: str = ""          # why the ends' key levels disagree ("" while they agree)
+    alarms: dict[str, str] = field(default_factory=dict)      # node -> the alarm it reports
+    qber: dict[str, float] = field(default_factory=dict)      # node -> the QBER it reports
 
     def set_status(self, node: str, status: str) -> None:
         self.status[node] = status
@@ -115,6 +119,14 @@ class QkdLinkRecord:
 
     def consumption_from(self, node: str) -> float:
         return self.consumption.get(node, 0.0)
+
+    def alarm(self) -> str:
+        """The alarm an end reports ("" for none; the first end's when both do)."""
+        return next((self.alarms[n] for n in (self.a, self.b) if self.alarms.get(n)), "")
+
+    def max_qber(self) -> float:
+        """The higher QBER the ends report (0: nominal or not known)."""
+        return max(self.qber.values(), default=0.0)
 
     def overall_status(self) -> str:
         if not self.usable():
@@ -205,7 +217,7 @@ class NetworkState:
             if info.node_id in (rec.a, rec.b) and rec.link_id not in listed and info.node_id in rec.status:
                 was = rec.usable()
                 for per_end in (rec.status, rec.stored, rec.peer_stored, rec.consumption, rec.skr,
-                                rec.reported):
+                                rec.reported, rec.alarms, rec.qber):
                     per_end.pop(info.node_id, None)
                 rec.off = not rec.usable()
                 self.dirty_links.add(rec.link_id)
@@ -257,6 +269,7 @@ class NetworkState:
         rec.peer_stored[node_id] = int(ls.peer_stored_bits)
         rec.consumption[node_id] = float(ls.consumption_bps)
         rec.reported[node_id] = now
+        rec.alarms[node_id], rec.qber[node_id] = ls.alarm, float(ls.qber)
         dispute = rec.level_dispute()
         if dispute != rec.disputed:
             if dispute and not rec.disputed:

@@ -90,6 +90,11 @@ class RelayNode:
             trust_level=int(self.config.trust), links=link_states(self._links),
             saes=self.config.local_saes(), agent_version=f"qusec-agent/{crypto.VERSION}")
 
+    def report_now(self) -> None:
+        """Send QuSeC this node's link states now (a link fault changed), not at the next report."""
+        if self.control is not None:
+            self.control.report_now()
+
     def start(self) -> None:
         """Once every server is serving: connect to QuSeC, fill buffers."""
         if self.control is not None:

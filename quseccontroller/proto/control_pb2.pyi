@@ -19,7 +19,7 @@ LINK_STATUS_PASSIVE: LinkStatus
 LINK_STATUS_OFF: LinkStatus
 
 class QkdLinkState(_message.Message):
-    __slots__ = ("link_id", "peer_node", "skr_bps", "stored_bits", "consumption_bps", "status", "kms_kind", "peer_stored_bits")
+    __slots__ = ("link_id", "peer_node", "skr_bps", "stored_bits", "consumption_bps", "status", "kms_kind", "peer_stored_bits", "alarm", "qber")
     LINK_ID_FIELD_NUMBER: _ClassVar[int]
     PEER_NODE_FIELD_NUMBER: _ClassVar[int]
     SKR_BPS_FIELD_NUMBER: _ClassVar[int]
@@ -28,6 +28,8 @@ class QkdLinkState(_message.Message):
     STATUS_FIELD_NUMBER: _ClassVar[int]
     KMS_KIND_FIELD_NUMBER: _ClassVar[int]
     PEER_STORED_BITS_FIELD_NUMBER: _ClassVar[int]
+    ALARM_FIELD_NUMBER: _ClassVar[int]
+    QBER_FIELD_NUMBER: _ClassVar[int]
     link_id: str
     peer_node: str
     skr_bps: float
@@ -36,7 +38,9 @@ class QkdLinkState(_message.Message):
     status: LinkStatus
     kms_kind: str
     peer_stored_bits: int
-    def __init__(self, link_id: _Optional[str] = ..., peer_node: _Optional[str] = ..., skr_bps: _Optional[float] = ..., stored_bits: _Optional[int] = ..., consumption_bps: _Optional[float] = ..., status: _Optional[_Union[LinkStatus, str]] = ..., kms_kind: _Optional[str] = ..., peer_stored_bits: _Optional[int] = ...) -> None: ...
+    alarm: str
+    qber: float
+    def __init__(self, link_id: _Optional[str] = ..., peer_node: _Optional[str] = ..., skr_bps: _Optional[float] = ..., stored_bits: _Optional[int] = ..., consumption_bps: _Optional[float] = ..., status: _Optional[_Union[LinkStatus, str]] = ..., kms_kind: _Optional[str] = ..., peer_stored_bits: _Optional[int] = ..., alarm: _Optional[str] = ..., qber: _Optional[float] = ...) -> None: ...
 
 class Register(_message.Message):
     __slots__ = ("node_id", "relay_addr", "etsi014_url", "etsi004_addr", "data_ip", "trust_level", "links", "saes", "agent_version")

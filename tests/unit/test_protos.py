@@ -10,7 +10,7 @@ PROTOS = sorted(str(p.relative_to(ROOT)) for d in ("quseccontroller/proto", "kms
 
 
 def test_generated_code_is_fresh(tmp_path: Path) -> None:
-    assert len(PROTOS) == 5, PROTOS
+    assert len(PROTOS) == 6, PROTOS
     subprocess.run([sys.executable, "-m", "grpc_tools.protoc", "-I.", f"--python_out={tmp_path}",
                     f"--pyi_out={tmp_path}", f"--grpc_python_out={tmp_path}", *PROTOS],
                    cwd=ROOT, check=True)
