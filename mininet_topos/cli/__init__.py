@@ -23,6 +23,7 @@ SUBCOMMAND_MODULES = (
     "mininet_topos.provision.pki",            # pki
     "mininet_topos.cli.key",         # key
     "mininet_topos.cli.status",      # status, links, paths, events (QuSeC's operator view)
+    "mininet_topos.cli.qlink",       # qlink (QKD link faults, over the agents' management API)
     "mininet_topos.cli.topo",     # topo (generate / list shipped topologies)
     "mininet_topos.cli.clean",    # clean
     "mininet_topos.cli.mn",       # mn (Mininet's own, with the QKD topologies)

@@ -1,4 +1,5 @@
-"""The Mininet CLI with QKD commands: ``qkey``, ``qpaths``, ``qlinks``, ``qnodes``, ``qlink``,
+"""The Mininet CLI with QKD commands: ``qkey``, ``qpaths``, ``qlinks``, ``qnodes``, ``qlink``
+(switch links; ``qlink A B qkd ...``: QKD link faults, ``mininet_topos.cli.qlink``),
 ``qpolicy reload``. Its tables of QuSeC's status are ``qkdnet links|paths``'s
 (``mininet_topos.cli.views``)."""
 from __future__ import annotations
@@ -16,6 +17,9 @@ BANNER = """QKD commands (besides Mininet's own: nodes, net, pingall, link, NODE
   qlinks                 QKD links: rate and stored key at both ends
   qnodes                 nodes, their hosts, switches, addresses and whether the agent is registered
   qlink A B down|up      take the switch link between nodes (or SAEs) A and B down, or up again
+  qlink A B qkd down|up|qber X [--link ID]
+                         a fault on the QKD link between A and B (at both ends): no key (down),
+                         a QBER (from 0.11 an alarm: no key, QuSeC reroutes), or cleared (up)
   qpolicy reload [FILE]  re-read the policy (or install FILE as the policy)
 """
 
@@ -61,11 +65,29 @@ def switch_neighbours(plan: Any, node: str) -> list[str]:
     return sorted(out - {node})
 
 
+QKD_USAGE = "usage: qlink A B qkd down|up|qber X [--link ID]   (A, B: node or SAE ids; X: 0..0.5)"
+
+
+def qlink_qkd(line: str) -> tuple[str, str, list[str], str | None] | str | None:
+    """``qlink A B qkd FAULT [--link ID]`` as (A, B, the fault's words, the link or None), the
+    usage to print, or None when the line is not about a QKD link (``qlink_target``'s then)."""
+    args = line.split()
+    if len(args) < 3 or args[2] != "qkd":
+        return None
+    words, link = args[3:], None
+    if "--link" in words:
+        i = words.index("--link")
+        if i + 1 >= len(words):
+            return QKD_USAGE
+        link, words = words[i + 1], words[:i] + words[i + 2:]
+    if not words:
+        return QKD_USAGE
+    return args[0], args[1], words, link
+
+
 def qlink_target(plan: Any, line: str) -> tuple[str, str, bool] | str:
     """``qlink A B down|up`` as (node A, node B, up), or the message to print instead."""
     args = line.split()
-    if len(args) >= 3 and args[2] == "qkd":
-        return "qlink A B qkd ...: QKD link faults are not available yet (switch links only)"
     if len(args) != 3 or args[2] not in ("down", "up"):
         return "usage: qlink A B down|up   (A, B: node or SAE ids, as qnodes lists them)"
     nodes = []
@@ -129,7 +151,12 @@ class QkdCLI(CLI):
         print(format_nodes(self.qnet, self._status()))
 
     def do_qlink(self, line: str) -> None:
-        """qlink A B down|up: the switch link between nodes (or SAEs) A and B down or up again."""
+        """qlink A B down|up: the switch link between nodes (or SAEs) A and B down or up again;
+        qlink A B qkd down|up|qber X [--link ID]: a fault on the QKD link between them."""
+        qkd = qlink_qkd(line)
+        if qkd is not None:
+            self._qlink_qkd(qkd)
+            return
         target = qlink_target(self.qnet.plan, line)
         if isinstance(target, str):
             print(target)
@@ -138,6 +165,17 @@ class QkdCLI(CLI):
         self.qnet.set_link(a, b, up)
         print(f"switch link {self.qnet.switch_name(a)} - {self.qnet.switch_name(b)} "
               f"(nodes {a} - {b}) {'up' if up else 'down'}")
+
+    def _qlink_qkd(self, qkd: tuple[str, str, list[str], str | None] | str) -> None:
+        from mininet_topos.cli import qlink
+        if isinstance(qkd, str):
+            print(qkd)
+            return
+        a, b, words, link = qkd
+        try:
+            print(qlink.describe(qlink.apply(self.qnet.network_json, a, b, words, link)))
+        except qlink.QlinkError as exc:
+            print(f"qlink: {exc}")
 
     def do_qpolicy(self, line: str) -> None:
         """qpolicy reload [FILE]: re-read the policy file (or install FILE) in QuSeC."""

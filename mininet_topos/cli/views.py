@@ -35,6 +35,10 @@ def format_links(status: dict) -> str:
         for lid, l in links.items():
             stored = ", ".join(f"{n}={b}" for n, b in sorted(l.get("stored_bits", {}).items()))
             status_word = l["status"] + (" (ends disagree)" if l.get("disputed") else "")
+            if l.get("alarm"):
+                status_word += f" ALARM {l['alarm']}" + (f" (QBER {l['qber']:.3g})" if l.get("qber") else "")
+            elif l.get("qber"):
+                status_word += f" (QBER {l['qber']:.3g})"
             out.append(f"{lid:<22} {l['a'] + ' - ' + l['b']:<24} {l['skr_bps']:>12.0f}  "
                        f"{stored:<22}  {status_word}")
     switch_links = status.get("links") or []

@@ -114,5 +114,5 @@ def test_qlink_takes_node_and_sae_ids_and_names_the_neighbours():
     assert "not neighbours" in msg and "A's neighbours: B" in msg
     assert "unknown node or SAE 'Z'" in mncli.qlink_target(p, "A Z down")
     assert mncli.qlink_target(p, "A B").startswith("usage: qlink")
-    assert "not available yet" in mncli.qlink_target(p, "A B qkd down")
+    assert mncli.qlink_qkd("A B qkd down") == ("A", "B", ["down"], None)   # a QKD link fault: mininet_topos.cli.qlink
     assert mncli.switch_neighbours(p, "C") == ["B", "D"]
