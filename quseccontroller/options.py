@@ -65,6 +65,19 @@ OPTIONS: tuple[Option, ...] = (
     Option("operator_listen", str, "127.0.0.1:9302",
            "gateway operator HTTPS host:port, mutual TLS with an operator certificate: /status, "
            "/etsi015, /healthz (port 0: any)", BOTH),
+    # The dashboard (docs/dashboard.md): on the operator port for operator certificates, and on
+    # this loopback listener for a browser with the run's token (STATE_DIR/dashboard.token).
+    Option("dashboard_listen", str, "127.0.0.1:9303",
+           "dashboard token listener host:port (loopback only unless dashboard_remote = allow; "
+           "port 0: any): /dashboard/ for a browser given the run's token", BOTH),
+    Option("dashboard_remote", str, "refuse",
+           "refuse: the dashboard token listener binds and answers loopback only; allow: any "
+           "address (the token is then the only protection: prefer ssh -L)", BOTH,
+           choices=("refuse", "allow")),
+    Option("dashboard_max_streams", int, 16, "open dashboard streams in all; more are refused (429)",
+           BOTH),
+    Option("dashboard_max_streams_per_identity", int, 4,
+           "open dashboard streams one operator certificate (or the token) may hold", BOTH),
     Option("ca_cert", str, "", "CA certificate the agents' client certificates chain to", BOTH),
     Option("cert", str, "", "gateway server certificate (PEM)", BOTH),
     Option("key", str, "", "gateway server private key (PEM)", BOTH),

@@ -23,12 +23,16 @@ APP_DEFAULTS = {"state_dir": "/var/lib/qusec", "policy": "", "inventory": "", "g
                 "expire_interval": 1.0, "barrier_timeout": 5.0, "gone_grace": 5.0, "parent_pid": 0,
                 "operator_listen": "127.0.0.1:9302", "register_timeout": 5.0,
                 "max_streams_per_identity": 2, "max_streams": 10000, "parent_controller": "",
-                "parent_ca_cert": "", "parent_cert": "", "parent_key": ""}
+                "parent_ca_cert": "", "parent_cert": "", "parent_key": "",
+                "dashboard_listen": "127.0.0.1:9303", "dashboard_remote": "refuse",
+                "dashboard_max_streams": 16, "dashboard_max_streams_per_identity": 4}
 GATEWAY_FLAGS = {"--bridge", "--state-dir", "--grpc-listen", "--http-listen", "--ca-cert", "--cert",
                  "--key", "--gone-grace", "--ack-timeout", "--grpc-workers", "--parent-pid",
                  "--insecure", "--operator-listen", "--register-timeout",
                  "--max-streams-per-identity", "--max-streams", "--parent-controller",
-                 "--parent-ca-cert", "--parent-cert", "--parent-key"}
+                 "--parent-ca-cert", "--parent-cert", "--parent-key", "--dashboard-listen",
+                 "--dashboard-remote", "--dashboard-max-streams",
+                 "--dashboard-max-streams-per-identity"}
 
 
 def _gateway_defaults() -> dict:
@@ -41,7 +45,7 @@ def test_the_apps_oslo_options_are_the_tables() -> None:
     assert registered == {o.name: o.default for o in options.app_options()} == APP_DEFAULTS
     assert set(app_mod.CONF.qusec) == set(APP_DEFAULTS)   # nothing registered by hand besides
     choices = {o.dest: list(o.type.choices) for o in app_mod.OPTS if getattr(o.type, "choices", None)}
-    assert choices == {"gateway": ["spawn", "standalone"]}
+    assert choices == {"gateway": ["spawn", "standalone"], "dashboard_remote": ["refuse", "allow"]}
 
 
 def test_the_gateways_flags_are_the_tables() -> None:

@@ -1,0 +1,56 @@
+"""Where each node is drawn (pure): at its location when every node has one, else a stable layout.
+
+Coordinates come back in a 1000 x 1000 box (y down, as SVG draws), with a margin. A location is
+``[x, y]`` (km, y north) and is drawn as given; a graph without locations for all its nodes is
+laid out by a seeded spring layout, so the same nodes and links always give the same picture.
+"""
+from __future__ import annotations
+
+from typing import Iterable, Mapping
+
+import networkx as nx
+
+BOX = 1000.0
+MARGIN = 60.0
+SEED = 13
+
+
+def _fit(points: Mapping[str, tuple[float, float]], flip_y: bool) -> dict[str, tuple[float, float]]:
+    """Scale ``points`` into the box (aspect kept), y flipped when it points north."""
+    if not points:
+        return {}
+    xs = [p[0] for p in points.values()]
+    ys = [p[1] for p in points.values()]
+    span = max(max(xs) - min(xs), max(ys) - min(ys)) or 1.0
+    scale = (BOX - 2 * MARGIN) / span
+    # centre the shorter side
+    off_x = MARGIN + ((BOX - 2 * MARGIN) - (max(xs) - min(xs)) * scale) / 2
+    off_y = MARGIN + ((BOX - 2 * MARGIN) - (max(ys) - min(ys)) * scale) / 2
+    out = {}
+    for n, (x, y) in points.items():
+        px = off_x + (x - min(xs)) * scale
+        py = off_y + ((max(ys) - y) if flip_y else (y - min(ys))) * scale
+        out[n] = (round(px, 1), round(py, 1))
+    return out
+
+
+def layout(nodes: Iterable[str], edges: Iterable[tuple[str, str]],
+           locations: Mapping[str, tuple[float, float] | None] | None = None
+           ) -> tuple[str, dict[str, tuple[float, float]]]:
+    """("location" or "stable", node -> (x, y) in the box)."""
+    nodes = sorted(set(nodes))
+    locations = locations or {}
+    if nodes and all(locations.get(n) is not None for n in nodes):
+        return "location", _fit({n: (float(locations[n][0]), float(locations[n][1])) for n in nodes},
+                                flip_y=True)
+    g = nx.Graph()
+    g.add_nodes_from(nodes)
+    g.add_edges_from((a, b) for a, b in sorted(edges) if a in g and b in g and a != b)
+    if len(nodes) == 1:
+        return "stable", {nodes[0]: (BOX / 2, BOX / 2)}
+    if len(nodes) <= 2 or g.number_of_edges() == 0:
+        pos = nx.circular_layout(g)
+    else:
+        init = nx.circular_layout(g)   # a fixed start: the layout depends on the graph only
+        pos = nx.spring_layout(g, pos=init, seed=SEED, iterations=100)
+    return "stable", _fit({n: (float(p[0]), float(p[1])) for n, p in pos.items()}, flip_y=False)
