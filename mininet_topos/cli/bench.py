@@ -11,6 +11,7 @@ BENCH_MODULES = (
     "mininet_topos.bench.kms",               # latency, throughput: ETSI 014 over mutual TLS
     "mininet_topos.bench.scale",      # scale: Mininet bring-up time, reroute time
     "mininet_topos.bench.control",    # control: QuSeC under thousands of simulated agents
+    "mininet_topos.bench.liverouting",  # live-routing: key_aware vs hops on live agents at the bound
 )
 
 
