@@ -89,13 +89,22 @@ def describe(topo: Topology) -> str:
     return "\n".join(lines) + "\n"
 
 
-def show(spec: str, out: TextIO) -> int:
+def show(spec: str, out: TextIO, svg: str | None = None) -> int:
     try:
         topo = topology.load(spec)
     except topology.TopologyError as exc:
         for p in exc.problems:
             print(p, file=sys.stderr)
         return 1
+    if svg:
+        from mininet_topos.render import render_svg
+        try:
+            Path(svg).write_text(render_svg(topo))
+        except OSError as exc:
+            print(f"qkdnet topo show: cannot write {svg}: {exc.strerror}", file=sys.stderr)
+            return 1
+        print(f"{svg}: {topo.name}, {topology.summary(topo)}", file=out)
+        return 0
     out.write(describe(topo))
     return 0
 
@@ -107,7 +116,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.topo_cmd == "mesh":
         return write_mesh(args.n, args.seed, args.output, out)
     if args.topo_cmd == "show":
-        return show(args.spec, out)
+        return show(args.spec, out, args.svg)
     args.topo_parser.print_help()
     return 2
 
@@ -125,4 +134,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     mesh.add_argument("-o", "--output", metavar="FILE", help="write to FILE (default: stdout)")
     show_p = cmds.add_parser("show", help="summarise a topology (file, shipped name or mesh:N[:SEED])")
     show_p.add_argument("spec", metavar="SPEC")
+    show_p.add_argument("--svg", metavar="OUT", help="draw it as SVG to OUT instead (nodes at their "
+                        "location, else a stable layout; link key rates; domains)")
     parser.set_defaults(func=_run, topo_parser=parser)

@@ -1,8 +1,10 @@
 """Where each node is drawn (pure): at its location when every node has one, else a stable layout.
 
 Coordinates come back in a 1000 x 1000 box (y down, as SVG draws), with a margin. A location is
-``[x, y]`` (km, y north) and is drawn as given; a graph without locations for all its nodes is
-laid out by a seeded spring layout, so the same nodes and links always give the same picture.
+``[x, y]`` (km, y north) and is drawn as given, unless two nodes would then lie on top of each
+other (closer than ``MIN_SEPARATION`` in the box: metro networks on a country's map); such a
+graph, and one without locations for all its nodes, is laid out by Kamada-Kawai (a seeded spring layout when large or disconnected), so the
+same nodes and links always give the same picture.
 """
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ import networkx as nx
 BOX = 1000.0
 MARGIN = 60.0
 SEED = 13
+KAMADA_KAWAI_UP_TO = 250  # nodes; beyond, a spring layout (Kamada-Kawai's cost grows as n^2)
+MIN_SEPARATION = 30.0     # in the box: closer nodes cannot be told apart
 
 
 def _fit(points: Mapping[str, tuple[float, float]], flip_y: bool) -> dict[str, tuple[float, float]]:
@@ -34,6 +38,20 @@ def _fit(points: Mapping[str, tuple[float, float]], flip_y: bool) -> dict[str, t
     return out
 
 
+def _separated(points: list[tuple[float, float]]) -> bool:
+    """No two points closer than MIN_SEPARATION (a grid of cells that size: near-linear)."""
+    cells: dict[tuple[int, int], list[tuple[float, float]]] = {}
+    for x, y in points:
+        cx, cy = int(x // MIN_SEPARATION), int(y // MIN_SEPARATION)
+        for i in (cx - 1, cx, cx + 1):
+            for j in (cy - 1, cy, cy + 1):
+                for px, py in cells.get((i, j), ()):
+                    if (px - x) ** 2 + (py - y) ** 2 < MIN_SEPARATION ** 2:
+                        return False
+        cells.setdefault((cx, cy), []).append((x, y))
+    return True
+
+
 def layout(nodes: Iterable[str], edges: Iterable[tuple[str, str]],
            locations: Mapping[str, tuple[float, float] | None] | None = None
            ) -> tuple[str, dict[str, tuple[float, float]]]:
@@ -41,8 +59,9 @@ def layout(nodes: Iterable[str], edges: Iterable[tuple[str, str]],
     nodes = sorted(set(nodes))
     locations = locations or {}
     if nodes and all(locations.get(n) is not None for n in nodes):
-        return "location", _fit({n: (float(locations[n][0]), float(locations[n][1])) for n in nodes},
-                                flip_y=True)
+        placed = _fit({n: (float(locations[n][0]), float(locations[n][1])) for n in nodes}, flip_y=True)
+        if _separated(list(placed.values())):
+            return "location", placed
     g = nx.Graph()
     g.add_nodes_from(nodes)
     g.add_edges_from((a, b) for a, b in sorted(edges) if a in g and b in g and a != b)
@@ -52,5 +71,8 @@ def layout(nodes: Iterable[str], edges: Iterable[tuple[str, str]],
         pos = nx.circular_layout(g)
     else:
         init = nx.circular_layout(g)   # a fixed start: the layout depends on the graph only
-        pos = nx.spring_layout(g, pos=init, seed=SEED, iterations=100)
+        if nx.is_connected(g) and len(nodes) <= KAMADA_KAWAI_UP_TO:
+            pos = nx.kamada_kawai_layout(g, pos=init)
+        else:
+            pos = nx.spring_layout(g, pos=init, seed=SEED, iterations=100)
     return "stable", _fit({n: (float(p[0]), float(p[1])) for n, p in pos.items()}, flip_y=False)

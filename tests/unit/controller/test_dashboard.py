@@ -235,3 +235,10 @@ def test_loopback_binds_peers_and_host_names() -> None:
         assert access.host_header_ok(ok, "refuse"), ok
     for bad in ("evil.example:9303", "10.0.0.1:9303", "", "[::2]:1"):
         assert not access.host_header_ok(bad, "refuse"), bad
+
+
+def test_locations_that_would_stack_nodes_give_the_stable_layout() -> None:
+    # two metro networks on a country's map: each metro's nodes would be one dot
+    locs = {"A": (0, 0), "B": (0.01, 0.01), "C": (10, 10), "D": (10.01, 10.0)}
+    kind, pos = layout(locs, [("A", "B"), ("B", "C"), ("C", "D")], locs)
+    assert kind == "stable" and len(set(pos.values())) == 4
