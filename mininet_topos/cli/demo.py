@@ -4,8 +4,10 @@ The scenario: bring the network up (Mininet + OVS under QuSeC, or ``--local`` pr
 for SAE pairs at least three hops apart, the master SAE calls ETSI 014 ``enc_keys`` and the
 slave ``dec_keys`` (inside their Mininet hosts), the keys are compared (by digest), the relay
 path and QuSeC's installed flows are shown; then a link on the path goes down (``--local``:
-the first relay node's agent stops) and the next key must arrive over the rerouted path.
-Exit 0 only when every check held.
+the first relay node's agent stops) and the next key must arrive over the rerouted path; then a
+QKD link of the current path raises an alarm (its QBER set above the 11 % threshold at both
+ends, ``qkdnet qlink``), QuSeC shows the alarm, the next key takes another path, and the fault
+is cleared. Exit 0 only when every check held.
 """
 from __future__ import annotations
 
@@ -27,17 +29,23 @@ DEFAULT_TOPOLOGY = "metro8"
 MIN_HOPS = 3
 KEYS_PER_PAIR = 3
 REROUTE_DEADLINE_S = 20.0
-STEPS = ("[1/4] bringing the network up", "[2/4] keys between SAEs far apart",
-         "[3/4] {failure}: rerouting", "[4/4] tearing down")
+ALARM_QBER = 0.2                 # above the 11 % BB84 threshold: the link raises an alarm
+ALARM_DEADLINE_S = 5.0           # for QuSeC to show the alarm (the ends report it at once)
+STEPS = ("[1/5] bringing the network up", "[2/5] keys between SAEs far apart",
+         "[3/5] {failure}: rerouting", "[4/5] a QKD link raises an alarm (QBER above 11 %): rerouting",
+         "[5/5] tearing down")
 FAILURES = {"link_down": "a link on the path fails", "node_down": "a relay node's agent stops"}
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="bring a QKD network up, relay keys across it, fail a link, tear down",
+    p = sub.add_parser("demo", help="bring a QKD network up, relay keys across it, fail a link, raise a QKD link "
+                            "alarm, tear down",
                        description="Bring a QKD network up, let SAEs at least three hops apart get keys "
                                    "through ETSI 014 (enc_keys at one end, dec_keys at the other), compare "
                                    "them, show the relay path and QuSeC's flows, take a link on the path "
-                                   "down and get the next key over the rerouted path, then tear down. "
+                                   "down and get the next key over the rerouted path, raise a QKD link's QBER "
+                                   "above the 11 % threshold and get the next key over another path, "
+                                   "then tear down. "
                                    "Exit 0 only when every check held.")
     p.add_argument("topology", nargs="?", default=DEFAULT_TOPOLOGY,
                    help=f"topology file, shipped name or mesh:N[:SEED] (default: {DEFAULT_TOPOLOGY})")
@@ -241,6 +249,8 @@ def scenario(backend: Any, topology: Topology, pairs: list[tuple[str, str, int]]
         result["flows_installed"] = flows_seen
     if result["pairs"] and result["pairs"][0]["path"]:
         result["reroute"] = reroute(backend, result["pairs"][0], check, say)
+        result["qkd_alarm"] = qkd_alarm(backend, topology, result["pairs"][0], result["reroute"],
+                                        check, say)
     else:
         check("reroute after a failure", False, "no path to fail")
     result["checks"] = check.items
@@ -295,6 +305,114 @@ def reroute(backend: Any, pair: dict, check: Check, say: Callable[[str], None]) 
         check("rerouted path avoids the stopped node", bool(after) and failure["node"] not in after,
               " -> ".join(after) or "no key got through")
     backend.restore()
+    return out
+
+
+def alarm_link(topology: Topology, path: list[str], src: str, dst: str,
+               stopped: str | None = None) -> tuple[str, str] | None:
+    """The first QKD hop of ``path`` whose loss leaves ``src`` and ``dst`` joined (without the
+    ``stopped`` node), or None when every hop is a bridge."""
+    import networkx as nx
+    g = nx.Graph(topology.qkd_graph())
+    if stopped and stopped in g:
+        g.remove_node(stopped)
+    for a, b in zip(path, path[1:]):
+        h = g.copy()
+        if h.has_edge(a, b):
+            h.remove_edge(a, b)
+        if src in h and dst in h and nx.has_path(h, src, dst):
+            return a, b
+    return None
+
+
+def qkd_alarm(backend: Any, topology: Topology, pair: dict, rerouted: dict, check: Check,
+              say: Callable[[str], None]) -> dict:
+    """Raise the QBER of a QKD link on ``pair``'s current path above the threshold (both ends),
+    see QuSeC show the alarm, get a key over another path, then clear the fault."""
+    from mininet_topos.cli import qlink
+    master, slave = pair["src_sae"], pair["dst_sae"]
+    before = rerouted.get("path_after") or pair["path"]
+    failure = rerouted.get("failure") or {}
+    src, dst = topology.saes[master].node, topology.saes[slave].node
+    hop = alarm_link(topology, before, src, dst, failure.get("node"))
+    say(f"\n{STEPS[3]}")
+    out: dict[str, Any] = {"path_before": before, "qber": ALARM_QBER}
+    if hop is None:
+        check("a QKD link alarm moves the path", False, f"every QKD hop of {' -> '.join(before)} "
+              "is the only way between the SAEs' nodes")
+        return out
+    a, b = hop
+    network = backend.net.network_json
+    say(f"  QKD link {a}-{b}: QBER {ALARM_QBER:g} at both ends (qkdnet qlink {a} {b} qber "
+        f"{ALARM_QBER:g}); the module stops making key, the next key {master} -> {slave} must "
+        "take another path")
+    t0 = time.monotonic()
+    try:
+        ends = qlink.apply(network, a, b, ["qber", str(ALARM_QBER)])
+    except qlink.QlinkError as exc:
+        check(f"QKD link {a}-{b} raises an alarm", False, str(exc))
+        return out
+    ids = sorted({e["link_id"] for e in ends})
+    out.update(link=[a, b], link_ids=ids, alarm=ends[0].get("alarm", "") if ends else "")
+    shown: dict = {}
+    while time.monotonic() - t0 < ALARM_DEADLINE_S:
+        try:
+            links = backend.status().get("core", {}).get("links", {})
+        except OSError:
+            links = {}
+        shown = {lid: links.get(lid, {}) for lid in ids}
+        if shown and all(x.get("status") == "OFF" and x.get("alarm") for x in shown.values()):
+            break
+        time.sleep(0.1)
+    out["alarm_s"] = round(time.monotonic() - t0, 3)
+    ok = bool(shown) and all(x.get("status") == "OFF" and x.get("alarm") for x in shown.values())
+    check(f"QuSeC shows the alarm on QKD link {a}-{b}", ok,
+          "; ".join(f"{lid}: {x.get('status', '?')} alarm={x.get('alarm') or '-'} "
+                    f"qber={x.get('qber', 0):g}" for lid, x in shown.items())
+          + f" ({out['alarm_s']:.2f} s after the fault)")
+    r: dict = {}
+    while time.monotonic() - t0 < REROUTE_DEADLINE_S:
+        r = backend.key_pair(master, slave, 1, fresh=True)
+        if r.get("ok"):
+            break
+        time.sleep(0.2)
+    # The path that carried it, as QuSeC holds it: a path QuSeC moved keeps its id, and its
+    # source (still on it) is not told the new relays, so the key's own path extension can name
+    # the old ones.
+    try:
+        held = [p["nodes"] for p in backend.status().get("core", {}).get("paths", {}).values()
+                if p["nodes"][:1] == [src] and p["nodes"][-1:] == [dst]]
+    except OSError:
+        held = []
+    after = held[-1] if held else r.get("path") or []
+    out.update(path_after=after, keys_requested=1, keys_matched=r.get("keys_matched", 0),
+               reroute_s=round(time.monotonic() - t0, 3))
+    avoids = bool(after) and not any({x, y} == {a, b} for p in held or [after] for x, y in zip(p, p[1:]))
+    check(f"key after the alarm delivered over a path without {a}-{b}", r.get("ok", False) and avoids,
+          r.get("error", "") or f"path {' -> '.join(after)} ({out['reroute_s']:.2f} s after the fault)")
+    try:
+        qlink.apply(network, a, b, ["up"])
+        out["cleared"] = True
+    except qlink.QlinkError as exc:
+        out["cleared"] = False
+        check(f"QKD link {a}-{b} fault cleared", False, str(exc))
+    else:
+        t1 = time.monotonic()
+        back: dict = {}
+        while time.monotonic() - t1 < ALARM_DEADLINE_S:
+            try:
+                links = backend.status().get("core", {}).get("links", {})
+            except OSError:
+                links = {}
+            back = {lid: links.get(lid, {}) for lid in ids}
+            if all(x.get("status") not in (None, "OFF") and not x.get("alarm") for x in back.values()):
+                break
+            time.sleep(0.1)
+        out["cleared_s"] = round(time.monotonic() - t1, 3)
+        check(f"QKD link {a}-{b} usable again once cleared (qkdnet qlink {a} {b} up)",
+              all(x.get("status") not in (None, "OFF") and not x.get("alarm") for x in back.values()),
+              "; ".join(f"{lid}: {x.get('status', '?')}" for lid, x in back.items())
+              + f" ({out['cleared_s']:.2f} s after clearing)")
     return out
 
 
@@ -374,6 +492,11 @@ def summary(result: dict) -> str:
     if rr:
         lines.append(f"  reroute: first key {rr['reroute_s']:.2f} s after the failure, path "
                      f"{' -> '.join(rr['path_after']) or 'none'}")
+    qa = result.get("qkd_alarm")
+    if qa and qa.get("link"):
+        lines.append(f"  QKD link alarm on {'-'.join(qa['link'])}: shown by QuSeC in "
+                     f"{qa.get('alarm_s', 0):.2f} s, next key over "
+                     f"{' -> '.join(qa.get('path_after') or []) or 'none'}")
     for c in checks:
         if not c["ok"]:
             lines.append(f"  failed: {c['check']}: {c['detail']}")
@@ -401,7 +524,7 @@ def _run_backend(backend: Any, topo: Topology, pairs: list, keys: int, say: Call
                   "ok": False, "error": f"{type(exc).__name__}: {exc}", "started": started}
         say(f"\nFAILED: {result['error']}")
     finally:
-        say(f"\n{STEPS[3]}")
+        say(f"\n{STEPS[4]}")
         backend.stop()
         say("  stopped: agents, network, QuSeC")
     return result

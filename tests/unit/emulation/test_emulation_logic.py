@@ -140,5 +140,5 @@ def test_demo_refuses_a_broken_topology_with_exit_code_2(tmp_path, capsys):
 
 def test_the_demo_says_which_failure_it_causes():
     from mininet_topos.cli.demo import FAILURES, STEPS
-    assert STEPS[2].format(failure=FAILURES["link_down"]) == "[3/4] a link on the path fails: rerouting"
-    assert STEPS[2].format(failure=FAILURES["node_down"]) == "[3/4] a relay node's agent stops: rerouting"
+    assert STEPS[2].format(failure=FAILURES["link_down"]) == "[3/5] a link on the path fails: rerouting"
+    assert STEPS[2].format(failure=FAILURES["node_down"]) == "[3/5] a relay node's agent stops: rerouting"
