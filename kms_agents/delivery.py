@@ -81,7 +81,8 @@ class KeyDelivery:
         key taken here, the neighbour claims the same link key IDs. Otherwise: fresh key
         relayed by ``self.relayer`` to each destination node.
         """
-        dst_nodes = sorted({self.saes[s] for s in slaves})
+        # "": an SAE the config does not name (another domain's; the relayer asks QuSeC)
+        dst_nodes = sorted({self.saes.get(s, "") for s in slaves})
         n_bytes = size_bits // 8
         if dst_nodes == [self.node_id]:
             keys = [(kid, os.urandom(n_bytes)) for kid in key_ids]
@@ -89,6 +90,13 @@ class KeyDelivery:
             self.store.put([StoredKey(kid, master, slaves, m, self.clock(), dict(ext)) for kid, m in keys])
             return [Delivered(kid, m, dict(ext)) for kid, m in keys]
         remote = [n for n in dst_nodes if n != self.node_id]
+        opts = options or RequestOptions()
+        if len(remote) == 1 and self.links_to(remote[0]) and self._relay_instead(remote[0], n_bytes * len(key_ids),
+                                                                                 opts):
+            log.info("event=direct_short node=%s peer=%s bits=%d msg=%r", self.node_id, remote[0],
+                     n_bytes * len(key_ids) * 8, "the direct link holds too little key: relaying instead")
+            return self._deliver_relayed(master, slaves, dst_nodes, key_ids, n_bytes, security_level,
+                                         extensions or {}, opts)
         if len(remote) == 1 and self.links_to(remote[0]):
             # one neighbouring node (plus, for multicast, perhaps SAEs here): the key is link key
             delivered = self._deliver_direct(master, [s for s in slaves if self.saes[s] == remote[0]], remote[0],
@@ -101,6 +109,20 @@ class KeyDelivery:
         return self._deliver_relayed(master, slaves, dst_nodes, key_ids, n_bytes, security_level,
                                      extensions or {}, options or RequestOptions())
 
+    def _relay_instead(self, dst: str, need_bytes: int, options: RequestOptions) -> bool:
+        """Whether keys for a neighbour go around: its direct link(s) hold less key than the
+        request needs now, a relayer (QuSeC) can find another way, and the request does not
+        insist on the direct route (``qusec_route_type`` or a ``qusec_max_hops`` of 0)."""
+        if isinstance(self.relayer, NoRelayer):
+            return False
+        asked = {**options.optional, **options.mandatory}
+        if "qusec_route_type" in asked or asked.get("qusec_max_hops") == 0:
+            return False
+        try:
+            return max(lk.available_bytes() for lk in self.links_to(dst)) < need_bytes
+        except KeySourceError:
+            return True
+
     def _deliver_relayed(self, master: str, slaves: list[str], dst_nodes: list[str], key_ids: list[str],
                          n_bytes: int, security_level: str | None, extensions: dict[str, str],
                          options: RequestOptions) -> list[Delivered]:
@@ -108,7 +130,7 @@ class KeyDelivery:
         results = []
         # relays first, this node last: a relay may replace the keys (derived, pre-relayed)
         for dst in sorted(dst_nodes, key=lambda n: n == self.node_id):
-            node_slaves = [s for s in slaves if self.saes[s] == dst]
+            node_slaves = [s for s in slaves if self.saes.get(s, "") == dst]
             if dst == self.node_id:
                 self.store.put([StoredKey(kid, master, node_slaves, m, self.clock(), {"qusec_route_type": "local"})
                                 for kid, m in keys])

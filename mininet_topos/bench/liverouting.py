@@ -111,8 +111,10 @@ class Load:
                 got = cli.enc_keys(dst, number=self.keys, size=KEY_BITS)
                 ms = (time.perf_counter() - p0) * 1000
                 err = ""
-            except (Etsi014Error, OSError) as exc:
-                got, ms, err = [], 0.0, str(getattr(exc, "status", type(exc).__name__))
+            except Etsi014Error as exc:
+                got, ms, err = [], 0.0, f"{exc.status} {((exc.body or {}).get('message') or '')[:70]}"
+            except OSError as exc:
+                got, ms, err = [], 0.0, type(exc).__name__
             with self.lock:
                 if self.window is None or not self.window[0] <= t0 < self.window[1]:
                     continue

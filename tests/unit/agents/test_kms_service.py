@@ -280,3 +280,41 @@ def test_accept_direct_checks_sizes_and_claims_each_link_key_once(tmp_path: Path
     from kms_agents.keysource import UnknownKeyIds
     with pytest.raises(UnknownKeyIds):
         b.delivery.accept_direct("A", "A-B", "m", ["s"], [("k2", lk.key_ids, 256)])
+
+
+def test_a_neighbour_whose_direct_link_runs_dry_is_reached_around_it(tmp_path: Path) -> None:
+    """The direct link holds less key than asked: with QuSeC (a relayer) the keys go around it,
+    no link key is taken (and burned) on the short link; without one, or when the request insists
+    on the direct route, the direct link answers as before (503 when short)."""
+    now = [1000.5]   # the links started at 1000.0: 0.5 s of key at 64 b/s is 16 bits each way
+    a, b = make(tmp_path, clock=lambda: now[0], rate=64)
+    link = a.delivery.links[0]
+    before = link.available_bytes()
+    with pytest.raises(KeyServiceError) as e:
+        a.enc_keys("m", "s", {"size": 256})                # no relayer: the direct link or nothing
+    assert e.value.status == 503 and "not enough key on QKD link A-B" in e.value.message
+
+    class Around:
+        def __init__(self):
+            self.calls = []
+
+        def relay(self, **kw):
+            self.calls.append(kw)
+            return RelayResult([["A", "C", "B"]], "qkd")
+
+        def stored_key_count(self, dst_node, key_size):
+            return 0
+
+    a.delivery.relayer = Around()
+    out = a.enc_keys("m", "s", {"size": 256})
+    (call,) = a.delivery.relayer.calls
+    assert call["dst_node"] == "B" and call["slave_saes"] == ["s"]
+    assert out["keys"][0]["key_extension"]["qusec_route_type"] == "indirect"
+    assert link.available_bytes() >= before                 # nothing taken from the dry link
+    with pytest.raises(KeyServiceError) as e:               # the SAE asked for the direct route
+        a.enc_keys("m", "s", {"size": 256, "extension_mandatory": [{"qusec_route_type": "direct"}]})
+    assert e.value.status == 503 and len(a.delivery.relayer.calls) == 1
+    now[0] = 1100.0                                          # the link has key again: direct
+    out = a.enc_keys("m", "s", {"size": 256})
+    assert out["keys"][0]["key_extension"]["qusec_route_type"] == "direct"
+    assert len(a.delivery.relayer.calls) == 1
