@@ -64,7 +64,7 @@ class Controller:
                  policy: str | None = None, inventory: str | os.PathLike | None = None,
                  grpc_listen: str = "127.0.0.1:0",
                  http_listen: str = "127.0.0.1:0", of_listen: str = "127.0.0.1:0",
-                 operator_listen: str = "127.0.0.1:0",
+                 operator_listen: str = "127.0.0.1:0", dashboard_listen: str = "127.0.0.1:0",
                  observe_links: bool = True, path_ttl: float = options.default("path_ttl"),
                  gone_grace: float = options.default("gone_grace"),
                  extra_args: list[str] | None = None, gateway: str = options.default("gateway"),
@@ -87,6 +87,7 @@ class Controller:
         self._http = _resolve(http_listen, "http_listen")
         self._of = _resolve(of_listen, "of_listen")
         self._https = _resolve(operator_listen, "operator_listen")
+        self._dashboard = _resolve(dashboard_listen, "dashboard_listen")
         self.observe_links = observe_links
         self.path_ttl = path_ttl
         self.gone_grace = gone_grace
@@ -120,6 +121,15 @@ class Controller:
         return f"https://{_connect_host(self._https[0])}:{self._https[1]}"
 
     @property
+    def dashboard_url(self) -> str:
+        """The dashboard on the loopback token listener, with the run's token ("" before the
+        gateway wrote it): what a browser on this machine opens."""
+        from quseccontroller.dashboard.access import read_token
+        token = read_token(self.state_dir)
+        base = f"http://{_connect_host(self._dashboard[0])}:{self._dashboard[1]}/dashboard/"
+        return f"{base}?token={token}" if token else ""
+
+    @property
     def of_port(self) -> int:
         return self._of[1]
 
@@ -147,6 +157,7 @@ class Controller:
                 "grpc_listen": f"{self._grpc[0]}:{self._grpc[1]}",
                 "http_listen": f"{self._http[0]}:{self._http[1]}",
                 "operator_listen": f"{self._https[0]}:{self._https[1]}",
+                "dashboard_listen": f"{self._dashboard[0]}:{self._dashboard[1]}",
                 "ca_cert": self.ca_cert, "cert": self.cert, "key": self.key,
                 "path_ttl": self.path_ttl, "gone_grace": self.gone_grace,
                 "barrier_timeout": self.barrier_timeout, "register_timeout": self.register_timeout,

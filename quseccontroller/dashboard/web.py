@@ -29,6 +29,7 @@ LOG = logging.getLogger(__name__)
 POLL_S = 0.5            # while a page is connected: a change reaches it within about 1 s
 IDLE_POLL_S = 5.0       # without one: the series and KPI window keep their history
 KEEPALIVE_S = 15.0      # an SSE comment line so proxies and browsers keep the stream
+GONE_CHECK_S = 1.0      # how often a quiet stream checks that its page is still there
 QUEUE_DEPTH = 64        # deltas waiting for one slow page; more and it is cut (it reconnects)
 STATIC = Path(__file__).parent / "static"
 STATIC_FILES = {"dashboard.js": "text/javascript", "dashboard.css": "text/css"}
@@ -91,8 +92,21 @@ class DashboardHub:
         if self._task is not None:
             self._task.cancel()
             self._task = None
-        for sub in list(self.subs):
-            sub.queue.put_nowait(None) if not sub.queue.full() else None
+        for sub in list(self.subs):     # every open stream ends
+            self._cut(sub)
+
+    def _cut(self, sub: Subscription) -> None:
+        self.unsubscribe(sub)
+        while not sub.queue.empty():
+            sub.queue.get_nowait()
+        sub.queue.put_nowait(None)
+
+    async def snapshot(self) -> dict:
+        """The view for a page that just connected (never while an update runs)."""
+        async with self._lock:
+            if self.polls == 0:
+                await self._poll_locked()
+            return self.view.snapshot()
 
     async def _run(self) -> None:
         while True:
@@ -111,29 +125,32 @@ class DashboardHub:
     async def poll(self) -> None:
         """Read the app once and push what changed to every stream."""
         async with self._lock:
-            loop = asyncio.get_running_loop()
-            status = await loop.run_in_executor(None, self.gateway.refresh_gauges)
-            events: list[dict] = []
-            if status:
-                try:
-                    body = await loop.run_in_executor(None, self.gateway.events, self.view.last_seq, 1000)
-                    if body.get("last_seq", 0) < self.view.last_seq:   # the app restarted
-                        self.view.last_seq = 0
-                        body = await loop.run_in_executor(None, self.gateway.events, 0, 1000)
-                    events = body.get("events", [])
-                except BridgeError:
-                    pass
-            delta = self.view.update(status, events, counters_from_registry(self.gateway.metrics.registry),
-                                     time.time())
-            self.polls += 1
+            delta = await self._poll_locked()
         if delta:
             for sub in list(self.subs):
                 if sub.queue.full():      # a page that does not read: cut it, it reconnects
-                    self.subs.remove(sub)
-                    sub.queue.get_nowait()
-                    sub.queue.put_nowait(None)
+                    self._cut(sub)
                 else:
                     sub.queue.put_nowait(delta)
+
+    async def _poll_locked(self) -> dict:
+        loop = asyncio.get_running_loop()
+        status = await loop.run_in_executor(None, self.gateway.refresh_gauges)
+        events: list[dict] = []
+        if status:
+            try:
+                body = await loop.run_in_executor(None, self.gateway.events, self.view.last_seq, 1000)
+                if body.get("last_seq", 0) < self.view.last_seq:   # the app restarted
+                    self.view.last_seq = 0
+                    body = await loop.run_in_executor(None, self.gateway.events, 0, 1000)
+                events = body.get("events", [])
+            except BridgeError:
+                pass
+        counters = counters_from_registry(self.gateway.metrics.registry)
+        # the view model is pure but not free (a new layout for a changed graph): off the loop
+        delta = await loop.run_in_executor(None, self.view.update, status, events, counters, time.time())
+        self.polls += 1
+        return delta
 
     async def subscribe(self, identity: str) -> Subscription:
         """A new stream for ``identity`` (StreamsFull past either bound); the view is read
@@ -144,8 +161,6 @@ class DashboardHub:
             raise StreamsFull(f"{identity} already holds {self.max_per_identity} dashboard streams")
         sub = Subscription(identity)
         self.subs.append(sub)
-        if self.polls == 0:
-            await self.poll()
         self._wake.set()     # poll at the fast rate from now on
         return sub
 
@@ -177,9 +192,7 @@ def routes(hub: DashboardHub, authorize: Authorize) -> list[web.RouteDef]:
 
     async def snapshot(request: web.Request) -> web.StreamResponse:
         await authorize(request)
-        if hub.polls == 0:
-            await hub.poll()
-        return web.json_response(hub.view.snapshot(), headers=SECURITY_HEADERS,
+        return web.json_response(await hub.snapshot(), headers=SECURITY_HEADERS,
                                  dumps=lambda x: json.dumps(x, default=str))
 
     async def stream(request: web.Request) -> web.StreamResponse:
@@ -194,16 +207,24 @@ def routes(hub: DashboardHub, authorize: Authorize) -> list[web.RouteDef]:
                                            "X-Accel-Buffering": "no"})
         try:
             await resp.prepare(request)
-            await resp.write(_sse("snapshot", hub.view.snapshot()))
+            await resp.write(_sse("snapshot", await hub.snapshot()))
+            quiet = 0.0
             while True:
                 try:
-                    msg = await asyncio.wait_for(sub.queue.get(), KEEPALIVE_S)
+                    msg = await asyncio.wait_for(sub.queue.get(), GONE_CHECK_S)
                 except asyncio.TimeoutError:
-                    await resp.write(b": keep-alive\n\n")
+                    # a page that went away frees its slot within GONE_CHECK_S
+                    if request.transport is None or request.transport.is_closing():
+                        break
+                    quiet += GONE_CHECK_S
+                    if quiet >= KEEPALIVE_S:
+                        await resp.write(b": keep-alive\n\n")
+                        quiet = 0.0
                     continue
                 if msg is None:
                     break
                 await resp.write(_sse("delta", msg))
+                quiet = 0.0
         except (ConnectionResetError, ConnectionError):
             pass
         finally:
@@ -268,3 +289,32 @@ async def serve_loopback(hub: DashboardHub, listen: str, state_dir: str | Path, 
     shown = "127.0.0.1" if bound[0] in ("0.0.0.0", "::") else bound[0]
     shown = f"[{shown}]" if ":" in shown else shown
     return runner, f"http://{shown}:{bound[1]}/dashboard/"
+
+
+class DashboardServer:
+    """One gateway's dashboard: the hub, and the token listener when ``listen`` is set (the
+    operator port serves the same routes for operator certificates)."""
+
+    def __init__(self, gateway: Any, state_dir: str | Path, *, listen: str = "",
+                 remote: str = "refuse", max_streams: int = 16, max_per_identity: int = 4):
+        self.hub = DashboardHub(gateway, max_streams=max_streams, max_per_identity=max_per_identity)
+        self.state_dir = Path(state_dir)
+        self.listen, self.remote = listen, remote
+        self.runner: web.AppRunner | None = None
+        self.url = ""            # the token listener's /dashboard/ (without the token)
+
+    async def start(self) -> None:
+        self.hub.start()
+        if self.listen:
+            try:
+                self.runner, self.url = await serve_loopback(self.hub, self.listen, self.state_dir,
+                                                             remote=self.remote)
+            except OSError as exc:   # the key service goes on without the token listener
+                LOG.error("event=dashboard_unavailable listen=%s msg=%r", self.listen, str(exc))
+
+    async def stop(self) -> None:
+        await self.hub.stop()
+        if self.runner is not None:
+            await self.runner.cleanup()
+            self.runner = None
+            access.remove_token(self.state_dir)    # a clean stop ends the run's token

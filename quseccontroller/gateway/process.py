@@ -21,6 +21,8 @@ import grpc
 
 from quseccontroller import logformat, options, version
 from quseccontroller.bridge import bridge_socket_path
+from quseccontroller.dashboard.access import DashboardAccessError, check_bind
+from quseccontroller.dashboard.web import DashboardServer
 from quseccontroller.gateway.control import SERVICE, ControlServicer
 from quseccontroller.gateway.httpd import serve_http
 from quseccontroller.gateway.rpc import RpcServer, https_context, server_credentials
@@ -115,6 +117,10 @@ async def serve(args: argparse.Namespace) -> int:
                            server_credentials(*tls) if all(tls) else None,
                            operator_listen=args.operator_listen, tls_files=tls if all(tls) else None)
     await server.start()
+    dashboard = DashboardServer(gateway, state_dir, listen=args.dashboard_listen,
+                                remote=args.dashboard_remote, max_streams=args.dashboard_max_streams,
+                                max_per_identity=args.dashboard_max_streams_per_identity)
+    await dashboard.start()
     link = None
     if args.parent_controller:
         from quseccontroller.gateway.parentlink import ParentLink
@@ -126,7 +132,8 @@ async def serve(args: argparse.Namespace) -> int:
     ready = state_dir / options.GATEWAY_READY_FILE
     tmp = ready.with_suffix(".tmp")
     tmp.write_text(json.dumps({"grpc": server.grpc_addr, "http": server.http_url,
-                               "https": server.https_url, "pid": os.getpid()}))
+                               "https": server.https_url, "dashboard": dashboard.url,
+                               "pid": os.getpid()}))
     tmp.replace(ready)
     LOG.info("gateway serving gRPC on %s, HTTP on %s, operator HTTPS on %s, bridge %s",
              server.grpc_addr, server.http_url, server.https_url or "-", gateway.bridge.path)
@@ -143,6 +150,7 @@ async def serve(args: argparse.Namespace) -> int:
             break
     if link is not None:
         await link.stop()
+    await dashboard.stop()
     await server.stop()
     return 0
 
@@ -159,6 +167,13 @@ def main(argv: list[str] | None = None) -> int:
         print("gateway: --parent-controller needs --parent-ca-cert, --parent-cert and --parent-key "
               "(the parent serves mutual TLS only)", file=sys.stderr)
         return 2
+    if args.dashboard_listen:
+        try:
+            check_bind(options.split_hostport(args.dashboard_listen, "--dashboard-listen")[0],
+                       args.dashboard_remote)
+        except (DashboardAccessError, ValueError) as exc:
+            print(f"gateway: {exc}", file=sys.stderr)
+            return 2
     if not all(tls) and not args.insecure:
         print("gateway: mutual TLS needs --ca-cert, --cert and --key (or --insecure)", file=sys.stderr)
         return 2
