@@ -85,7 +85,8 @@ def test_the_launcher_writes_every_app_option_and_starts_the_gateway_from_the_ta
         assert sig[name].default == options.default(name), name
     c = Controller(tmp_path / "qusec", ca_cert="ca.pem", cert="qusec.pem", key="qusec.key",
                    grpc_listen="127.0.0.1:50051", http_listen="127.0.0.1:9301",
-                   of_listen="127.0.0.1:6653", operator_listen="127.0.0.1:9302")
+                   of_listen="127.0.0.1:6653", operator_listen="127.0.0.1:9302",
+                   dashboard_listen="127.0.0.1:9303")
     c.state_dir.mkdir()
     path = c.write_config()
     ini = configparser.ConfigParser(interpolation=None)
@@ -107,6 +108,7 @@ def test_the_launcher_writes_every_app_option_and_starts_the_gateway_from_the_ta
     assert (args["ca_cert"], args["cert"], args["key"]) == (c.ca_cert, c.cert, c.key)
     assert args["gone_grace"] == c.gone_grace
     assert args["operator_listen"] == c.https_url.removeprefix("https://")
+    assert args["dashboard_listen"] == "127.0.0.1:9303"
     # No bridge flag: both sides then use the one default next to the state dir.
     assert args["bridge_socket"] == "" and cfg.bridge_socket == bridge_socket_path(c.state_dir)
 
@@ -118,7 +120,8 @@ def test_config_text_refuses_unknown_options() -> None:
 
 def test_the_launcher_serves_openflow_over_tls_with_the_switch_ca(tmp_path: Path) -> None:
     ports = dict(grpc_listen="127.0.0.1:50051", http_listen="127.0.0.1:9301",
-                 operator_listen="127.0.0.1:9302", of_listen="127.0.0.1:6653")
+                 operator_listen="127.0.0.1:9302", of_listen="127.0.0.1:6653",
+                 dashboard_listen="127.0.0.1:9303")
     c = Controller(tmp_path / "qusec", ca_cert="ca.pem", cert="qusec.pem", key="qusec.key",
                    of_tls=("ca.pem", "qusec.pem", "qusec.key"), **ports)
     c.state_dir.mkdir()
