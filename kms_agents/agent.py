@@ -26,6 +26,7 @@ from kms_agents.channels import PeerChannels
 from kms_agents.config import AgentConfig, ConfigError, load_config
 from kms_agents.etsi004 import Etsi004Servicer, KeyStreams
 from kms_agents.etsi014 import Etsi014Server
+from kms_agents.etsi020.crossing import Crossing
 from kms_agents.etsi020.node import Etsi020Node
 from kms_agents.keysource import KeySource, KeySourceError, make_key_source
 from kms_agents.keystore import KeyStore
@@ -101,9 +102,20 @@ class Agent:
                                 etsi004_pb2.DESCRIPTOR.services_by_name["KeyDelivery"])
         self.etsi014 = Etsi014Server(self.service, config.listen_etsi014, tls.ca_cert, tls.cert, tls.key,
                                      caps=config.caps)
-        # ETSI GS QKD 020 toward KMEs of other networks ([etsi020], docs/etsi020.md)
+        # ETSI GS QKD 020 toward KMEs of other networks ([etsi020], docs/etsi020.md); with QuSeC
+        # too, the node is an interworking KME (docs/interworking.md): keys relayed here for
+        # another domain's SAE are handed to the peer KME, and the peer's keys go on through
+        # the relay
+        self.crossing = Crossing(self.node_id, config.saes) \
+            if config.etsi020 is not None and self.relay.control is not None else None
         self.etsi020 = None if config.etsi020 is None else Etsi020Node(
-            config.etsi020, tls, self.node_id, config.saes, self.store, advertise_host=config.advertise_host)
+            config.etsi020, tls, self.node_id, config.saes, self.store, advertise_host=config.advertise_host,
+            relay_onward=self.crossing.onward if self.crossing else None,
+            on_settled=self.crossing.settled if self.crossing else None)
+        if self.crossing is not None:
+            self.crossing.node, self.crossing.engine = self.etsi020, self.relay.engine
+            self.relay.engine.receiver.handoff = self.crossing.hand_off
+            self.relay.engine.receiver.handoff_void = self.crossing.void
         self.metrics_http, self.metrics_port = metrics.serve(config.listen_metrics)
         metrics.watch_levels(self.levels)
         self._stopped = threading.Event()

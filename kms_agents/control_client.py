@@ -32,7 +32,7 @@ from kms_agents import rpc
 from kms_agents.relay import wire
 from kms_agents.relay.authz import Authorisation, AuthTable
 from kms_agents.relay.links import LinkState
-from kms_agents.relay.plan import Hop, PathPlan, PathQuery, PathRefused, PlannedPath
+from kms_agents.relay.plan import Handoff, Hop, PathPlan, PathQuery, PathRefused, PlannedPath
 from quseccontroller.proto import control_pb2, control_pb2_grpc
 
 __all__ = ["ControlClient", "ControlSettings", "PathRefused", "Registration", "crossed"]
@@ -291,7 +291,13 @@ def authorisation_of(msg: control_pb2.RelayAuthorisation) -> Authorisation:
                          expires_at=msg.expires_unix_ms / 1000.0, src_node=msg.src_node,
                          dst_node=msg.dst_node, share_index=msg.share_index + 1,
                          share_count=msg.share_count or 1, src_sae=msg.src_sae,
-                         dst_saes=tuple(msg.dst_saes), security_level=msg.security_level)
+                         dst_saes=tuple(msg.dst_saes), security_level=msg.security_level,
+                         handoff=handoff_of(msg.handoff) if msg.HasField("handoff") else None)
+
+
+def handoff_of(msg: control_pb2.Handoff) -> Handoff:
+    return Handoff(crossing=msg.crossing, kind=msg.kind, peer_domain=msg.peer_domain,
+                   peer_kme=msg.peer_kme, exit_node=msg.exit_node)
 
 
 def path_request_to_proto(query: PathQuery) -> control_pb2.PathRequest:
@@ -308,7 +314,8 @@ def plan_of(reply: control_pb2.PathReply) -> PathPlan:
                                 hops=tuple(Hop(h.node_id, h.relay_addr) for h in p.hops))
                     for p in reply.paths),
         security_level=reply.security_level, rule=reply.rule,
-        expires_at=reply.expires_unix_ms / 1000.0)
+        expires_at=reply.expires_unix_ms / 1000.0,
+        handoff=handoff_of(reply.handoff) if reply.HasField("handoff") else None)
 
 
 def refusal_from(exc: grpc.RpcError) -> PathRefused:

@@ -45,8 +45,13 @@ class KeyService:
                             logger=log, level=logging.INFO, caller=f"sae:{caller}")
             raise KeyServiceError(401)
 
-    def _slave_node(self, slave: str, what: str = "slave SAE ID") -> str:
+    def _slave_node(self, slave: str, what: str = "slave SAE ID", foreign_ok: bool = False) -> str:
+        """The node of ``slave``; "" for an SAE this network's config does not name, when
+        ``foreign_ok`` and the relayer can ask QuSeC (another domain's SAE, perhaps: QuSeC knows,
+        and refuses an SAE no domain has, which is then this 400)."""
         node = self.saes.get(slave)
+        if node is None and foreign_ok and getattr(self.delivery.relayer, "routes_foreign", False):
+            return ""
         if node is None:
             raise bad(f"unknown {what} {slave!r}: no such SAE in this network", parameter=what, value=slave)
         return node
@@ -101,12 +106,13 @@ class KeyService:
         """Get key: new keys shared by ``caller`` (master) and ``slave`` (+ additional slaves)."""
         self._caller_is_local(caller)
         req = parse_enc_request(body, self.limits)
-        self._slave_node(slave)   # an unknown slave SAE is named as such
+        foreign_ok = not req.additional_slaves   # one slave SAE of another domain, perhaps
+        self._slave_node(slave, foreign_ok=foreign_ok)   # an unknown slave SAE is named as such
         slaves = [slave] + req.additional_slaves
         if caller in slaves or len(set(slaves)) != len(slaves):
             raise bad("slave SAE IDs must be distinct and differ from the master SAE",
                       parameter="additional_slave_SAE_IDs")
-        dst_nodes = {self._slave_node(s, "additional slave SAE ID") for s in slaves}
+        dst_nodes = {self._slave_node(s, "additional slave SAE ID", foreign_ok) for s in slaves}
         container_ext = check_extensions(req, self.delivery.route_of(dst_nodes), len(dst_nodes))
         ids = [str(uuid.uuid4()) for _ in range(req.number)]
         delivered = self.delivery.deliver(caller, slaves, ids, req.size, req.security_level,

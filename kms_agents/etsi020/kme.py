@@ -91,10 +91,12 @@ class Kme:
             raise bad("key-routing-error", invalid_routing=f"initiator SAE {req.initiator} is in this network: "
                                                            "the key would go back where it came from")
         unknown = [t for t in req.targets if t not in self.saes]
-        if unknown:
+        if unknown and self.relay_onward is None:
             raise bad("key-routing-error", target_sae_id_not_recognized=f"unknown target SAE {unknown[0]}")
-        local = [t for t in req.targets if self.saes[t] == self.node_id]
-        remote = [t for t in req.targets if self.saes[t] != self.node_id]
+        # with an onward relay, a target this network's config does not name goes to it too: QuSeC
+        # finds the SAE (perhaps in a domain beyond this one) or the relay fails (acked "failed")
+        local = [t for t in req.targets if self.saes.get(t) == self.node_id]
+        remote = [t for t in req.targets if self.saes.get(t) != self.node_id]
         if remote and self.relay_onward is None:
             raise Problem(503, "key-routing-error", {"no_known_route": f"no route to target SAE {remote[0]}"})
         return local, remote

@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 
 class NotAuthorised(Exception):
@@ -50,6 +51,9 @@ class Authorisation:
     src_sae: str = ""              # what QuSeC granted the path for: the master SAE,
     dst_saes: tuple[str, ...] = ()  # the slave SAEs at the destination
     security_level: str = ""       # and the level ("" = qkd)
+    # at the exit KME of an inter-domain segment only (kms_agents.relay.plan.Handoff): the key
+    # is handed to the next domain here, never stored for the (foreign) slave SAEs
+    handoff: Any = None
 
 
 class AuthTable:

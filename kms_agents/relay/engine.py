@@ -140,8 +140,9 @@ class RelayEngine:
                                            f"{exc.refusal or exc.reason.value}: {exc.message}") from None
         if not plan.paths:
             raise RelayFailure(Reason.UNREACHABLE, f"QuSeC granted no path {self.node_id}->{dst_node}")
-        with self._lock:
-            self._paths[cache_key] = plan
+        if plan.handoff is None:   # a chain across domains is chosen afresh for every request
+            with self._lock:
+                self._paths[cache_key] = plan
         log.info("QuSeC granted %s->%s for %s->%s: %s (%s, rule %s)", self.node_id, dst_node,
                  src_sae, ",".join(dst_saes), " | ".join(",".join(p.nodes) for p in plan.paths),
                  plan.security_level or "qkd", plan.rule or "-")
@@ -189,7 +190,7 @@ class RelayEngine:
     def relay_keys(self, *, master_sae: str, slave_saes: list[str], dst_node: str,
                    keys: Sequence[tuple[str, bytes]],
                    level_for: Callable[[str], str] = lambda policy: policy or "qkd",
-                   check_path: Callable[[PathPlan], None] | None = None,
+                   check_path: Callable[[PathPlan], None] | None = None, retry: bool = True,
                    ) -> tuple[list[RelayedKey], PathPlan, str]:
         """Relay ``keys`` (key id, material) to ``dst_node`` for ``slave_saes``; all or none.
 
@@ -199,10 +200,15 @@ class RelayEngine:
         request is voided at the destination and RelayFailure is raised; the
         caller charges nothing to the SAE. ``check_path`` may refuse a granted path
         (raising RelayFailure, e.g. OptionUnmet) before any link key is spent on it.
-        Counted as ``qusec_agent_relays_total{role="source"}`` by result.
+        Counted as ``qusec_agent_relays_total{role="source"}`` by result. ``dst_node`` "": the
+        slave SAE is not one this node knows (QuSeC finds it, perhaps in another domain: the plan
+        then ends at the exit KME with a handoff, and the keys go in one attempt). ``retry``
+        False: one attempt only (keys that must keep their IDs, e.g. ones that came in over ETSI
+        GS QKD 020).
         """
         try:
-            out = self._relay_keys(master_sae, slave_saes, dst_node, keys, level_for, check_path)
+            out = self._relay_keys(master_sae, slave_saes, dst_node, keys, level_for, check_path,
+                                   retry)
         except RelayFailure as exc:
             metrics.relayed("source", exc.reason)
             raise
@@ -214,7 +220,7 @@ class RelayEngine:
 
     def _relay_keys(self, master_sae: str, slave_saes: list[str], dst_node: str,
                     keys: Sequence[tuple[str, bytes]], level_for: Callable[[str], str],
-                    check_path: Callable[[PathPlan], None] | None
+                    check_path: Callable[[PathPlan], None] | None, retry: bool = True
                     ) -> tuple[list[RelayedKey], PathPlan, str]:
         if not keys:
             raise RelayFailure(Reason.INVALID, "no keys to relay")
@@ -224,8 +230,28 @@ class RelayEngine:
         plan = self.path_for(dst_node, master_sae, slave_saes, size_bits, len(keys))
         if check_path is not None:
             check_path(plan)
+        if plan.handoff is not None:
+            # the key goes on into other domains behind the exit KME: one attempt with the whole
+            # path deadline, at the QKD level only (the next domain gets the key itself)
+            def qkd_only(policy: str) -> str:
+                if level_for(policy) != "qkd":
+                    raise RelayFailure(Reason.UNMET, f"a key for another domain's SAE crosses "
+                                       f"{plan.handoff.crossing} at the qkd level only")
+                return "qkd"
+            try:
+                return self._relay_batch(plan, master_sae, slave_saes, plan.end_node, keys, qkd_only,
+                                         self.sender.hop_timeout)
+            finally:
+                self._release(plan)   # used once (never cached): released in the background
         # each attempt well under the path deadline (the hop timeout): both fit in it
         deadline = attempts.attempt_s(self.sender.hop_timeout, size_bits // 8 * len(keys))
+        if not retry:
+            try:
+                return self._relay_batch(plan, master_sae, slave_saes, dst_node, keys, level_for,
+                                         deadline)
+            except RelayFailure:
+                self.forget_path(dst_node, master_sae, slave_saes)
+                raise
         try:
             return self._relay_batch(plan, master_sae, slave_saes, dst_node, keys, level_for,
                                      deadline, retrying=True)

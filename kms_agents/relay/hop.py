@@ -148,6 +148,12 @@ class HopReceiver:
         self._clock = clock
         self._replay = crypto.ReplayWindow()
         self.pending: dict[str, _Pending] = {}   # key id -> shares arrived so far (destination)
+        # At an interworking KME (set by the agent; None: keys are never handed off here):
+        # (handoff, initiator SAE, target SAEs, [(key id, key)], timeout s) -> None once the next
+        # domain acknowledged them relayed (RelayFailure otherwise); and (handoff, key ids) ->
+        # None to void keys handed off.
+        self.handoff: Callable[..., None] | None = None
+        self.handoff_void: Callable[..., None] | None = None
         self._lock = threading.Lock()
 
     def _authorised(self, header: crypto.RelayHeader, from_node: str) -> Authorisation:
@@ -263,7 +269,7 @@ class HopReceiver:
             raise RelayFailure(Reason.DENIED, f"node {self.node_id} is the end of path "
                                               f"{header.path_id} but the message is for {header.dst_node}",
                                "wrong_nodes")
-        return self._deliver(header, share, auth)
+        return self._deliver(header, share, auth, left)
 
     def _check_saes(self, header: crypto.RelayHeader) -> None:
         if not header.target_sae_ids:
@@ -271,7 +277,9 @@ class HopReceiver:
         if self.sae_node is None:
             return
         master = self.sae_node(header.initiator_sae_id)
-        if master != header.src_node:
+        # None: another domain's SAE, its key relayed on from an interworking KME; QuSeC grants
+        # such a path only from the KME of a site (and the authorisation names that SAE)
+        if master is not None and master != header.src_node:
             raise RelayFailure(Reason.INVALID, f"master SAE {header.initiator_sae_id!r} is not "
                                                f"attached to node {header.src_node}", "wrong_saes")
         wrong = [t for t in header.target_sae_ids if self.sae_node(t) != self.node_id]
@@ -297,9 +305,14 @@ class HopReceiver:
             pending.paths.add(header.path_id)
         return pending
 
-    def _deliver(self, header: crypto.RelayHeader, share: bytes, auth: Authorisation) -> Ack:
+    def _deliver(self, header: crypto.RelayHeader, share: bytes, auth: Authorisation,
+                 left: float | None = None) -> Ack:
         level = header.security_level
-        self._check_saes(header)
+        if auth.handoff is None:
+            self._check_saes(header)
+        elif level != "qkd":
+            raise RelayFailure(Reason.UNMET, f"node {self.node_id}: keys are handed to another "
+                                             f"domain at the qkd level only, not {level}", "wrong_level")
         ack = Ack(AckStatus.RELAYED, key_id=header.key_id)
         pending = self._add_share(header, share)
         ext = dict(header.extensions)
@@ -341,6 +354,8 @@ class HopReceiver:
         materials = [key[i * n:(i + 1) * n] for i in range(len(ids))]
         if level in ("hybrid", "pqc"):
             materials = [pending.responder.derive(m, kid) for m, kid in zip(materials, ids)]
+        if auth.handoff is not None:   # the exit KME: on to the next domain, never stored here
+            return self._hand_off(header, auth, list(zip(ids, materials)), ack, left)
         try:
             self._store.put([StoredKey(key_id=kid, master_sae=header.initiator_sae_id,
                                        slaves=list(header.target_sae_ids), material=m,
@@ -353,6 +368,27 @@ class HopReceiver:
         log.info("stored %d relayed key(s) %s from %s for %s (%s, %d share(s))", len(ids),
                  header.key_id, header.src_node, ",".join(header.target_sae_ids), level,
                  header.share_count)
+        return ack
+
+    def _hand_off(self, header: crypto.RelayHeader, auth: Authorisation,
+                  keys: list[tuple[str, bytes]], ack: Ack, left: float | None) -> Ack:
+        """Pass the keys to the next domain's KME (the handoff of this node's authorisation) and
+        acknowledge the hop only once that domain acknowledged them relayed."""
+        h = auth.handoff
+        if self.handoff is None:
+            raise RelayFailure(Reason.UNMET, f"node {self.node_id} hands no keys to other domains "
+                                             f"(no ETSI GS QKD 020 configured)", "no_handoff")
+        try:
+            self.handoff(h, header.initiator_sae_id, tuple(header.target_sae_ids), keys,
+                         left if left is not None else self.sender.hop_timeout)
+        except RelayFailure:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any failure of the crossing fails the relay
+            raise RelayFailure(Reason.FAILED, f"node {self.node_id}: handoff over {h.crossing} to "
+                                              f"{h.peer_domain}/{h.peer_kme} failed: {exc}") from None
+        log.info("handed %d key(s) %s from %s for %s to %s/%s over %s", len(keys), header.key_id,
+                 header.src_node, ",".join(header.target_sae_ids), h.peer_domain, h.peer_kme,
+                 h.crossing)
         return ack
 
     def _drop_pending(self, key_id: str) -> None:
@@ -395,6 +431,12 @@ class HopReceiver:
             if pending is not None and msg.path_id in pending.paths:
                 del self.pending[msg.key_id]
         ids = list(dict.fromkeys(msg.key_ids or (msg.key_id,)))
+        if auth.handoff is not None:   # handed off, never stored here: void them over there
+            if self.handoff_void is not None:
+                self.handoff_void(auth.handoff, ids)
+            log.info("voided key %s (%s) handed off to %s/%s", msg.key_id, msg.reason,
+                     auth.handoff.peer_domain, auth.handoff.peer_kme)
+            return Ack(AckStatus.VOIDED, key_id=msg.key_id, message=msg.reason)
         with self._store.transaction():
             stored = {kid: self._store.peek(kid) for kid in ids}
             ours = [kid for kid, k in stored.items() if k is not None and msg.path_id in relayed_over(k.meta)]

@@ -42,9 +42,13 @@ def max_hops_check(max_hops: int) -> Callable[[PathPlan], None]:
 class NetworkRelayer:
     """The agent's relayer (kms_agents.relayer.Relayer protocol) backed by a RelayEngine."""
 
-    def __init__(self, engine: RelayEngine, *, prerelay: PreRelay | None = None) -> None:
+    def __init__(self, engine: RelayEngine, *, prerelay: PreRelay | None = None,
+                 routes_foreign: bool = False) -> None:
         self.engine = engine
         self.prerelay = prerelay
+        # with QuSeC: a slave SAE this node does not know goes to QuSeC (dst_node ""), which
+        # finds it in this domain or, under a parent controller, in another
+        self.routes_foreign = routes_foreign
         # ID tuples of key lists rewritten with derived (hybrid/pqc) keys, recently
         self._derived: deque[tuple[str, ...]] = deque(maxlen=256)
 
@@ -67,7 +71,7 @@ class NetworkRelayer:
             if ids in self._derived:
                 raise RelayFailure(Reason.UNMET, "hybrid/pqc keys are agreed between two end nodes; "
                                                  "they cannot be shared with SAEs on several nodes")
-            if self.prerelay is not None and not security_level and max_hops is None:
+            if self.prerelay is not None and not security_level and max_hops is None and dst_node:
                 got = self.prerelay.take(master_sae, slave_saes, dst_node, keys)
                 if got is not None:
                     return got
@@ -78,10 +82,15 @@ class NetworkRelayer:
         except OptionUnmet as exc:
             raise KeyServiceError(400, MSG_EXT_UNMET, [dict(exc.detail, reason=exc.message)]) from None
         except RelayFailure as exc:
-            raise KeyServiceError(503, f"relay to node {dst_node} failed: {exc.message}",
+            if not dst_node and exc.reason is Reason.UNKNOWN_NODE:   # no domain has the SAE
+                raise KeyServiceError(400, f"unknown slave SAE ID {slave_saes[0]!r}: no such SAE in "
+                                           f"this network (nor in any it interworks with)",
+                                      [{"parameter": "slave SAE ID", "value": slave_saes[0]}]) from None
+            where = f"node {dst_node}" if dst_node else f"SAE {slave_saes[0]} (another domain's)"
+            raise KeyServiceError(503, f"relay to {where} failed: {exc.message}",
                                   [{"qusec_route_type": "indirect", "qusec_dst_node": dst_node,
                                     "qusec_relay_status": exc.reason.value}]) from None
-        if self.prerelay is not None:
+        if self.prerelay is not None and dst_node:
             self.prerelay.observe(master_sae, slave_saes, dst_node, len(keys), len(keys[0][1]))
         if level != "qkd":
             self._derived.append(ids)

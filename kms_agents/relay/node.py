@@ -75,7 +75,8 @@ class RelayNode:
             sae_node=lambda sae: config.saes.get(sae))
         self.prerelay = PreRelay(self.engine, max_keys=settings.prerelay_max_keys) \
             if settings.prerelay else None
-        self.relayer = NetworkRelayer(self.engine, prerelay=self.prerelay)
+        self.relayer = NetworkRelayer(self.engine, prerelay=self.prerelay,
+                                      routes_foreign=self.control is not None)
         self.servicer = KeyRelayServicer(self.engine.receiver)
         log.info("relay of node %s ready (QuSeC %s)", config.node_id,
                  config.qusec_addr or "not configured: direct links only")

@@ -45,13 +45,33 @@ class PlannedPath:
 
 
 @dataclass(frozen=True)
+class Handoff:
+    """Where a key leaves this node's domain for another: at ``exit_node`` (the path's end), over
+    the interworking site ``crossing`` (kind ``etsi020``: ETSI GS QKD 020), to the KME
+    ``peer_kme`` of ``peer_domain``."""
+
+    crossing: str
+    kind: str
+    peer_domain: str
+    peer_kme: str
+    exit_node: str
+
+
+@dataclass(frozen=True)
 class PathPlan:
-    """What QuSeC granted: one path, or k node-disjoint ones, the level, the rule, the expiry."""
+    """What QuSeC granted: one path, or k node-disjoint ones, the level, the rule, the expiry;
+    ``handoff`` when the slave SAE is another domain's (the path ends at the exit KME)."""
 
     paths: tuple[PlannedPath, ...]
     security_level: str = ""
     rule: str = ""
     expires_at: float = 0.0          # unix seconds
+    handoff: Handoff | None = None
+
+    @property
+    def end_node(self) -> str:
+        """The node the paths end at (the destination, or the exit KME of a handoff)."""
+        return self.paths[0].hops[-1].node_id if self.paths and self.paths[0].hops else ""
 
     def hops(self) -> list[list[str]]:
         """Node ids of each path."""

@@ -3,13 +3,16 @@ its own network (PKI, agents, QuSeC with the domain's inventory) under ``DIR/dom
 
 The parent runs first (``python -m quseccontroller.parent``, its federation PKI and config under
 ``DIR/parent``); each domain's QuSeC is given the parent's address, the federation CA and its
-own parent-link certificate, and exports its borders every interval. ``DIR/network.json`` names
-the parent and each domain's own network.json (each one is an ordinary network.json: ``qkdnet
+own parent-link certificate, and exports its borders every interval. Every domain's PKI is made
+first: each interworking site's KMEs get an ``[etsi020]`` table naming the other KMEs of the site
+and trusting their domains' CAs (``mininet_topos.provision.interworking``). ``DIR/network.json``
+names the parent, the sites' GS QKD 020 URLs and each domain's own network.json (each one is an ordinary network.json: ``qkdnet
 key`` and ``qkdnet status`` work on it as on any network).
 """
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import time
@@ -19,10 +22,18 @@ from typing import Any, TextIO
 from mininet_topos.launch import rundir
 from mininet_topos.launch.local import LaunchError, LocalNetwork
 from mininet_topos.model import Topology
-from mininet_topos.provision import federation
+from mininet_topos.provision import federation, interworking
 from mininet_topos.provision.inventory import build_domain
+from mininet_topos.provision.pki import build_pki
 
 READY_TIMEOUT_S = 30.0
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on ``host`` now (a GS QKD 020 peer's URL is written before it listens)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
 
 
 class ParentProcess:
@@ -87,6 +98,7 @@ class MultiDomainNetwork:
         self.domains: dict[str, LocalNetwork] = {}
         self.network_json = self.state_dir / "network.json"
         self.claim: rundir.Claim | None = None
+        self.etsi020: dict[str, Any] = {}   # interworking KME -> its [etsi020] table
 
     def _say(self, msg: str) -> None:
         if self.progress is not None:
@@ -104,12 +116,20 @@ class MultiDomainNetwork:
         self.parent = ParentProcess(fed.config, self.state_dir / "parent")
         addr = self.parent.start()
         self._say(f"parent controller ready: gRPC {addr} ({n} domains)")
+        # every domain's PKI first: an interworking KME trusts its peer domain's CA for GS QKD 020
+        pkis = {dom: build_pki(self.topology.domain_view(dom), self.state_dir / "domains" / dom / "pki")
+                for dom in self.topology.domains}
+        ports = {node: free_port() for node in interworking.site_kmes(self.topology)}
+        self.etsi020 = interworking.etsi020_tables(self.topology, lambda node: f"127.0.0.1:{ports[node]}",
+                                                   lambda dom: pkis[dom].ca_cert)
         for i, dom in enumerate(self.topology.domains, 1):
             self._say(f"[{i}/{n}] domain {dom}")
             net = LocalNetwork(self.topology.domain_view(dom), self.state_dir / "domains" / dom,
                                progress=self.progress, policy=self.policy,
                                inventory=build_domain(self.topology, dom),
-                               parent=(addr, fed.ca_cert, fed.domains[dom].cert, fed.domains[dom].key))
+                               parent=(addr, fed.ca_cert, fed.domains[dom].cert, fed.domains[dom].key),
+                               config_hook=self._interworking_kme)
+            net.pki = pkis[dom]
             self.domains[dom] = net
             net.start()
         self._write_network_json()
@@ -117,8 +137,18 @@ class MultiDomainNetwork:
                   f"{sum(len(d.agents) for d in self.domains.values())} agents; {self.network_json}")
         return self.network_json
 
+    def _interworking_kme(self, node_id: str, cfg: Any) -> None:
+        """The ``[etsi020]`` table of an interworking site's KME (LocalNetwork's config_hook)."""
+        if node_id in self.etsi020:
+            cfg.etsi020 = self.etsi020[node_id]
+
     def _write_network_json(self) -> None:
+        sites = {site.id: {kme: {"domain": self.topology.nodes[kme].domain,
+                                 "etsi020_url": self.domains[self.topology.nodes[kme].domain]
+                                 .agents.get(kme, {}).get("etsi020_url", "")}
+                           for kme in site.kmes} for site in self.topology.interworking}
         doc = {"topology": self.topology.name,
+               "interworking": sites,
                "parent": {"grpc": self.parent.addr if self.parent else "", "ca_cert": self.federation.ca_cert},
                "domains": {d: {"network": str(net.network_json),
                                "parent_cert": self.federation.domains[d].cert,

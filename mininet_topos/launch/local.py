@@ -110,7 +110,8 @@ class LocalNetwork(LaunchedNetwork):
         self.claim.stop_crashed(self._say)
         self._say(f"PKI for {len(self.topology.nodes)} nodes and {len(self.topology.saes)} SAEs "
                   f"in {self.state_dir / 'pki'}")
-        self.pki = build_pki(self.topology, self.state_dir / "pki")
+        if self.pki is None:   # one made beforehand (several domains' PKIs) is used as it is
+            self.pki = build_pki(self.topology, self.state_dir / "pki")
         self.qusec = self._start_qusec() if self.with_qusec else None
         self.fleet.write_configs(configs_for_topology(self.topology, self.pki, self.state_dir,
                                                       qusec_addr=(self.qusec or {}).get("grpc")),

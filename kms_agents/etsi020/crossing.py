@@ -1,0 +1,133 @@
+"""An interworking KME's two roles at its site: keys leaving this network, and keys coming in.
+
+* **Leaving** (:meth:`Crossing.hand_off`, the relay destination's handoff step): a key relayed
+  to this node for another domain's SAE goes to the peer KME over ETSI GS QKD 020, asynchronous
+  mode, and the call returns only once the peer acknowledged it ``relayed`` (its ack reaches
+  :meth:`Crossing.settled`, the node's ``on_settled`` hook); any other outcome, a refusal or no
+  ack in time fails it (and a key without an ack is voided toward the peer). It is never stored
+  here.
+* **Coming in** (:meth:`Crossing.onward`, the node's ``relay_onward`` hook): keys the peer passed
+  for SAEs elsewhere in this network go on through the relay engine under the same key IDs, one
+  attempt at the qkd level; QuSeC finds the SAE, in this domain or (a handoff again) beyond it.
+
+Blocking calls for the agent's threads; nothing here holds key material after a call returns.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from kms_agents.etsi020.kme import Onward, SendRefused
+from kms_agents.etsi020.model import ExtKey
+from kms_agents.etsi020.rules import TX_RELAYED
+from kms_agents.relay.messages import Reason, RelayFailure
+
+log = logging.getLogger(__name__)
+
+KIND = "etsi020"
+
+
+class _Wait:
+    """The outcomes of a handoff's keys as the peer's acks settle them."""
+
+    def __init__(self, ids: Sequence[str]) -> None:
+        self.ids = set(ids)
+        self.states: dict[str, str] = {}
+        self.done = threading.Event()
+
+    def settle(self, key_id: str, state: str) -> None:
+        self.states[key_id] = state
+        if self.ids <= set(self.states):
+            self.done.set()
+
+
+class Crossing:
+    """Hand keys to peer KMEs and relay the peers' keys onward (``node``: the Etsi020Node,
+    ``engine``: the relay engine, ``saes``: SAE -> node of this network)."""
+
+    def __init__(self, node_id: str, saes: dict[str, str]) -> None:
+        self.node_id = node_id
+        self.saes = dict(saes)
+        self.node: Any = None      # kms_agents.etsi020.node.Etsi020Node, set once built
+        self.engine: Any = None    # kms_agents.relay.engine.RelayEngine
+        self._waiting: dict[str, _Wait] = {}
+        self._lock = threading.Lock()
+
+    # -- leaving: the relay's handoff step -----------------------------------------------------
+    def hand_off(self, handoff: Any, initiator: str, targets: Sequence[str],
+                 keys: Sequence[tuple[str, bytes]], timeout_s: float) -> None:
+        """Pass ``keys`` to ``handoff.peer_kme``; returns once all are acknowledged relayed,
+        else raises RelayFailure (keys not acknowledged in ``timeout_s`` are voided there)."""
+        peer = handoff.peer_kme
+        if handoff.kind != KIND or self.node is None:
+            raise RelayFailure(Reason.UNMET, f"node {self.node_id} cannot hand keys over "
+                               f"{handoff.kind} crossing {handoff.crossing}", "no_handoff")
+        ids = [kid for kid, _ in keys]
+        wait = _Wait(ids)
+        with self._lock:
+            for kid in ids:
+                self._waiting[kid] = wait
+        try:
+            try:
+                self.node.send_keys(peer, [ExtKey(kid, m) for kid, m in keys], initiator, list(targets))
+            except SendRefused as exc:   # 400/401: the peer kept nothing
+                raise RelayFailure(Reason.DENIED, f"KME {peer} of {handoff.peer_domain} refused the "
+                                   f"keys ({exc.status}): {exc.body}") from None
+            except ValueError as exc:
+                raise RelayFailure(Reason.UNMET, f"node {self.node_id}: {exc}", "no_handoff") from None
+            if not wait.done.wait(max(0.0, timeout_s)):
+                self._void(peer, ids)
+                raise RelayFailure(Reason.TIMEOUT, f"KME {peer} of {handoff.peer_domain} did not "
+                                   f"acknowledge the keys relayed within {timeout_s:.1f} s")
+        finally:
+            with self._lock:
+                for kid in ids:
+                    self._waiting.pop(kid, None)
+        failed = {kid: st for kid, st in wait.states.items() if st != TX_RELAYED}
+        if failed:
+            raise RelayFailure(Reason.FAILED, f"KME {peer} of {handoff.peer_domain} acknowledged "
+                               f"{len(failed)} key(s) {sorted(set(failed.values()))}, not relayed")
+
+    def settled(self, before: Any, state: str) -> None:
+        """The node's ``on_settled`` hook (on its event loop: quick)."""
+        with self._lock:
+            wait = self._waiting.get(before.key_id)
+        if wait is not None:
+            wait.settle(before.key_id, state)
+
+    def void(self, handoff: Any, key_ids: Sequence[str]) -> None:
+        """The relay's void reached this exit KME: void the keys handed to the peer too."""
+        self._void(handoff.peer_kme, list(key_ids))
+
+    def _void(self, peer: str, key_ids: list[str]) -> None:
+        try:
+            self.node.void_sent(peer, key_ids)
+        except Exception as exc:  # noqa: BLE001 - the node retries voids it owes on its own
+            log.warning("etsi020: void of %d handed-off key(s) toward KME %s failed: %s",
+                        len(key_ids), peer, exc)
+
+    # -- coming in: the node's relay_onward hook ----------------------------------------------------
+    def onward(self, req: Onward) -> None:
+        """Relay keys the peer passed (for SAEs not on this node) on into this network under
+        their own IDs; returns once they are relayed, raises to fail them."""
+        if self.engine is None:
+            raise RelayFailure(Reason.UNMET, f"node {self.node_id} has no relay toward QuSeC")
+        nodes = {self.saes.get(t, "") for t in req.targets}
+        if len(nodes) != 1:
+            raise RelayFailure(Reason.UNMET, "target SAEs on several nodes: not relayed on")
+        keys = [(k.key_id, k.material) for k in req.keys]
+
+        def qkd_only(policy: str) -> str:
+            if (policy or "qkd") != "qkd":
+                raise RelayFailure(Reason.UNMET, f"keys from another domain go on at the qkd level "
+                                                 f"only, not {policy}")
+            return "qkd"
+        relayed, plan, _level = self.engine.relay_keys(
+            master_sae=req.initiator, slave_saes=list(req.targets), dst_node=nodes.pop(), keys=keys,
+            level_for=qkd_only, retry=False)
+        if [(k.key_id, k.key) for k in relayed] != keys:   # cannot happen at the qkd level
+            raise RelayFailure(Reason.INTERNAL, "the onward relay changed the keys")
+        log.info("relayed %d key(s) from KME %s on for %s: %s", len(keys), req.peer,
+                 ",".join(req.targets), " | ".join(",".join(p) for p in plan.hops()))
