@@ -19,10 +19,11 @@ from kms_agents.config import PeerConfig
 from kms_agents.proto import peer_pb2_grpc, relay_pb2_grpc
 
 
-# A channel of its own per neighbour (a fresh one is a fresh TCP connection), reconnecting soon
-# after a failure: relay hops have deadlines of a second or so.
+# A channel of its own per neighbour (a fresh one is a fresh TCP connection, not one shared
+# through gRPC's global subchannel pool), reconnecting soon after a failure (a neighbour that
+# restarted): relay attempts have deadlines of about a second.
 CHANNEL_OPTIONS = [("grpc.use_local_subchannel_pool", 1), ("grpc.initial_reconnect_backoff_ms", 100),
-                   ("grpc.min_reconnect_backoff_ms", 100), ("grpc.max_reconnect_backoff_ms", 1000)]
+                   ("grpc.max_reconnect_backoff_ms", 1000)]
 DISCARD_GRACE_S = 30.0   # a discarded channel's calls in flight may finish (or time out) meanwhile
 
 

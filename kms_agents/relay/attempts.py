@@ -19,10 +19,11 @@ from __future__ import annotations
 from kms_agents.relay.messages import Reason
 
 EXT_BUDGET = "qusec_budget_ms"   # header extension: the time the sender allows this hop
-ATTEMPT_S = 0.8                  # an attempt's deadline, before its payload's share
+ATTEMPT_S = 0.7                  # an attempt's deadline, before its payload's share
 ATTEMPT_BYTES_PER_S = 1_000_000  # payload a slow hop still moves in a second (bulk messages)
 HOP_MARGIN_S = 0.05              # each hop forwards with this much (or 10 %) less than it got
 MIN_HOP_S = 0.05                 # a hop with less than this left does not start
+VOID_S = ATTEMPT_S               # the longest a void (best effort, after a failure) waits per hop
 
 # Failures a fresh path or connection may cure: the path moved or went (DENIED, UNKNOWN_NODE),
 # or a hop's connection stalled or broke (TIMEOUT, UNREACHABLE: that hop dropped its connection,
@@ -34,6 +35,12 @@ def attempt_s(path_deadline_s: float, payload_bytes: int) -> float:
     """One attempt's deadline: ``ATTEMPT_S`` plus its payload's time at a slow hop's pace, at
     most half the path deadline (two attempts never take longer than the path deadline)."""
     return min(path_deadline_s / 2, ATTEMPT_S + payload_bytes / ATTEMPT_BYTES_PER_S)
+
+
+def stalled(reason: Reason) -> bool:
+    """A hop's connection stalled or broke (rather than a node refusing): voids over that path
+    are best left to the background."""
+    return reason in (Reason.TIMEOUT, Reason.UNREACHABLE)
 
 
 def should_retry(reason: Reason) -> bool:

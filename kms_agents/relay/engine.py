@@ -254,7 +254,7 @@ class RelayEngine:
                 raise
         try:
             return self._relay_batch(plan, master_sae, slave_saes, dst_node, keys, level_for,
-                                     deadline, retrying=True)
+                                     deadline)
         except RelayFailure as exc:
             # whatever failed, the next request asks QuSeC again rather than reusing this path
             self.forget_path(dst_node, master_sae, slave_saes)
@@ -273,6 +273,7 @@ class RelayEngine:
                 return self._relay_batch(fresh, master_sae, slave_saes, dst_node, again,
                                          level_for, deadline)
             except RelayFailure as again_exc:
+                self.forget_path(dst_node, master_sae, slave_saes)
                 raise RelayFailure(again_exc.reason, f"{again_exc.message} (and before, on "
                                    f"{'|'.join('-'.join(h) for h in plan.hops())}: {exc.message})",
                                    again_exc.check) from None
@@ -290,10 +291,10 @@ class RelayEngine:
     def _relay_batch(self, plan: PathPlan, master_sae: str, slave_saes: list[str],
                      dst_node: str, keys: Sequence[tuple[str, bytes]],
                      level_for: Callable[[str], str], timeout: float | None = None,
-                     retrying: bool = False) -> tuple[list[RelayedKey], PathPlan, str]:
-        """One attempt within ``timeout``; on failure its keys are voided along every path
-        (in the background, then the plan released, when the caller ``retrying`` will retry a
-        failure of that kind: the SAE does not wait for voids over a path that just stalled)."""
+                     ) -> tuple[list[RelayedKey], PathPlan, str]:
+        """One attempt within ``timeout``; on failure its keys are voided along every path: in
+        the background when a hop stalled or broke (the SAE does not wait for voids over such a
+        path), else before raising; a plan that failed in a way worth a retry is released."""
         paths = list(plan.paths)
         hop_lists = plan.hops()
         if len(paths) > 1:
@@ -321,10 +322,12 @@ class RelayEngine:
         results, failure = gather(futures)
         out = [k for group in results for k in group]
         if failure is not None:
-            if retrying and attempts.should_retry(failure.reason):
+            if attempts.stalled(failure.reason):
                 self._pool.submit(self._abandon, plan, jobs, failure.message, timeout)
             else:
                 self._void_jobs(paths, jobs, failure.message)
+                if attempts.should_retry(failure.reason):
+                    self._release(plan)
             raise failure
         return out, plan, level
 

@@ -7,7 +7,7 @@ from typing import Any
 import grpc
 
 from kms_agents.channels import PeerChannels
-from kms_agents.relay import wire
+from kms_agents.relay import attempts, wire
 from kms_agents.relay.messages import Ack, Reason, RelayFailure, RelayMessage, VoidMessage
 
 
@@ -21,7 +21,9 @@ class RelayTransport:
         return self._call("Relay", node, addr, wire.to_request(msg), timeout)
 
     def void(self, node: str, addr: str, msg: VoidMessage, timeout: float) -> Ack:
-        return self._call("Void", node, addr, wire.void_to_request(msg), timeout)
+        # best effort, after a failure: never long (a node forwarding voids over a link that
+        # stalled would otherwise hold its server threads for the hop timeout each)
+        return self._call("Void", node, addr, wire.void_to_request(msg), min(timeout, attempts.VOID_S))
 
     def _call(self, method: str, node: str, addr: str, req: Any, timeout: float) -> Ack:
         if not addr:

@@ -212,3 +212,72 @@ def test_a_refusal_that_would_repeat_is_not_retried(chain):
         chain.engines["A"].relay_keys(master_sae="sae-a", slave_saes=["sae-d"], dst_node="D",
                                       keys=[("k1", os.urandom(32))])
     assert exc.value.reason is Reason.UNMET and len(chain.granted) == 1
+
+
+def test_a_channel_whose_call_timed_out_is_replaced_and_closed_after_a_grace(monkeypatch):
+    import threading
+
+    import grpc
+
+    from kms_agents import channels
+    from kms_agents.channels import PeerChannels
+    closed = threading.Event()
+    monkeypatch.setattr(channels, "DISCARD_GRACE_S", 0.05)
+    pool = PeerChannels(grpc.ssl_channel_credentials())
+    try:
+        first = pool.key_relay("B", "127.0.0.1:9")
+        assert pool.key_relay("B", "127.0.0.1:9") is first
+        old = pool._channels[("B", "127.0.0.1:9")].channel
+        monkeypatch.setattr(old, "close", closed.set)
+        pool.discard("B", "127.0.0.1:9")
+        assert pool.key_relay("B", "127.0.0.1:9") is not first   # the next call: a new channel
+        assert closed.wait(2)                                      # the old one closed, later
+        pool.discard("B", "127.0.0.1:10")                          # nothing there: nothing to do
+    finally:
+        pool.close()
+
+
+def test_only_the_callers_own_deadline_drops_its_channel(monkeypatch):
+    import grpc
+
+    from kms_agents.relay import wire
+    from kms_agents.relay.messages import RelayFailure
+    from kms_agents.relay.transport import RelayTransport
+
+    class Expired(grpc.RpcError):
+        def __init__(self, code, details):
+            self._code, self._details = code, details
+
+        def code(self):
+            return self._code
+
+        def details(self):
+            return self._details
+
+    class Pool:
+        def __init__(self, error, wait):
+            self.error, self.wait, self.discarded = error, wait, []
+
+        def key_relay(self, node, addr):
+            pool = self
+
+            class Stub:
+                def Relay(self, req, timeout):
+                    import time
+                    time.sleep(pool.wait)
+                    raise pool.error
+            return Stub()
+
+        def discard(self, node, addr):
+            self.discarded.append((node, addr))
+
+    monkeypatch.setattr(wire, "to_request", lambda msg: None)   # the stub never reads it
+    own = Pool(Expired(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded"), 0.1)
+    with pytest.raises(RelayFailure, match="next hop B did not answer within 0.10 s") as exc:
+        RelayTransport(own).relay("B", "addr-b", None, 0.1)
+    assert exc.value.reason is Reason.TIMEOUT and own.discarded == [("B", "addr-b")]
+    # B's report that its own next hop timed out: B's channel is fine, it stays
+    told = Pool(Expired(grpc.StatusCode.DEADLINE_EXCEEDED, "next hop C did not answer"), 0.0)
+    with pytest.raises(RelayFailure, match="next hop C did not answer") as exc:
+        RelayTransport(told).relay("B", "addr-b", None, 1.0)
+    assert exc.value.reason is Reason.TIMEOUT and told.discarded == []
