@@ -73,6 +73,21 @@ def manage(doc: dict, node: str, cert: str | None = None, key: str | None = None
                         cert or doc["operator"]["cert"], key or doc["operator"]["key"])
 
 
+def test_manage_is_served_with_health_and_reflection(net):
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+    from kms_agents import rpc
+    _, doc = net
+    creds = rpc.channel_credentials(doc["ca_cert"], doc["operator"]["cert"], doc["operator"]["key"])
+    with grpc.secure_channel(doc["nodes"]["A"]["relay_addr"], creds) as ch:
+        assert health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=5).status == \
+            health_pb2.HealthCheckResponse.SERVING
+        refl = reflection_pb2_grpc.ServerReflectionStub(ch)
+        resp = next(refl.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]),
+                                              timeout=5))
+        assert "qusec.manage.v1.Manage" in {s.name for s in resp.list_services_response.service}
+
+
 def test_a_node_or_sae_certificate_may_not_set_a_fault(net):
     n, doc = net
     lid = link_between(doc, "A", "B")
