@@ -286,11 +286,13 @@ class QuSeCCore:
         st = self.state
         return {
             "nodes": {n: {"online": n in st.online, "trust": st.trust(n),
-                          "relay_addr": st.agents[n].relay_addr if n in st.agents else ""}
+                          "relay_addr": st.agents[n].relay_addr if n in st.agents else "",
+                          "location": self._location(n), "switch": self._switch_of(n)}
                       for n in sorted(st.qkd)},
             "links": {lid: {"a": r.a, "b": r.b, "skr_bps": r.skr_bps, "stored_bits": dict(r.stored),
                             "peer_stored_bits": dict(r.peer_stored), "status": r.overall_status(),
-                            "disputed": r.disputed, "alarm": r.alarm(), "qber": r.max_qber()} for lid, r in sorted(st.links.items())},
+                            "disputed": r.disputed, "alarm": r.alarm(), "qber": r.max_qber(),
+                            "consumption_bps": dict(r.consumption)} for lid, r in sorted(st.links.items())},
             "paths": {pid: {"nodes": ap.nodes, "rule": ap.rule, "expires_at": ap.expires_at,
                             "share": f"{ap.share_index + 1}/{ap.share_count}",
                             "flows": sum(ap.flows.values()), "unplanned_hops": ap.unplanned_hops}
@@ -304,6 +306,17 @@ class QuSeCCore:
             "link_disputes": st.disputes,
             "counters": dict(self.counters),
         }
+
+    def _location(self, node: str) -> list[float] | None:
+        """Where the inventory puts ``node`` (the dashboard draws it there)."""
+        inv = self.inventory.node(node) if self.inventory else None
+        return list(inv.location) if inv is not None and inv.location is not None else None
+
+    def _switch_of(self, node: str) -> int | None:
+        """The switch ``node``'s agent host is attached to (None: not seen)."""
+        agent = self.state.agents.get(node)
+        host = self.state.hosts.get(agent.data_ip) if agent is not None and agent.data_ip else None
+        return host.dpid if host is not None else None
 
     # -- internals ---------------------------------------------------------------------------
     def _reroute(self) -> list[Action]:

@@ -4,6 +4,7 @@
     id = "A"            # the node id: its certificate names urn:qusec:node:A
     trust = 3           # its trust level, 1 (lowest) .. 5 (highest); default 3
     saes = ["sae-a"]    # the SAEs attached to it
+    location = [0, 8]   # optional [x, y] (km, y north): where the dashboard draws it
 
     [[links]]
     id = "A-B"          # the link id the agents report
@@ -45,7 +46,7 @@ from quseccontroller.tomlfile import FileProblems
 TOP_FIELDS = ("nodes", "links", "domain", "borders")
 DOMAIN_FIELDS = ("id", "transit")
 BORDER_FIELDS = ("node", "crossing", "kind", "peer_domain", "peer_node")
-NODE_FIELDS = ("id", "trust", "saes")
+NODE_FIELDS = ("id", "trust", "saes", "location")
 LINK_FIELDS = ("id", "a", "b", "latency_ms")
 TRUST_LEVELS = range(1, 6)
 DEFAULT_TRUST = 3
@@ -57,10 +58,12 @@ class InventoryError(FileProblems):
 
 @dataclass(frozen=True)
 class InventoryNode:
-    """One node that may join: its id, its trust level, the SAEs attached to it."""
+    """One node that may join: its id, its trust level, the SAEs attached to it (and where it
+    is, for the dashboard's picture)."""
     id: str
     trust: int = DEFAULT_TRUST
     saes: tuple[str, ...] = ()
+    location: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -167,8 +170,17 @@ def _nodes(raw: Any, source: str, problems: list[str]) -> tuple[InventoryNode, .
                 ok = False
             sae_of.setdefault(sae, ident if isinstance(ident, str) else "?")
         entries.append((where, saes))
+        location = item.get("location")
+        if location is not None and not (
+                isinstance(location, list) and len(location) == 2
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                        for v in location)):
+            problems.append(f"{where}: location: must be [x, y] (two numbers), got {location!r}")
+            ok = False
+            location = None
         if ok:
-            out.append(InventoryNode(ident, trust, tuple(saes)))
+            out.append(InventoryNode(ident, trust, tuple(saes),
+                                     tuple(float(v) for v in location) if location else None))
     # An SAE id equal to a node id: one name would stand for two parties.
     for where, saes in entries:
         for sae in saes:
@@ -306,6 +318,8 @@ def dumps(inv: Inventory, comment: str = "") -> str:
         out += ["[[nodes]]", f"id = {json.dumps(node.id, ensure_ascii=False)}",
                 f"trust = {int(node.trust)}",
                 f"saes = [{', '.join(json.dumps(s, ensure_ascii=False) for s in node.saes)}]"]
+        if node.location is not None:
+            out.append(f"location = [{float(node.location[0])!r}, {float(node.location[1])!r}]")
     for link in inv.links:
         if out:
             out.append("")

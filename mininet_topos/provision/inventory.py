@@ -44,7 +44,7 @@ def build(topo: Topology) -> Inventory:
     """The inventory QuSeC is given for ``topo``: every node with its trust level and SAEs (the
     only nodes that may join, and what QuSeC believes of them), every QKD link with its hop latency."""
     lat = hop_latencies(topo)
-    nodes = tuple(InventoryNode(n.id, n.trust, tuple(s.id for s in topo.saes_of(n.id)))
+    nodes = tuple(InventoryNode(n.id, n.trust, tuple(s.id for s in topo.saes_of(n.id)), n.location)
                   for n in topo.nodes.values())
     return Inventory(tuple(InventoryLink(link.id, link.a, link.b, lat[link.id]) for link in topo.links),
                      source=f"<inventory of {topo.name}>", nodes=nodes)

@@ -10,7 +10,7 @@ What the page shows and where it comes from (docs/dashboard.md says the same for
 * nodes: the app's nodes (trust level, agent online), drawn at their location or a stable layout;
 * QKD links: the lower of the two ends' stored key, coloured against ``EMPTY_BITS`` and
   ``LOW_BITS`` (``level``), with the key rate, consumption, status and any alarm;
-* classical links: switch links whose switches the app maps to nodes (``node_switch``);
+* classical links: the switch links between the switches the nodes' agent hosts attach to;
 * paths: the granted paths grouped per SAE pair (the SAEs, rule and security level come from
   the ``path_granted`` event that granted them);
 * refusals, the event log (each event with a one-line ``text``), a stored-key series per link
@@ -85,8 +85,9 @@ def describe(event: dict) -> str:
         return f"QKD link {event.get('link', '?')} {'up' if k.endswith('up') else 'down'} ({event.get('status', '')})"
     if k == "qkd_alarm":
         qber = event.get("qber")
-        return (f"QKD link {event.get('link', '?')} alarm at {event.get('node', '?')}: "
-                f"{event.get('reason', '?')}" + (f" (QBER {float(qber):.3f})" if qber is not None else ""))
+        what = "alarm cleared" if event.get("state") == "cleared" else "ALARM"
+        return (f"QKD link {event.get('link', '?')} {what} at {event.get('node', '?')}: "
+                f"{event.get('reason', '?')}" + (f" (QBER {float(qber):.3f})" if qber else ""))
     if k in ("switch_link_up", "switch_link_down"):
         return (f"switch link {event.get('a_dpid', '?')}:{event.get('a_port', '?')} - "
                 f"{event.get('b_dpid', '?')}:{event.get('b_port', '?')} {k.rsplit('_', 1)[1]}")
@@ -178,7 +179,7 @@ class DashboardView:
         core = status.get("core") or {}
         raw_nodes = core.get("nodes") or {}
         raw_links = core.get("links") or {}
-        locations = status.get("locations") or {}
+        locations = {n: v.get("location") for n, v in raw_nodes.items()}
         key = (tuple(sorted(raw_nodes)), tuple(sorted((v.get("a"), v.get("b")) for v in raw_links.values())),
                tuple(sorted((n, tuple(v)) for n, v in locations.items() if v)))
         if key != self._layout_key:
@@ -187,7 +188,7 @@ class DashboardView:
                                            locations)
             if kind != self.layout_kind:
                 self.layout_kind = delta["layout"] = kind
-        node_switch = status.get("node_switch") or {}
+        node_switch = {n: v.get("switch") for n, v in raw_nodes.items()}
         nodes = {n: {"id": n, "x": self._positions.get(n, (0, 0))[0], "y": self._positions.get(n, (0, 0))[1],
                      "trust": v.get("trust"), "online": bool(v.get("online")),
                      "switch": node_switch.get(n)} for n, v in raw_nodes.items()}

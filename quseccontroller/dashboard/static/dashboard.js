@@ -21,6 +21,7 @@ function el(tag, attrs, parent, ns) {
 
 function rate(bps) {
   if (bps === null || bps === undefined) return "–";
+  if (bps === 0) return "0";
   if (bps >= 1e6) return (bps / 1e6).toPrecision(3) + " Mb/s";
   if (bps >= 1e3) return (bps / 1e3).toPrecision(3) + " kb/s";
   return (+bps).toPrecision(3) + " b/s";
@@ -139,7 +140,7 @@ function drawPaths() {
   sync("layer-paths", items.filter(x => x.path.nodes.every(pos)), x => x.path.id,
     (x, g) => { const e = el("polyline", {class: "path"}, g, true); el("title", {}, e, true); return e; },
     (e, x) => {
-      const off = (x.j - (x.n - 1) / 2) * 7;    // multipath shares side by side
+      const off = (x.j - (x.n - 1) / 2) * 16;   // multipath shares side by side
       e.setAttribute("points", x.path.nodes.map(pos).map(p => (p[0] + off) + "," + (p[1] + off)).join(" "));
       e.setAttribute("stroke", x.colour);
       e.dataset.pair = pairKey(x.pair);
@@ -151,7 +152,7 @@ function drawPaths() {
 function drawNodes() {
   sync("layer-nodes", Object.values(S.nodes), n => n.id,
     (n, g) => { const e = el("g", {class: "node"}, g, true);
-      el("circle", {r: 14}, e, true); el("text", {class: "node-label", y: -20}, e, true);
+      el("circle", {r: 16}, e, true); el("text", {class: "node-label", y: -24}, e, true);
       el("title", {}, e, true); return e; },
     (e, n) => {
       e.setAttribute("transform", `translate(${n.x},${n.y})`);

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+import tomllib
 
 import pytest
 
@@ -37,6 +38,16 @@ def test_link_levels_follow_the_thresholds() -> None:
     assert link_level(10**9, "OFF") == "off"
 
 
+def test_nodes_are_drawn_at_the_inventorys_locations() -> None:
+    st = status()
+    for node, loc in (("A", [0, 0]), ("B", [10, 0]), ("C", [10, 10])):
+        st["core"]["nodes"][node]["location"] = loc
+    v = DashboardView()
+    v.update(st, [], None, now=1.0)
+    assert v.layout_kind == "location"
+    assert v.nodes["C"]["y"] < v.nodes["B"]["y"] == v.nodes["A"]["y"] and v.nodes["A"]["x"] < v.nodes["B"]["x"]
+
+
 def test_the_snapshot_has_every_node_and_link_with_the_lower_ends_key() -> None:
     v = DashboardView()
     delta = v.update(status(), [], None, now=100.0)
@@ -45,6 +56,7 @@ def test_the_snapshot_has_every_node_and_link_with_the_lower_ends_key() -> None:
     assert set(snap["links"]) == {"A-B", "B-C"}
     ab = snap["links"]["A-B"]
     assert ab["stored_bits"] == 100_000 and ab["level"] == "ok" and ab["label"] == "1 Mb/s"
+    assert ab["consumption_bps"] is None       # the app did not say
     assert snap["nodes"]["B"]["trust"] == 5 and snap["app"] is True
     for n in snap["nodes"].values():
         assert 0 <= n["x"] <= BOX and 0 <= n["y"] <= BOX
@@ -92,6 +104,7 @@ def test_events_come_once_each_with_a_line_of_text_and_alarms_show() -> None:
     assert [e["seq"] for e in delta["events"]] == [1, 2]
     assert "sae-a -> sae-c" in delta["events"][0]["text"] and "A-B-C" in delta["events"][0]["text"]
     assert "qber_above_threshold" in delta["events"][1]["text"] and "0.200" in delta["events"][1]["text"]
+    assert "cleared" in describe(dict(alarm, state="cleared", qber=0.0))
     assert "events" not in v.update(status(), [GRANT, alarm], None, now=13.0)   # seen already
     st = status(link_status="OFF")
     st["core"]["links"]["A-B"].update(alarm="qber_above_threshold", qber=0.2)
@@ -166,7 +179,9 @@ def test_the_app_away_is_shown_and_the_last_view_kept() -> None:
 
 
 def test_classical_links_are_drawn_between_the_nodes_their_switches_serve() -> None:
-    st = status(node_switch={"A": 1, "B": 2, "C": None}, links=[[[1, 3], [2, 3]], [[2, 4], [9, 1]]])
+    st = status(links=[[[1, 3], [2, 3]], [[2, 4], [9, 1]]])
+    for node, dpid in (("A", 1), ("B", 2), ("C", None)):
+        st["core"]["nodes"][node]["switch"] = dpid
     v = DashboardView()
     v.update(st, [], None, now=1.0)
     assert v.classical == [{"a": "A", "b": "B"}]
@@ -242,3 +257,35 @@ def test_locations_that_would_stack_nodes_give_the_stable_layout() -> None:
     locs = {"A": (0, 0), "B": (0.01, 0.01), "C": (10, 10), "D": (10.01, 10.0)}
     kind, pos = layout(locs, [("A", "B"), ("B", "C"), ("C", "D")], locs)
     assert kind == "stable" and len(set(pos.values())) == 4
+
+
+# -- where the locations come from: QuSeC's inventory ---------------------------------------------
+
+def test_the_inventory_carries_node_locations_and_refuses_bad_ones() -> None:
+    from quseccontroller import inventory
+    inv = inventory.parse({"nodes": [{"id": "A", "location": [1, 2.5]}, {"id": "B"}]})
+    assert inv.node("A").location == (1.0, 2.5) and inv.node("B").location is None
+    assert inventory.parse(tomllib.loads(inventory.dumps(inv))) == inv
+    for bad in ([1], [1, "x"], "1,2", [1, 2, 3], [True, 1], [float("nan"), 1]):
+        with pytest.raises(inventory.InventoryError, match=r"nodes\[1\] \(A\): location: must be \[x, y\]"):
+            inventory.parse({"nodes": [{"id": "A", "location": bad}]})
+
+
+def test_provisioning_gives_quseccontroller_the_topologys_locations() -> None:
+    from mininet_topos import topology
+    from mininet_topos.provision.inventory import build
+    topo = topology.load("metro8")
+    inv = build(topo)
+    assert {n.id: n.location for n in inv.nodes} == {n.id: n.location for n in topo.nodes.values()}
+
+
+def test_the_cores_status_names_locations_switches_and_consumption() -> None:
+    from quseccontroller import inventory
+    from quseccontroller.core import QuSeCCore
+    inv = inventory.parse({"nodes": [{"id": "A", "location": [3, 4]}, {"id": "B"}],
+                           "links": [{"id": "A-B", "a": "A", "b": "B"}]})
+    core = QuSeCCore(inventory=inv)
+    st = core.status()
+    assert st["nodes"] == {} or all("location" in v for v in st["nodes"].values())
+    assert core._location("A") == [3.0, 4.0] and core._location("B") is None
+    assert core._switch_of("A") is None
