@@ -90,6 +90,8 @@ class LocalNetwork(LaunchedNetwork):
         self.operator = OperatorClient(ctl.https_url, self.pki.ca_cert, self.pki.operator.cert,
                                        self.pki.operator.key)
         self._say(f"QuSeC ready: gRPC {ctl.grpc_addr}, metrics {ctl.http_url}, operator {ctl.https_url}")
+        if ctl.dashboard_url:
+            self._say(f"QuSeC dashboard (open in a browser on this machine): {ctl.dashboard_url}")
         return {"grpc": ctl.grpc_addr, "http": ctl.http_url, "https": ctl.https_url}
 
     def _adjust(self, node_id: str, cfg: Any) -> None:

@@ -161,6 +161,8 @@ class MininetNetwork(LaunchedNetwork):
         self._mark("qusec")
         self.say(f"  QuSeC: OpenFlow 127.0.0.1:{self.controller.of_port}, gRPC {self.qusec['grpc']} "
                  f"(management network), HTTP {self.controller.http_url} ({self.timings['qusec']:.1f} s)")
+        if self.controller.dashboard_url:
+            self.say(f"  QuSeC dashboard (open in a browser on this machine): {self.controller.dashboard_url}")
 
     def _start_mininet(self) -> None:
         from mininet.net import Mininet

@@ -5,7 +5,9 @@ the token gets nothing; and a screenshot for the README (docs/img/dashboard.png)
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
+import re
 import shutil
 import time
 import urllib.parse
@@ -43,7 +45,10 @@ def full_at_start(node_id: str, cfg) -> None:
 
 @pytest.fixture(scope="module")
 def net(tmp_path_factory):
-    with LocalNetwork(slow_metro8(), tmp_path_factory.mktemp("dash"), config_hook=full_at_start) as n:
+    progress = io.StringIO()      # what `qkdnet up --local` prints
+    with LocalNetwork(slow_metro8(), tmp_path_factory.mktemp("dash"), config_hook=full_at_start,
+                      progress=progress) as n:
+        n.printed = progress
         deadline = time.monotonic() + 20
         while not n.controller.dashboard_url and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -69,11 +74,18 @@ def chrome():
     return webdriver.Chrome(options=opts, service=Service(CHROMEDRIVER))
 
 
+def printed_url(net) -> str:
+    """The dashboard URL the launcher printed (qkdnet up / qkdnet demo show the same line)."""
+    m = re.search(r"QuSeC dashboard \(open in a browser on this machine\): (\S+)", net.printed.getvalue())
+    assert m, net.printed.getvalue()
+    return m.group(1)
+
+
 @pytest.fixture(scope="module")
 def page(net):
     driver = chrome()
     try:
-        driver.get(net.controller.dashboard_url)
+        driver.get(printed_url(net))
         wait_for(driver, "document.body.dataset.ready === '1' && "
                          "document.querySelectorAll('#layer-nodes .node').length > 0", 20)
         yield driver
@@ -176,7 +188,8 @@ def test_the_screenshot_for_the_readme(page) -> None:
 
 
 def test_a_browser_without_the_token_gets_no_data(net) -> None:
-    url = net.controller.dashboard_url
+    url = printed_url(net)
+    assert url == net.controller.dashboard_url and "?token=" in url
     u = urllib.parse.urlsplit(url)
     bare = f"{u.scheme}://{u.netloc}"
     driver = chrome()       # a fresh profile: no cookie
