@@ -92,8 +92,8 @@ class NetworkRelayer:
                                     "qusec_relay_status": exc.reason.value}]) from None
         if self.prerelay is not None and dst_node:
             self.prerelay.observe(master_sae, slave_saes, dst_node, len(keys), len(keys[0][1]))
-        if level != "qkd":
-            self._derived.append(ids)
+        if level != "qkd":   # the IDs the master gets (a retry's are fresh)
+            self._derived.append(tuple(k.key_id for k in relayed))
         # the master gets what the slave gets: the derived key for hybrid/pqc
         return RelayResult(paths=plan.hops(), security_level=level,
                            keys=[(k.key_id, k.key) for k in relayed])
