@@ -292,7 +292,8 @@ def authorisation_of(msg: control_pb2.RelayAuthorisation) -> Authorisation:
                          dst_node=msg.dst_node, share_index=msg.share_index + 1,
                          share_count=msg.share_count or 1, src_sae=msg.src_sae,
                          dst_saes=tuple(msg.dst_saes), security_level=msg.security_level,
-                         handoff=handoff_of(msg.handoff) if msg.HasField("handoff") else None)
+                         handoff=handoff_of(msg.handoff) if msg.HasField("handoff") else None,
+                         foreign_src_sae=msg.foreign_src_sae)
 
 
 def handoff_of(msg: control_pb2.Handoff) -> Handoff:

@@ -54,6 +54,7 @@ class RelayAuthorisation:
     dst_saes: tuple[str, ...] = ()
     security_level: str = ""
     handoff: Handoff | None = None    # at the exit node of an inter-domain segment only
+    foreign_src_sae: bool = False     # src_sae is another domain's (the key came in at src_node)
 
 
 @dataclass(frozen=True)

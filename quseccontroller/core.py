@@ -182,6 +182,7 @@ class QuSeCCore:
             self._seq += 1
             ap = ActivePath(f"qp{self._seq}-{uuid.uuid4().hex[:12]}", self._seq, nodes, links, req,
                             m.rule, d, d.security_level, i, len(res.paths), now, expires, cost)
+            ap.foreign_src_sae = bool(req.src_sae) and st.node_of_sae(req.src_sae) is None
             reserve(st, ap)
             self.paths[ap.path_id] = ap
             acts += authorisations(ap, st.agents)

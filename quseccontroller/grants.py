@@ -30,6 +30,7 @@ class ActivePath:
     flows: dict[int, int] = field(default_factory=dict)                 # dpid -> relay flows
     unplanned_hops: int = 0
     plan: tuple | None = None   # (classical version + hops, flows by switch, unplanned hops)
+    foreign_src_sae: bool = False   # the master SAE is another domain's (src: a site's KME)
 
     @property
     def cookie(self) -> int:
@@ -51,6 +52,6 @@ def authorisations(ap: ActivePath, agents: Mapping[str, AgentInfo]) -> list[Auth
             share_index=ap.share_index, share_count=ap.share_count, src_sae=ap.request.src_sae,
             dst_saes=ap.request.dst_saes or ((ap.request.dst_sae,) if ap.request.dst_sae else ()),
             security_level=ap.security_level,
-            handoff=ap.request.handoff if nxt == "" else None)
+            handoff=ap.request.handoff if nxt == "" else None, foreign_src_sae=ap.foreign_src_sae)
         acts.append(Authorise(node, auth))
     return acts

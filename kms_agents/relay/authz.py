@@ -54,6 +54,7 @@ class Authorisation:
     # at the exit KME of an inter-domain segment only (kms_agents.relay.plan.Handoff): the key
     # is handed to the next domain here, never stored for the (foreign) slave SAEs
     handoff: Any = None
+    foreign_src_sae: bool = False  # src_sae is another domain's (its key came in at src_node)
 
 
 class AuthTable:

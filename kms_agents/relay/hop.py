@@ -271,15 +271,15 @@ class HopReceiver:
                                "wrong_nodes")
         return self._deliver(header, share, auth, left)
 
-    def _check_saes(self, header: crypto.RelayHeader) -> None:
+    def _check_saes(self, header: crypto.RelayHeader, auth: Authorisation) -> None:
         if not header.target_sae_ids:
             raise RelayFailure(Reason.INVALID, "relay names no target SAE", "wrong_saes")
         if self.sae_node is None:
             return
         master = self.sae_node(header.initiator_sae_id)
-        # None: another domain's SAE, its key relayed on from an interworking KME; QuSeC grants
-        # such a path only from the KME of a site (and the authorisation names that SAE)
-        if master is not None and master != header.src_node:
+        # another domain's SAE, its key relayed on from an interworking KME: QuSeC's authorisation
+        # says so (it grants that only from the KME of a site)
+        if master != header.src_node and not (master is None and auth.foreign_src_sae):
             raise RelayFailure(Reason.INVALID, f"master SAE {header.initiator_sae_id!r} is not "
                                                f"attached to node {header.src_node}", "wrong_saes")
         wrong = [t for t in header.target_sae_ids if self.sae_node(t) != self.node_id]
@@ -309,7 +309,7 @@ class HopReceiver:
                  left: float | None = None) -> Ack:
         level = header.security_level
         if auth.handoff is None:
-            self._check_saes(header)
+            self._check_saes(header, auth)
         elif level != "qkd":
             raise RelayFailure(Reason.UNMET, f"node {self.node_id}: keys are handed to another "
                                              f"domain at the qkd level only, not {level}", "wrong_level")

@@ -24,15 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#quseccontroller/proto/control.proto\x12\x10qusec.control.v1\"\xe8\x01\n\x0cQkdLinkState\x12\x0f\n\x07link_id\x18\x01 \x01(\t\x12\x11\n\tpeer_node\x18\x02 \x01(\t\x12\x0f\n\x07skr_bps\x18\x03 \x01(\x01\x12\x13\n\x0bstored_bits\x18\x04 \x01(\x04\x12\x17\n\x0f\x63onsumption_bps\x18\x05 \x01(\x01\x12,\n\x06status\x18\x06 \x01(\x0e\x32\x1c.qusec.control.v1.LinkStatus\x12\x10\n\x08kms_kind\x18\x07 \x01(\t\x12\x18\n\x10peer_stored_bits\x18\x08 \x01(\x04\x12\r\n\x05\x61larm\x18\t \x01(\t\x12\x0c\n\x04qber\x18\n \x01(\x01\"\xd4\x01\n\x08Register\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x12\n\nrelay_addr\x18\x02 \x01(\t\x12\x13\n\x0b\x65tsi014_url\x18\x03 \x01(\t\x12\x14\n\x0c\x65tsi004_addr\x18\x04 \x01(\t\x12\x0f\n\x07\x64\x61ta_ip\x18\x05 \x01(\t\x12\x13\n\x0btrust_level\x18\x06 \x01(\r\x12-\n\x05links\x18\x07 \x03(\x0b\x32\x1e.qusec.control.v1.QkdLinkState\x12\x0c\n\x04saes\x18\x08 \x03(\t\x12\x15\n\ragent_version\x18\t \x01(\t\"V\n\nLinkReport\x12-\n\x05links\x18\x01 \x03(\x0b\x32\x1e.qusec.control.v1.QkdLinkState\x12\x19\n\x11threshold_crossed\x18\x02 \x01(\x08\"#\n\x10\x41uthorisationAck\x12\x0f\n\x07path_id\x18\x01 \x01(\t\"\xae\x01\n\x0c\x41gentMessage\x12.\n\x08register\x18\x01 \x01(\x0b\x32\x1a.qusec.control.v1.RegisterH\x00\x12.\n\x06report\x18\x02 \x01(\x0b\x32\x1c.qusec.control.v1.LinkReportH\x00\x12\x36\n\x08\x61uth_ack\x18\x03 \x01(\x0b\x32\".qusec.control.v1.AuthorisationAckH\x00\x42\x06\n\x04\x62ody\"9\n\nRegistered\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x1a\n\x12report_interval_ms\x18\x02 \x01(\r\"\xc5\x02\n\x12RelayAuthorisation\x12\x0f\n\x07path_id\x18\x01 \x01(\t\x12\x10\n\x08prev_hop\x18\x02 \x01(\t\x12\x10\n\x08next_hop\x18\x03 \x01(\t\x12\x15\n\rprev_hop_addr\x18\x04 \x01(\t\x12\x15\n\rnext_hop_addr\x18\x05 \x01(\t\x12\x17\n\x0f\x65xpires_unix_ms\x18\x06 \x01(\x03\x12\x10\n\x08src_node\x18\x07 \x01(\t\x12\x10\n\x08\x64st_node\x18\x08 \x01(\t\x12\x13\n\x0bshare_index\x18\t \x01(\r\x12\x13\n\x0bshare_count\x18\n \x01(\r\x12\x0f\n\x07src_sae\x18\x0b \x01(\t\x12\x10\n\x08\x64st_saes\x18\x0c \x03(\t\x12\x16\n\x0esecurity_level\x18\r \x01(\t\x12*\n\x07handoff\x18\x0e \x01(\x0b\x32\x19.qusec.control.v1.Handoff\"c\n\x07Handoff\x12\x10\n\x08\x63rossing\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x13\n\x0bpeer_domain\x18\x03 \x01(\t\x12\x10\n\x08peer_kme\x18\x04 \x01(\t\x12\x11\n\texit_node\x18\x05 \x01(\t\"-\n\nRevocation\x12\x0f\n\x07path_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\xba\x01\n\x11\x43ontrollerMessage\x12\x32\n\nregistered\x18\x01 \x01(\x0b\x32\x1c.qusec.control.v1.RegisteredH\x00\x12\x39\n\tauthorise\x18\x02 \x01(\x0b\x32$.qusec.control.v1.RelayAuthorisationH\x00\x12.\n\x06revoke\x18\x03 \x01(\x0b\x32\x1c.qusec.control.v1.RevocationH\x00\x42\x06\n\x04\x62ody\"\xa4\x01\n\x0bPathRequest\x12\x10\n\x08src_node\x18\x01 \x01(\t\x12\x10\n\x08\x64st_node\x18\x02 \x01(\t\x12\x0f\n\x07src_sae\x18\x03 \x01(\t\x12\x0f\n\x07\x64st_sae\x18\x04 \x01(\t\x12\x15\n\rkey_size_bits\x18\x05 \x01(\r\x12\x11\n\tkey_count\x18\x06 \x01(\r\x12\x13\n\x0b\x61pplication\x18\x07 \x01(\t\x12\x10\n\x08\x64st_saes\x18\x08 \x03(\t\"*\n\x03Hop\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x12\n\nrelay_addr\x18\x02 \x01(\t\"d\n\tRelayPath\x12\x0f\n\x07path_id\x18\x01 \x01(\t\x12#\n\x04hops\x18\x02 \x03(\x0b\x32\x15.qusec.control.v1.Hop\x12\x0c\n\x04\x63ost\x18\x03 \x01(\x01\x12\x13\n\x0bshare_index\x18\x04 \x01(\r\"\xcb\x01\n\tPathReply\x12*\n\x05paths\x18\x01 \x03(\x0b\x32\x1b.qusec.control.v1.RelayPath\x12\x16\n\x0esecurity_level\x18\x02 \x01(\t\x12\x0c\n\x04rule\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x17\n\x0f\x65xpires_unix_ms\x18\x05 \x01(\x03\x12\x17\n\x0f\x66lows_installed\x18\x06 \x01(\r\x12*\n\x07handoff\x18\x07 \x01(\x0b\x32\x19.qusec.control.v1.Handoff\"<\n\x0bPathRefusal\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x0c\n\x04rule\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"!\n\x0eReleaseRequest\x12\x0f\n\x07path_id\x18\x01 \x01(\t\" \n\x0cReleaseReply\x12\x10\n\x08released\x18\x01 \x01(\x08*o\n\nLinkStatus\x12\x1b\n\x17LINK_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12LINK_STATUS_ACTIVE\x10\x01\x12\x17\n\x13LINK_STATUS_PASSIVE\x10\x02\x12\x13\n\x0fLINK_STATUS_OFF\x10\x03\x32\xfe\x01\n\x0cQuSeCControl\x12R\n\x07\x43onnect\x12\x1e.qusec.control.v1.AgentMessage\x1a#.qusec.control.v1.ControllerMessage(\x01\x30\x01\x12I\n\x0bRequestPath\x12\x1d.qusec.control.v1.PathRequest\x1a\x1b.qusec.control.v1.PathReply\x12O\n\x0bReleasePath\x12 .qusec.control.v1.ReleaseRequest\x1a\x1e.qusec.control.v1.ReleaseReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#quseccontroller/proto/control.proto\x12\x10qusec.control.v1\"\xe8\x01\n\x0cQkdLinkState\x12\x0f\n\x07link_id\x18\x01 \x01(\t\x12\x11\n\tpeer_node\x18\x02 \x01(\t\x12\x0f\n\x07skr_bps\x18\x03 \x01(\x01\x12\x13\n\x0bstored_bits\x18\x04 \x01(\x04\x12\x17\n\x0f\x63onsumption_bps\x18\x05 \x01(\x01\x12,\n\x06status\x18\x06 \x01(\x0e\x32\x1c.qusec.control.v1.LinkStatus\x12\x10\n\x08kms_kind\x18\x07 \x01(\t\x12\x18\n\x10peer_stored_bits\x18\x08 \x01(\x04\x12\r\n\x05\x61larm\x18\t \x01(\t\x12\x0c\n\x04qber\x18\n \x01(\x01\"\xd4\x01\n\x08Register\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x12\n\nrelay_addr\x18\x02 \x01(\t\x12\x13\n\x0b\x65tsi014_url\x18\x03 \x01(\t\x12\x14\n\x0c\x65tsi004_addr\x18\x04 \x01(\t\x12\x0f\n\x07\x64\x61ta_ip\x18\x05 \x01(\t\x12\x13\n\x0btrust_level\x18\x06 \x01(\r\x12-\n\x05links\x18\x07 \x03(\x0b\x32\x1e.qusec.control.v1.QkdLinkState\x12\x0c\n\x04saes\x18\x08 \x03(\t\x12\x15\n\ragent_version\x18\t \x01(\t\"V\n\nLinkReport\x12-\n\x05links\x18\x01 \x03(\x0b\x32\x1e.qusec.control.v1.QkdLinkState\x12\x19\n\x11threshold_crossed\x18\x02 \x01(\x08\"#\n\x10\x41uthorisationAck\x12\x0f\n\x07path_id\x18\x01 \x01(\t\"\xae\x01\n\x0c\x41gentMessage\x12.\n\x08register\x18\x01 \x01(\x0b\x32\x1a.qusec.control.v1.RegisterH\x00\x12.\n\x06report\x18\x02 \x01(\x0b\x32\x1c.qusec.control.v1.LinkReportH\x00\x12\x36\n\x08\x61uth_ack\x18\x03 \x01(\x0b\x32\".qusec.control.v1.AuthorisationAckH\x00\x42\x06\n\x04\x62ody\"9\n\nRegistered\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x1a\n\x12report_interval_ms\x18\x02 \x01(\r\"\xde\x02\n\x12RelayAuthorisation\x12\x0f\n\x07path_id\x18\x01 \x01(\t\x12\x10\n\x08prev_hop\x18\x02 \x01(\t\x12\x10\n\x08next_hop\x18\x03 \x01(\t\x12\x15\n\rprev_hop_addr\x18\x04 \x01(\t\x12\x15\n\rnext_hop_addr\x18\x05 \x01(\t\x12\x17\n\x0f\x65xpires_unix_ms\x18\x06 \x01(\x03\x12\x10\n\x08src_node\x18\x07 \x01(\t\x12\x10\n\x08\x64st_node\x18\x08 \x01(\t\x12\x13\n\x0bshare_index\x18\t \x01(\r\x12\x13\n\x0bshare_count\x18\n \x01(\r\x12\x0f\n\x07src_sae\x18\x0b \x01(\t\x12\x10\n\x08\x64st_saes\x18\x0c \x03(\t\x12\x16\n\x0esecurity_level\x18\r \x01(\t\x12*\n\x07handoff\x18\x0e \x01(\x0b\x32\x19.qusec.control.v1.Handoff\x12\x17\n\x0f\x66oreign_src_sae\x18\x0f \x01(\x08\"c\n\x07Handoff\x12\x10\n\x08\x63rossing\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x13\n\x0bpeer_domain\x18\x03 \x01(\t\x12\x10\n\x08peer_kme\x18\x04 \x01(\t\x12\x11\n\texit_node\x18\x05 \x01(\t\"-\n\nRevocation\x12\x0f\n\x07path_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\xba\x01\n\x11\x43ontrollerMessage\x12\x32\n\nregistered\x18\x01 \x01(\x0b\x32\x1c.qusec.control.v1.RegisteredH\x00\x12\x39\n\tauthorise\x18\x02 \x01(\x0b\x32$.qusec.control.v1.RelayAuthorisationH\x00\x12.\n\x06revoke\x18\x03 \x01(\x0b\x32\x1c.qusec.control.v1.RevocationH\x00\x42\x06\n\x04\x62ody\"\xa4\x01\n\x0bPathRequest\x12\x10\n\x08src_node\x18\x01 \x01(\t\x12\x10\n\x08\x64st_node\x18\x02 \x01(\t\x12\x0f\n\x07src_sae\x18\x03 \x01(\t\x12\x0f\n\x07\x64st_sae\x18\x04 \x01(\t\x12\x15\n\rkey_size_bits\x18\x05 \x01(\r\x12\x11\n\tkey_count\x18\x06 \x01(\r\x12\x13\n\x0b\x61pplication\x18\x07 \x01(\t\x12\x10\n\x08\x64st_saes\x18\x08 \x03(\t\"*\n\x03Hop\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x12\n\nrelay_addr\x18\x02 \x01(\t\"d\n\tRelayPath\x12\x0f\n\x07path_id\x18\x01 \x01(\t\x12#\n\x04hops\x18\x02 \x03(\x0b\x32\x15.qusec.control.v1.Hop\x12\x0c\n\x04\x63ost\x18\x03 \x01(\x01\x12\x13\n\x0bshare_index\x18\x04 \x01(\r\"\xcb\x01\n\tPathReply\x12*\n\x05paths\x18\x01 \x03(\x0b\x32\x1b.qusec.control.v1.RelayPath\x12\x16\n\x0esecurity_level\x18\x02 \x01(\t\x12\x0c\n\x04rule\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x17\n\x0f\x65xpires_unix_ms\x18\x05 \x01(\x03\x12\x17\n\x0f\x66lows_installed\x18\x06 \x01(\r\x12*\n\x07handoff\x18\x07 \x01(\x0b\x32\x19.qusec.control.v1.Handoff\"<\n\x0bPathRefusal\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x0c\n\x04rule\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"!\n\x0eReleaseRequest\x12\x0f\n\x07path_id\x18\x01 \x01(\t\" \n\x0cReleaseReply\x12\x10\n\x08released\x18\x01 \x01(\x08*o\n\nLinkStatus\x12\x1b\n\x17LINK_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12LINK_STATUS_ACTIVE\x10\x01\x12\x17\n\x13LINK_STATUS_PASSIVE\x10\x02\x12\x13\n\x0fLINK_STATUS_OFF\x10\x03\x32\xfe\x01\n\x0cQuSeCControl\x12R\n\x07\x43onnect\x12\x1e.qusec.control.v1.AgentMessage\x1a#.qusec.control.v1.ControllerMessage(\x01\x30\x01\x12I\n\x0bRequestPath\x12\x1d.qusec.control.v1.PathRequest\x1a\x1b.qusec.control.v1.PathReply\x12O\n\x0bReleasePath\x12 .qusec.control.v1.ReleaseRequest\x1a\x1e.qusec.control.v1.ReleaseReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'quseccontroller.proto.control_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_LINKSTATUS']._serialized_start=2183
-  _globals['_LINKSTATUS']._serialized_end=2294
+  _globals['_LINKSTATUS']._serialized_start=2208
+  _globals['_LINKSTATUS']._serialized_end=2319
   _globals['_QKDLINKSTATE']._serialized_start=58
   _globals['_QKDLINKSTATE']._serialized_end=290
   _globals['_REGISTER']._serialized_start=293
@@ -46,27 +46,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REGISTERED']._serialized_start=809
   _globals['_REGISTERED']._serialized_end=866
   _globals['_RELAYAUTHORISATION']._serialized_start=869
-  _globals['_RELAYAUTHORISATION']._serialized_end=1194
-  _globals['_HANDOFF']._serialized_start=1196
-  _globals['_HANDOFF']._serialized_end=1295
-  _globals['_REVOCATION']._serialized_start=1297
-  _globals['_REVOCATION']._serialized_end=1342
-  _globals['_CONTROLLERMESSAGE']._serialized_start=1345
-  _globals['_CONTROLLERMESSAGE']._serialized_end=1531
-  _globals['_PATHREQUEST']._serialized_start=1534
-  _globals['_PATHREQUEST']._serialized_end=1698
-  _globals['_HOP']._serialized_start=1700
-  _globals['_HOP']._serialized_end=1742
-  _globals['_RELAYPATH']._serialized_start=1744
-  _globals['_RELAYPATH']._serialized_end=1844
-  _globals['_PATHREPLY']._serialized_start=1847
-  _globals['_PATHREPLY']._serialized_end=2050
-  _globals['_PATHREFUSAL']._serialized_start=2052
-  _globals['_PATHREFUSAL']._serialized_end=2112
-  _globals['_RELEASEREQUEST']._serialized_start=2114
-  _globals['_RELEASEREQUEST']._serialized_end=2147
-  _globals['_RELEASEREPLY']._serialized_start=2149
-  _globals['_RELEASEREPLY']._serialized_end=2181
-  _globals['_QUSECCONTROL']._serialized_start=2297
-  _globals['_QUSECCONTROL']._serialized_end=2551
+  _globals['_RELAYAUTHORISATION']._serialized_end=1219
+  _globals['_HANDOFF']._serialized_start=1221
+  _globals['_HANDOFF']._serialized_end=1320
+  _globals['_REVOCATION']._serialized_start=1322
+  _globals['_REVOCATION']._serialized_end=1367
+  _globals['_CONTROLLERMESSAGE']._serialized_start=1370
+  _globals['_CONTROLLERMESSAGE']._serialized_end=1556
+  _globals['_PATHREQUEST']._serialized_start=1559
+  _globals['_PATHREQUEST']._serialized_end=1723
+  _globals['_HOP']._serialized_start=1725
+  _globals['_HOP']._serialized_end=1767
+  _globals['_RELAYPATH']._serialized_start=1769
+  _globals['_RELAYPATH']._serialized_end=1869
+  _globals['_PATHREPLY']._serialized_start=1872
+  _globals['_PATHREPLY']._serialized_end=2075
+  _globals['_PATHREFUSAL']._serialized_start=2077
+  _globals['_PATHREFUSAL']._serialized_end=2137
+  _globals['_RELEASEREQUEST']._serialized_start=2139
+  _globals['_RELEASEREQUEST']._serialized_end=2172
+  _globals['_RELEASEREPLY']._serialized_start=2174
+  _globals['_RELEASEREPLY']._serialized_end=2206
+  _globals['_QUSECCONTROL']._serialized_start=2322
+  _globals['_QUSECCONTROL']._serialized_end=2576
 # @@protoc_insertion_point(module_scope)

@@ -97,7 +97,7 @@ class Registered(_message.Message):
     def __init__(self, node_id: _Optional[str] = ..., report_interval_ms: _Optional[int] = ...) -> None: ...
 
 class RelayAuthorisation(_message.Message):
-    __slots__ = ("path_id", "prev_hop", "next_hop", "prev_hop_addr", "next_hop_addr", "expires_unix_ms", "src_node", "dst_node", "share_index", "share_count", "src_sae", "dst_saes", "security_level", "handoff")
+    __slots__ = ("path_id", "prev_hop", "next_hop", "prev_hop_addr", "next_hop_addr", "expires_unix_ms", "src_node", "dst_node", "share_index", "share_count", "src_sae", "dst_saes", "security_level", "handoff", "foreign_src_sae")
     PATH_ID_FIELD_NUMBER: _ClassVar[int]
     PREV_HOP_FIELD_NUMBER: _ClassVar[int]
     NEXT_HOP_FIELD_NUMBER: _ClassVar[int]
@@ -112,6 +112,7 @@ class RelayAuthorisation(_message.Message):
     DST_SAES_FIELD_NUMBER: _ClassVar[int]
     SECURITY_LEVEL_FIELD_NUMBER: _ClassVar[int]
     HANDOFF_FIELD_NUMBER: _ClassVar[int]
+    FOREIGN_SRC_SAE_FIELD_NUMBER: _ClassVar[int]
     path_id: str
     prev_hop: str
     next_hop: str
@@ -126,7 +127,8 @@ class RelayAuthorisation(_message.Message):
     dst_saes: _containers.RepeatedScalarFieldContainer[str]
     security_level: str
     handoff: Handoff
-    def __init__(self, path_id: _Optional[str] = ..., prev_hop: _Optional[str] = ..., next_hop: _Optional[str] = ..., prev_hop_addr: _Optional[str] = ..., next_hop_addr: _Optional[str] = ..., expires_unix_ms: _Optional[int] = ..., src_node: _Optional[str] = ..., dst_node: _Optional[str] = ..., share_index: _Optional[int] = ..., share_count: _Optional[int] = ..., src_sae: _Optional[str] = ..., dst_saes: _Optional[_Iterable[str]] = ..., security_level: _Optional[str] = ..., handoff: _Optional[_Union[Handoff, _Mapping]] = ...) -> None: ...
+    foreign_src_sae: bool
+    def __init__(self, path_id: _Optional[str] = ..., prev_hop: _Optional[str] = ..., next_hop: _Optional[str] = ..., prev_hop_addr: _Optional[str] = ..., next_hop_addr: _Optional[str] = ..., expires_unix_ms: _Optional[int] = ..., src_node: _Optional[str] = ..., dst_node: _Optional[str] = ..., share_index: _Optional[int] = ..., share_count: _Optional[int] = ..., src_sae: _Optional[str] = ..., dst_saes: _Optional[_Iterable[str]] = ..., security_level: _Optional[str] = ..., handoff: _Optional[_Union[Handoff, _Mapping]] = ..., foreign_src_sae: _Optional[bool] = ...) -> None: ...
 
 class Handoff(_message.Message):
     __slots__ = ("crossing", "kind", "peer_domain", "peer_kme", "exit_node")

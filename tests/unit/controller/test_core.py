@@ -31,7 +31,8 @@ def test_grant_authorises_every_node_with_prev_and_next_hop():
     assert asdict(a["E"]) == dict(
         path_id=d.path_ids[0], prev_hop="A", next_hop="D", prev_hop_addr=agents["A"].relay_addr,
         next_hop_addr=agents["D"].relay_addr, expires_unix_ms=160_000, src_node="A", dst_node="D",
-        share_index=0, share_count=1, src_sae="sae-a", dst_saes=("sae-d",), security_level="qkd", handoff=None)
+        share_index=0, share_count=1, src_sae="sae-a", dst_saes=("sae-d",), security_level="qkd", handoff=None,
+        foreign_src_sae=False)
 
 
 def test_core_records_mirror_control_proto_field_for_field():
