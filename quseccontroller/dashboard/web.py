@@ -271,6 +271,31 @@ def token_authorize(token: str, remote: str) -> Authorize:
     return authorize
 
 
+def operator_authorize(on_refused: Callable[[str], None] | None = None) -> Authorize:
+    """The operator port's check: the verified client certificate names role operator (the
+    same rule as /status); ``on_refused(reason)`` counts a refusal."""
+    from quseccontroller.identity import OPERATOR, NoIdentity, of_tls_socket
+
+    async def authorize(request: web.Request) -> str:
+        ssl_object = request.transport.get_extra_info("ssl_object") if request.transport else None
+        try:
+            who = of_tls_socket(ssl_object) if ssl_object is not None else None
+        except NoIdentity:
+            who = None
+        if who is not None and who.role == OPERATOR:
+            return str(who)
+        reason = "role" if who is not None else "no_identity"
+        if on_refused is not None:
+            on_refused(reason)
+        LOG.warning("event=operator_refused peer=%s identity=%s reason=%s path=%s", request.remote,
+                    who or "-", reason, request.path)
+        raise web.HTTPForbidden(text=f"{request.path} needs an operator certificate (urn:qusec:operator:"
+                                     f"NAME), not {who or 'a certificate without a QuSeC identity'}",
+                                headers=SECURITY_HEADERS)
+
+    return authorize
+
+
 async def serve_loopback(hub: DashboardHub, listen: str, state_dir: str | Path, *,
                          remote: str = "refuse") -> tuple[web.AppRunner, str]:
     """The token listener on ``listen``: (its runner, its URL without the token). A
