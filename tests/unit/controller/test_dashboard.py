@@ -289,3 +289,27 @@ def test_the_cores_status_names_locations_switches_and_consumption() -> None:
     assert st["nodes"] == {} or all("location" in v for v in st["nodes"].values())
     assert core._location("A") == [3.0, 4.0] and core._location("B") is None
     assert core._switch_of("A") is None
+
+
+def test_two_hundred_nodes_stay_light() -> None:
+    import json
+    import time as _time
+
+    from mininet_topos import synthetic
+    topo = synthetic.mesh(200, 7)
+    core = {"nodes": {n: {"online": True, "trust": 3, "location": list(v.location) if v.location else None}
+                      for n, v in topo.nodes.items()},
+            "links": {lk.id: {"a": lk.a, "b": lk.b, "skr_bps": lk.rate_bps, "status": "ACTIVE",
+                              "stored_bits": {lk.a: 10**6, lk.b: 10**6}, "consumption_bps": {lk.a: 0.0}}
+                      for lk in topo.links}, "paths": {}}
+    v = DashboardView()
+    t0 = _time.monotonic()
+    v.update({"core": core}, [], None, now=1.0)
+    first = _time.monotonic() - t0
+    t0 = _time.monotonic()
+    core["links"][topo.links[0].id]["stored_bits"] = {topo.links[0].a: 10, topo.links[0].b: 10}
+    delta = v.update({"core": core}, [], None, now=1.5)
+    again = _time.monotonic() - t0
+    assert first < 5.0 and again < 0.5, (first, again)    # the layout once, then diffs
+    assert list(delta["links"]) == [topo.links[0].id]
+    assert len(json.dumps(v.snapshot())) < 400_000
