@@ -110,6 +110,8 @@ def describe(event: dict) -> str:
 def _event_row(event: dict) -> dict:
     return {"seq": event.get("seq", 0), "time": event.get("time", 0.0), "kind": event.get("kind", ""),
             "refusal": event.get("kind") in ("path_refused", "registration_refused", "policy_rejected"),
+            "alarm": event.get("kind") == "qkd_link_down" or (
+                event.get("kind") == "qkd_alarm" and event.get("state") != "cleared"),
             "text": describe(event)}
 
 

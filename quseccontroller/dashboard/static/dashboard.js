@@ -206,7 +206,7 @@ function drawEvents() {
   const ol = document.getElementById("events");
   ol.replaceChildren();
   for (const e of S.events.slice(-100).reverse()) {
-    const li = el("li", {class: "ev " + e.kind + (e.refusal ? " refusal" : "")}, ol);
+    const li = el("li", {class: "ev " + e.kind + (e.refusal ? " refusal" : "") + (e.alarm ? " alarm" : "")}, ol);
     li.dataset.kind = e.kind;
     el("time", {}, li).textContent = clock(e.time) + " ";
     el("span", {}, li).textContent = e.text;
