@@ -111,7 +111,8 @@ class Agent:
         self.etsi020 = None if config.etsi020 is None else Etsi020Node(
             config.etsi020, tls, self.node_id, config.saes, self.store, advertise_host=config.advertise_host,
             relay_onward=self.crossing.onward if self.crossing else None,
-            on_settled=self.crossing.settled if self.crossing else None)
+            on_settled=self.crossing.settled if self.crossing else None,
+            on_voided=self.crossing.voided if self.crossing else None)
         if self.crossing is not None:
             self.crossing.node, self.crossing.engine = self.etsi020, self.relay.engine
             self.relay.engine.receiver.handoff = self.crossing.hand_off

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,6 +28,7 @@ from kms_agents.relay.messages import Reason, RelayFailure
 log = logging.getLogger(__name__)
 
 KIND = "etsi020"
+MAX_REMEMBERED = 4096   # onward relays remembered (key ID -> paths), for a void from the peer
 
 
 class _Wait:
@@ -53,6 +55,7 @@ class Crossing:
         self.node: Any = None      # kms_agents.etsi020.node.Etsi020Node, set once built
         self.engine: Any = None    # kms_agents.relay.engine.RelayEngine
         self._waiting: dict[str, _Wait] = {}
+        self._onward: OrderedDict[str, tuple] = OrderedDict()   # key id -> (paths, group's key ids)
         self._lock = threading.Lock()
 
     # -- leaving: the relay's handoff step -----------------------------------------------------
@@ -129,5 +132,26 @@ class Crossing:
             level_for=qkd_only, retry=False)
         if [(k.key_id, k.key) for k in relayed] != keys:   # cannot happen at the qkd level
             raise RelayFailure(Reason.INTERNAL, "the onward relay changed the keys")
+        ids = tuple(kid for kid, _ in keys)
+        with self._lock:
+            for kid in ids:
+                self._onward[kid] = (plan.paths, ids)
+            while len(self._onward) > MAX_REMEMBERED:
+                self._onward.popitem(last=False)
         log.info("relayed %d key(s) from KME %s on for %s: %s", len(keys), req.peer,
                  ",".join(req.targets), " | ".join(",".join(p) for p in plan.hops()))
+
+    def voided(self, peer: str, key_ids: list[str]) -> None:
+        """The node's ``on_voided`` hook: the peer voided keys it passed us; those relayed on are
+        voided along their paths too (at a handoff, on toward the next peer)."""
+        groups: dict[tuple, tuple] = {}
+        with self._lock:
+            for kid in key_ids:
+                got = self._onward.pop(kid, None)
+                if got is not None:
+                    groups[got[1]] = got[0]
+        for ids, paths in groups.items():
+            self.engine.void(list(paths), ids[0], f"voided by KME {peer}",
+                             key_ids=ids if len(ids) > 1 else ())
+        if groups:
+            log.info("voided %d key group(s) relayed on for KME %s", len(groups), peer)

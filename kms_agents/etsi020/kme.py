@@ -50,6 +50,9 @@ RelayOnward = Callable[[Onward], None]           # returns when relayed; raises 
 # a key we sent reached a final state (the key before, with its material; the state); called on the
 # event loop: it must return quickly (hand the work to a thread of its own)
 Settled = Callable[[SentKey, str], None]
+# keys a peer passed us were voided at its request (the peer's KME ID, the key IDs); called in a
+# worker thread: keys relayed onward are voided there too
+Voided = Callable[[str, list[str]], None]
 
 
 class SendRefused(Exception):
@@ -64,10 +67,11 @@ class Kme:
     def __init__(self, cfg: Etsi020Config, node_id: str, saes: dict[str, str], store: ExtKeyStore,
                  sessions: dict[str, PeerSession], callback_url: Callable[[], str], *,
                  relay_onward: RelayOnward | None = None, on_settled: Settled | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 on_voided: Voided | None = None, clock: Callable[[], float] = time.time) -> None:
         self.cfg, self.node_id, self.saes, self.store = cfg, node_id, dict(saes), store
         self.sessions, self.callback_url = sessions, callback_url
         self.relay_onward, self.on_settled, self.clock = relay_onward, on_settled, clock
+        self.on_voided = on_voided
         self.bounds = Bounds(cfg.max_keys_per_request, cfg.max_key_bytes, cfg.max_targets)
         self._tasks: set[asyncio.Task] = set()
         self._wake = asyncio.Event()
@@ -183,12 +187,24 @@ class Kme:
                       void_request_not_understood="ack_callback_url: this KME serves the asynchronous mode only")
         outcomes, changes = await self._db(self._void_both, peer.kme_id, req)
         self._settle(changes)
+        sent = {k.key_id for k, _ in changes}
+        # keys relayed on leave no copy here (the store answers "failed to void" for them): the
+        # hook voids whichever of them it relayed on, along their paths
+        voided = [o.key_id for o in outcomes if o.status != "key not present" and o.key_id not in sent]
+        if voided and self.on_voided is not None:
+            self._spawn(self._voided(peer.kme_id, voided))
         if req.callback_url is None:
             return 200, ack_calls(outcomes)[0] if outcomes else []
         for call in ack_calls(outcomes):
             await self._db(self.store.enqueue, peer.kme_id, req.callback_url, OUT_VOID_ACK, call, self.clock())
         self._wake.set()
         return 202, None
+
+    async def _voided(self, peer: str, key_ids: list[str]) -> None:
+        try:
+            await asyncio.to_thread(self.on_voided, peer, key_ids)
+        except Exception:  # noqa: BLE001 - the void here stands; onward copies expire unfetched
+            log.exception("etsi020: on_voided hook failed for %d key(s) of KME %s", len(key_ids), peer)
 
     def _void_both(self, peer: str, req) -> tuple[list[Outcome], list[tuple[SentKey, str]]]:
         # a void may name keys the peer passed us, or (the other direction) keys we passed it

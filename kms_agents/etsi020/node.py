@@ -14,7 +14,7 @@ from aiohttp import web
 
 from kms_agents.config import Etsi020Config, TlsConfig
 from kms_agents.etsi020.client import ACK, PeerSession, client_context
-from kms_agents.etsi020.kme import Kme, RelayOnward, Settled
+from kms_agents.etsi020.kme import Kme, RelayOnward, Settled, Voided
 from kms_agents.etsi020.model import ExtKey, Outcome
 from kms_agents.etsi020.server import make_app, server_context
 from kms_agents.etsi020.store import ExtKeyStore
@@ -28,7 +28,7 @@ STOP_GRACE_S = 2.0
 class Etsi020Node:
     def __init__(self, cfg: Etsi020Config, tls: TlsConfig, node_id: str, saes: dict[str, str], store: KeyStore,
                  *, advertise_host: str = "", relay_onward: RelayOnward | None = None,
-                 on_settled: Settled | None = None) -> None:
+                 on_settled: Settled | None = None, on_voided: Voided | None = None) -> None:
         self.cfg, self.tls, self.node_id = cfg, tls, node_id
         self.kme_id = cfg.kme_id or node_id
         self.cafiles = list(cfg.ca_certs) or [tls.ca_cert]
@@ -38,6 +38,7 @@ class Etsi020Node:
         self.port = 0
         self.ext_store = ExtKeyStore(store, retention_s=cfg.retention_s)
         self._saes, self._relay_onward, self._on_settled = saes, relay_onward, on_settled
+        self._on_voided = on_voided
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="etsi020", daemon=True)
         self._runner: web.AppRunner | None = None
@@ -60,7 +61,8 @@ class Etsi020Node:
             ctx = client_context([peer.ca_cert] if peer.ca_cert else self.cafiles, self.tls.cert, self.tls.key)
             sessions[peer.kme_id] = PeerSession(peer, ctx, self.cfg.call_timeout_s)
         self.kme = Kme(self.cfg, self.node_id, self._saes, self.ext_store, sessions, self.callback_url,
-                       relay_onward=self._relay_onward, on_settled=self._on_settled)
+                       relay_onward=self._relay_onward, on_settled=self._on_settled,
+                       on_voided=self._on_voided)
         cafiles = list(dict.fromkeys(self.cafiles + [p.ca_cert for p in self.cfg.peers if p.ca_cert]))
         # handlers run to the end even if the client goes away (a request held in the store must
         # reach its relay); an idle or half-sent connection is closed after keepalive_timeout; on

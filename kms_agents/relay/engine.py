@@ -238,11 +238,9 @@ class RelayEngine:
                     raise RelayFailure(Reason.UNMET, f"a key for another domain's SAE crosses "
                                        f"{plan.handoff.crossing} at the qkd level only")
                 return "qkd"
-            try:
-                return self._relay_batch(plan, master_sae, slave_saes, plan.end_node, keys, qkd_only,
-                                         self.sender.hop_timeout)
-            finally:
-                self._release(plan)   # used once (never cached): released in the background
+            # used once (never cached) and left to expire: a later void still finds its hops
+            return self._relay_batch(plan, master_sae, slave_saes, plan.end_node, keys, qkd_only,
+                                     self.sender.hop_timeout)
         # each attempt well under the path deadline (the hop timeout): both fit in it
         deadline = attempts.attempt_s(self.sender.hop_timeout, size_bits // 8 * len(keys))
         if not retry:

@@ -107,6 +107,27 @@ def test_an_sae_no_domain_has_is_a_400(md) -> None:
     assert err.value.status == 400 and "sae-nowhere" in json.dumps(err.value.body)
 
 
+def test_a_void_at_the_first_site_reaches_the_key_two_domains_on(md) -> None:
+    from kms_agents.etsi020.model import void_body
+    from tests.helpers.etsi020_peer import SpecClient, client_context
+    with client(md, "beijing", "sae-bj1") as master, client(md, "shanghai", "sae-sh1") as slave:
+        kid = enc_until_chained(master)[0].key_id
+        assert held(md, kid) == ["shanghai/SH1:e2e_key"]
+        # what BJ-IW sends after a relay it handed over failed behind it: a void to T-BJ
+        bj = md.domains["beijing"].pki.nodes["BJ-IW"]
+        url = json.loads(md.network_json.read_text())["interworking"]["bj-site"]["T-BJ"]["etsi020_url"]
+        peer = SpecClient(url, client_context(md.domains["trunk"].pki.ca_cert, bj.cert, bj.key))
+        r = peer.void(void_body([kid], "sae-bj1", ["sae-sh1"], None))
+        assert r.status == 200, r.body
+        deadline = time.monotonic() + 15
+        while held(md, kid) and time.monotonic() < deadline:   # trunk -> T-SH -> SH-IW -> SH1
+            time.sleep(0.2)
+        assert held(md, kid) == []
+        with pytest.raises(Etsi014Error) as err:
+            slave.dec_keys("sae-bj1", [kid])
+        assert err.value.status == 400
+
+
 def test_with_the_parent_gone_an_inter_domain_request_is_a_503_at_once(md) -> None:
     md.parent.stop()
     with client(md, "beijing", "sae-bj1") as master:

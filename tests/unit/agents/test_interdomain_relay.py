@@ -186,3 +186,16 @@ def test_keys_from_the_peer_go_on_under_their_own_ids(chain):
     chain.foreign_ok = False   # without QuSeC's word the destination takes no unknown master SAE
     with pytest.raises(RelayFailure, match="master SAE 'sae-other' is not attached to node A"):
         crossing.onward(Onward("Z", "sae-other", ("sae-x",), (ExtKey(str(uuid.uuid4()), b"k" * 32),)))
+
+
+def test_a_void_from_the_peer_voids_the_keys_relayed_on(chain):
+    crossing = Crossing("A", {"sae-a": "A", "sae-x": "X"})
+    crossing.engine = chain.engines["A"]
+    one, two = str(uuid.uuid4()), str(uuid.uuid4())
+    crossing.onward(Onward("Z", "sae-far", ("sae-x",), (ExtKey(one, b"k" * 32),)))
+    crossing.onward(Onward("Z", "sae-far", ("sae-x",), (ExtKey(two, b"j" * 32),)))
+    assert chain.held(one) == ["X"] and chain.held(two) == ["X"]
+    crossing.voided("Z", [one, str(uuid.uuid4())])   # an ID it never relayed on is ignored
+    assert chain.held(one) == [] and chain.held(two) == ["X"]
+    crossing.voided("Z", [one])                       # twice: nothing left to do
+    assert chain.held(two) == ["X"]
