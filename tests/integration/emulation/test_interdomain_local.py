@@ -3,7 +3,9 @@ sae-bj1 at BJ1 (Beijing) asks its vKMS for a key shared with sae-sh1 at SH1 (Sha
 ETSI 014; the key is relayed to the Beijing site's KME, passed over ETSI GS QKD 020 to the
 trunk, relayed along it, passed over 020 again at the Shanghai site and relayed to SH1; the
 master's enc_keys answers once it is stored there, and sae-sh1 fetches the same key by ID. No
-copy is left anywhere after delivery; with the parent gone, the same request is a 503 at once."""
+copy is left anywhere after delivery; a void at the first site reaches the key two domains on; with
+the Shanghai site's trunk KME down the chain goes over the PQC link, refused for now; with the
+parent gone, the same request is a 503 at once."""
 from __future__ import annotations
 
 import json
@@ -126,6 +128,23 @@ def test_a_void_at_the_first_site_reaches_the_key_two_domains_on(md) -> None:
         with pytest.raises(Etsi014Error) as err:
             slave.dec_keys("sae-bj1", [kid])
         assert err.value.status == 400
+
+
+def test_with_a_sites_kme_down_the_chain_moves_to_the_pqc_link_which_is_refused_for_now(md) -> None:
+    md.domains["trunk"].fleet.procs["T-SH"].terminate()   # the trunk's KME at the Shanghai site
+    deadline = time.monotonic() + 40
+    with client(md, "beijing", "sae-bj1") as master:
+        while True:   # until the trunk exports T-SH down and the parent's chain avoids sh-site
+            t0 = time.monotonic()
+            with pytest.raises(Etsi014Error) as err:
+                master.enc_keys("sae-sh1", 1)
+            took = time.monotonic() - t0
+            if "post-quantum crossings not yet" in err.value.body["message"] or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+    assert err.value.status == 503 and "post-quantum crossings not yet" in err.value.body["message"], \
+        err.value.body
+    assert took < 5.0   # refused at once, before any key is made
 
 
 def test_with_the_parent_gone_an_inter_domain_request_is_a_503_at_once(md) -> None:
