@@ -21,7 +21,8 @@ from kms_agents.relay.messages import Reason
 EXT_BUDGET = "qusec_budget_ms"   # header extension: the time the sender allows this hop
 ATTEMPT_S = 0.7                  # an attempt's deadline, before its payload's share
 ATTEMPT_BYTES_PER_S = 1_000_000  # payload a slow hop still moves in a second (bulk messages)
-HOP_MARGIN_S = 0.05              # each hop forwards with this much (or 10 %) less than it got
+HOP_MARGIN_S = 0.05              # each hop forwards with this much (or HOP_MARGIN) less than it got
+HOP_MARGIN = 0.2                 # (its own work before and after the call: link key, fsync, seal)
 MIN_HOP_S = 0.05                 # a hop with less than this left does not start
 VOID_S = ATTEMPT_S               # the longest a void (best effort, after a failure) waits per hop
 
@@ -61,7 +62,7 @@ def forward_s(budget_s: float | None, elapsed_s: float, hop_timeout_s: float) ->
     if budget_s is None:
         return hop_timeout_s
     left = budget_s - elapsed_s
-    return min(hop_timeout_s, left - max(HOP_MARGIN_S, 0.1 * budget_s))
+    return min(hop_timeout_s, left - max(HOP_MARGIN_S, HOP_MARGIN * budget_s))
 
 
 def budget_of(extensions: dict[str, str]) -> float | None:

@@ -35,7 +35,7 @@ def test_each_hop_forwards_with_less_than_it_got_so_the_stalled_hop_times_out_fi
     assert all(b > a for a, b in zip(chain[1:], chain))
     assert chain[-1] > attempts.MIN_HOP_S          # even the last hop of a long path may start
     # time spent at a node comes off what it forwards with; the hop timeout caps it
-    assert forward_s(1.0, 0.3, 10.0) == pytest.approx(1.0 - 0.3 - 0.1)
+    assert forward_s(1.0, 0.3, 10.0) == pytest.approx(1.0 - 0.3 - 0.2)
     assert forward_s(30.0, 0.0, 10.0) == 10.0
     assert forward_s(0.5, 0.5, 10.0) < attempts.MIN_HOP_S   # spent: neither forward nor store
 
