@@ -113,7 +113,7 @@ class KeyDelivery:
         """Whether keys for a neighbour go around: its direct link(s) hold less key than the
         request needs now, a relayer (QuSeC) can find another way, and the request does not
         insist on the direct route (``qusec_route_type`` or a ``qusec_max_hops`` of 0)."""
-        if isinstance(self.relayer, NoRelayer):
+        if not getattr(self.relayer, "routes_foreign", False):   # no QuSeC to ask for another way
             return False
         asked = {**options.optional, **options.mandatory}
         if "qusec_route_type" in asked or asked.get("qusec_max_hops") == 0:

@@ -295,6 +295,8 @@ def test_a_neighbour_whose_direct_link_runs_dry_is_reached_around_it(tmp_path: P
     assert e.value.status == 503 and "not enough key on QKD link A-B" in e.value.message
 
     class Around:
+        routes_foreign = True   # it has a QuSeC to ask, as the agent's relayer with one does
+
         def __init__(self):
             self.calls = []
 
