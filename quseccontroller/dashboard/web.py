@@ -4,9 +4,10 @@ its server-sent event stream, and the loopback token listener.
 ``DashboardHub`` reads the app's status and events through the gateway (every ``POLL_S`` while a
 page is connected, every ``IDLE_POLL_S`` otherwise so the series and KPIs have a history), feeds
 the pure view model and pushes each delta to every open stream. Streams are bounded per identity
-and in all. ``routes(hub, authorize)`` are the dashboard's routes for any aiohttp application
-whose ``authorize(request)`` returns the caller's identity or raises an HTTP error;
-``serve_loopback`` runs them on the token listener (``quseccontroller.dashboard.access``).
+and in all. ``serve(hub, request, authorize)`` answers one /dashboard request, for a caller
+``authorize(request)`` names (it raises an HTTP error for any other): on the operator port
+(``operator_authorize``: an operator certificate) and on the token listener ``serve_loopback``
+runs (``token_authorize``: the rules of ``quseccontroller.dashboard.access``).
 """
 from __future__ import annotations
 
@@ -173,70 +174,70 @@ def _sse(kind: str, data: dict) -> bytes:
     return f"event: {kind}\ndata: {json.dumps(data, separators=(',', ':'), default=str)}\n\n".encode()
 
 
-def routes(hub: DashboardHub, authorize: Authorize) -> list[web.RouteDef]:
-    """/dashboard/ (the page), /dashboard/static/NAME, /dashboard/snapshot, /dashboard/stream;
-    every one of them answers only a caller ``authorize`` lets through."""
-
-    async def page(request: web.Request) -> web.StreamResponse:
-        await authorize(request)
+async def serve(hub: DashboardHub, request: web.BaseRequest, authorize: Authorize,
+                keep: Callable[[], None] | None = None) -> web.StreamResponse:
+    """Answer one /dashboard request: /dashboard/ (the page), /dashboard/static/NAME,
+    /dashboard/snapshot, /dashboard/stream; each only for a caller ``authorize`` lets through.
+    ``keep()`` is called once a stream is admitted (its server's connection deadline then gives
+    way to the stream's own bounds)."""
+    path = request.path
+    if path == "/dashboard":
+        raise web.HTTPFound("/dashboard/" + (f"?{request.query_string}" if request.query_string else ""))
+    who = await authorize(request)
+    if path == "/dashboard/":
         return web.Response(body=(STATIC / "index.html").read_bytes(), content_type="text/html",
                             headers=SECURITY_HEADERS)
-
-    async def static(request: web.Request) -> web.StreamResponse:
-        await authorize(request)
-        name = request.match_info["name"]
+    if path.startswith("/dashboard/static/"):
+        name = path.removeprefix("/dashboard/static/")
         if name not in STATIC_FILES:
-            raise web.HTTPNotFound(text=f"no such file {name}")
+            raise web.HTTPNotFound(text=f"no such file {name}", headers=SECURITY_HEADERS)
         return web.Response(body=(STATIC / name).read_bytes(), content_type=STATIC_FILES[name],
                             headers=SECURITY_HEADERS)
-
-    async def snapshot(request: web.Request) -> web.StreamResponse:
-        await authorize(request)
+    if path == "/dashboard/snapshot":
         return web.json_response(await hub.snapshot(), headers=SECURITY_HEADERS,
                                  dumps=lambda x: json.dumps(x, default=str))
+    if path == "/dashboard/stream":
+        return await _stream(hub, request, who, keep)
+    raise web.HTTPNotFound(text=f"no such resource {path}; try /dashboard/", headers=SECURITY_HEADERS)
 
-    async def stream(request: web.Request) -> web.StreamResponse:
-        who = await authorize(request)
-        try:
-            sub = await hub.subscribe(who)
-        except StreamsFull as exc:
-            LOG.warning("event=dashboard_refused peer=%s identity=%s reason=stream_limit msg=%r",
-                        request.remote, who, str(exc))
-            raise web.HTTPTooManyRequests(text=str(exc)) from None
-        resp = web.StreamResponse(headers={**SECURITY_HEADERS, "Content-Type": "text/event-stream",
-                                           "X-Accel-Buffering": "no"})
-        try:
-            await resp.prepare(request)
-            await resp.write(_sse("snapshot", await hub.snapshot()))
-            quiet = 0.0
-            while True:
-                try:
-                    msg = await asyncio.wait_for(sub.queue.get(), GONE_CHECK_S)
-                except asyncio.TimeoutError:
-                    # a page that went away frees its slot within GONE_CHECK_S
-                    if request.transport is None or request.transport.is_closing():
-                        break
-                    quiet += GONE_CHECK_S
-                    if quiet >= KEEPALIVE_S:
-                        await resp.write(b": keep-alive\n\n")
-                        quiet = 0.0
-                    continue
-                if msg is None:
+
+async def _stream(hub: DashboardHub, request: web.BaseRequest, who: str,
+                  keep: Callable[[], None] | None) -> web.StreamResponse:
+    try:
+        sub = await hub.subscribe(who)
+    except StreamsFull as exc:
+        LOG.warning("event=dashboard_refused peer=%s identity=%s reason=stream_limit msg=%r",
+                    request.remote, who, str(exc))
+        raise web.HTTPTooManyRequests(text=str(exc), headers=SECURITY_HEADERS) from None
+    if keep is not None:
+        keep()
+    resp = web.StreamResponse(headers={**SECURITY_HEADERS, "Content-Type": "text/event-stream",
+                                       "X-Accel-Buffering": "no"})
+    try:
+        await resp.prepare(request)
+        await resp.write(_sse("snapshot", await hub.snapshot()))
+        quiet = 0.0
+        while True:
+            try:
+                msg = await asyncio.wait_for(sub.queue.get(), GONE_CHECK_S)
+            except asyncio.TimeoutError:
+                # a page that went away frees its slot within GONE_CHECK_S
+                if request.transport is None or request.transport.is_closing():
                     break
-                await resp.write(_sse("delta", msg))
-                quiet = 0.0
-        except (ConnectionResetError, ConnectionError):
-            pass
-        finally:
-            hub.unsubscribe(sub)
-        return resp
-
-    async def bare(request: web.Request) -> web.StreamResponse:
-        raise web.HTTPFound("/dashboard/" + (f"?{request.query_string}" if request.query_string else ""))
-
-    return [web.get("/dashboard", bare), web.get("/dashboard/", page),
-            web.get("/dashboard/static/{name}", static), web.get("/dashboard/snapshot", snapshot),
-            web.get("/dashboard/stream", stream)]
+                quiet += GONE_CHECK_S
+                if quiet >= KEEPALIVE_S:
+                    await resp.write(b": keep-alive\n\n")
+                    quiet = 0.0
+                continue
+            if msg is None:
+                break
+            await resp.write(_sse("delta", msg))
+            quiet = 0.0
+    except (ConnectionResetError, ConnectionError):
+        pass
+    finally:
+        hub.unsubscribe(sub)
+    return resp
 
 
 def token_authorize(token: str, remote: str) -> Authorize:
@@ -271,17 +272,13 @@ def token_authorize(token: str, remote: str) -> Authorize:
     return authorize
 
 
-def operator_authorize(on_refused: Callable[[str], None] | None = None) -> Authorize:
-    """The operator port's check: the verified client certificate names role operator (the
-    same rule as /status); ``on_refused(reason)`` counts a refusal."""
-    from quseccontroller.identity import OPERATOR, NoIdentity, of_tls_socket
+def operator_authorize(who: Any, on_refused: Callable[[str], None] | None = None) -> Authorize:
+    """The operator port's check for a connection whose verified certificate named ``who``
+    (None: none with a QuSeC identity): role operator, the same rule as /status;
+    ``on_refused(reason)`` counts a refusal."""
+    from quseccontroller.identity import OPERATOR
 
-    async def authorize(request: web.Request) -> str:
-        ssl_object = request.transport.get_extra_info("ssl_object") if request.transport else None
-        try:
-            who = of_tls_socket(ssl_object) if ssl_object is not None else None
-        except NoIdentity:
-            who = None
+    async def authorize(request: web.BaseRequest) -> str:
         if who is not None and who.role == OPERATOR:
             return str(who)
         reason = "role" if who is not None else "no_identity"
@@ -304,8 +301,9 @@ async def serve_loopback(hub: DashboardHub, listen: str, state_dir: str | Path, 
     host, port = split_hostport(listen, "--dashboard-listen")
     access.check_bind(host, remote)
     token = access.ensure_token(state_dir)
+    authorize = token_authorize(token, remote)
     app = web.Application()
-    app.add_routes(routes(hub, token_authorize(token, remote)))
+    app.add_routes([web.get("/dashboard{tail:.*}", lambda request: serve(hub, request, authorize))])
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
     await runner.setup()
     site = web.TCPSite(runner, host, port)

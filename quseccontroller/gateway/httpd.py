@@ -3,9 +3,10 @@
 The plain port is for scrapers and probes: it serves nothing that names a path or an SAE.
 What QuSeC knows of the network (``/status``: paths, hosts, links, the policy reload state,
 recent refusals; ``/etsi015``: which SAEs talk; ``/events?since=SEQ``: what QuSeC decided
-after event SEQ) is served on the operator port only, over mutual TLS to a certificate of role operator
-(``qkdnet pki`` issues one); any other certificate gets 403. Both are aiohttp servers (HTTP/1.1,
-keep-alive) on the gateway's event loop beside grpc.aio: a connection costs a coroutine, and the
+after event SEQ; ``/dashboard/``: the live page, quseccontroller/dashboard) is served on the operator
+port only, over mutual TLS to a certificate of role operator (``qkdnet pki`` issues one); any other
+certificate gets 403. Both are aiohttp servers (HTTP/1.1, keep-alive) on the gateway's event loop
+beside grpc.aio: a connection costs a coroutine, and the
 answers, which wait on the bridge, are made in the loop's executor. Each port caps its
 connections (more are closed before TLS) and cuts every connection after a deadline.
 """
@@ -24,6 +25,8 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from quseccontroller.bridge import BridgeError
+from quseccontroller.dashboard import web as dashboard_web
+from quseccontroller.dashboard.web import DashboardHub
 from quseccontroller.gateway.control import ControlServicer
 from quseccontroller.gateway.rpc import tls_peer_identity
 from quseccontroller.identity import OPERATOR, Identity, NoIdentity
@@ -64,7 +67,7 @@ class Pages:
             return Answer(200, generate_latest(self.gateway.metrics.registry), CONTENT_TYPE_LATEST)
         if path == "/healthz":
             return self._healthz()
-        if path in ("/status", "/etsi015", "/events"):
+        if path in ("/status", "/etsi015", "/events") or path.startswith("/dashboard"):
             return _json(404, {"message": f"{path} is served on QuSeC's operator interface (HTTPS, "
                                          f"an operator certificate): {self.operator_url}{path}"})
         return _json(404, {"message": f"no such resource {path}; try /metrics, /healthz"})
@@ -213,8 +216,10 @@ class HttpPort:
     """One listening port (``tls``: the operator's) on the running loop; ``server_address``,
     ``shutdown()`` as the stdlib servers had."""
 
-    def __init__(self, pages: Pages, host: str, port: int, tls: ssl.SSLContext | None) -> None:
+    def __init__(self, pages: Pages, host: str, port: int, tls: ssl.SSLContext | None,
+                 dashboard: DashboardHub | None = None) -> None:
         self.pages, self.tls = pages, tls
+        self.dashboard = dashboard        # the operator port serves /dashboard/ (docs/dashboard.md)
         self.loop = asyncio.get_running_loop()
         self.open = 0
         self.cuts: dict[asyncio.Transport, asyncio.TimerHandle] = {}
@@ -232,6 +237,13 @@ class HttpPort:
     async def _serve(self) -> None:
         self._server = await self.loop.create_server(lambda: _Accept(self), sock=self.sock)
 
+    def keep(self, raw: asyncio.Transport) -> None:
+        """A long-lived answer with bounds of its own (a dashboard stream) outlives the
+        connection deadline; the connection still counts against MAX_CONNECTIONS."""
+        cut = self.cuts.get(raw)
+        if cut is not None:
+            cut.cancel()
+
     def release(self, raw: asyncio.Transport) -> None:
         cut = self.cuts.pop(raw, None)
         if cut is not None:
@@ -242,6 +254,11 @@ class HttpPort:
         conn: _Connection = request.protocol   # type: ignore[assignment]
         if request.method not in ("GET", "HEAD"):
             return _response(_json(405, {"message": f"method {request.method} not allowed; GET only"}))
+        path = request.path
+        if self.dashboard is not None and (path == "/dashboard" or path.startswith("/dashboard/")):
+            refused = self.pages.gateway.metrics.operator_refused
+            check = dashboard_web.operator_authorize(conn.who, lambda reason: refused.labels(reason).inc())
+            return await dashboard_web.serve(self.dashboard, request, check, keep=lambda: self.keep(conn.raw))
         answer = await self.loop.run_in_executor(None, self.pages.get, request.raw_path, conn.who, conn.peer)
         return _response(answer)
 
@@ -258,8 +275,10 @@ class HttpPort:
 
 
 def serve_http(gateway: ControlServicer, listen: str, *, tls: ssl.SSLContext | None = None,
-               operator_url: str = "", what: str = "--http-listen") -> HttpPort:
-    """Serve ``gateway``'s plain HTTP side (or, with ``tls``, its operator HTTPS side) on
-    ``listen`` (port 0: any) on the running event loop."""
+               operator_url: str = "", what: str = "--http-listen",
+               dashboard: DashboardHub | None = None) -> HttpPort:
+    """Serve ``gateway``'s plain HTTP side (or, with ``tls``, its operator HTTPS side, with the
+    ``dashboard`` for operator certificates) on ``listen`` (port 0: any) on the running event loop."""
     host, port = split_hostport(listen, what)
-    return HttpPort(Pages(gateway, tls is not None, operator_url), host, port, tls)
+    return HttpPort(Pages(gateway, tls is not None, operator_url), host, port, tls,
+                    dashboard if tls is not None else None)

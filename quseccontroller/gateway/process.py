@@ -42,7 +42,7 @@ class GatewayServer:
 
     def __init__(self, gateway: ControlServicer, grpc_listen: str, http_listen: str,
                  credentials: grpc.ServerCredentials | None, *, operator_listen: str = "",
-                 tls_files: tuple[str, str, str] | None = None):
+                 tls_files: tuple[str, str, str] | None = None, dashboard: DashboardServer | None = None):
         self.gateway = gateway
         gateway.bind(asyncio.get_running_loop())
         self.rpc = RpcServer(grpc_listen, credentials, services=[
@@ -52,7 +52,7 @@ class GatewayServer:
         self.https = None
         if operator_listen and tls_files:
             self.https = serve_http(gateway, operator_listen, tls=https_context(*tls_files),
-                                    what="--operator-listen")
+                                    what="--operator-listen", dashboard=dashboard.hub if dashboard else None)
         self.https_url = _url("https", self.https) if self.https else ""
         self.http = serve_http(gateway, http_listen, operator_url=self.https_url)
         self.http_url = _url("http", self.http)
@@ -113,13 +113,14 @@ async def serve(args: argparse.Namespace) -> int:
                               register_timeout=args.register_timeout,
                               max_streams_per_identity=args.max_streams_per_identity,
                               max_streams=args.max_streams)
-    server = GatewayServer(gateway, args.grpc_listen, args.http_listen,
-                           server_credentials(*tls) if all(tls) else None,
-                           operator_listen=args.operator_listen, tls_files=tls if all(tls) else None)
-    await server.start()
     dashboard = DashboardServer(gateway, state_dir, listen=args.dashboard_listen,
                                 remote=args.dashboard_remote, max_streams=args.dashboard_max_streams,
                                 max_per_identity=args.dashboard_max_streams_per_identity)
+    server = GatewayServer(gateway, args.grpc_listen, args.http_listen,
+                           server_credentials(*tls) if all(tls) else None,
+                           operator_listen=args.operator_listen, tls_files=tls if all(tls) else None,
+                           dashboard=dashboard)
+    await server.start()
     await dashboard.start()
     link = None
     if args.parent_controller:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import ssl
 import stat
 import subprocess
 import sys
@@ -167,3 +168,51 @@ def test_a_clean_stop_ends_the_runs_token(tmp_path, pki) -> None:
         old = c.dashboard_url
         assert old
     assert not access.token_path(tmp_path / "q").exists()
+
+
+# -- the operator port: an operator certificate, like /status ------------------------------------
+
+def operator_get(ctl, pki, path: str, cert_key, *, read: bool = True, seconds: float = 0.0):
+    ctx = ssl.create_default_context(cafile=pki.ca_cert)
+    ctx.check_hostname = False
+    ctx.load_cert_chain(*cert_key)
+    u = urllib.parse.urlsplit(ctl.https_url)
+    conn = http.client.HTTPSConnection(u.hostname, u.port, context=ctx, timeout=5)
+    conn.request("GET", path)
+    resp = conn.getresponse()
+    if seconds:       # read the stream for this long; returns (status, when each chunk came)
+        t0, times = time.monotonic(), []
+        while time.monotonic() - t0 < seconds:
+            if not resp.read1(65536):
+                break
+            times.append(time.monotonic() - t0)
+        conn.close()
+        return resp.status, times
+    body = resp.read() if read else resp.read1(65536)
+    conn.close()
+    return resp.status, body
+
+
+def test_the_operator_port_serves_the_dashboard_to_operators_only(ctl, pki) -> None:
+    status, body = operator_get(ctl, pki, "/dashboard/snapshot", pki.operator)
+    assert status == 200 and "nodes" in json.loads(body)
+    status, body = operator_get(ctl, pki, "/dashboard/", pki.operator)
+    assert status == 200 and b"dashboard.js" in body
+    for path in DATA_PATHS:
+        status, body = operator_get(ctl, pki, path, pki.nodes["A"])    # a node is not an operator
+        assert status == 403 and b"needs an operator certificate" in body and b"nodes" not in body
+    # the token is no key to the operator port, and the plain port names where it is
+    status, body = operator_get(ctl, pki, f"/dashboard/?token={token(ctl)}", pki.nodes["A"])
+    assert status == 403
+    u = urllib.parse.urlsplit(ctl.http_url)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=5)
+    conn.request("GET", "/dashboard/")
+    resp = conn.getresponse()
+    assert resp.status == 404 and "operator interface" in resp.read().decode()
+
+
+def test_an_operator_stream_outlives_the_ports_connection_deadline(ctl, pki) -> None:
+    from quseccontroller.gateway.httpd import CONNECTION_DEADLINE_S
+    status, times = operator_get(ctl, pki, "/dashboard/stream", pki.operator,
+                                 seconds=CONNECTION_DEADLINE_S + 2)
+    assert status == 200 and times and times[-1] > CONNECTION_DEADLINE_S, times
