@@ -181,7 +181,9 @@ def test_qlink_down_shows_the_alarm_and_the_rerouted_path(page, net, doc) -> Non
 
 
 def test_the_screenshot_for_the_readme(page) -> None:
-    wait_for(page, "document.querySelectorAll('#links svg.spark polyline').length > 0", 10)
+    # a few points of stored-key history in every sparkline (one point every 5 s)
+    wait_for(page, "[...document.querySelectorAll('#links svg.spark polyline')].every("
+                   "p => p.getAttribute('points').split(' ').length >= 3)", 20)
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     assert page.save_screenshot(str(SCREENSHOT))
     assert SCREENSHOT.stat().st_size > 10_000

@@ -81,9 +81,19 @@ function render() {
   document.getElementById("th-low").textContent = S.thresholds.low_bits;
   document.getElementById("th-empty").textContent = S.thresholds.empty_bits;
   document.getElementById("window").textContent = Math.round(S.window_s / 60) + " min";
-  drawClassical(); drawLinks(); drawPaths(); drawNodes();
+  fitView(); drawClassical(); drawLinks(); drawPaths(); drawNodes();
   drawKpis(); drawPairs(); drawRefusals(); drawEvents(); drawLinkTable();
   document.body.dataset.ready = "1";
+}
+
+function fitView() {
+  // the picture fills the panel: the nodes' bounding box and a margin for labels
+  const ns = Object.values(S.nodes);
+  if (!ns.length) return;
+  const xs = ns.map(n => n.x), ys = ns.map(n => n.y), m = 60;
+  const x0 = Math.min(...xs) - m, y0 = Math.min(...ys) - m;
+  const w = Math.max(...xs) - x0 + m, h = Math.max(...ys) - y0 + m;
+  document.getElementById("topology").setAttribute("viewBox", `${x0} ${y0} ${Math.max(w, 200)} ${Math.max(h, 200)}`);
 }
 
 function pos(id) { const n = S.nodes[id]; return n ? [n.x, n.y] : null; }
@@ -217,11 +227,13 @@ function sparkline(cell, series) {
   const w = 120, h = 24, svg = cell.querySelector("svg") || el("svg", {class: "spark", viewBox: `0 0 ${w} ${h}`, width: w, height: h}, cell, true);
   svg.replaceChildren();
   if (!series || !series.length) return;
-  const t1 = series[series.length - 1][0], t0 = t1 - S.window_s;
+  // the history there is, up to the window (a young network's few points use the whole width)
+  const t1 = series[series.length - 1][0], t0 = Math.max(series[0][0], t1 - S.window_s);
+  const span = Math.max(t1 - t0, 1);
   const max = Math.max(S.thresholds.low_bits * 2, ...series.map(p => p[1]));
   const y = v => h - 1 - (h - 2) * v / max;
   el("line", {class: "spark-low", x1: 0, x2: w, y1: y(S.thresholds.low_bits), y2: y(S.thresholds.low_bits)}, svg, true);
-  el("polyline", {points: series.map(p => `${(w * (p[0] - t0) / S.window_s).toFixed(1)},${y(p[1]).toFixed(1)}`).join(" ")}, svg, true);
+  el("polyline", {points: series.map(p => `${(w * (p[0] - t0) / span).toFixed(1)},${y(p[1]).toFixed(1)}`).join(" ")}, svg, true);
 }
 
 function drawLinkTable() {
