@@ -313,3 +313,58 @@ def test_two_hundred_nodes_stay_light() -> None:
     assert first < 5.0 and again < 0.5, (first, again)    # the layout once, then diffs
     assert list(delta["links"]) == [topo.links[0].id]
     assert len(json.dumps(v.snapshot())) < 400_000
+
+
+# -- the hub: streams bounded per identity and in all, a page that does not read is cut -----------
+
+class AppThroughGateway:
+    """The two calls the hub makes of the gateway, answering from a status dict (the gateway's
+    own metrics registry is real)."""
+
+    def __init__(self) -> None:
+        from quseccontroller.gateway.metrics import Metrics
+        self.metrics = Metrics()
+        self.st = status()
+        self.log: list[dict] = []
+
+    def refresh_gauges(self) -> dict:
+        return self.st
+
+    def events(self, since: int, limit: int) -> dict:
+        return {"events": [e for e in self.log if e["seq"] > since][:limit],
+                "last_seq": self.log[-1]["seq"] if self.log else 0, "missed": 0}
+
+
+def test_hub_bounds_streams_and_cuts_a_page_that_does_not_read() -> None:
+    import asyncio
+
+    from quseccontroller.dashboard import web
+
+    async def run() -> None:
+        gw = AppThroughGateway()
+        hub = web.DashboardHub(gw, max_streams=3, max_per_identity=2)
+        a1, a2 = await hub.subscribe("operator:a"), await hub.subscribe("operator:a")
+        with pytest.raises(web.StreamsFull, match="already holds 2"):
+            await hub.subscribe("operator:a")
+        b1 = await hub.subscribe("operator:b")
+        with pytest.raises(web.StreamsFull, match="at most 3 streams in all"):
+            await hub.subscribe("token")
+        hub.unsubscribe(a1)
+        await hub.subscribe("token")
+        snap = await hub.snapshot()
+        assert set(snap["nodes"]) == {"A", "B", "C"}
+        # every change goes to every open stream; one that never reads is cut at QUEUE_DEPTH
+        for i in range(web.QUEUE_DEPTH + 1):
+            gw.log.append(dict(GRANT, seq=i + 1, path_ids=[f"p{i}"]))
+            await hub.poll()
+            if i < web.QUEUE_DEPTH - 1:
+                assert b1.queue.get_nowait()["events"][0]["seq"] == i + 1    # b1 reads
+        assert a2 not in hub.subs and a2.queue.get_nowait() is None
+        # the app restarted: its log starts again at 1 and the hub follows
+        gw.log = [dict(GRANT, seq=1)]
+        await hub.poll()
+        assert hub.view.last_seq == 1
+        await hub.stop()
+        assert hub.subs == []
+
+    asyncio.run(run())
