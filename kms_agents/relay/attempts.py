@@ -4,8 +4,8 @@ A relay is one attempt along the granted path, bounded by a deadline well under 
 deadline (the hop timeout), so a hop whose connection stalls (a classical link went down
 under it and TCP backs off while QuSeC moves the flows) costs the SAE a second, not ten.
 The deadline travels in the sealed header (``EXT_BUDGET``: what the sender allows this
-hop, in ms), and every node forwards with what is left of it minus a margin, so the hop
-that stalled is the first to time out: it drops its connection to the next hop and the
+hop, in ms), and every node forwards with what is left of it minus a fixed margin (the
+attempt was given one margin per hop), so the hop that stalled is the first to time out: it drops its connection to the next hop and the
 failure reaches the source while the source's own call still runs. The source then
 retries once, on a path QuSeC grants afresh, with fresh keys under fresh IDs (the first
 attempt is voided over its own path, so nothing of it can be delivered twice or mixed with
@@ -19,10 +19,12 @@ from __future__ import annotations
 from kms_agents.relay.messages import Reason
 
 EXT_BUDGET = "qusec_budget_ms"   # header extension: the time the sender allows this hop
-ATTEMPT_S = 0.7                  # an attempt's deadline, before its payload's share
+ATTEMPT_S = 0.6                  # an attempt's deadline, before its payload's share and the hops' margins
 ATTEMPT_BYTES_PER_S = 1_000_000  # payload a slow hop still moves in a second (bulk messages)
-HOP_MARGIN_S = 0.05              # each hop forwards with this much (or HOP_MARGIN) less than it got
-HOP_MARGIN = 0.2                 # (its own work before and after the call: link key, fsync, seal)
+HOP_MARGIN_S = 0.05              # each hop forwards with this much less than it got (its own work
+                                 # before and after the call: link key, fsync, seal); an attempt
+                                 # gets this much more per hop, so a long path's last hop still
+                                 # has about ATTEMPT_S
 MIN_HOP_S = 0.05                 # a hop with less than this left does not start
 VOID_S = ATTEMPT_S               # the longest a void (best effort, after a failure) waits per hop
 
@@ -32,10 +34,12 @@ VOID_S = ATTEMPT_S               # the longest a void (best effort, after a fail
 RETRY_REASONS = (Reason.DENIED, Reason.UNKNOWN_NODE, Reason.UNREACHABLE, Reason.TIMEOUT)
 
 
-def attempt_s(path_deadline_s: float, payload_bytes: int) -> float:
-    """One attempt's deadline: ``ATTEMPT_S`` plus its payload's time at a slow hop's pace, at
-    most half the path deadline (two attempts never take longer than the path deadline)."""
-    return min(path_deadline_s / 2, ATTEMPT_S + payload_bytes / ATTEMPT_BYTES_PER_S)
+def attempt_s(path_deadline_s: float, payload_bytes: int, hops: int = 1) -> float:
+    """One attempt's deadline: ``ATTEMPT_S`` plus its payload's time at a slow hop's pace plus
+    each hop's margin, at most half the path deadline (two attempts never take longer than the
+    path deadline)."""
+    return min(path_deadline_s / 2,
+               ATTEMPT_S + payload_bytes / ATTEMPT_BYTES_PER_S + HOP_MARGIN_S * max(1, hops))
 
 
 def stalled(reason: Reason) -> bool:
@@ -62,7 +66,7 @@ def forward_s(budget_s: float | None, elapsed_s: float, hop_timeout_s: float) ->
     if budget_s is None:
         return hop_timeout_s
     left = budget_s - elapsed_s
-    return min(hop_timeout_s, left - max(HOP_MARGIN_S, HOP_MARGIN * budget_s))
+    return min(hop_timeout_s, left - HOP_MARGIN_S)
 
 
 def budget_of(extensions: dict[str, str]) -> float | None:

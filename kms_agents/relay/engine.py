@@ -242,7 +242,8 @@ class RelayEngine:
             return self._relay_batch(plan, master_sae, slave_saes, plan.end_node, keys, qkd_only,
                                      self.sender.hop_timeout)
         # each attempt well under the path deadline (the hop timeout): both fit in it
-        deadline = attempts.attempt_s(self.sender.hop_timeout, size_bits // 8 * len(keys))
+        deadline = attempts.attempt_s(self.sender.hop_timeout, size_bits // 8 * len(keys),
+                                      max(len(p.hops) - 1 for p in plan.paths))
         if not retry:
             try:
                 return self._relay_batch(plan, master_sae, slave_saes, dst_node, keys, level_for,

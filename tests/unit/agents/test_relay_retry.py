@@ -9,8 +9,9 @@ from kms_agents.relay.messages import Reason
 
 
 def test_an_attempt_is_well_under_the_path_deadline_and_two_fit_in_it():
-    assert attempt_s(10.0, 32) == pytest.approx(attempts.ATTEMPT_S, abs=0.001)
-    assert 2 * attempt_s(10.0, 32) < 2.0          # two small attempts answer an SAE within 2 s
+    assert attempt_s(10.0, 32) == pytest.approx(attempts.ATTEMPT_S + attempts.HOP_MARGIN_S, abs=0.001)
+    assert 2 * attempt_s(10.0, 32, hops=4) < 2.0  # two small attempts on metro8 answer within 2 s
+    assert attempt_s(10.0, 32, hops=17) > attempt_s(10.0, 32, hops=4)   # long paths get their margins
     assert attempt_s(10.0, 256 * 1024) > attempt_s(10.0, 32)   # bulk payloads get their time
     assert attempt_s(1.0, 10_000_000) == 0.5      # never more than half the path deadline
 
@@ -27,15 +28,17 @@ def test_failures_that_would_repeat_are_not_retried(reason):
     assert not should_retry(reason)
 
 
-def test_each_hop_forwards_with_less_than_it_got_so_the_stalled_hop_times_out_first():
-    budget = attempt_s(10.0, 32)
+@pytest.mark.parametrize("hops", [1, 7, 17, 40])
+def test_each_hop_forwards_with_less_than_it_got_so_the_stalled_hop_times_out_first(hops):
+    budget = attempt_s(30.0, 32, hops)
     chain = [budget]
-    for _ in range(6):                             # a path of 7 hops, no time spent anywhere
-        chain.append(forward_s(chain[-1], 0.0, 10.0))
+    for _ in range(hops - 1):                      # no time spent anywhere
+        chain.append(forward_s(chain[-1], 0.0, 30.0))
     assert all(b > a for a, b in zip(chain[1:], chain))
-    assert chain[-1] > attempts.MIN_HOP_S          # even the last hop of a long path may start
+    # even the last hop of a long path has about an attempt's time (a 9-hop line once starved)
+    assert chain[-1] >= attempts.ATTEMPT_S
     # time spent at a node comes off what it forwards with; the hop timeout caps it
-    assert forward_s(1.0, 0.3, 10.0) == pytest.approx(1.0 - 0.3 - 0.2)
+    assert forward_s(1.0, 0.3, 10.0) == pytest.approx(1.0 - 0.3 - attempts.HOP_MARGIN_S)
     assert forward_s(30.0, 0.0, 10.0) == 10.0
     assert forward_s(0.5, 0.5, 10.0) < attempts.MIN_HOP_S   # spent: neither forward nor store
 
