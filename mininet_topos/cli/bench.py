@@ -12,6 +12,7 @@ BENCH_MODULES = (
     "mininet_topos.bench.scale",      # scale: Mininet bring-up time, reroute time
     "mininet_topos.bench.control",    # control: QuSeC under thousands of simulated agents
     "mininet_topos.bench.liverouting",  # live-routing: key_aware vs hops on live agents at the bound
+    "mininet_topos.bench.interdomain",  # interdomain: a key across three domains vs one domain
 )
 
 

@@ -174,11 +174,18 @@ class MultiDomainNetwork:
             return {}
 
     def wait_exported(self, timeout: float = READY_TIMEOUT_S) -> None:
-        """Until the parent took an export from every domain's QuSeC."""
+        """Until the parent took an export from every domain's QuSeC made after every domain was
+        up (its agents registered): one that names their SAEs and borders."""
+        since = time.time()
         deadline = time.monotonic() + timeout
-        while not all(self.parent_status(d).get("ok") for d in self.domains):
+
+        def fresh(d: str) -> bool:
+            st = self.parent_status(d)
+            return bool(st.get("ok")) and st.get("last_ok_at", 0) > since
+
+        while not all(fresh(d) for d in self.domains):
             if time.monotonic() > deadline:
-                late = [d for d in self.domains if not self.parent_status(d).get("ok")]
+                late = [d for d in self.domains if not fresh(d)]
                 raise LaunchError(f"no export reached the parent from {late} in {timeout:.0f} s "
                                   f"(logs: {self.state_dir}/domains/DOMAIN/qusec/gateway.log)")
             time.sleep(0.1)
