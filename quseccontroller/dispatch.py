@@ -37,7 +37,7 @@ class BridgeDispatch:
             return {"pong": True}
         if op == "register":
             info = records.agent_info_from_wire(args)
-            usable, alarms = self._usable_links(), self._alarms()
+            usable, alarms, routes = self._usable_links(), self._alarms(), self._routes()
             try:
                 actions = self.core.agent_registered(info, now, records.cert_addresses_from_wire(args))
             except Refused as exc:   # the gateway refuses the stream with the reason
@@ -49,22 +49,22 @@ class BridgeDispatch:
             self.events.record("agent_registered", now, node=info.node_id,
                                links=len(info.links), saes=len(info.saes))
             self._record_alarms(info.node_id, alarms, now)
-            self._execute(actions, now, usable)
+            self._execute(actions, now, usable, routes)
             return {"node_id": info.node_id}
         if op == "report":
             node, links = records.report_from_wire(args)
-            usable, alarms = self._usable_links(), self._alarms()
+            usable, alarms, routes = self._usable_links(), self._alarms(), self._routes()
             kept, refused = self.core.screen_report(node, links)
             actions = self.core.agent_report(node, kept, now)
             self._record_alarms(node, alarms, now)
-            self._execute(actions, now, usable)
+            self._execute(actions, now, usable, routes)
             return {"refused": [records.link_refusal_to_wire(r) for r in refused]}
         if op == "gone":
             node = records.node_id_from_wire(args)
-            usable = self._usable_links()
+            usable, routes = self._usable_links(), self._routes()
             actions = self.core.agent_gone(node, now)
             self.events.record("agent_left", now, node=node)
-            self._execute(actions, now, usable)
+            self._execute(actions, now, usable, routes)
             return {}
         if op == "request_path":
             return self.request_path(args, now)
@@ -122,6 +122,9 @@ class BridgeDispatch:
     def _usable_links(self) -> dict[str, bool]:
         return {lid: rec.usable() for lid, rec in self.core.state.links.items()}
 
+    def _routes(self) -> dict[str, tuple[str, ...]]:
+        return {pid: tuple(ap.nodes) for pid, ap in self.core.paths.items()}
+
     def _alarms(self) -> dict[tuple[str, str], str]:
         return {(lid, n): a for lid, rec in self.core.state.links.items() for n, a in rec.alarms.items()}
 
@@ -136,9 +139,11 @@ class BridgeDispatch:
                                    state="raised" if alarm else "cleared", reason=alarm or was,
                                    qber=rec.qber.get(node, 0.0))
 
-    def _execute(self, actions: list, now: float, usable_before: dict[str, bool]) -> None:
+    def _execute(self, actions: list, now: float, usable_before: dict[str, bool],
+                 routes_before: dict[str, tuple[str, ...]] | None = None) -> None:
         """Execute the actions of an agent event, recording the QKD links that became usable
-        or stopped being usable and the paths the core moved or revoked."""
+        or stopped being usable and the paths the core moved or revoked (a move that keeps
+        every node of the old route drops none, so it is found by comparing the routes)."""
         for lid, rec in sorted(self.core.state.links.items()):
             up = rec.usable()
             if up != usable_before.get(lid, False):
@@ -157,6 +162,10 @@ class BridgeDispatch:
             else:
                 self.events.record("reroute", now, path_id=a.path_id, result="revoked",
                                    reason=a.reason)
+        for pid, route in sorted((routes_before or {}).items()):
+            ap = self.core.paths.get(pid)
+            if pid not in seen and ap is not None and tuple(ap.nodes) != route:
+                self.events.record("reroute", now, path_id=pid, result="moved", nodes=list(ap.nodes))
         self.sender.execute(actions)
 
     def request_path(self, args: dict, now: float) -> dict[str, Any]:

@@ -63,6 +63,7 @@ class AuthTable:
     def __init__(self) -> None:
         self._auths: dict[str, Authorisation] = {}
         self._revoked: dict[str, str] = {}  # path id -> reason, so a late check names it
+        self._grants: dict[str, int] = {}   # path id -> how many grants it had (a reroute re-grants)
         self._lock = threading.Lock()
 
     def grant(self, auth: Authorisation) -> None:
@@ -70,6 +71,12 @@ class AuthTable:
         with self._lock:
             self._auths[auth.path_id] = auth
             self._revoked.pop(auth.path_id, None)
+            self._grants[auth.path_id] = self._grants.get(auth.path_id, 0) + 1
+
+    def grants(self, path_id: str) -> int:
+        """How many times ``path_id`` was granted here: it grows when QuSeC moves the path."""
+        with self._lock:
+            return self._grants.get(path_id, 0)
 
     def revoke(self, path_id: str, reason: str = "revoked") -> bool:
         """Remove a path's authorisation; True if there was one."""
@@ -77,12 +84,14 @@ class AuthTable:
             self._revoked[path_id] = reason
             if len(self._revoked) > 4096:  # bounded memory of past revocations
                 self._revoked.pop(next(iter(self._revoked)))
+            self._grants.pop(path_id, None)
             return self._auths.pop(path_id, None) is not None
 
     def clear(self) -> None:
         """Forget every authorisation (the controller connection was lost and re-established)."""
         with self._lock:
             self._auths.clear()
+            self._grants.clear()
 
     def expire(self, now: float, grace: float = 0.0) -> list[str]:
         """Forget authorisations expired more than ``grace`` s ago; returns their path ids.
@@ -94,6 +103,7 @@ class AuthTable:
             gone = [p for p, a in self._auths.items() if a.expires_at + grace <= now]
             for path_id in gone:
                 del self._auths[path_id]
+                self._grants.pop(path_id, None)
             return gone
 
     def get(self, path_id: str) -> Authorisation | None:

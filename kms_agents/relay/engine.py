@@ -103,6 +103,7 @@ class RelayEngine:
         self._clock = clock
         self._lock = threading.Lock()
         self._paths: dict[tuple, PathPlan] = {}
+        self._granted: dict[tuple, dict[str, int]] = {}   # the grants each cached plan was made under
         self._pool = ThreadPoolExecutor(max_workers=max_parallel, thread_name_prefix="relay")
         # separate pool: share sends never submit work, so they cannot starve the relay pool
         self._share_pool = ThreadPoolExecutor(max_workers=2 * max_parallel,
@@ -127,8 +128,9 @@ class RelayEngine:
         now = self._clock()
         with self._lock:
             plan = self._paths.get(cache_key)
+            granted = self._granted.get(cache_key, {})
         if not fresh and plan is not None:
-            if self._still_good(plan, now):
+            if self._still_good(plan, now, granted):
                 return plan
             self._release(plan)  # rerouted, revoked or about to expire: ask afresh
         try:
@@ -143,22 +145,27 @@ class RelayEngine:
         if plan.handoff is None:   # a chain across domains is chosen afresh for every request
             with self._lock:
                 self._paths[cache_key] = plan
+                self._granted[cache_key] = {p.path_id: self._authz.grants(p.path_id) for p in plan.paths}
         log.info("QuSeC granted %s->%s for %s->%s: %s (%s, rule %s)", self.node_id, dst_node,
                  src_sae, ",".join(dst_saes), " | ".join(",".join(p.nodes) for p in plan.paths),
                  plan.security_level or "qkd", plan.rule or "-")
         return plan
 
-    def _still_good(self, plan: PathPlan, now: float) -> bool:
-        """A cached plan is reused while it lives and this node's authorisations still match it.
+    def _still_good(self, plan: PathPlan, now: float, granted: dict[str, int]) -> bool:
+        """A cached plan is reused while it lives and this node's authorisations are the ones
+        it was made under.
 
-        QuSeC reroutes a path under the same id and pushes the source a new
-        authorisation with another next hop: then the cached hops are stale.
+        QuSeC moves a path under the same id and pushes every node on the new route a new
+        authorisation, the source's too (with the same next hop when the move is further
+        along): then the cached hops, and what the SAE is told of the path, are stale.
         """
         if plan.expires_at - PATH_REUSE_MARGIN_S <= now:
             return False
         for path in plan.paths:
             auth = self._authz.get(path.path_id)
             if auth is None or auth.expires_at <= now or auth.next_hop != path.hops[1].node_id:
+                return False
+            if self._authz.grants(path.path_id) != granted.get(path.path_id):
                 return False
         return True
 
@@ -170,14 +177,16 @@ class RelayEngine:
 
     def forget_path(self, dst_node: str, src_sae: str, dst_saes: str | Sequence[str]) -> None:
         """Drop a cached path (revoked or failing); ``dst_saes``: the slave SAE(s) it was for."""
+        key = _cache_key(dst_node, src_sae, [dst_saes] if isinstance(dst_saes, str) else dst_saes)
         with self._lock:
-            self._paths.pop(_cache_key(dst_node, src_sae, [dst_saes] if isinstance(dst_saes, str)
-                                       else dst_saes), None)
+            self._paths.pop(key, None)
+            self._granted.pop(key, None)
 
     def forget_all_paths(self) -> None:
         """Drop every cached path (the controller session was re-established)."""
         with self._lock:
             self._paths.clear()
+            self._granted.clear()
 
     def on_revoke(self, path_id: str, _reason: str = "") -> None:
         """QuSeC revoked a path: stop reusing any cached plan that contains it."""
@@ -185,6 +194,7 @@ class RelayEngine:
             for k, plan in list(self._paths.items()):
                 if any(p.path_id == path_id for p in plan.paths):
                     del self._paths[k]
+                    self._granted.pop(k, None)
 
     # -- the source role ---------------------------------------------------------------------
     def relay_keys(self, *, master_sae: str, slave_saes: list[str], dst_node: str,

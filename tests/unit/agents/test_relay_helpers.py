@@ -113,3 +113,38 @@ def test_gather_waits_for_every_future_and_keeps_the_first_failure() -> None:
         assert results == [1] and failure.reason == Reason.INTERNAL and "bug" in failure.message
         results, failure = gather([pool.submit(refused), pool.submit(lambda: 2)])
         assert results == [2] and failure.reason == Reason.DENIED
+
+
+def test_a_path_moved_further_along_is_not_reused_from_the_cache(tmp_path) -> None:
+    """QuSeC moves A-B-C to A-B-E-C under the same path id: the source's next hop is still B,
+    but its authorisation was granted anew, so the cached A-B-C plan (and what the SAE is told
+    of the path) is stale: the next request asks QuSeC again."""
+    import time
+
+    from kms_agents.keystore import KeyStore
+    from kms_agents.relay.authz import AuthTable, Authorisation
+    from kms_agents.relay.engine import RelayEngine
+    from kms_agents.relay.plan import Hop, PathPlan, PlannedPath
+    authz = AuthTable()
+    routes = [("A", "B", "C"), ("A", "B", "E", "C")]
+    asked = []
+
+    def auth_at_a(route) -> Authorisation:
+        return Authorisation("p1", "", route[1], "", "x:1", time.time() + 60, "A", "C")
+
+    def request_path(query):
+        route = routes[min(len(asked), 1)]
+        asked.append(query)
+        authz.grant(auth_at_a(route))      # QuSeC pushes the authorisation before it answers
+        return PathPlan(paths=(PlannedPath("p1", tuple(Hop(n) for n in route)),),
+                        expires_at=time.time() + 60)
+
+    eng = RelayEngine("A", sources=lambda p: None, store=KeyStore(tmp_path / "k.db"), authz=authz,
+                      request_path=request_path, send=None, send_void=None)
+    first = eng.path_for("C", "sae-a", ["sae-c"], 256, 1)
+    assert eng.path_for("C", "sae-a", ["sae-c"], 256, 1) is first and len(asked) == 1   # reused
+    authz.grant(auth_at_a(routes[1]))      # the move: same next hop B, granted anew
+    moved = eng.path_for("C", "sae-a", ["sae-c"], 256, 1)
+    assert len(asked) == 2 and [h.node_id for h in moved.paths[0].hops] == ["A", "B", "E", "C"]
+    assert eng.path_for("C", "sae-a", ["sae-c"], 256, 1) is moved                        # reused again
+    eng.close()

@@ -131,3 +131,22 @@ def test_events_op_and_gateway_notes_are_checked(square):
             d.handle("events", bad)
     assert log.seq == seq + 1
     assert d.handle("events", {"since": 0, "limit": 2})["events"][-1]["seq"] == 2
+
+
+def test_a_move_that_keeps_every_old_node_is_a_reroute_event():
+    # A-B-C, with a detour B-E-F-C: B-C off moves the path to A-B-E-F-C, which drops no node
+    edges = [("A", "B"), ("B", "C"), ("B", "E"), ("E", "F"), ("F", "C")]
+    log = EventLog()
+    d = BridgeDispatch(QuSeCCore(inventory=inventory_for(edges)), RecordingSender(), lambda: {}, log)
+    for i, n in enumerate("ABCEF", start=1):
+        register(d, n, i, edges)
+    granted = d.handle("request_path", {"src_node": "A", "dst_node": "C", "src_sae": "sae-a",
+                                        "dst_sae": "sae-c"})
+    pid = granted["paths"][0]["path_id"]
+    assert [h["node_id"] for h in granted["paths"][0]["hops"]] == ["A", "B", "C"]
+    seq = log.seq
+    off = [records.link_to_wire(x) for x in links_of("B", edges, status=control_pb2.LINK_STATUS_OFF)
+           if x.link_id == "B-C"]
+    d.handle("report", records.report_to_wire("B", off))
+    moved = [e for e in log.since(seq)["events"] if e["kind"] == "reroute"]
+    assert [(e["path_id"], e["result"], e["nodes"]) for e in moved] == [(pid, "moved", ["A", "B", "E", "F", "C"])]
