@@ -59,6 +59,9 @@ bench: setup
 	$(BIN)/qkdnet bench throughput
 	$(BIN)/qkdnet bench setup
 	$(BIN)/qkdnet bench scale
+	$(BIN)/qkdnet bench control
+	$(BIN)/qkdnet bench live-routing
+	$(BIN)/qkdnet bench interdomain
 
 # Protos sit at their package path and compile from the repo root with -I., so the generated
 # imports work unchanged (tests/unit/test_protos.py runs the same command and compares).
