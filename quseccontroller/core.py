@@ -19,7 +19,8 @@ from quseccontroller.paths import compute
 from quseccontroller.policy import PolicyTable, default_table
 from quseccontroller.reconcile import FlowReconciler
 from quseccontroller.reroute import reroute_broken
-from quseccontroller.state import LINK_OFF, AgentInfo, LinkState, NetworkState
+from quseccontroller.state import (LINK_OFF, REPORT_INTERVAL_S, REPORTS_PER_S, AgentInfo, LinkState,
+                                   NetworkState)
 
 log = logging.getLogger(__name__)
 
@@ -265,6 +266,15 @@ class QuSeCCore:
         log.info("inventory %s: %d nodes, %d links, %d with a hop latency", inventory.source,
                  len(inventory.nodes), len(inventory.links), len(latencies))
         return []
+
+    def report_interval_ms(self) -> int:
+        """How often agents report: every ``REPORT_INTERVAL_MS``, or less often when the network
+        (its inventory, else the agents registered) is too large for the app to take every
+        report at that pace (``REPORTS_PER_S``)."""
+        nodes = len(self.inventory.nodes) if self.inventory is not None else len(self.state.agents)
+        ms = max(int(REPORT_INTERVAL_S * 1000), -(-nodes * 1000 // REPORTS_PER_S))
+        self.state.report_interval_s = ms / 1000   # how old a report may be (level disputes)
+        return ms
 
     # -- views -------------------------------------------------------------------------------
     def export_domain(self, seq: int) -> abstract.DomainExport | None:

@@ -50,7 +50,7 @@ class BridgeDispatch:
                                links=len(info.links), saes=len(info.saes))
             self._record_alarms(info.node_id, alarms, now)
             self._execute(actions, now, usable, routes)
-            return {"node_id": info.node_id}
+            return {"node_id": info.node_id, "report_interval_ms": self.core.report_interval_ms()}
         if op == "report":
             node, links = records.report_from_wire(args)
             usable, alarms, routes = self._usable_links(), self._alarms(), self._routes()

@@ -125,7 +125,8 @@ GATEWAY_READY_FILE = "gateway.json"   # the gateway writes its bound addresses h
 GATEWAY_LOG = "gateway.log"
 GATEWAY_RESTART_MIN_S = 0.5           # back-off between gateway restarts, doubling up to the max
 GATEWAY_RESTART_MAX_S = 10.0
-REPORT_INTERVAL_MS = 2000             # asked of agents in Registered
+REPORT_INTERVAL_MS = 2000             # asked of agents in Registered (the shortest; the app
+                                      # asks less often of a large network: QuSeCCore.report_interval_ms)
 BRIDGE_CALL_TIMEOUT_S = 10.0
 
 

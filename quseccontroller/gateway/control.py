@@ -223,7 +223,7 @@ class ControlServicer(control_pb2_grpc.QuSeCControlServicer):
         reader = asyncio.ensure_future(self._read_stream(session, stream))
         context.add_done_callback(lambda _ctx: session.close())
         try:
-            yield records.registered_proto(session.node_id, options.REPORT_INTERVAL_MS)
+            yield records.registered_proto(session.node_id, session.report_interval_ms)
             while True:
                 msg = await session.out.get()
                 if msg is None:
@@ -278,7 +278,7 @@ class ControlServicer(control_pb2_grpc.QuSeCControlServicer):
                              node_id=reg.node_id)
         wire = records.register_to_wire(reg, ident.addresses)
         try:
-            await self.call("register", wire)
+            took = await self.call("register", wire)
         except BridgeError as exc:
             if exc.code != "permission":
                 raise
@@ -289,6 +289,7 @@ class ControlServicer(control_pb2_grpc.QuSeCControlServicer):
             raise error_info(grpc.StatusCode.ABORTED, f"replaced by a newer control stream of "
                              f"{ident} while registering", "STREAM_REPLACED", label="replaced")
         session = AgentSession(reg.node_id, wire, str(ident))
+        session.report_interval_ms = int(took.get("report_interval_ms") or options.REPORT_INTERVAL_MS)
         slot.session = session
         self._update_links(session, wire["links"])
         self.sessions.open(session)
@@ -304,7 +305,7 @@ class ControlServicer(control_pb2_grpc.QuSeCControlServicer):
                 if kind == "auth_ack":
                     session.acked(msg.auth_ack.path_id)
                 elif kind == "report":
-                    await self._report(session, [records.link_to_wire(x) for x in msg.report.links])
+                    self._take_report(session, [records.link_to_wire(x) for x in msg.report.links])
                 else:
                     LOG.warning("node %s sent %s on an open stream; ignored", session.node_id, kind)
         except asyncio.CancelledError:
@@ -315,6 +316,20 @@ class ControlServicer(control_pb2_grpc.QuSeCControlServicer):
             LOG.exception("control stream of %s failed", session.node_id)
         finally:
             session.close()
+
+    def _take_report(self, session: AgentSession, links: list[dict]) -> None:
+        """Hand a report to the app without holding up the stream (an authorisation ack read
+        behind it must not wait for the app): the newest waiting report replaces an older one."""
+        if session.next_report is not None:
+            self.metrics.reports_replaced.inc()
+        session.next_report = links
+        if session.reporting is None or session.reporting.done():
+            session.reporting = asyncio.ensure_future(self._reports(session))
+
+    async def _reports(self, session: AgentSession) -> None:
+        while session.next_report is not None:
+            links, session.next_report = session.next_report, None
+            await self._report(session, links)
 
     async def _report(self, session: AgentSession, links: list[dict]) -> None:
         try:

@@ -43,6 +43,8 @@ class Metrics:
             "node id, inventory, addresses, Register timeout, stream caps", ["reason"], registry=r)
         self.reports = Counter("qusec_reports", "Link reports the app took from agents' open streams",
                                registry=r)
+        self.reports_replaced = Counter("qusec_reports_replaced", "Link reports a newer one from the "
+                                        "same agent replaced before the app took them", registry=r)
         self.reports_refused = Counter("qusec_reports_refused", "Link states dropped from agents' "
                                        "reports (links the inventory does not give the node)",
                                        ["reason"], registry=r)

@@ -21,6 +21,11 @@ class AgentSession:
         self.acks: dict[str, asyncio.Event] = {}
         self.links: dict[str, dict] = {}   # link id -> last reported state (wire dict)
         self.refused_links: set[tuple[str, str]] = set()   # (link, reason) already logged
+        # Link reports are state, not events: while one is with the app, a newer one replaces
+        # the one waiting (never a queue), and the stream goes on reading acks meanwhile.
+        self.report_interval_ms = 0        # what its Registered asked for (the app decides)
+        self.next_report: list[dict] | None = None
+        self.reporting: asyncio.Task | None = None
 
     def send(self, msg: control_pb2.ControllerMessage | None) -> None:
         self.out.put_nowait(msg)

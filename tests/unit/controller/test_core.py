@@ -234,3 +234,16 @@ def test_latency_metric_takes_hop_latencies_from_the_inventory():
     core.set_inventory(inventory_for(EDGES + [("D", "F")], {"D-F": 7}))
     assert core.state.links["D-F"].latency_ms == 7.0 and core.state.links["A-E"].latency_ms == 1.0
     assert core.request_path(PathRequest("A", "F"), 5.0)[0].cost == 9.0
+
+
+def test_a_large_network_is_asked_to_report_less_often() -> None:
+    from tests.helpers.qusec_net import inventory_for
+
+    from quseccontroller.core import QuSeCCore
+    from quseccontroller.state import REPORT_INTERVAL_S, REPORTS_PER_S
+    small = QuSeCCore(inventory=inventory_for([("A", "B")]))
+    assert small.report_interval_ms() == REPORT_INTERVAL_S * 1000
+    edges = [(f"N{i}", f"N{i + 1}") for i in range(4999)]
+    big = QuSeCCore(inventory=inventory_for(edges))
+    assert big.report_interval_ms() == 5000 * 1000 // REPORTS_PER_S     # 25 s for 5,000 nodes
+    assert big.state.report_interval_s == 25.0   # a report may be that old: disputes allow for it
