@@ -37,7 +37,8 @@ class BridgeDispatch:
             return {"pong": True}
         if op == "register":
             info = records.agent_info_from_wire(args)
-            usable, alarms, routes = self._usable_links(), self._alarms(), self._routes()
+            node = info.node_id
+            usable, alarms, routes = self._usable_links(node), self._alarms(node), self._routes()
             try:
                 actions = self.core.agent_registered(info, now, records.cert_addresses_from_wire(args))
             except Refused as exc:   # the gateway refuses the stream with the reason
@@ -49,22 +50,22 @@ class BridgeDispatch:
             self.events.record("agent_registered", now, node=info.node_id,
                                links=len(info.links), saes=len(info.saes))
             self._record_alarms(info.node_id, alarms, now)
-            self._execute(actions, now, usable, routes)
+            self._execute(actions, now, usable, routes, node)
             return {"node_id": info.node_id, "report_interval_ms": self.core.report_interval_ms()}
         if op == "report":
             node, links = records.report_from_wire(args)
-            usable, alarms, routes = self._usable_links(), self._alarms(), self._routes()
+            usable, alarms, routes = self._usable_links(node), self._alarms(node), self._routes()
             kept, refused = self.core.screen_report(node, links)
             actions = self.core.agent_report(node, kept, now)
             self._record_alarms(node, alarms, now)
-            self._execute(actions, now, usable, routes)
+            self._execute(actions, now, usable, routes, node)
             return {"refused": [records.link_refusal_to_wire(r) for r in refused]}
         if op == "gone":
             node = records.node_id_from_wire(args)
-            usable, routes = self._usable_links(), self._routes()
+            usable, routes = self._usable_links(node), self._routes()
             actions = self.core.agent_gone(node, now)
             self.events.record("agent_left", now, node=node)
-            self._execute(actions, now, usable, routes)
+            self._execute(actions, now, usable, routes, node)
             return {}
         if op == "request_path":
             return self.request_path(args, now)
@@ -119,19 +120,27 @@ class BridgeDispatch:
             raise BridgeError("invalid", f"note: {exc}") from None
         return {"seq": event["seq"]}
 
-    def _usable_links(self) -> dict[str, bool]:
-        return {lid: rec.usable() for lid, rec in self.core.state.links.items()}
+    def _links_of(self, node: str) -> list[str]:
+        """``node``'s QKD link ids (an agent event changes no other link: O(degree), not O(links))."""
+        return self.core.state.links_of(node)
+
+    def _usable_links(self, node: str) -> dict[str, bool]:
+        links = self.core.state.links
+        return {lid: links[lid].usable() for lid in self._links_of(node) if lid in links}
 
     def _routes(self) -> dict[str, tuple[str, ...]]:
         return {pid: tuple(ap.nodes) for pid, ap in self.core.paths.items()}
 
-    def _alarms(self) -> dict[tuple[str, str], str]:
-        return {(lid, n): a for lid, rec in self.core.state.links.items() for n, a in rec.alarms.items()}
+    def _alarms(self, node: str) -> dict[tuple[str, str], str]:
+        links = self.core.state.links
+        return {(lid, n): a for lid in self._links_of(node) if lid in links
+                for n, a in links[lid].alarms.items()}
 
     def _record_alarms(self, node: str, before: dict[tuple[str, str], str], now: float) -> None:
         """A ``qkd_alarm`` event for each of ``node``'s link ends whose alarm was raised or cleared."""
-        for lid, rec in sorted(self.core.state.links.items()):
-            if node not in (rec.a, rec.b):
+        for lid in self._links_of(node):
+            rec = self.core.state.links.get(lid)
+            if rec is None:
                 continue
             was, alarm = before.get((lid, node), ""), rec.alarms.get(node, "")
             if alarm != was:
@@ -140,11 +149,15 @@ class BridgeDispatch:
                                    qber=rec.qber.get(node, 0.0))
 
     def _execute(self, actions: list, now: float, usable_before: dict[str, bool],
-                 routes_before: dict[str, tuple[str, ...]] | None = None) -> None:
+                 routes_before: dict[str, tuple[str, ...]] | None = None, node: str = "") -> None:
         """Execute the actions of an agent event, recording the QKD links that became usable
         or stopped being usable and the paths the core moved or revoked (a move that keeps
         every node of the old route drops none, so it is found by comparing the routes)."""
-        for lid, rec in sorted(self.core.state.links.items()):
+        links = self.core.state.links
+        for lid in (self._links_of(node) if node else sorted(links)):
+            rec = links.get(lid)
+            if rec is None:
+                continue
             up = rec.usable()
             if up != usable_before.get(lid, False):
                 self.events.record("qkd_link_up" if up else "qkd_link_down", now, link=lid,

@@ -20,10 +20,12 @@ class HostProber:
     def probe(self, st: NetworkState, now: float) -> list[FlowMods]:
         """ARP-probe, out of every switch port that is not a switch link, each registered vKMS
         whose attachment point is still unknown (at most every ``interval_s`` per address)."""
+        if not st.switch_ports:   # nothing to probe through (and no scan of every agent)
+            return []
         quiet = sorted(a.data_ip for a in st.agents.values()
                        if a.data_ip and a.data_ip not in st.hosts and a.node_id in st.online
                        and now - self._probed.get(a.data_ip, -1e18) >= self.interval_s)
-        if not quiet or not st.switch_ports:
+        if not quiet:
             return []
         acts: list[FlowMods] = []
         for dpid in sorted(st.switch_ports):

@@ -219,8 +219,8 @@ class NetworkState:
         # A Register lists all the node's links: an end it no longer reports is forgotten.
         listed = {ls.link_id for ls in info.links}
         lost = []
-        for rec in self.links.values():
-            if info.node_id in (rec.a, rec.b) and rec.link_id not in listed and info.node_id in rec.status:
+        for rec in (self.links[lid] for lid in self.links_of(info.node_id) if lid in self.links):
+            if rec.link_id not in listed and info.node_id in rec.status:
                 was = rec.usable()
                 for per_end in (rec.status, rec.stored, rec.peer_stored, rec.consumption, rec.skr,
                                 rec.reported, rec.alarms, rec.qber):
@@ -230,6 +230,12 @@ class NetworkState:
                 if was:
                     lost.append(rec.link_id)
         return lost + self.report(info.node_id, info.links, now)
+
+    def links_of(self, node: str) -> list[str]:
+        """The ids of ``node``'s QKD links (from the overlay's adjacency: O(degree))."""
+        if node not in self.qkd:
+            return []
+        return sorted(lid for nbr in self.qkd[node] for lid in self.qkd[node][nbr].get("links", ()))
 
     def report(self, node_id: str, links: Iterable[LinkState], now: float) -> list[str]:
         """Take a node's link states; returns the links that were usable and no longer are."""
