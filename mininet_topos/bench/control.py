@@ -65,7 +65,7 @@ async def _agent(node: dict, stub_for, st: dict, go: asyncio.Event, end: list) -
     stub = stub_for(node)
     links = [pb.QkdLinkState(link_id=x["id"], peer_node=x["peer"], skr_bps=x["skr"],
                              stored_bits=10**7, status=pb.LINK_STATUS_ACTIVE) for x in node["links"]]
-    out: asyncio.Queue = asyncio.Queue()
+    out = asyncio.Queue()
     await out.put(pb.AgentMessage(register=pb.Register(
         node_id=node["id"], relay_addr="127.0.0.1:7000", trust_level=3, links=links,
         saes=node["saes"], agent_version="bench-control")))
@@ -77,20 +77,36 @@ async def _agent(node: dict, stub_for, st: dict, go: asyncio.Event, end: list) -
                 return
             yield msg
 
-    call = stub.Connect(messages())
     interval = 2.0
-    try:
-        async for msg in call:
-            kind = msg.WhichOneof("body")
-            if kind == "registered":
-                st["registered"].append(time.time())
-                interval = msg.registered.report_interval_ms / 1000 or 2.0
-                asyncio.ensure_future(_reporter(out, links, interval, st, end))
-            elif kind == "authorise":
-                await out.put(pb.AgentMessage(auth_ack=pb.AuthorisationAck(path_id=msg.authorise.path_id)))
-    except grpc.aio.AioRpcError as exc:
-        if time.time() < end[0]:
-            st["errors"].append(f"stream {node['id']}: {exc.code().name}: {exc.details()}")
+    registered = False
+    while time.time() < end[0]:
+        call = stub.Connect(messages())
+        try:
+            async for msg in call:
+                kind = msg.WhichOneof("body")
+                if kind == "registered":
+                    registered = True
+                    st["registered"].append(time.time())
+                    interval = msg.registered.report_interval_ms / 1000 or 2.0
+                    asyncio.ensure_future(_reporter(out, links, interval, st, end))
+                elif kind == "authorise":
+                    await out.put(pb.AgentMessage(auth_ack=pb.AuthorisationAck(path_id=msg.authorise.path_id)))
+            return
+        except grpc.aio.AioRpcError as exc:
+            if registered:
+                if time.time() < end[0]:
+                    st["errors"].append(f"stream {node['id']}: {exc.code().name}: {exc.details()}")
+                return
+            # not registered yet (a refused or timed-out stream): again after a back-off, as the
+            # agent does; the Register goes first on the new stream
+            st["retries"] += 1
+            if st["retries"] <= 3:
+                st["errors"].append(f"stream {node['id']} (retried): {exc.code().name}: {exc.details()}")
+            await asyncio.sleep(0.5 + random.random() * 1.5)
+            out = asyncio.Queue()
+            await out.put(pb.AgentMessage(register=pb.Register(
+                node_id=node["id"], relay_addr="127.0.0.1:7000", trust_level=3, links=links,
+                saes=node["saes"], agent_version="bench-control")))
 
 
 async def _reporter(out: asyncio.Queue, links: list, interval: float, st: dict, end: list) -> None:
@@ -149,7 +165,7 @@ async def _worker(spec: dict) -> dict:
         stubs[node["id"]] = control_pb2_grpc.QuSeCControlStub(ch)
         return stubs[node["id"]]
 
-    st: dict = {"registered": [], "reports": [], "paths": [], "path_errors": [], "errors": []}
+    st: dict = {"registered": [], "reports": [], "paths": [], "path_errors": [], "errors": [], "retries": 0}
     end = [float("inf")]
     go = asyncio.Event()
     t0 = time.time()
@@ -172,7 +188,7 @@ async def _worker(spec: dict) -> dict:
     in_window = [t for t in st["reports"] if window["start"] <= t <= window["end"]]
     return {"registered": len(st["registered"]), "t0": t0, "last_registered": max(st["registered"], default=t0),
             "reports_in_window": len(in_window), "paths_ms": st["paths"], "path_errors": st["path_errors"],
-            "errors": st["errors"][:20]}
+            "errors": st["errors"][:20], "retries": st["retries"]}
 
 
 # ------------------------------------------------------------------------------- measuring
@@ -290,7 +306,8 @@ def measure(n: int, seed: int, window: float, path_rate: float, workers: int, re
         "app_cpu_pct": round((cpu1[0] - cpu0[0]) / window * 100, 1),
         "gateway_cpu_pct": round((cpu1[1] - cpu0[1]) / window * 100, 1),
         "rss_mib": round(rss, 1),
-        "first_error": (errors or [e for r in results for e in r["errors"]] or [""])[0],
+        "stream_retries": sum(r["retries"] for r in results),
+        "first_error": ([e for r in results for e in r["errors"]] + errors + [""])[0],
     })
     return row
 
@@ -357,7 +374,7 @@ def run(args: argparse.Namespace) -> int:
     png = plot([r for r in rows if "registered_s" in r], doc.DOC.parent / "img" / "bench-control.png")
     cols = ["nodes", "links", "registered", "registered_s", "reports_sent_per_s", "reports_done_per_s",
             "reports_replaced_per_s", "report_backlog", "paths", "path_errors", "path_p50_ms", "path_p99_ms", "auth_roundtrip_ms",
-            "app_cpu_pct", "gateway_cpu_pct", "rss_mib"]
+            "app_cpu_pct", "gateway_cpu_pct", "rss_mib", "stream_retries"]
     misses = [f"* N={r['nodes']}: " + "; ".join(v) for r in rows if (v := verdicts(r))]
     errors = [f"* N={r['nodes']}: first error: `{r['first_error']}`" for r in rows if r.get("first_error")]
     body = (doc.table(rows, cols) + "\n"
