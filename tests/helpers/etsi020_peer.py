@@ -16,8 +16,22 @@ from typing import Any
 
 from tests.helpers import ROOT
 
-# the official ETSI document stays outside the repository, in ../shared/standards/ beside it
-OFFICIAL_YAML = ROOT.parent / "shared" / "standards" / "etsi-gs-qkd-020-v1.1.1.yaml"
+# The official ETSI document stays outside the repository, in shared/standards/ beside it (or
+# beside a folder above it: a clean clone elsewhere on this machine), or where
+# QUSEC_ETSI020_YAML says.
+_NAME = "etsi-gs-qkd-020-v1.1.1.yaml"
+
+
+def _official_yaml() -> Path:
+    import os
+    if os.environ.get("QUSEC_ETSI020_YAML"):
+        return Path(os.environ["QUSEC_ETSI020_YAML"])
+    places = [d / "shared" / "standards" / _NAME for d in ROOT.resolve().parents]
+    places.append(Path("/work/shared/standards") / _NAME)
+    return next((p for p in places if p.is_file()), places[0])
+
+
+OFFICIAL_YAML = _official_yaml()
 
 
 # -- the official schemas ----------------------------------------------------------------------
