@@ -74,7 +74,10 @@ class Crossing:
                 self._waiting[kid] = wait
         try:
             try:
-                self.node.send_keys(peer, [ExtKey(kid, m) for kid, m in keys], initiator, list(targets))
+                # synchronous mode (both KMEs are ours and serve it): the peer answers with the
+                # acks once its onward relay is done, a round trip less than an ack callback
+                self.node.send_keys(peer, [ExtKey(kid, m) for kid, m in keys], initiator, list(targets),
+                                    sync=True)
             except SendRefused as exc:   # 400/401: the peer kept nothing
                 raise RelayFailure(Reason.DENIED, f"KME {peer} of {handoff.peer_domain} refused the "
                                    f"keys ({exc.status}): {exc.body}") from None

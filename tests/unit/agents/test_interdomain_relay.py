@@ -140,7 +140,8 @@ class PeerStandIn:
         self.crossing, self.state, self.refuse, self.ack = crossing, state, refuse, ack
         self.sent, self.voided = [], []
 
-    def send_keys(self, kme_id, keys, initiator, targets):
+    def send_keys(self, kme_id, keys, initiator, targets, *, sync=False):
+        assert sync, "a handoff between two of our KMEs uses the synchronous mode"
         if self.refuse:
             raise SendRefused(400, {"details": {"target_sae_id_not_recognized": "x"}})
         self.sent.append((kme_id, [k.key_id for k in keys], initiator, targets))
