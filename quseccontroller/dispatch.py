@@ -149,12 +149,12 @@ class BridgeDispatch:
                                    qber=rec.qber.get(node, 0.0))
 
     def _execute(self, actions: list, now: float, usable_before: dict[str, bool],
-                 routes_before: dict[str, tuple[str, ...]] | None = None, node: str = "") -> None:
+                 routes_before: dict[str, tuple[str, ...]], node: str) -> None:
         """Execute the actions of an agent event, recording the QKD links that became usable
         or stopped being usable and the paths the core moved or revoked (a move that keeps
         every node of the old route drops none, so it is found by comparing the routes)."""
         links = self.core.state.links
-        for lid in (self._links_of(node) if node else sorted(links)):
+        for lid in self._links_of(node):
             rec = links.get(lid)
             if rec is None:
                 continue
@@ -175,7 +175,7 @@ class BridgeDispatch:
             else:
                 self.events.record("reroute", now, path_id=a.path_id, result="revoked",
                                    reason=a.reason)
-        for pid, route in sorted((routes_before or {}).items()):
+        for pid, route in sorted(routes_before.items()):
             ap = self.core.paths.get(pid)
             if pid not in seen and ap is not None and tuple(ap.nodes) != route:
                 self.events.record("reroute", now, path_id=pid, result="moved", nodes=list(ap.nodes))

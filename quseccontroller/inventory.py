@@ -31,7 +31,6 @@ at once (``qkdnet check FILE`` runs the same checks).
 """
 from __future__ import annotations
 
-import difflib
 import json
 import math
 from dataclasses import dataclass
@@ -115,8 +114,8 @@ class Inventory:
 
 
 def _unknown(where: str, key: str, known: tuple[str, ...]) -> str:
-    close = difflib.get_close_matches(key, known, n=1)
-    hint = f"did you mean {close[0]!r}?" if close else f"one of {', '.join(known)}"
+    close = tomlfile.closest(key, known)
+    hint = f"did you mean {close!r}?" if close else f"one of {', '.join(known)}"
     return f"{where}: {key}: unknown field ({hint})"
 
 

@@ -1,7 +1,6 @@
 """Policy tables: ordered TOML rules, first match wins, explicit default; validation with clear errors."""
 from __future__ import annotations
 
-import difflib
 import fnmatch
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -82,8 +81,8 @@ _CHOICES = {"action": ACTIONS, "metric": METRICS, "security_level": SECURITY_LEV
 
 def _did_you_mean(word: object, known: tuple[str, ...] | list[str]) -> str:
     """The hint " (did you mean 'x'?)" naming the closest known name, as the topology checker says it."""
-    close = difflib.get_close_matches(str(word), list(known), n=1) if isinstance(word, str) else []
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    close = tomlfile.closest(word, known)
+    return f" (did you mean {close!r}?)" if close else ""
 
 
 def _unknown_field(key: str, known: tuple[str, ...] | list[str]) -> str:

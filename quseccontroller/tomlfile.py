@@ -1,6 +1,7 @@
 """The TOML files QuSeC is given (policy, inventory): read them, and refuse them with every problem."""
 from __future__ import annotations
 
+import difflib
 import tomllib
 from pathlib import Path
 
@@ -22,3 +23,11 @@ def read(path: str | Path, error: type[FileProblems]) -> dict:
         raise error([f"{path}: cannot read: {exc.strerror or exc}"]) from exc
     except tomllib.TOMLDecodeError as exc:
         raise error([f"{path}: TOML syntax: {exc}"]) from exc
+
+
+def closest(word: object, known) -> str | None:
+    """The known name closest to ``word`` (a typo's likely meaning), or None."""
+    if not isinstance(word, str):
+        return None
+    close = difflib.get_close_matches(word, list(known), n=1)
+    return close[0] if close else None

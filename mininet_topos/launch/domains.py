@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from mininet_topos.launch import rundir
+from mininet_topos.launch.fleet import StartStop
 from mininet_topos.launch.local import LaunchError, LocalNetwork
 from mininet_topos.model import Topology
 from mininet_topos.provision import federation, interworking
@@ -81,7 +82,7 @@ class ParentProcess:
             self._log = None
 
 
-class MultiDomainNetwork:
+class MultiDomainNetwork(StartStop):
     """Every domain of ``topology`` as a LocalNetwork, under one parent controller."""
 
     def __init__(self, topology: Topology, state_dir: str | Path, *, progress: TextIO | None = None,
@@ -199,13 +200,3 @@ class MultiDomainNetwork:
             self.claim.release()
             self.claim = None
 
-    def __enter__(self) -> "MultiDomainNetwork":
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *_exc: Any) -> None:
-        self.stop()

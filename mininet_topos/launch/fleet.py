@@ -136,31 +136,14 @@ class AgentFleet:
                 proc.wait(5)
 
 
-class LaunchedNetwork:
-    """What both launchers share: a context manager around start()/stop() and agent restarts."""
-
-    fleet: AgentFleet
-
-    @property
-    def configs(self) -> dict[str, Any]:
-        """node -> its kms_agents.config.AgentConfig."""
-        return self.fleet.configs
+class StartStop:
+    """A network as a context manager: start() on entry (stop() when it fails), stop() on exit."""
 
     def start(self) -> Path:
         raise NotImplementedError
 
     def stop(self) -> None:
         raise NotImplementedError
-
-    def respawn_agent(self, node_id: str, *, kill: bool = True, wait_s: float = 15.0) -> subprocess.Popen:
-        """Kill -9 (or SIGTERM) one agent and start it again on its state dir (not waiting for it)."""
-        proc = self.fleet.procs[node_id]
-        if kill:
-            proc.kill()
-        else:
-            proc.terminate()
-        proc.wait(wait_s)
-        return self.fleet.spawn(node_id)
 
     def __enter__(self) -> Self:
         try:
@@ -172,3 +155,24 @@ class LaunchedNetwork:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class LaunchedNetwork(StartStop):
+    """What both launchers share: the agents' configs and restarts (and StartStop's context manager)."""
+
+    fleet: AgentFleet
+
+    @property
+    def configs(self) -> dict[str, Any]:
+        """node -> its kms_agents.config.AgentConfig."""
+        return self.fleet.configs
+
+    def respawn_agent(self, node_id: str, *, kill: bool = True, wait_s: float = 15.0) -> subprocess.Popen:
+        """Kill -9 (or SIGTERM) one agent and start it again on its state dir (not waiting for it)."""
+        proc = self.fleet.procs[node_id]
+        if kill:
+            proc.kill()
+        else:
+            proc.terminate()
+        proc.wait(wait_s)
+        return self.fleet.spawn(node_id)

@@ -88,11 +88,6 @@ def crossings(exports: dict[str, DomainExport]) -> list[tuple[str, Border, str, 
     return out
 
 
-def domain_of_sae(exports: dict[str, DomainExport], sae: str) -> str | None:
-    homes = sorted(d for d, ex in exports.items() if sae in ex.saes)
-    return homes[0] if len(homes) == 1 else None
-
-
 def choose(exports: dict[str, DomainExport], req: ChainRequest) -> Chain:
     """The least-cost chain for ``req`` over the fresh ``exports`` (domain -> its export).
 

@@ -19,7 +19,6 @@ Relative paths are relative to the file. Every problem is reported at once, nami
 """
 from __future__ import annotations
 
-import difflib
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,8 +47,8 @@ class ParentConfig:
 def _unknown(p: list[str], where: str, table: dict, known: tuple[str, ...]) -> None:
     for k in table:
         if k not in known:
-            close = difflib.get_close_matches(k, known, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            close = tomlfile.closest(k, known)
+            hint = f" (did you mean {close!r}?)" if close else ""
             p.append(f"{where}: {k}: unknown field{hint}; known: {', '.join(known)}")
 
 

@@ -64,9 +64,3 @@ class Directory:
     def fresh(self, now: float) -> dict[str, DomainExport]:
         limit = STALE_INTERVALS * self.interval_s
         return {d: e.export for d, e in self.entries.items() if now - e.received <= limit}
-
-    def status(self, now: float) -> dict:
-        fresh = self.fresh(now)
-        return {d: {"seq": e.export.seq, "age_s": round(now - e.received, 3), "fresh": d in fresh,
-                    "borders": len(e.export.borders), "saes": len(e.export.saes)}
-                for d, e in sorted(self.entries.items())}
