@@ -16,7 +16,8 @@ import time
 
 from logfmter import Logfmter
 
-_PAIR = re.compile(r"""([^\s="']+)=("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|[^\s"'=]*)(?:\s+|$)""")
+# a key is a plain name (a control character or other odd text makes the message prose)
+_PAIR = re.compile(r"""([A-Za-z_][A-Za-z0-9_.:-]*)=("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|[^\s"'=]*)(?:\s+|$)""")
 _HEAD = ("ts", "level", "logger")
 _WIDE_SPACE = re.compile(r"[^\S\x00-\x7f]")   # non-ASCII spaces and line breaks (U+0085, U+2028)
 

@@ -158,3 +158,9 @@ def test_osken_log_config_names_the_formatter() -> None:
     assert getattr(sys.modules[module], name) is qusec_logformat.LogfmtFormatter
     # logging.config.fileConfig makes it as Formatter(fmt, datefmt, style)
     assert isinstance(qusec_logformat.LogfmtFormatter(None, None, "%"), logging.Formatter)
+
+
+@pytest.mark.parametrize("message", ["\x1b=", "a\x00b=1", "\u00e9=x"])
+def test_a_message_whose_keys_are_not_plain_names_is_prose(message) -> None:
+    from quseccontroller.logformat import message_fields
+    assert message_fields(message) is None
