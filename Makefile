@@ -4,9 +4,9 @@ PYTHON  ?= python3
 VENV    ?= .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
-# Debian packages the emulation and the browser tests need: command -> package.
+# Debian packages the emulation, the cluster and the browser tests need: command -> package.
 APT_DEPS := ovs-vsctl:openvswitch-switch mnexec:mininet ping:iputils-ping ip:iproute2 curl:curl jq:jq \
-            chromium:chromium chromedriver:chromium-driver
+            chromium:chromium chromedriver:chromium-driver sshd:openssh-server ssh:openssh-client
 
 .PHONY: help setup system venv ovs test unit demo bench protos clean
 
