@@ -40,8 +40,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def one_network(topo: Any, domain: str | None, spec: str, local: bool = False) -> tuple[Any, list[str]]:
-    """What to bring up: the topology, one domain of a multi-domain one, or (``--local``) every
-    domain under a parent controller."""
+    """What to bring up: the topology, one domain of a multi-domain one, or every domain under a
+    parent controller (``--local``, or in one Mininet)."""
     if domain is not None:
         if not topo.multi_domain:
             return None, [f"{spec}: --domain {domain}: the topology has no [[domains]]"]
@@ -49,9 +49,11 @@ def one_network(topo: Any, domain: str | None, spec: str, local: bool = False) -
             return None, [f"{spec}: --domain {domain}: unknown domain; known: {', '.join(topo.domains)}"]
         return topo.domain_view(domain), []
     if topo.multi_domain and not local:
-        return None, [f"{spec}: domains: {len(topo.domains)} domains ({', '.join(topo.domains)}): every "
-                      f"domain under a parent controller runs with --local (not yet in Mininet); "
-                      f"or bring one domain up with --domain NAME"]
+        from mininet_topos.launch.plan import TopoPlanError, plan
+        try:
+            plan(topo)
+        except TopoPlanError as exc:
+            return None, [str(exc)]
     return topo, []
 
 
@@ -177,8 +179,12 @@ def run_mininet(topo: Any, state: Path, args: argparse.Namespace) -> int:
     _on_signals(_interrupt)
     try:
         with mininet_lock(sys.stdout, timeout=getattr(args, "wait_lock", None)):
-            return _mininet_up(MininetNetwork(topo, state, policy=getattr(args, "policy", None),
-                                              progress=sys.stdout), no_cli, EmulationError)
+            if topo.multi_domain:
+                from mininet_topos.launch.mininet_domains import MininetDomains
+                net: Any = MininetDomains(topo, state, policy=getattr(args, "policy", None), progress=sys.stdout)
+            else:
+                net = MininetNetwork(topo, state, policy=getattr(args, "policy", None), progress=sys.stdout)
+            return _mininet_up(net, no_cli, EmulationError)
     except EmulationError as exc:          # the lock wait timed out
         print(f"qkdnet up: {exc}", file=sys.stderr)
         return 1
@@ -196,9 +202,9 @@ def _mininet_up(net: Any, no_cli: bool, error: type[Exception]) -> int:
             sae = net.plan.sae_hosts[0] if net.plan.sae_hosts else None
             print("up; SIGTERM or Ctrl-C stops it. SAE hosts reach the vKMSs on the data plane, e.g.\n"
                   + (f"  mnexec -a {net.net.get(sae.name).pid} {Path(sys.executable).with_name('qkdnet')} "
-                     f"key --network {net.network_json} {sae.sae} OTHER_SAE" if sae else ""),
+                     f"key --network {net.network_of(sae.sae)} {sae.sae} OTHER_SAE" if sae else ""),
                   flush=True)
-            rc = _until_signal(net.fleet.dead, f"{net.state_dir}/nodes/NODE/agent.log")
+            rc = _until_signal(net.dead, net.agent_logs)
         else:
             from mininet_topos.cli.mncli import QkdCLI
             # Mininet's CLI reads Ctrl-C as "abort this command"; SIGTERM ends the CLI.

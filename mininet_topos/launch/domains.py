@@ -8,6 +8,10 @@ first: each interworking site's KMEs get an ``[etsi020]`` table naming the other
 and trusting their domains' CAs (``mininet_topos.provision.interworking``). ``DIR/network.json``
 names the parent, the sites' GS QKD 020 URLs and each domain's own network.json (each one is an ordinary network.json: ``qkdnet
 key`` and ``qkdnet status`` work on it as on any network).
+
+``Federated`` is what this launcher and the Mininet one (``mininet_topos.launch.mininet_domains``)
+share: the parent process, the interworking KMEs' tables, network.json, a key pair between SAEs
+of different domains, waiting for the domains' exports.
 """
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ from typing import Any, TextIO
 
 from mininet_topos.launch import rundir
 from mininet_topos.launch.fleet import StartStop
+from mininet_topos.launch.keypair import client_pair
 from mininet_topos.launch.local import LaunchError, LocalNetwork
 from mininet_topos.model import Topology
 from mininet_topos.provision import federation, interworking
@@ -82,8 +87,14 @@ class ParentProcess:
             self._log = None
 
 
-class MultiDomainNetwork(StartStop):
-    """Every domain of ``topology`` as a LocalNetwork, under one parent controller."""
+class Federated(StartStop):
+    """Several domains under one parent controller: what both multi-domain launchers share.
+
+    ``domains`` maps each domain to its own network (a LocalNetwork or a MininetNetwork, each
+    with ``network_json``, ``agents``, ``operator``, ``fleet``, ``state_dir``).
+    """
+
+    mode = "local"
 
     def __init__(self, topology: Topology, state_dir: str | Path, *, progress: TextIO | None = None,
                  policy: str | Path | None = None, interval_s: float = 2.0) -> None:
@@ -96,7 +107,7 @@ class MultiDomainNetwork(StartStop):
         self.interval_s = interval_s
         self.parent: ParentProcess | None = None
         self.federation: federation.Federation | None = None
-        self.domains: dict[str, LocalNetwork] = {}
+        self.domains: dict[str, Any] = {}
         self.network_json = self.state_dir / "network.json"
         self.claim: rundir.Claim | None = None
         self.etsi020: dict[str, Any] = {}   # interworking KME -> its [etsi020] table
@@ -105,59 +116,56 @@ class MultiDomainNetwork(StartStop):
         if self.progress is not None:
             print(msg, file=self.progress, flush=True)
 
-    def start(self) -> Path:
-        try:
-            self.claim = rundir.claim(self.state_dir, "local")
-        except rundir.StateDirInUse as exc:
-            raise LaunchError(str(exc)) from None
-        self.claim.stop_crashed(self._say)
-        n = len(self.topology.domains)
+    def _start_parent(self) -> tuple[str, federation.Federation]:
         fed = self.federation = federation.build(self.topology, self.state_dir / "parent",
                                                  interval_s=self.interval_s)
         self.parent = ParentProcess(fed.config, self.state_dir / "parent")
         addr = self.parent.start()
-        self._say(f"parent controller ready: gRPC {addr} ({n} domains)")
-        # every domain's PKI first: an interworking KME trusts its peer domain's CA for GS QKD 020
-        pkis = {dom: build_pki(self.topology.domain_view(dom), self.state_dir / "domains" / dom / "pki")
-                for dom in self.topology.domains}
-        ports = {node: free_port() for node in interworking.site_kmes(self.topology)}
-        self.etsi020 = interworking.etsi020_tables(self.topology, lambda node: f"127.0.0.1:{ports[node]}",
-                                                   lambda dom: pkis[dom].ca_cert)
-        for i, dom in enumerate(self.topology.domains, 1):
-            self._say(f"[{i}/{n}] domain {dom}")
-            net = LocalNetwork(self.topology.domain_view(dom), self.state_dir / "domains" / dom,
-                               progress=self.progress, policy=self.policy,
-                               inventory=build_domain(self.topology, dom),
-                               parent=(addr, fed.ca_cert, fed.domains[dom].cert, fed.domains[dom].key),
-                               config_hook=self._interworking_kme)
-            net.pki = pkis[dom]
-            self.domains[dom] = net
-            net.start()
-        self._write_network_json()
-        self._say(f"network {self.topology.name} up: {n} domains, "
-                  f"{sum(len(d.agents) for d in self.domains.values())} agents; {self.network_json}")
-        return self.network_json
+        self._say(f"parent controller ready: gRPC {addr} ({len(self.topology.domains)} domains)")
+        return addr, fed
+
+    def parent_link(self, domain: str) -> tuple[str, str, str, str]:
+        """What ``domain``'s QuSeC is given of its parent: address, federation CA, its cert and key."""
+        fed = self.federation
+        return self.parent.addr, fed.ca_cert, fed.domains[domain].cert, fed.domains[domain].key
 
     def _interworking_kme(self, node_id: str, cfg: Any) -> None:
-        """The ``[etsi020]`` table of an interworking site's KME (LocalNetwork's config_hook)."""
+        """The ``[etsi020]`` table of an interworking site's KME (the domains' config_hook)."""
         if node_id in self.etsi020:
             cfg.etsi020 = self.etsi020[node_id]
 
-    def _write_network_json(self) -> None:
+    def _write_network_json(self, **extra: Any) -> None:
         sites = {site.id: {kme: {"domain": self.topology.nodes[kme].domain,
                                  "etsi020_url": self.domains[self.topology.nodes[kme].domain]
                                  .agents.get(kme, {}).get("etsi020_url", "")}
                            for kme in site.kmes} for site in self.topology.interworking}
-        doc = {"topology": self.topology.name,
+        doc = {"topology": self.topology.name, "mode": self.mode,
                "interworking": sites,
                "parent": {"grpc": self.parent.addr if self.parent else "", "ca_cert": self.federation.ca_cert},
                "domains": {d: {"network": str(net.network_json),
+                               "qusec": {k: (net.qusec or {}).get(k, "") for k in ("grpc", "http", "https")},
                                "parent_cert": self.federation.domains[d].cert,
                                "parent_key": self.federation.domains[d].key}
-                           for d, net in self.domains.items()}}
+                           for d, net in self.domains.items()},
+               **extra}
         tmp = self.network_json.with_suffix(".tmp")
         tmp.write_text(json.dumps(doc, indent=2) + "\n")
         tmp.replace(self.network_json)
+
+    def domain_of_sae(self, sae: str) -> Any:
+        """The network of the domain ``sae`` belongs to (KeyError naming the known SAEs)."""
+        s = self.topology.saes.get(sae)
+        if s is None:
+            raise KeyError(f"unknown SAE {sae!r} (known: {', '.join(sorted(self.topology.saes))})")
+        return self.domains[self.topology.nodes[s.node].domain]
+
+    def key_pair(self, master: str, slave: str, number: int = 1, size: int | None = None,
+                 fresh: bool = False) -> dict:
+        """enc_keys at the master's KME, dec_keys at the slave's (each SAE with its own domain's
+        PKI), compared: keypair.check_pair's result."""
+        m, s = self.domain_of_sae(master), self.domain_of_sae(slave)
+        return client_pair(json.loads(m.network_json.read_text()), master, slave, number, size, fresh=fresh,
+                           slave_doc=json.loads(s.network_json.read_text()))
 
     def dead(self) -> list[str]:
         """Agents (DOMAIN/NODE) and the parent that exited on their own."""
@@ -191,6 +199,38 @@ class MultiDomainNetwork(StartStop):
                                   f"(logs: {self.state_dir}/domains/DOMAIN/qusec/gateway.log)")
             time.sleep(0.1)
 
+
+class MultiDomainNetwork(Federated):
+    """Every domain of ``topology`` as a LocalNetwork, under one parent controller."""
+
+    def start(self) -> Path:
+        try:
+            self.claim = rundir.claim(self.state_dir, "local")
+        except rundir.StateDirInUse as exc:
+            raise LaunchError(str(exc)) from None
+        self.claim.stop_crashed(self._say)
+        n = len(self.topology.domains)
+        self._start_parent()
+        # every domain's PKI first: an interworking KME trusts its peer domain's CA for GS QKD 020
+        pkis = {dom: build_pki(self.topology.domain_view(dom), self.state_dir / "domains" / dom / "pki")
+                for dom in self.topology.domains}
+        ports = {node: free_port() for node in interworking.site_kmes(self.topology)}
+        self.etsi020 = interworking.etsi020_tables(self.topology, lambda node: f"127.0.0.1:{ports[node]}",
+                                                   lambda dom: pkis[dom].ca_cert)
+        for i, dom in enumerate(self.topology.domains, 1):
+            self._say(f"[{i}/{n}] domain {dom}")
+            net = LocalNetwork(self.topology.domain_view(dom), self.state_dir / "domains" / dom,
+                               progress=self.progress, policy=self.policy,
+                               inventory=build_domain(self.topology, dom),
+                               parent=self.parent_link(dom), config_hook=self._interworking_kme)
+            net.pki = pkis[dom]
+            self.domains[dom] = net
+            net.start()
+        self._write_network_json()
+        self._say(f"network {self.topology.name} up: {n} domains, "
+                  f"{sum(len(d.agents) for d in self.domains.values())} agents; {self.network_json}")
+        return self.network_json
+
     def stop(self) -> None:
         for net in reversed(list(self.domains.values())):
             net.stop()
@@ -199,4 +239,3 @@ class MultiDomainNetwork(StartStop):
         if self.claim is not None:
             self.claim.release()
             self.claim = None
-

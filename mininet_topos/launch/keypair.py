@@ -81,17 +81,20 @@ def check_pair(master: str, slave: str, number: int, enc: Callable[[], list[KeyS
 
 
 def client_pair(doc: dict, master: str, slave: str, number: int = 1, size: int | None = None,
-                fresh: bool = False, materials: bool = False) -> dict:
-    """:func:`check_pair` with ETSI 014 clients of this process (network.json ``doc``)."""
+                fresh: bool = False, materials: bool = False, slave_doc: dict | None = None) -> dict:
+    """:func:`check_pair` with ETSI 014 clients of this process (network.json ``doc``; the
+    slave's is ``slave_doc`` when it is another domain's network)."""
     from kms_agents.client import Etsi014Client, Etsi014Error
     from mininet_topos.provision.netinfo import sae_endpoint
+    slave_doc = slave_doc or doc
     m_entry, m_node = sae_endpoint(doc, master)
-    s_entry, s_node = sae_endpoint(doc, slave)
+    s_entry, s_node = sae_endpoint(slave_doc, slave)
     mandatory = [{"qusec_security_level": "qkd"}] if fresh else None
+    ca = {master: doc["ca_cert"], slave: slave_doc["ca_cert"]}
 
-    def call(entry: dict, node: dict, fn: Callable[[Any], list]) -> list[KeySeen]:
+    def call(entry: dict, node: dict, fn: Callable[[Any], list], sae: str) -> list[KeySeen]:
         try:
-            with Etsi014Client(node["etsi014_url"], doc["ca_cert"], entry["cert"], entry["key"],
+            with Etsi014Client(node["etsi014_url"], ca[sae], entry["cert"], entry["key"],
                                kme_node=entry["node"]) as c:
                 return [KeySeen.of(k.key_id, k.key, k.key_extension) for k in fn(c)]
         except Etsi014Error as exc:
@@ -101,24 +104,29 @@ def client_pair(doc: dict, master: str, slave: str, number: int = 1, size: int |
 
     result = check_pair(master, slave, number,
                         lambda: call(m_entry, m_node, lambda c: c.enc_keys(slave, number, size,
-                                                                           extension_mandatory=mandatory)),
-                        lambda ids: call(s_entry, s_node, lambda c: c.dec_keys(master, ids)),
+                                                                           extension_mandatory=mandatory),
+                                     master),
+                        lambda ids: call(s_entry, s_node, lambda c: c.dec_keys(master, ids), slave),
                         materials=materials)
     result.update(master_node=m_entry["node"], slave_node=s_entry["node"])
     return result
 
 
-def host_pair(doc: dict, master: str, slave: str, number: int = 1, size: int | None = None) -> dict:
-    """:func:`check_pair` for a Mininet network (network.json ``doc``) from the root namespace:
-    each call runs inside its SAE's host (``mnexec -a PID``; root), the keys stay there (digests)."""
+def host_pair(doc: dict, master: str, slave: str, number: int = 1, size: int | None = None,
+              slave_doc: dict | None = None) -> dict:
+    """:func:`check_pair` for a Mininet network (network.json ``doc``; the slave's is
+    ``slave_doc`` when it is another domain's) from the root namespace: each call runs inside
+    its SAE's host (``mnexec -a PID``; root), the keys stay there (digests)."""
     import subprocess
     from mininet_topos.launch.sae import call
     from mininet_topos.provision.netinfo import sae_endpoint
+    slave_doc = slave_doc or doc
     m_entry, m_node = sae_endpoint(doc, master)
-    s_entry, s_node = sae_endpoint(doc, slave)
+    s_entry, s_node = sae_endpoint(slave_doc, slave)
+    docs = {master: doc, slave: slave_doc}
 
     def in_host(sae: str) -> Callable[[list[str]], subprocess.Popen]:
-        pid = doc["mininet"]["saes"][sae]["pid"]
+        pid = docs[sae]["mininet"]["saes"][sae]["pid"]
         return lambda argv: subprocess.Popen(["mnexec", "-a", str(pid), *argv],
                                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
@@ -127,7 +135,7 @@ def host_pair(doc: dict, master: str, slave: str, number: int = 1, size: int | N
         lambda: seen(call(in_host(master), "enc", m_node["etsi014_url"], doc["ca_cert"],
                           m_entry["cert"], m_entry["key"], slave, number=number, size=size,
                           kme_node=m_entry["node"])),
-        lambda ids: seen(call(in_host(slave), "dec", s_node["etsi014_url"], doc["ca_cert"],
+        lambda ids: seen(call(in_host(slave), "dec", s_node["etsi014_url"], slave_doc["ca_cert"],
                               s_entry["cert"], s_entry["key"], master, key_ids=ids,
                               kme_node=s_entry["node"])))
     result.update(master_node=m_entry["node"], slave_node=s_entry["node"])

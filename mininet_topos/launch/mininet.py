@@ -7,6 +7,11 @@ traffic), the PKI with the addresses each node is reached at, one ``kms-agent`` 
 host, waits until every agent is registered and QuSeC's LLDP view matches the file, and
 writes ``network.json``. SAE calls run inside the SAE hosts (``python -m
 mininet_topos.launch.sae ...``), which print key IDs and SHA-256 digests, never keys.
+
+A ``MininetNetwork`` can also be one domain of several in one Mininet (``shared=True``,
+``mininet_topos.launch.mininet_domains``): its plan is the domain's part of the whole plan, its
+QuSeC has the domain's inventory and parent link, and the launcher of every domain builds and
+stops the one Mininet (``build_mininet``) and hands it over as ``net``.
 """
 from __future__ import annotations
 
@@ -53,9 +58,22 @@ class MininetNetwork(LaunchedNetwork):
 
     def __init__(self, topology: Topology, state_dir: str | Path, *, datapath: str | None = None,
                  policy: str | Path | None = None, progress: TextIO | None = None,
-                 ready_timeout: float = READY_TIMEOUT_S, static_arp: bool = True) -> None:
+                 ready_timeout: float = READY_TIMEOUT_S, static_arp: bool = True,
+                 emulation_plan: EmulationPlan | None = None, shared: bool = False,
+                 inventory: Any = None, parent: tuple[str, str, str, str] | None = None,
+                 config_hook: Callable[[str, Any], None] | None = None,
+                 switch_ca: str | None = None) -> None:
         self.topology = topology
-        self.plan: EmulationPlan = plan(topology)
+        self.plan: EmulationPlan = emulation_plan or plan(topology)
+        # One domain of several (launch/mininet_domains.py): the Mininet is the launcher's; this
+        # QuSeC gets the domain's inventory (borders) and its parent link (address, CA, cert, key);
+        # config_hook(node, AgentConfig) adds the [etsi020] tables; switch_ca: the CA of the
+        # switches' certificate (default: this network's).
+        self.shared = shared
+        self.inventory = inventory
+        self.parent = parent
+        self.config_hook = config_hook
+        self.switch_ca = switch_ca
         self.state_dir = Path(state_dir).resolve()
         self.datapath = datapath
         self.policy_src = Path(policy).resolve() if policy else None
@@ -129,7 +147,8 @@ class MininetNetwork(LaunchedNetwork):
 
     def _build_pki(self) -> None:
         from mininet_topos.provision.pki import QUSEC_NAME, build_pki
-        addrs: dict[str, list[str]] = {h.node: [h.ip, h.mgmt_ip] for h in self.plan.node_hosts}
+        addrs: dict[str, list[str]] = {h.node: [h.ip, h.mgmt_ip, *self.plan.crossing_ips(h.node)]
+                                       for h in self.plan.node_hosts}
         addrs[QUSEC_NAME] = [self.plan.mgmt_root_ip, "127.0.0.1"]   # agents; the launcher's own checks
         self.pki = build_pki(self.topology, self.state_dir / "pki", addrs)
         self._mark("pki")
@@ -143,14 +162,20 @@ class MininetNetwork(LaunchedNetwork):
         self.policy_file.write_text(self.policy_src.read_text() if self.policy_src else DEFAULT_POLICY)
         # gRPC on every address, so agents reach it over the management bridge; OpenFlow on
         # loopback (the switches live in the root namespace).
+        inv_file = self.state_dir / "inventory.toml"
+        if self.inventory is not None:   # a domain's, with its [domain] and [[borders]]
+            from quseccontroller.inventory import dumps
+            inv_file.write_text(dumps(self.inventory, comment=f"QuSeC inventory of {self.inventory.source}"))
+        else:
+            inventory.write(self.topology, inv_file)
         self.controller = Controller(self.state_dir / "qusec", ca_cert=self.pki.ca_cert,
                                      cert=self.pki.qusec_cert, key=self.pki.qusec_key,
-                                     policy=str(self.policy_file),
-                                     inventory=inventory.write(self.topology,
-                                                               self.state_dir / "inventory.toml"),
+                                     policy=str(self.policy_file), inventory=inv_file,
                                      grpc_listen="0.0.0.0:0",
                                      http_listen="127.0.0.1:0", of_listen="127.0.0.1:0",
-                                     of_tls=(self.pki.ca_cert, self.pki.qusec_cert, self.pki.qusec_key))
+                                     of_tls=(self.switch_ca or self.pki.ca_cert, self.pki.qusec_cert,
+                                             self.pki.qusec_key),
+                                     parent=self.parent)
         self.controller.start()
         self.controller.wait_ready(60)
         self.operator = OperatorClient(self.controller.https_url, self.pki.ca_cert,
@@ -165,59 +190,17 @@ class MininetNetwork(LaunchedNetwork):
             self.say(f"  QuSeC dashboard (open in a browser on this machine): {self.controller.dashboard_url}")
 
     def _start_mininet(self) -> None:
-        from mininet.net import Mininet
-        from mininet.node import OVSSwitch
-
-        from mininet_topos.launch import ovs
-        datapath = self.datapath
-
-        def switch(name: str, **kw: Any) -> OVSSwitch:
-            # batch: one ovs-vsctl call configures every bridge at net.start() (Mininet only
-            # sets it for switch classes, not factories; one call per bridge took 8 s at 75).
-            kw.setdefault("batch", True)
-            return OVSSwitch(name, datapath=datapath, protocols="OpenFlow13", **kw)
-
-        self.net = Mininet(topo=QkdTopo(self.plan), switch=switch, controller=None, build=False,
-                           autoSetMacs=False, waitConnected=False)
-        # OpenFlow over TLS: every bridge connects with the network's switch certificate and
-        # accepts only a controller the network's CA signed (docs/security.md).
-        ovs.set_ssl(self.pki.switch.key, self.pki.switch.cert, self.pki.ca_cert)
-        self.net.addController("c0", controller=QuSeCRemote, protocol="ssl", ip="127.0.0.1",
-                               port=self.controller.of_port)
-        self.net.build()
-        self.net.start()
-        if datapath == "user":
-            try:
-                tx_checksum_off(self.net.hosts)
-            except RuntimeError as exc:
-                raise EmulationError(str(exc)) from None
-        if self.static_arp:
-            self._static_arp()
+        self.net = build_mininet(self.plan, self.datapath, (self.pki.switch.key, self.pki.switch.cert,
+                                                            self.pki.ca_cert),
+                                 {"c0": self.controller.of_port},
+                                 arp_dir=self.state_dir / "arp" if self.static_arp else None)
         self._mark("mininet")
         self.say(f"  Mininet: {len(self.net.switches)} switches, {len(self.net.hosts)} hosts "
                  f"({self.timings['mininet']:.1f} s)")
 
-    def _static_arp(self) -> None:
-        """Permanent neighbour entries for every data-plane host in every host (``mn --arp``).
-
-        With dynamic ARP the first relay connection on a large mesh sometimes failed with
-        EHOSTUNREACH while broadcasts crossed dozens of userspace switches; addresses here are
-        fixed, so the emulation fills the tables up front (one ``ip -batch`` per host).
-        """
-        arp_dir = self.state_dir / "arp"
-        arp_dir.mkdir(exist_ok=True)
-        entries = [(h.IP(), h.MAC()) for h in self.net.hosts]
-        procs = []
-        for h in self.net.hosts:
-            batch = arp_dir / f"{h.name}.batch"
-            dev = h.defaultIntf().name
-            batch.write_text("".join(f"neigh replace {ip} lladdr {mac} dev {dev} nud permanent\n"
-                                     for ip, mac in entries if ip != h.IP()))
-            procs.append(h.popen(["ip", "-batch", str(batch)]))
-        for proc in procs:
-            _, err = proc.communicate(timeout=30)
-            if proc.returncode:
-                raise EmulationError(f"static ARP entries failed: {err.decode(errors='replace')}")
+    def own_hosts(self) -> list[Any]:
+        """This network's vKMS and SAE hosts (a domain's, in a shared Mininet)."""
+        return [self.net.get(h.name) for h in [*self.plan.node_hosts, *self.plan.sae_hosts]]
 
     def status(self, timeout: float = 5.0) -> dict:
         """QuSeC's /status (switches, LLDP links, core: nodes, links, paths, hosts, flows), read
@@ -259,12 +242,13 @@ class MininetNetwork(LaunchedNetwork):
         """Every host sends one ARP (to an unused address), again every ``round_s`` until QuSeC
         has learned them all: QuSeC learns where each host is attached. (A round lost while the
         switches' base flows were still being installed used to cost a fixed 5 s wait.)"""
-        want = len(self.net.hosts)
+        hosts = self.own_hosts()
+        want = len(hosts)
         learned = lambda: self._safe_status().get("core", {}).get("hosts", 0)  # noqa: E731
         for _ in range(rounds):
             procs = [h.popen(["ping", "-c", "1", "-W", "1", "10.0.255.254"],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                     for h in self.net.hosts]
+                     for h in hosts]
             try:
                 wait_for(lambda: learned() >= want, round_s, "hosts learned", interval=0.2)
                 break
@@ -283,7 +267,8 @@ class MininetNetwork(LaunchedNetwork):
         from mininet_topos.provision.agents import configs_for_topology
         addrs = {h.node: h.ip for h in self.plan.node_hosts}
         self.fleet.write_configs(configs_for_topology(self.topology, self.pki, self.state_dir / "nodes",
-                                                      addrs, qusec_addr=self.qusec["grpc"], ports=AGENT_PORTS))
+                                                      addrs, qusec_addr=self.qusec["grpc"], ports=AGENT_PORTS),
+                                 self.config_hook)
         self.fleet.spawn_all()
         self._mark("agents_started")
         self.say(f"  started {len(self.configs)} vKMS agents in their hosts "
@@ -320,6 +305,18 @@ class MininetNetwork(LaunchedNetwork):
             self._mark("agents")
 
     # -- operations ----------------------------------------------------------------------------
+    @property
+    def agent_logs(self) -> str:
+        return f"{self.state_dir}/nodes/NODE/agent.log"
+
+    def dead(self) -> list[str]:
+        """Agents that exited on their own."""
+        return self.fleet.dead()
+
+    def network_of(self, _sae: str) -> Path:
+        """The network.json an SAE's ``qkdnet key`` reads."""
+        return self.network_json
+
     def host(self, name: str) -> Any:
         return self.net.get(name)
 
@@ -437,9 +434,9 @@ class MininetNetwork(LaunchedNetwork):
 
         step("stopping the agents", self.fleet.stop)
         self.procs.clear()
-        if self.net is not None:
-            step("stopping Mininet", self._stop_mininet)
-            self.net = None
+        if self.net is not None and not self.shared:
+            step("stopping Mininet", lambda: stop_mininet(self.net, self.cleanup))
+        self.net = None
         if self._owned:
             from mininet_topos.launch import ovs
             step("clearing OpenFlow TLS", ovs.del_ssl)
@@ -452,38 +449,6 @@ class MininetNetwork(LaunchedNetwork):
         if errors:
             raise errors[0]
 
-    def _stop_mininet(self) -> None:
-        try:
-            deleting = self._delete_links()      # the kernel deletes veths while OVS drops bridges
-            self.net.stop()
-            if deleting is not None:
-                err = deleting.stderr.read()
-                if deleting.wait(120):
-                    log.warning("ip -batch link del: %s", err.strip()[-500:])
-                deleting.stderr.close()
-        except Exception:  # noqa: BLE001 - a half-built net is cleaned below
-            log.exception("net.stop failed; removing our bridges, veths and host shells")
-            self.cleanup()
-
-    def _delete_links(self) -> subprocess.Popen | None:
-        """Start deleting every veth pair in one ``ip -batch`` from its root-namespace end and
-        drop them from Mininet's list (its net.stop does two shell round trips per link: 8 s of
-        a 15 s stop at 75 nodes). Returns the running ``ip`` to wait for."""
-        ends = []
-        for link in self.net.links:
-            root_end = next((i for i in (link.intf1, link.intf2) if not i.node.inNamespace), None)
-            if root_end is not None:
-                ends.append((link, root_end.name))
-        if not ends:
-            return None
-        proc = subprocess.Popen(["ip", "-force", "-batch", "-"], stdin=subprocess.PIPE,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        proc.stdin.write("".join(f"link del {n}\n" for _, n in ends))
-        proc.stdin.close()
-        gone = {link for link, _ in ends}
-        self.net.links = [l for l in self.net.links if l not in gone]
-        return proc
-
     def host_names(self) -> set[str]:
         p = self.plan
         return {h.name for h in p.node_hosts} | {h.name for h in p.sae_hosts} | \
@@ -495,6 +460,104 @@ class MininetNetwork(LaunchedNetwork):
         if not self._owned:
             return
         cleanup_ours(self.host_names(), say=log.warning)
+
+
+def build_mininet(p: EmulationPlan, datapath: str, switch_tls: tuple[str, str, str],
+                  controllers: dict[str, int], controller_of: dict[str, str] | None = None,
+                  arp_dir: Path | None = None) -> Any:
+    """The Mininet of plan ``p``, built and started: OVS bridges on ``datapath`` speaking OpenFlow
+    over TLS (``switch_tls``: the switches' key, certificate and the CA file their controllers'
+    certificates chain to) to ``controllers`` (Mininet name -> OpenFlow port on 127.0.0.1), each
+    switch to ``controller_of[switch name]`` (default: every controller); TX checksum offload off
+    on the userspace datapath; with ``arp_dir``, static ARP entries."""
+    from mininet.net import Mininet
+
+    from mininet_topos.launch import ovs
+    from mininet_topos.launch.topos import DomainSwitch
+    own = controller_of or {}
+
+    def switch(name: str, **kw: Any) -> Any:
+        # batch: one ovs-vsctl call configures every bridge at net.start() (Mininet only
+        # sets it for switch classes, not factories; one call per bridge took 8 s at 75).
+        kw.setdefault("batch", True)
+        return DomainSwitch(name, controller=own.get(name), datapath=datapath, protocols="OpenFlow13", **kw)
+
+    net = Mininet(topo=QkdTopo(p), switch=switch, controller=None, build=False,
+                  autoSetMacs=False, waitConnected=False)
+    # OpenFlow over TLS: every bridge connects with the switch certificate and accepts only a
+    # controller the CA file signed (docs/security.md).
+    key, cert, ca = switch_tls
+    ovs.set_ssl(key, cert, ca)
+    for name, port in controllers.items():
+        net.addController(name, controller=QuSeCRemote, protocol="ssl", ip="127.0.0.1", port=port)
+    net.build()
+    net.start()
+    if datapath == "user":
+        try:
+            tx_checksum_off(net.hosts)
+        except RuntimeError as exc:
+            raise EmulationError(str(exc)) from None
+    if arp_dir is not None:
+        static_arp(net.hosts, arp_dir)
+    return net
+
+
+def static_arp(hosts: list[Any], arp_dir: Path) -> None:
+    """Permanent neighbour entries for every data-plane host in every host (``mn --arp``).
+
+    With dynamic ARP the first relay connection on a large mesh sometimes failed with
+    EHOSTUNREACH while broadcasts crossed dozens of userspace switches; addresses here are
+    fixed, so the emulation fills the tables up front (one ``ip -batch`` per host; the hosts'
+    other links, management and crossings, keep dynamic ARP).
+    """
+    arp_dir.mkdir(parents=True, exist_ok=True)
+    entries = [(h.IP(), h.MAC()) for h in hosts]
+    procs = []
+    for h in hosts:
+        batch = arp_dir / f"{h.name}.batch"
+        dev = h.defaultIntf().name
+        batch.write_text("".join(f"neigh replace {ip} lladdr {mac} dev {dev} nud permanent\n"
+                                 for ip, mac in entries if ip != h.IP()))
+        procs.append(h.popen(["ip", "-batch", str(batch)]))
+    for proc in procs:
+        _, err = proc.communicate(timeout=30)
+        if proc.returncode:
+            raise EmulationError(f"static ARP entries failed: {err.decode(errors='replace')}")
+
+
+def stop_mininet(net: Any, cleanup: Callable[[], None]) -> None:
+    """Stop a Mininet (``cleanup()`` when that fails: a half-built net)."""
+    try:
+        deleting = _delete_links(net)      # the kernel deletes veths while OVS drops bridges
+        net.stop()
+        if deleting is not None:
+            err = deleting.stderr.read()
+            if deleting.wait(120):
+                log.warning("ip -batch link del: %s", err.strip()[-500:])
+            deleting.stderr.close()
+    except Exception:  # noqa: BLE001 - a half-built net is cleaned below
+        log.exception("net.stop failed; removing our bridges, veths and host shells")
+        cleanup()
+
+
+def _delete_links(net: Any) -> subprocess.Popen | None:
+    """Start deleting every veth pair in one ``ip -batch`` from its root-namespace end and drop
+    them from Mininet's list (its net.stop does two shell round trips per link: 8 s of a 15 s
+    stop at 75 nodes). Returns the running ``ip`` to wait for."""
+    ends = []
+    for link in net.links:
+        root_end = next((i for i in (link.intf1, link.intf2) if not i.node.inNamespace), None)
+        if root_end is not None:
+            ends.append((link, root_end.name))
+    if not ends:
+        return None
+    proc = subprocess.Popen(["ip", "-force", "-batch", "-"], stdin=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc.stdin.write("".join(f"link del {n}\n" for _, n in ends))
+    proc.stdin.close()
+    gone = {link for link, _ in ends}
+    net.links = [l for l in net.links if l not in gone]
+    return proc
 
 
 def write_network_json(net: MininetNetwork) -> Path:

@@ -1,5 +1,8 @@
 """The emulation plan of a topology (pure, no Mininet): switches with fixed DPIDs, vKMS and SAE
-hosts with fixed data-plane and management addresses, and switch links with their delays.
+hosts with fixed data-plane and management addresses, switch links with their delays, and (a
+multi-domain topology) the crossing links between domains: one direct host-to-host link per
+interworking site (its two KMEs' ETSI GS QKD 020) and per PQC link (the WAN between its ends), on
+a subnet of its own that no switch forwards.
 
 ``mininet_topos.launch.topos`` turns a plan into a Mininet ``Topo``; ``qkdnet clean`` finds our
 bridges and veths by the names fixed here.
@@ -19,6 +22,9 @@ SAE_BASE = ipaddress.ip_address("10.0.128.0")     # SAE hosts: 10.0.128.1, ...
 MGMT_NET = ipaddress.ip_network("172.30.0.0/16")
 MGMT_ROOT_IP = ipaddress.ip_address("172.30.0.1")  # QuSeC's address on the management network
 MAX_NODES = 32000                 # node and SAE addresses must stay inside DATA_NET's halves
+CROSSING_NET = ipaddress.ip_network("10.1.0.0/16")  # crossing link i: 10.1.i.1 and 10.1.i.2 (/24)
+CROSSING_PREFIXLEN = 24
+MAX_CROSSINGS = 255
 
 _NAME_OK = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,9}$")
 _SAE_NAME_OK = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,9}$")
@@ -27,7 +33,7 @@ _RESERVED = {"dpctl", "dump", "exit", "gterm", "help", "intfs", "iperf", "iperfu
              "links", "net", "nodes", "noecho", "pingall", "pingallfull", "pingpair",
              "pingpairfull", "ports", "px", "py", "quit", "sh", "source", "switch", "time",
              "wait", "x", "xterm", "eof", "qkey", "qpaths", "qlinks", "qlink", "qpolicy", "qnodes",
-             "c0", "lo"}
+             "lo"} | {f"c{i}" for i in range(10)}   # c0, c1, ...: the controllers (one per domain)
 
 
 class TopoPlanError(ValueError):
@@ -68,6 +74,24 @@ class LinkPlan:
     delay_ms: float | None = None
 
 
+@dataclass(frozen=True)
+class CrossingPlan:
+    """A link between two domains' node hosts that no switch forwards: an interworking site's
+    (kind "etsi020", ``id`` the site) or a PQC link's WAN (kind "pqc", ``id`` the link)."""
+    id: str
+    kind: str
+    node_a: str
+    node_b: str
+    host_a: str
+    host_b: str
+    ip_a: str
+    ip_b: str
+    prefixlen: int = CROSSING_PREFIXLEN
+
+    def ip_of(self, node: str) -> str:
+        return self.ip_a if node == self.node_a else self.ip_b
+
+
 @dataclass
 class EmulationPlan:
     """Everything a topology becomes in Mininet, with names and addresses fixed up front."""
@@ -76,6 +100,7 @@ class EmulationPlan:
     node_hosts: list[NodeHostPlan] = field(default_factory=list)
     sae_hosts: list[SaeHostPlan] = field(default_factory=list)
     links: list[LinkPlan] = field(default_factory=list)
+    crossings: list[CrossingPlan] = field(default_factory=list)
     prefixlen: int = DATA_NET.prefixlen
     mgmt_prefixlen: int = MGMT_NET.prefixlen
     mgmt_root_ip: str = str(MGMT_ROOT_IP)
@@ -94,6 +119,20 @@ class EmulationPlan:
             if h.sae == sae:
                 return h
         raise KeyError(f"no SAE {sae!r} in {self.topology}")
+
+    def crossing_ips(self, node: str) -> list[str]:
+        """``node``'s addresses on crossing links (its site link, its PQC links)."""
+        return [c.ip_of(node) for c in self.crossings if node in (c.node_a, c.node_b)]
+
+    def part(self, nodes: set[str], name: str = "") -> "EmulationPlan":
+        """The plan of some nodes (a domain): their switches, hosts and switch links, with the
+        names and addresses of the whole plan; the crossings that touch them."""
+        return EmulationPlan(
+            name or self.topology, [s for s in self.switches if s.node in nodes],
+            [h for h in self.node_hosts if h.node in nodes], [h for h in self.sae_hosts if h.node in nodes],
+            [l for l in self.links if l.node_a in nodes and l.node_b in nodes],
+            [c for c in self.crossings if c.node_a in nodes or c.node_b in nodes],
+            self.prefixlen, self.mgmt_prefixlen, self.mgmt_root_ip)
 
     def expected_switch_links(self) -> set[frozenset[int]]:
         """Switch adjacencies (pairs of DPIDs) LLDP discovery should find."""
@@ -143,4 +182,22 @@ def plan(topology: Topology) -> EmulationPlan:
         if order[a] > order[b]:
             a, b = b, a
         p.links.append(LinkPlan(sw_of[a], sw_of[b], a, b, data.get("latency_ms")))
+    p.crossings = _crossings(topology, {h.node: h.name for h in p.node_hosts})
     return p
+
+
+def _crossings(topology: Topology, host_of: dict[str, str]) -> list[CrossingPlan]:
+    ends = [(site.id, "etsi020", site.kmes) for site in topology.interworking]
+    ends += [(pq.id, "pqc", (pq.a, pq.b)) for pq in topology.pqc_links]
+    if len(ends) > MAX_CROSSINGS:
+        raise TopoPlanError(f"{topology.name}: {len(ends)} interworking sites and PQC links exceed the "
+                            f"address plan ({MAX_CROSSINGS})")
+    out = []
+    for i, (cid, kind, nodes) in enumerate(ends, start=1):
+        if len(nodes) != 2:
+            raise TopoPlanError(f"{topology.name}: interworking site {cid!r} has {len(nodes)} KMEs: Mininet "
+                                "emulates a site of two KMEs (one direct site link); run it with --local")
+        net = CROSSING_NET.network_address + (i << 8)
+        a, b = nodes
+        out.append(CrossingPlan(cid, kind, a, b, host_of[a], host_of[b], str(net + 1), str(net + 2)))
+    return out

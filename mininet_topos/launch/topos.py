@@ -12,7 +12,7 @@ import sys
 from collections.abc import Iterable
 from typing import Any
 
-from mininet.node import RemoteController, Switch
+from mininet.node import OVSSwitch, RemoteController, Switch
 from mininet.topo import Topo
 
 from mininet_topos.launch.plan import MGMT_BRIDGE, MGMT_NET, MGMT_ROOT_IP, EmulationPlan
@@ -69,12 +69,26 @@ class QuSeCRemote(RemoteController):
         self.terminate()
 
 
+class DomainSwitch(OVSSwitch):
+    """An OVS bridge under one of several controllers: its domain's QuSeC (``controller``, the
+    controller's Mininet name). Mininet hands every switch every controller; this one keeps its own."""
+
+    def __init__(self, name: str, *, controller: str | None = None, **params: Any) -> None:
+        self.own_controller = controller
+        super().__init__(name, **params)
+
+    def start(self, controllers: list) -> None:
+        super().start([c for c in controllers if self.own_controller in (None, c.name)])
+
+
 class QkdTopo(Topo):
     """A Mininet topology from a QKD topology: ``QkdTopo(plan(topology), mgmt=True)``.
 
     Per node: switch ``qsI`` and the vKMS host (data interface eth0 on the switch, management
     interface eth1 on the management bridge when ``mgmt``); per SAE: a host on its node's
-    switch; switch links follow the classical graph (the fibre unless the file says otherwise).
+    switch; switch links follow the classical graph (the fibre unless the file says otherwise);
+    per crossing between domains (a multi-domain plan), a direct link between its two node hosts
+    on its own subnet, after the management interfaces.
     """
 
     def build(self, emulation_plan: EmulationPlan, mgmt: bool = True) -> None:  # noqa: D401
@@ -98,6 +112,9 @@ class QkdTopo(Topo):
             for h in p.node_hosts:
                 self.addLink(h.name, MGMT_BRIDGE,
                              params1={"ip": f"{h.mgmt_ip}/{p.mgmt_prefixlen}"})
+        for c in p.crossings:
+            self.addLink(c.host_a, c.host_b, params1={"ip": f"{c.ip_a}/{c.prefixlen}"},
+                         params2={"ip": f"{c.ip_b}/{c.prefixlen}"})
 
 
 # ``python -S -c TX_CSUM_OFF IF...`` inside a host = ``ethtool -K IF tx off`` (no ethtool needed).

@@ -224,10 +224,10 @@ def test_empty_domain(tmp_path: Path) -> None:
     assert "domain east: has no nodes" in one(text, tmp_path)
 
 
-def test_up_runs_one_domain_at_a_time() -> None:
+def test_up_runs_every_domain_or_one_domain() -> None:
     topo = topology.load("beijing_shanghai3")
-    net, probs = up.one_network(topo, None, "beijing_shanghai3")
-    assert net is None and "runs with --local" in probs[0] and "--domain NAME" in probs[0]
+    net, probs = up.one_network(topo, None, "beijing_shanghai3")   # every domain in one Mininet
+    assert net is topo and not probs
     net, probs = up.one_network(topo, None, "beijing_shanghai3", local=True)
     assert net is topo and not probs
     net, probs = up.one_network(topo, "trunk", "beijing_shanghai3")
@@ -242,8 +242,12 @@ def test_up_runs_one_domain_at_a_time() -> None:
     assert not probs and set(net.nodes) == {"BJ1", "BJ2", "BJ3", "BJ-IW"}
 
 
-def test_demo_refuses_a_multi_domain_file(capsys: pytest.CaptureFixture) -> None:
+def test_demo_on_a_multi_domain_file_needs_a_pair_across_domains(capsys: pytest.CaptureFixture) -> None:
+    from dataclasses import replace
+
     from mininet_topos.cli import demo
-    assert demo.run(argparse.Namespace(topology="beijing_shanghai3", local=True, json=False)) == 2
-    err = capsys.readouterr().err
-    assert "multi-domain topology (beijing, trunk, shanghai)" in err and "--domain NAME" in err
+    args = argparse.Namespace(local=True, json=False, keys=1, state_dir=None)
+    topo = topology.load("beijing_shanghai3")
+    alone = replace(topo, saes={k: v for k, v in topo.saes.items() if k.startswith("sae-bj")})
+    assert demo.run_domains(args, alone, 0.0) == 1
+    assert "no SAE pair in different domains" in capsys.readouterr().err
