@@ -33,6 +33,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--wait-lock", type=float, default=None, metavar="SECONDS",
                    help="Mininet mode: wait at most this long for another Mininet network to "
                         "finish (default: as long as it runs)")
+    p.add_argument("--cluster", metavar="SERVER[,SERVER...]",
+                   help="Mininet mode over several servers (the first is this machine, where QuSeC "
+                        "runs; the others over ssh with passwordless sudo; docs/emulation.md)")
+    p.add_argument("--ssh-config", metavar="FILE",
+                   help="--cluster: the ssh client config that reaches the other servers "
+                        "(default: ssh's own)")
     p.add_argument("--domain", metavar="NAME",
                    help="multi-domain topology: bring up this one domain on its own (its nodes, "
                         "QKD links and SAEs, under one QuSeC)")
@@ -81,6 +87,9 @@ def check_inputs(args: argparse.Namespace) -> tuple[Any, list[str]]:
             load_policy(policy)
         except PolicyError as exc:
             problems += exc.problems
+    if getattr(args, "cluster", None):
+        from mininet_topos.launch.servers import problems as cluster_problems
+        problems += cluster_problems(args.cluster, topo, bool(getattr(args, "local", False)))
     return topo, problems
 
 
@@ -168,7 +177,14 @@ def run_mininet(topo: Any, state: Path, args: argparse.Namespace) -> int:
         return 2
     try:
         from mininet_topos.launch.lock import EmulationError, mininet_lock
-        from mininet_topos.launch.mininet import MininetNetwork
+        if getattr(args, "cluster", None):     # the same network over several servers
+            from functools import partial
+
+            from mininet_topos.launch.cluster import ClusterNetwork
+            MininetNetwork: Any = partial(ClusterNetwork, servers=args.cluster,  # noqa: N806
+                                          ssh_config=getattr(args, "ssh_config", None))
+        else:
+            from mininet_topos.launch.mininet import MininetNetwork
     except ModuleNotFoundError as exc:
         if exc.name != "mininet" and not (exc.name or "").startswith("mininet."):
             raise
