@@ -16,6 +16,7 @@ from pathlib import Path
 from mininet_topos.launch import rundir
 from mininet_topos.launch.clean import cleanup_ours, kill_all, leftover_pids
 from mininet_topos.launch.lock import EmulationError, mininet_lock
+from mininet_topos.launch.servers import on_remotes
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -48,6 +49,8 @@ def _stop_run(state_dir: Path, what: str) -> int:
         print(f"{state_dir} ({what}): stopping {len(pids)} leftover process(es): "
               + ", ".join(f"{p} ({name})" for p, name in sorted(pids.items())))
         kill_all(pids)
+    # A cluster run (STATE/cluster.json): its agents, bridges, tunnels and host shells on the other servers.
+    on_remotes(state_dir, "clean", print)
     return len(pids)
 
 

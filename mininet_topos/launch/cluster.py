@@ -31,10 +31,7 @@ import functools
 import itertools
 import logging
 import shlex
-import shutil
 import subprocess
-import tempfile
-import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -191,14 +188,13 @@ class ClusterNetwork(MininetNetwork):
     # -- bring-up ----------------------------------------------------------------------------
     def _take_state_dir(self) -> None:
         super()._take_state_dir()
-        crashed = self.claim.crashed is not None if self.claim else False
+        # A crashed earlier cluster run of this state dir: its servers are cleaned by its record.
+        srv.on_remotes(self.state_dir, "clean", self.say)
         token = srv.write_record(self.state_dir, self.servers, self.ssh_config, self.hosts_by_server())
         try:
             srv.check_servers(self.state_dir, self.servers, self.ssh_config, token)
         except srv.ClusterError as exc:
             raise EmulationError(str(exc)) from None
-        if crashed:
-            srv.on_remotes(self.state_dir, "clean", self.say)
         links = [(l.node_a, l.node_b) for l in self.plan.links]
         for i, s in enumerate(self.servers):
             mine = [n for n, k in self.placement.items() if k == i]
@@ -218,9 +214,11 @@ class ClusterNetwork(MininetNetwork):
         port = self.controller.of_port
         for s in self.servers[1:]:
             cfg = ["-F", self.ssh_config] if self.ssh_config else []
-            proc = subprocess.Popen(["ssh", *cfg, "-N", "-o", "BatchMode=yes", "-o", "ExitOnForwardFailure=yes",
+            # The remote end reads this launcher's pipe: when the launcher ends, however it ends,
+            # the forward ends with it.
+            proc = subprocess.Popen(["ssh", *cfg, "-o", "BatchMode=yes", "-o", "ExitOnForwardFailure=yes",
                                      "-o", "ServerAliveInterval=5", "-R", f"127.0.0.1:{port}:127.0.0.1:{port}",
-                                     s.address], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     s.address, "cat"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                     stderr=subprocess.PIPE, start_new_session=True)
             self.forwards.append(proc)
             probe = ["sh", "-c", f"ss -Hltn 'sport = :{port}' | grep -q ."]
@@ -247,7 +245,8 @@ class ClusterNetwork(MininetNetwork):
 
     def _start_mininet(self) -> None:
         from mininet.net import Mininet
-        self._control_dir = tempfile.mkdtemp(prefix="qcl-ssh-")   # short: a socket path's limit is 108
+        self._control_dir = srv.control_dir(self.state_dir)
+        Path(self._control_dir).mkdir(mode=0o700, exist_ok=True)
         self._start_forwards()
         opts = self._ssh_options()
         addresses = {("localhost" if s.local else s.name): s.address for s in self.servers}
@@ -319,19 +318,21 @@ class ClusterNetwork(MininetNetwork):
             step("stopping Mininet", self.net.stop)
             self.net = None
         for proc in self.forwards:
-            if proc.poll() is None:
-                proc.terminate()
+            proc.stdin.close()
+            try:
                 proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
             proc.stderr.close()
         self.forwards.clear()
         for s in self._tls_set:
             step(f"clearing OpenFlow TLS on {s.name}",
                  lambda s=s: srv.run_on(s, self.ssh_config, ["ovs-vsctl", "--timeout=10", "del-ssl"]))
         self._tls_set.clear()
-        if self._control_dir:
-            time.sleep(0.1)
-            shutil.rmtree(self._control_dir, ignore_errors=True)
-            self._control_dir = None
+        self._control_dir = None
+        if self._owned and not errors:
+            srv.forget(self.state_dir)
         try:
             super().stop()
         except Exception as exc:  # noqa: BLE001

@@ -11,12 +11,15 @@ virtualenv must be at the same path there).
 """
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import json
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -202,7 +205,21 @@ def on_remotes(state_dir: Path, action: str, say: Callable[[str], None] = print)
             say(f"server {s.name}: {action} failed: {(proc.stderr or proc.stdout).strip()[-300:]}")
         elif proc.stdout.strip():
             say("\n".join(f"server {s.name}: {line}" for line in proc.stdout.strip().splitlines()))
+    if action == "clean" and not failed:
+        forget(state_dir)
     return failed
+
+
+def forget(state_dir: Path) -> None:
+    """The run is over on every server: its record and ssh control sockets go (a later clean
+    does not reach for the servers)."""
+    (state_dir / RECORD).unlink(missing_ok=True)
+    shutil.rmtree(control_dir(state_dir), ignore_errors=True)
+
+
+def control_dir(state_dir: Path) -> str:
+    """The run's ssh control sockets (ControlMaster): short, a socket path's limit is 108 bytes."""
+    return str(Path(tempfile.gettempdir()) / f"qcl-{hashlib.sha1(str(state_dir).encode()).hexdigest()[:12]}")
 
 
 # -- what runs on a remote server ---------------------------------------------------------------

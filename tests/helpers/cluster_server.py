@@ -146,6 +146,30 @@ class NamespaceServer:
         return _run("ssh", "-F", str(self.ssh_config), "-o", "BatchMode=yes", SERVER_IP, command,
                     check=check, timeout=30)
 
+    def network_left(self) -> dict[str, list[str]]:
+        """What a QKD network left on this server (empty when nothing): OVS bridges in its OVS,
+        interfaces of our switches and tunnels (``qsN-ethM``, any VXLAN device), Mininet host
+        shells and our processes running in its namespace."""
+        bridges = self.ssh("ovs-vsctl --timeout=5 list-br").stdout.split()
+        links = self.ssh("ip -o link show").stdout.splitlines()
+        vxlan = self.ssh("ip -o link show type vxlan").stdout.splitlines()
+        ns_pids = _run("ip", "netns", "pids", NETNS, check=False).stdout.split()
+        daemons = {str(p.pid) for p in self.procs.values()}
+        procs = []
+        for pid in ns_pids:
+            try:
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if pid not in daemons and ("mininet:" in cmd or "kms_agents" in cmd or "mnexec" in cmd):
+                procs.append(f"{pid} {cmd[:80]}")
+        found = {"OVS bridges": bridges,
+                 "interfaces": [l.split(":")[1].strip() for l in links
+                                if l.split(":")[1].strip().startswith(("qs", "qmgmt"))],
+                 "VXLAN devices": [l.split(":")[1].strip() for l in vxlan],
+                 "processes": procs}
+        return {k: v for k, v in found.items() if v}
+
     # -- teardown ----------------------------------------------------------------------------
     def stop(self) -> None:
         """End sshd and OVS (and anything else left in the namespace), delete the namespace
