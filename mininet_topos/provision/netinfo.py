@@ -67,6 +67,11 @@ def load_network(path: str | Path) -> dict:
                                "DIR/network.json)?") from exc
     except ValueError as exc:
         raise NetworkInfoError(f"{path}: not valid JSON: {exc}") from exc
+    if isinstance(doc.get("domains"), dict) and "nodes" not in doc:
+        # a network of several domains (launch/domains.py): each domain has its own network.json
+        raise NetworkInfoError(f"{path}: a network of {len(doc['domains'])} domains "
+                               f"({', '.join(doc['domains'])}), each with its own network.json: pass one, "
+                               + ", ".join(str(d.get("network", "")) for d in doc["domains"].values()))
     for key in ("ca_cert", "nodes", "saes"):
         if key not in doc:
             raise NetworkInfoError(f"{path}: missing {key!r}")

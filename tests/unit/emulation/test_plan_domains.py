@@ -106,3 +106,17 @@ def test_the_demo_pairs_saes_across_the_most_sites_and_fails_a_site_on_the_chain
     assert demo_domains.alternative(bs3, "beijing", "trunk", "bj-site") == "pqc"
     from dataclasses import replace
     assert demo_domains.alternative(replace(bs3, pqc_links=[]), "beijing", "trunk", "bj-site") == "none"
+
+
+def test_the_network_json_of_several_domains_names_each_domains_own(tmp_path) -> None:
+    import json
+
+    from mininet_topos.provision.netinfo import NetworkInfoError, load_network
+    top = tmp_path / "network.json"
+    top.write_text(json.dumps({"topology": "beijing_shanghai3", "mode": "mininet", "parent": {},
+                               "domains": {d: {"network": f"/run/domains/{d}/network.json"}
+                                           for d in ("beijing", "trunk", "shanghai")}}))
+    with pytest.raises(NetworkInfoError) as err:   # qkdnet status / key / qlink read it
+        load_network(top)
+    assert "a network of 3 domains (beijing, trunk, shanghai)" in str(err.value)
+    assert "/run/domains/trunk/network.json" in str(err.value)
