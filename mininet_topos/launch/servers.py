@@ -64,13 +64,13 @@ def problems(spec: str, topology: object, local: bool = False) -> list[str]:
                 "(bring one up with --domain NAME)"]
     try:
         names = parse(spec)
+        n = len(topology.nodes)
+        if len(names) > n:
+            return [f"--cluster {spec}: {len(names)} servers for {topology.name}'s {n} nodes: every "
+                    "server needs a node"]
         resolve(names)
     except ClusterError as exc:
         return [str(exc)]
-    n = len(topology.nodes)
-    if len(names) > n:
-        return [f"--cluster {spec}: {len(names)} servers for {topology.name}'s {n} nodes: every "
-                "server needs a node"]
     return []
 
 
