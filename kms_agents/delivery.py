@@ -156,32 +156,37 @@ class KeyDelivery:
                     key=lambda lv: SECURITY_LEVELS.index(lv) if lv in SECURITY_LEVELS else len(SECURITY_LEVELS))
         ext = {"qusec_route_type": "indirect", "qusec_hops": max((r.hops for r in results), default=0),
                "qusec_security_level": level, "qusec_paths": [p for r in results for p in r.paths]}
+        domains = [d for r in results for d in (r.domains or ())]
+        if domains:   # the slave SAE is another domain's: the domains beyond the first (docs/interworking.md)
+            ext["qusec_domains"] = domains
         return [Delivered(kid, m, dict(ext)) for kid, m in keys]
 
     def _deliver_direct(self, master: str, slaves: list[str], dst: str, key_ids: list[str], n_bytes: int,
                         extensions: dict[str, str]) -> list[Delivered]:
         if self.peer is None:
             raise KeyServiceError(503, f"no connection to neighbour node {dst} configured")
-        with self._take_lock:   # one link per request, chosen by the key it holds
-            try:
-                links = self.links_to(dst)
-                if len(links) > 1:   # parallel links: the one holding the most key
-                    links = sorted(links, key=lambda lk: -lk.available_bytes())
-            except KeySourceError as exc:
-                raise KeyServiceError(503, f"link KMS toward node {dst} unavailable: {exc}") from exc
-            link = links[0]
-            need = n_bytes * len(key_ids)
-            taken = []
-            try:
-                for kid in key_ids:
-                    taken.append((kid, link.take(n_bytes)))
-            except InsufficientKey as exc:
-                # already-taken link key is burned, never reused
-                raise KeyServiceError(503, f"not enough key on QKD link {link.link_id} to node {dst}: "
-                                           f"{need * 8} bits requested ({exc})",
-                                      [{"qusec_link_id": link.link_id, "qusec_requested_bits": need * 8}]) from exc
-            except KeySourceError as exc:
-                raise KeyServiceError(503, f"link KMS of link {link.link_id} unavailable: {exc}") from exc
+        # every take durable in one commit (not one per key) before the neighbour hears of them
+        with self.store.deferred():
+            with self._take_lock:   # one link per request, chosen by the key it holds
+                try:
+                    links = self.links_to(dst)
+                    if len(links) > 1:   # parallel links: the one holding the most key
+                        links = sorted(links, key=lambda lk: -lk.available_bytes())
+                except KeySourceError as exc:
+                    raise KeyServiceError(503, f"link KMS toward node {dst} unavailable: {exc}") from exc
+                link = links[0]
+                need = n_bytes * len(key_ids)
+                taken = []
+                try:
+                    for kid in key_ids:
+                        taken.append((kid, link.take(n_bytes)))
+                except InsufficientKey as exc:
+                    # already-taken link key is burned, never reused
+                    raise KeyServiceError(503, f"not enough key on QKD link {link.link_id} to node {dst}: "
+                                               f"{need * 8} bits requested ({exc})",
+                                          [{"qusec_link_id": link.link_id, "qusec_requested_bits": need * 8}]) from exc
+                except KeySourceError as exc:
+                    raise KeyServiceError(503, f"link KMS of link {link.link_id} unavailable: {exc}") from exc
         try:
             self.peer.deliver_direct(dst, link.link_id, master, slaves,
                                      [(kid, lk.key_ids, n_bytes * 8) for kid, lk in taken], extensions)

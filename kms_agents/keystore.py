@@ -1,7 +1,13 @@
 """SQLite store of link-key state and end-to-end keys awaiting delivery (WAL, synchronous=FULL).
 
-Every change is one transaction, fsync'd before the call returns, so a killed agent
-restarted on the same file loses no undelivered key and never hands a key out twice.
+Every change is atomic and fsync'd before the call returns, so a killed agent restarted on
+the same file loses no undelivered key and never hands a key out twice. Changes made at the
+same time share one commit (**group commit**): each change is a savepoint inside the one open
+SQLite transaction, and the first caller to wait for durability commits every change made so
+far (one fsync), releasing each caller only after the commit that holds its change; callers
+that come while that commit runs go into the next one. :meth:`KeyStore.deferred` lets one
+caller make several changes and wait once (a relay hop's claim of link key and its take or its
+stored keys: one fsync per hop end, shared with the other hops in flight).
 Delivered and voided keys leave no bytes behind in any file of the store: the delete
 overwrites them in the database pages (``secure_delete``), and the transaction that
 deleted them ends with a checkpoint that truncates the write-ahead log, whose older
@@ -15,7 +21,8 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,6 +62,10 @@ class DuplicateKey(Exception):
     """A key ID is already stored."""
 
 
+class CommitFailed(Exception):
+    """The commit that held a change failed (e.g. the disk is full): the change is not stored."""
+
+
 @dataclass
 class StoredKey:
     """An end-to-end key waiting here for its recipients (``slaves``) to fetch it."""
@@ -71,7 +82,7 @@ class StoredKey:
 
 
 class KeyStore:
-    """Durable key state of one agent; thread-safe (one connection behind a lock)."""
+    """Durable key state of one agent; thread-safe (one connection behind a lock, group commit)."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -81,8 +92,19 @@ class KeyStore:
         os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, FILE_MODE))
         for f in self.files():
             os.chmod(f, FILE_MODE)
-        self._lock = threading.RLock()
-        self._deleted = False   # the transaction in progress deleted key material
+        self._lock = threading.RLock()   # the connection; held through each change, and a commit
+        self._depth = 0          # nesting of transaction() in the thread holding the lock
+        self._owner: int | None = None   # that thread
+        self._deleted = False    # the open group deleted key material
+        self._group = 0          # number of the group of changes open (or last opened)
+        self._open = False       # BEGIN issued for group _group, not committed yet
+        self._changes = 0        # changes made in the open group
+        self._sync = threading.Condition()   # commit state below, and the callers waiting on it
+        self._durable = 0        # every group up to this number is committed
+        self._failed: set[int] = set()       # groups whose commit failed
+        self._committing = False
+        self.commits = 0         # commits made (each one fsync)
+        self._local = threading.local()      # per thread: deferred() depth and the group to wait for
         self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
@@ -92,6 +114,8 @@ class KeyStore:
             self._db.executescript(_SCHEMA)
 
     def close(self) -> None:
+        if self._open:
+            self._wait(self._group)
         with self._lock:
             self._db.close()
 
@@ -105,6 +129,83 @@ class KeyStore:
     def transaction(self):
         """One atomic, durable transaction around several store calls (they nest inside it)."""
         return self._tx()
+
+    @contextmanager
+    def deferred(self) -> Iterator[None]:
+        """Changes made by this thread inside the block are durable when it ends (even when it
+        ends with an exception), with one wait for them all instead of one per change; nothing
+        they stand for may leave the node before then. Nests; inside a transaction the
+        transaction's end waits instead."""
+        loc = self._local
+        depth = getattr(loc, "depth", 0)
+        if depth == 0:
+            loc.group = 0
+        loc.depth = depth + 1
+        try:
+            yield
+        finally:
+            loc.depth = depth
+            if depth == 0 and loc.group and not self._in_tx():
+                self._wait(loc.group)
+
+    def _in_tx(self) -> bool:
+        """Whether this thread is inside a transaction (it holds the connection)."""
+        return self._depth > 0 and self._owner == threading.get_ident()
+
+    def _wait(self, group: int) -> None:
+        """Return once group ``group`` is committed; commit it (with every change made so far)
+        unless another caller is committing. Raises CommitFailed if its commit failed."""
+        with self._sync:
+            while True:
+                if group in self._failed:
+                    raise CommitFailed(f"key store {self.path}: the commit of a change failed")
+                if self._durable >= group:
+                    return
+                if not self._committing:
+                    self._committing = True
+                    break
+                self._sync.wait()
+        lost = None
+        try:
+            with self._lock:
+                last = self._group
+                if self._open:
+                    self._open, self._changes = False, 0
+                    try:
+                        self._db.execute("COMMIT")
+                        self.commits += 1
+                    except BaseException:
+                        lost = last
+                        if self._db.in_transaction:
+                            self._db.execute("ROLLBACK")
+                        raise
+                    if self._deleted:
+                        self._deleted = False
+                        self._wipe_log()
+        finally:
+            with self._sync:
+                self._committing = False
+                if lost is not None:
+                    self._failed.add(lost)
+                else:
+                    self._durable = max(self._durable, last)
+                self._sync.notify_all()
+        if group in self._failed:
+            raise CommitFailed(f"key store {self.path}: the commit of a change failed")
+
+    @contextmanager
+    def _reading(self) -> Iterator[None]:
+        """A read outside any transaction answers only with what is durable: it waits for the
+        open group's commit when it ends (inside a transaction or deferred block, that waits)."""
+        with self._lock:
+            inside = self._depth > 0
+            yield
+            group = self._group if self._open else 0
+        if group and not inside:
+            if getattr(self._local, "depth", 0):
+                self._local.group = max(self._local.group, group)
+            else:
+                self._wait(group)
 
     def _wipe_log(self) -> None:
         # after a transaction that deleted key material: copy the log into the database
@@ -178,21 +279,30 @@ class KeyStore:
     # -- end-to-end keys ---------------------------------------------------------------
     def put(self, keys: Sequence[StoredKey]) -> None:
         """Store keys for their recipients, all or none; durable on return."""
+        rows, pending = [], []
+        slaves_json = meta_json = ""
+        last_slaves: list[str] | None = None
+        last_meta: dict | None = None
+        for k in keys:
+            if not k.slaves:
+                raise ValueError(f"key {k.key_id}: no recipients")
+            if k.slaves != last_slaves:   # the keys of one request share them: encoded once
+                last_slaves, names = k.slaves, sorted(set(k.slaves))
+                slaves_json = json.dumps(names)
+            if k.meta != last_meta:
+                last_meta, meta_json = k.meta, json.dumps(k.meta)
+            rows.append((k.key_id, k.master_sae, slaves_json, k.material, k.size_bits, k.created, meta_json))
+            pending += [(k.key_id, s, k.master_sae) for s in names]
         with self._tx():
-            for k in keys:
-                if not k.slaves:
-                    raise ValueError(f"key {k.key_id}: no recipients")
-                try:
-                    self._db.execute(
-                        "INSERT INTO e2e_key (key_id, master_sae, slaves, material, size_bits, created, meta) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (k.key_id, k.master_sae, json.dumps(sorted(set(k.slaves))), k.material,
-                         k.size_bits, k.created, json.dumps(k.meta)))
-                except sqlite3.IntegrityError as exc:
-                    raise DuplicateKey(f"key ID {k.key_id} is already stored") from exc
+            before = self._db.total_changes
+            try:
                 self._db.executemany(
-                    "INSERT INTO e2e_pending (key_id, sae, master_sae) VALUES (?, ?, ?)",
-                    [(k.key_id, s, k.master_sae) for s in sorted(set(k.slaves))])
+                    "INSERT INTO e2e_key (key_id, master_sae, slaves, material, size_bits, created, meta) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            except sqlite3.IntegrityError:   # the rows go in in order: the first refused is the next
+                dup = rows[self._db.total_changes - before][0]
+                raise DuplicateKey(f"key ID {dup} is already stored") from None
+            self._db.executemany("INSERT INTO e2e_pending (key_id, sae, master_sae) VALUES (?, ?, ?)", pending)
 
     def fetch(self, master_sae: str, caller: str, key_ids: Sequence[str]) -> list[StoredKey]:
         """Deliver keys to ``caller`` (all or none) and forget them once every recipient has them.
@@ -226,7 +336,7 @@ class KeyStore:
 
     def peek(self, key_id: str) -> StoredKey | None:
         """A stored key without delivering it (for checks and 004 metadata), or None."""
-        with self._lock:
+        with self._reading():
             row = self._db.execute(
                 "SELECT master_sae, slaves, material, created, meta FROM e2e_key WHERE key_id=?",
                 (key_id,)).fetchone()
@@ -236,20 +346,20 @@ class KeyStore:
 
     def pending_count(self, master_sae: str, sae: str) -> int:
         """Keys from ``master_sae`` waiting for ``sae`` to fetch them."""
-        with self._lock:
+        with self._reading():
             return int(self._db.execute("SELECT COUNT(*) FROM e2e_pending WHERE master_sae=? AND sae=?",
                                         (master_sae, sae)).fetchone()[0])
 
     def pending_levels(self) -> dict[tuple[str, str], tuple[int, int]]:
         """Keys waiting for delivery per (master SAE, recipient SAE): (count, bits); read-only."""
-        with self._lock:
+        with self._reading():
             rows = self._db.execute(
                 "SELECT p.master_sae, p.sae, COUNT(*), SUM(k.size_bits) FROM e2e_pending p "
                 "JOIN e2e_key k ON k.key_id = p.key_id GROUP BY p.master_sae, p.sae").fetchall()
         return {(m, s): (int(n), int(b or 0)) for m, s, n, b in rows}
 
     def pending_ids(self, master_sae: str, sae: str) -> list[str]:
-        with self._lock:
+        with self._reading():
             return [r[0] for r in self._db.execute(
                 "SELECT key_id FROM e2e_pending WHERE master_sae=? AND sae=? ORDER BY rowid",
                 (master_sae, sae))]
@@ -258,7 +368,7 @@ class KeyStore:
         """One statement on the store's connection, for modules that keep their own tables in this
         database (kms_agents.etsi020.store); writes belong inside :meth:`transaction`, and a
         statement that deletes key material passes ``deletes_key`` so the log is wiped after it."""
-        with self._lock:
+        with self._reading():
             cur = self._db.execute(sql, params)
             if deletes_key and cur.rowcount:
                 self._deleted = True
@@ -274,27 +384,58 @@ class KeyStore:
 
 
 class _Tx:
-    """BEGIN IMMEDIATE .. COMMIT under the store's lock (ROLLBACK on error); after a commit that
-    deleted key material, the store's log is wiped."""
+    """One change: a savepoint in the store's open group transaction (BEGIN IMMEDIATE when none is
+    open), under the store's lock; rolled back alone on error. The outermost one's end waits for
+    the commit of its group (or, inside :meth:`KeyStore.deferred`, leaves that to the block); a
+    commit after a group that deleted key material wipes the store's log."""
 
     def __init__(self, store: KeyStore) -> None:
         self._store = store
         self._db, self._lock = store._db, store._lock
-        self._outer = False
 
     def __enter__(self) -> None:
+        st = self._store
         self._lock.acquire()
-        self._outer = not self._db.in_transaction
-        if self._outer:
-            self._store._deleted = False
-            self._db.execute("BEGIN IMMEDIATE")
+        try:
+            if st._depth == 0:
+                if not st._open:
+                    self._db.execute("BEGIN IMMEDIATE")
+                    st._group, st._open = st._group + 1, True
+                self._db.execute("SAVEPOINT change")
+                st._owner = threading.get_ident()
+            st._depth += 1
+        except BaseException:
+            self._lock.release()
+            raise
 
     def __exit__(self, exc_type, exc, tb) -> None:
+        st = self._store
+        group = 0
         try:
-            if self._outer:
-                self._db.execute("ROLLBACK" if exc_type else "COMMIT")
-                if not exc_type and self._store._deleted:
-                    self._store._wipe_log()
-                self._store._deleted = False
+            st._depth -= 1
+            if st._depth:
+                return
+            st._owner = None
+            if exc_type is None:
+                self._db.execute("RELEASE change")
+                st._changes += 1
+                group = st._group
+            elif self._db.in_transaction:
+                self._db.execute("ROLLBACK TO change")
+                self._db.execute("RELEASE change")
+                if not st._changes:   # nothing else in the group: end it here
+                    self._db.execute("ROLLBACK")
+                    st._open, st._deleted = False, False
+            else:   # SQLite rolled the whole group back (e.g. disk full): its changes are lost
+                with st._sync:
+                    st._failed.add(st._group)
+                    st._sync.notify_all()
+                st._open, st._changes, st._deleted = False, 0, False
         finally:
             self._lock.release()
+        if group:
+            loc = st._local
+            if getattr(loc, "depth", 0):
+                loc.group = max(loc.group, group)
+            else:
+                st._wait(group)

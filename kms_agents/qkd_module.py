@@ -37,7 +37,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import ContextManager, Protocol
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
@@ -147,6 +147,10 @@ class LinkStateStore(Protocol):
                           ranges: list[tuple[int, int]], floor: int) -> bool: ...
 
     def link_claimed_top(self, link_id: str, direction: str, fingerprint: str) -> int: ...
+
+    def deferred(self) -> ContextManager[None]:
+        """Changes made inside are durable when the block ends (one wait for all of them)."""
+        ...
 
 
 def direction(initiator: str, responder: str) -> str:
@@ -307,7 +311,9 @@ class SimulatedQkdModule:
         blocks = math.ceil(n_bytes / BLOCK_BYTES)
         if self._fault.alarm:
             raise LinkAlarm(f"link {self.link_id}: no key: alarm {self._fault.alarm}")
-        with self._lock:
+        # durable before return, but waited for outside the module lock: takes on this link made
+        # meanwhile share the commit (inside the caller's deferred block, the block waits)
+        with self._store.deferred(), self._lock:
             start, released = self._window()
             if released - start < blocks:
                 raise InsufficientKey(

@@ -15,6 +15,7 @@ timeout) -> ack), so nothing here touches sockets.
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import logging
 import threading
 import time
@@ -26,7 +27,7 @@ from kms_agents.keystore import DuplicateKey, KeyStore, StoredKey
 from kms_agents.qkd_module import KeySourceError, UnknownKeyIds
 from kms_agents.relay import attempts, crypto, hybrid, shares
 from kms_agents.relay.authz import Authorisation, AuthTable, NotAuthorised, check_granted_for
-from kms_agents.relay.messages import (EXT_PATH, Ack, AckStatus, Reason, RelayFailure, RelayMessage,
+from kms_agents.relay.messages import (EXT_DOMAINS, EXT_LEVEL, EXT_PATH, Ack, AckStatus, Reason, RelayFailure, RelayMessage,
                                        VoidMessage)
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,16 @@ PENDING_SHARES_TTL_S = 30.0
 
 Send = Callable[[str, str, RelayMessage, float], Ack]
 VoidSend = Callable[[str, str, VoidMessage, float], Ack]
+
+
+@dataclass(frozen=True)
+class Sealed:
+    """A hop message ready to go: its next hop, the budget in its header and when it was sealed."""
+    peer: str
+    addr: str
+    msg: RelayMessage
+    timeout: float
+    at: float
 
 
 class HopSender:
@@ -59,6 +70,17 @@ class HopSender:
 
         ``timeout``: what this hop may take, the chain behind it included (the hop timeout
         when None); it travels in the header as the next node's budget."""
+        return self.transmit(self.seal(
+            peer, addr, path_id=path_id, key_id=key_id, key_ids=key_ids, size_bits=size_bits,
+            src=src, dst=dst, share=share, index=index, count=count, level=level,
+            initiator_sae=initiator_sae, targets=targets, extensions=extensions, timeout=timeout))
+
+    def seal(self, peer: str, addr: str, *, path_id: str, key_id: str, key_ids: Sequence[str],
+             size_bits: int, src: str, dst: str, share: bytes, index: int, count: int, level: str,
+             initiator_sae: str, targets: Sequence[str],
+             extensions: Sequence[tuple[str, str]], timeout: float | None = None) -> Sealed:
+        """The hop message toward ``peer``, padded and MAC'd with link key taken for it (durable
+        once :meth:`transmit` may send it: at once, or when the caller's deferred block ends)."""
         timeout = self.hop_timeout if timeout is None else min(timeout, self.hop_timeout)
         source = self._sources(peer)
         if source is None:
@@ -73,7 +95,7 @@ class HopSender:
                 security_level=level, link_id=source.link_id, pad_key_ids=(), mac_key_ids=(),
                 initiator_sae_id=initiator_sae, target_sae_ids=tuple(targets),
                 extensions=extensions, key_ids=tuple(key_ids))
-            return self._timed_send(peer, addr, RelayMessage(header), timeout)
+            return Sealed(peer, addr, RelayMessage(header), timeout, time.monotonic())
         n = len(share)
         try:
             # one take for pad and MAC key: one durable link-store write per hop
@@ -89,7 +111,12 @@ class HopSender:
             mac_key_ids=(), initiator_sae_id=initiator_sae, target_sae_ids=tuple(targets),
             extensions=extensions, key_ids=tuple(key_ids))
         ciphertext, tag = crypto.seal(header, share, pad, mac)
-        return self._timed_send(peer, addr, RelayMessage(header, ciphertext, tag), timeout)
+        return Sealed(peer, addr, RelayMessage(header, ciphertext, tag), timeout, time.monotonic())
+
+    def transmit(self, sealed: Sealed) -> Ack:
+        """Send a sealed hop; its call gets what is left of the sealed budget."""
+        left = sealed.timeout - (time.monotonic() - sealed.at)
+        return self._timed_send(sealed.peer, sealed.addr, sealed.msg, max(left, attempts.MIN_HOP_S))
 
     def _timed_send(self, peer: str, addr: str, msg: RelayMessage, timeout: float) -> Ack:
         """Send one hop; an acked hop's send-to-ack time goes to qusec_agent_relay_hop_seconds."""
@@ -149,10 +176,10 @@ class HopReceiver:
         self._replay = crypto.ReplayWindow()
         self.pending: dict[str, _Pending] = {}   # key id -> shares arrived so far (destination)
         # At an interworking KME (set by the agent; None: keys are never handed off here):
-        # (handoff, initiator SAE, target SAEs, [(key id, key)], timeout s) -> None once the next
-        # domain acknowledged them relayed (RelayFailure otherwise); and (handoff, key ids) ->
-        # None to void keys handed off.
-        self.handoff: Callable[..., None] | None = None
+        # (handoff, initiator SAE, target SAEs, [(key id, key)], timeout s) -> the domains they
+        # went on through (a list, for the ack's EXT_DOMAINS) once the next domain acknowledged
+        # them relayed (RelayFailure otherwise); and (handoff, key ids) -> None to void keys handed off.
+        self.handoff: Callable[..., list | None] | None = None
         self.handoff_void: Callable[..., None] | None = None
         self._lock = threading.Lock()
 
@@ -212,6 +239,17 @@ class HopReceiver:
         if source is None or source.link_id != header.link_id or source.peer_node != peer:
             raise RelayFailure(Reason.UNMET,
                                f"node {self.node_id} has no QKD link {header.link_id} to {peer}", "no_link")
+        # The claim of this hop's link key and what follows it here (the take toward the next hop,
+        # or the keys stored at the destination) are made durable together, in one commit shared
+        # with the other hops in flight, before anything goes out: the message onward, the ack,
+        # or a refusal (a failed MAC check's claim is kept, so each one-time key is tried once).
+        with self._store.deferred():
+            then = self._receive(msg, header, auth, source, hop, arrived)
+        return then()
+
+    def _receive(self, msg: RelayMessage, header: crypto.RelayHeader, auth: Authorisation,
+                 source: object, hop: str, arrived: float) -> Callable[[], Ack]:
+        """Claim, check, then seal onward or store; returns what is sent once that is durable."""
         if header.security_level == "pqc":
             if msg.ciphertext or msg.tag or header.pad_key_ids or header.mac_key_ids:
                 raise RelayFailure(Reason.INVALID, "a pqc relay message carries no QKD key", "invalid")
@@ -247,7 +285,7 @@ class HopReceiver:
         return self._forward_or_deliver(header, share, auth, arrived)
 
     def _forward_or_deliver(self, header: crypto.RelayHeader, share: bytes,
-                            auth: Authorisation, arrived: float) -> Ack:
+                            auth: Authorisation, arrived: float) -> Callable[[], Ack]:
         # What the previous hop allows this node, less the time spent here: the next hop gets
         # less still, so a stalled hop times out (and reconnects) before the nodes behind it.
         budget = attempts.budget_of(dict(header.extensions))
@@ -257,14 +295,15 @@ class HopReceiver:
             raise RelayFailure(Reason.TIMEOUT, f"node {self.node_id}: the relay's deadline passed "
                                                f"before it could go on")
         if auth.next_hop:
-            return self.sender.send(auth.next_hop, auth.next_hop_addr, path_id=header.path_id,
-                                    key_id=header.key_id, key_ids=header.key_ids,
-                                    size_bits=header.size_bits, src=header.src_node,
-                                    dst=header.dst_node, share=share, index=header.share_index,
-                                    count=header.share_count, level=header.security_level,
-                                    initiator_sae=header.initiator_sae_id,
-                                    targets=header.target_sae_ids, extensions=header.extensions,
-                                    timeout=left)
+            sealed = self.sender.seal(auth.next_hop, auth.next_hop_addr, path_id=header.path_id,
+                                      key_id=header.key_id, key_ids=header.key_ids,
+                                      size_bits=header.size_bits, src=header.src_node,
+                                      dst=header.dst_node, share=share, index=header.share_index,
+                                      count=header.share_count, level=header.security_level,
+                                      initiator_sae=header.initiator_sae_id,
+                                      targets=header.target_sae_ids, extensions=header.extensions,
+                                      timeout=left)
+            return lambda: self.sender.transmit(sealed)
         if header.dst_node != self.node_id:
             raise RelayFailure(Reason.DENIED, f"node {self.node_id} is the end of path "
                                               f"{header.path_id} but the message is for {header.dst_node}",
@@ -306,7 +345,9 @@ class HopReceiver:
         return pending
 
     def _deliver(self, header: crypto.RelayHeader, share: bytes, auth: Authorisation,
-                 left: float | None = None) -> Ack:
+                 left: float | None = None) -> Callable[[], Ack]:
+        """Keep a share, and with the last one store the key (durable when the caller's deferred
+        block ends) or hand it off (after that); returns what answers the hop."""
         level = header.security_level
         if auth.handoff is None:
             self._check_saes(header, auth)
@@ -339,13 +380,16 @@ class HopReceiver:
             if complete:
                 self.pending.pop(header.key_id, None)
         if not complete:
-            return ack
+            return lambda: ack
         if level == "pqc":  # no QKD key: derive() only uses its length
             key = bytes(header.payload_bytes)
         else:
             key = shares.combine([pending.shares[i] for i in sorted(pending.shares)])
         path = ext.get(EXT_PATH, "").split(",") if ext.get(EXT_PATH) else []
-        meta = {"qusec_route_type": "indirect", "qusec_security_level": level,
+        # a key that came in over a post-quantum link is told so by its source here: it is at
+        # that level, whatever its hops inside this domain were (never a stronger one)
+        told = ext.get(EXT_LEVEL) if ext.get(EXT_LEVEL) == "pqc" else level
+        meta = {"qusec_route_type": "indirect", "qusec_security_level": told,
                 "qusec_src_node": header.src_node, "qusec_path": path,
                 "qusec_hops": max(0, len(path) - 2), "qusec_path_id": header.path_id,
                 "qusec_path_ids": sorted(pending.paths), "qusec_shares": header.share_count}
@@ -355,11 +399,13 @@ class HopReceiver:
         if level in ("hybrid", "pqc"):
             materials = [pending.responder.derive(m, kid) for m, kid in zip(materials, ids)]
         if auth.handoff is not None:   # the exit KME: on to the next domain, never stored here
-            return self._hand_off(header, auth, list(zip(ids, materials)), ack, left)
+            keys = list(zip(ids, materials))
+            return lambda: self._hand_off(header, auth, keys, ack, left)
         try:
+            slaves = list(header.target_sae_ids)   # one list and one meta for the keys of a message
             self._store.put([StoredKey(key_id=kid, master_sae=header.initiator_sae_id,
-                                       slaves=list(header.target_sae_ids), material=m,
-                                       meta=dict(meta)) for kid, m in zip(ids, materials)])
+                                       slaves=slaves, material=m, meta=meta)
+                             for kid, m in zip(ids, materials)])
         except DuplicateKey:
             raise RelayFailure(Reason.DUPLICATE,
                                f"key {header.key_id} is already stored at {self.node_id}", "replay") from None
@@ -368,7 +414,7 @@ class HopReceiver:
         log.info("stored %d relayed key(s) %s from %s for %s (%s, %d share(s))", len(ids),
                  header.key_id, header.src_node, ",".join(header.target_sae_ids), level,
                  header.share_count)
-        return ack
+        return lambda: ack
 
     def _hand_off(self, header: crypto.RelayHeader, auth: Authorisation,
                   keys: list[tuple[str, bytes]], ack: Ack, left: float | None) -> Ack:
@@ -379,8 +425,8 @@ class HopReceiver:
             raise RelayFailure(Reason.UNMET, f"node {self.node_id} hands no keys to other domains "
                                              f"(no ETSI GS QKD 020 configured)", "no_handoff")
         try:
-            self.handoff(h, header.initiator_sae_id, tuple(header.target_sae_ids), keys,
-                         left if left is not None else self.sender.hop_timeout)
+            domains = self.handoff(h, header.initiator_sae_id, tuple(header.target_sae_ids), keys,
+                                   left if left is not None else self.sender.hop_timeout)
         except RelayFailure:
             raise
         except Exception as exc:  # noqa: BLE001 - any failure of the crossing fails the relay
@@ -389,6 +435,8 @@ class HopReceiver:
         log.info("handed %d key(s) %s from %s for %s to %s/%s over %s", len(keys), header.key_id,
                  header.src_node, ",".join(header.target_sae_ids), h.peer_domain, h.peer_kme,
                  h.crossing)
+        if domains:   # back to the source with the ack: the key_extension names them
+            ack.extensions[EXT_DOMAINS] = json.dumps(domains)
         return ack
 
     def _drop_pending(self, key_id: str) -> None:

@@ -46,11 +46,11 @@ def turn(net: Net, node: str, **rewrite) -> None:
     """Make ``node`` forward every message it relays with fields rewritten (sealed afresh with its
     own link key toward the next hop, so the next hop's MAC check passes)."""
     sender = net.nodes[node].engine.receiver.sender
-    honest = sender.send
+    honest = sender.seal    # a relay node seals onward, then transmits once its store commit is in
 
-    def send(peer, addr, **kw):
+    def seal(peer, addr, **kw):
         return honest(peer, addr, **{**kw, **rewrite})
-    sender.send = send
+    sender.seal = seal
 
 
 def relay(net: Net, n: int = 2, slave: str = "sae-e") -> list[tuple[str, bytes]]:

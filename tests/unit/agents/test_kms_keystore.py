@@ -101,3 +101,67 @@ def test_delivered_and_voided_key_bytes_are_gone_from_every_file(tmp_path: Path)
     assert [k.material for k in store.fetch("m", "s", [f"k{i}" for i in range(30, 40)])] == \
         [keys[f"k{i}"] for i in range(30, 40)]
     assert on_disk() == set()
+
+
+def _on_disk(path: Path, key_id: str) -> bool:
+    """Whether another connection (the file as a restarted agent reads it) holds the key."""
+    con = sqlite3.connect(path)
+    try:
+        return con.execute("SELECT 1 FROM e2e_key WHERE key_id=?", (key_id,)).fetchone() is not None
+    finally:
+        con.close()
+
+
+def test_group_commit_every_put_is_committed_on_return_and_concurrent_ones_share_commits(
+        tmp_path: Path) -> None:
+    import threading
+    path = tmp_path / "k.db"
+    store = KeyStore(path)
+    gate = threading.Barrier(8)
+    missing: list[str] = []
+
+    def writer(t: int) -> None:
+        gate.wait()
+        for i in range(25):
+            kid = f"t{t}-{i}"
+            store.put([StoredKey(kid, "m", ["s"], b"\x01" * 32)])
+            if not _on_disk(path, kid):       # released before its commit: not durable
+                missing.append(kid)
+
+    threads = [threading.Thread(target=writer, args=(t,)) for t in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert missing == []
+    assert store.pending_count("m", "s") == 200
+    assert store.commits < 200                # some commits (fsyncs) carried several puts
+
+
+def test_deferred_changes_share_one_commit_and_are_durable_when_the_block_ends(tmp_path: Path) -> None:
+    path = tmp_path / "k.db"
+    store = KeyStore(path)
+    before = store.commits
+    with store.deferred():
+        store.put([StoredKey("a", "m", ["s"], b"x")])
+        store.put([StoredKey("b", "m", ["s"], b"y")])
+        assert not _on_disk(path, "a")        # not committed yet: nothing of it may leave yet
+    assert _on_disk(path, "a") and _on_disk(path, "b") and store.commits == before + 1
+    with pytest.raises(DuplicateKey):         # a change that fails is rolled back alone; the
+        with store.deferred():                # block's other changes are still committed
+            store.put([StoredKey("c", "m", ["s"], b"z")])
+            store.put([StoredKey("d", "m", ["s"], b"z"), StoredKey("a", "m", ["s"], b"z")])
+    assert _on_disk(path, "c") and not _on_disk(path, "d")
+
+
+def test_a_read_answers_only_with_committed_keys(tmp_path: Path) -> None:
+    import threading
+    path = tmp_path / "k.db"
+    store = KeyStore(path)
+    seen = []
+    with store.deferred():
+        store.put([StoredKey("a", "m", ["s"], b"x")])
+        reader = threading.Thread(target=lambda: seen.append(store.peek("a") is not None and _on_disk(path, "a")))
+        reader.start()
+        reader.join()
+    assert seen == [True]                     # the reader committed the group before answering
