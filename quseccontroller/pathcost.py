@@ -15,6 +15,10 @@ import numpy as np
 # key burnt per bit, against (1, 10 s).
 ALPHA = 32.0
 HORIZON_S = 0.5
+# A relay hop a->b draws on a's half of the link's key stream (the vKMS KeySource splits it by
+# direction; an end's consumption is what it takes of its half): the key rate a hop's headroom
+# counts is this share of the link's.
+DIRECTION_SHARE = 0.5
 # Under metric "latency" a hop never costs less than this, so zero-latency hops still count and
 # ties between equally fast paths go to the one with fewer hops.
 MIN_LATENCY_MS = 1e-6
@@ -35,12 +39,14 @@ class Constraints:
 def hop_cost(skr, cons, avail, need, metric: str, latency_ms, *, horizon_s: float = HORIZON_S,
              alpha: float = ALPHA):
     """Cost of one hop under ``metric``, elementwise: every argument but ``metric`` may be a
-    number or an array (the path search passes one entry per arc). ``avail`` is the
+    number or an array (the path search passes one entry per arc). ``skr`` is the link's key
+    rate, ``cons`` what the hop's initiating end consumes of its half, ``avail`` the
     (reservation-adjusted) key at the hop's start, ``need`` the request's bits."""
     if metric == "hops":
         return np.ones_like(avail, dtype=float)
     if metric == "latency":
         return np.maximum(latency_ms, MIN_LATENCY_MS)
-    ref = np.where(skr > 0, horizon_s * skr, np.maximum(avail, 1.0))
-    headroom = avail - need + horizon_s * np.maximum(skr - cons, 0.0)
+    rate = DIRECTION_SHARE * skr   # what this direction makes
+    ref = np.where(skr > 0, horizon_s * rate, np.maximum(avail, 1.0))
+    headroom = avail - need + horizon_s * np.maximum(rate - cons, 0.0)
     return 1.0 + alpha * ref / np.maximum(np.maximum(headroom, ref * 1e-3), 1.0)

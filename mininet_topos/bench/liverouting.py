@@ -30,6 +30,7 @@ from mininet_topos.bench.stats import percentile
 SPECS = ("metro8", "mesh:40:1")   # mesh:40:1: static shortest paths reach 0.60 of the bound in the key-flow simulation
 KEY_BITS = 256
 TARGET_RATIO = 0.90
+METRICS = ("hops", "key_aware")
 
 
 def add_parser(benches: argparse._SubParsersAction) -> None:
@@ -43,10 +44,15 @@ def add_parser(benches: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--pair-bps", type=float, default=4096.0, help="the bound per pair after scaling (b/s)")
     p.add_argument("--keys", type=int, default=8, help="keys of 256 bits per enc_keys request")
-    p.add_argument("--warmup", type=float, default=12.0, help="seconds before each window")
-    p.add_argument("--window", type=float, default=40.0, help="measured seconds per metric")
+    p.add_argument("--rounds", type=int, default=3, help="windows per metric, alternated")
+    p.add_argument("--warmup", type=float, default=60.0,
+                   help="seconds before each window (at least QuSeC's path_ttl: paths granted under "
+                        "the other metric are still reused until then)")
+    p.add_argument("--window", type=float, default=40.0, help="measured seconds per window")
     p.add_argument("--buffer-s", type=float, default=2.0, help="seconds of key a link end keeps")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--log", help="append every measured request to this file (JSON lines: window, metric, "
+                                 "time, pair, ok, ms, hops, paths, error)")
     p.add_argument("--no-record", action="store_true", help="do not write docs/benchmarks.md")
     p.set_defaults(func=run)
 
@@ -73,7 +79,9 @@ def scaled(topo, pairs, pair_bps: float, keys: int):
 
 
 class Load:
-    """One thread per pair: enc_keys of ``keys`` keys every ``keys*256/pair_bps`` seconds."""
+    """One thread per pair: enc_keys of ``keys`` keys every ``keys*256/pair_bps`` seconds. Every
+    request made inside the current window is kept (``records``): when, which pair, whether it
+    got its keys, how long it took, the hops and paths they were relayed over, the error."""
 
     def __init__(self, doc: dict, pairs, home: dict, pair_bps: float, keys: int) -> None:
         self.doc, self.pairs, self.home, self.keys = doc, pairs, home, keys
@@ -81,18 +89,13 @@ class Load:
         self.stop = threading.Event()
         self.lock = threading.Lock()
         self.window: tuple[float, float] | None = None
-        self.bits = 0
-        self.ok = self.failed = 0
-        self.by_hops: dict[int, list[float]] = defaultdict(list)
-        self.errors: dict[str, int] = defaultdict(int)
+        self.records: list[dict] = []
         self.threads = [threading.Thread(target=self._run, args=(i, p), daemon=True) for i, p in enumerate(pairs)]
 
     def measure(self, start: float, end: float) -> None:
         with self.lock:
             self.window = (start, end)
-            self.bits = self.ok = self.failed = 0
-            self.by_hops.clear()
-            self.errors.clear()
+            self.records = []
 
     def _run(self, i: int, pair) -> None:
         from kms_agents.client import Etsi014Client, Etsi014Error
@@ -109,23 +112,23 @@ class Load:
             p0 = time.perf_counter()
             try:
                 got = cli.enc_keys(dst, number=self.keys, size=KEY_BITS)
-                ms = (time.perf_counter() - p0) * 1000
                 err = ""
             except Etsi014Error as exc:
-                got, ms, err = [], 0.0, f"{exc.status} {((exc.body or {}).get('message') or '')[:70]}"
+                got, err = [], f"{exc.status} {((exc.body or {}).get('message') or '')[:70]}"
             except OSError as exc:
-                got, ms, err = [], 0.0, type(exc).__name__
+                got, err = [], type(exc).__name__
+            ms = (time.perf_counter() - p0) * 1000
+            ext = (got[0].key_extension or {}) if got else {}
+            hops = ext.get("qusec_hops")
+            hops = int(hops) if isinstance(hops, int) else -1
+            route = ext.get("qusec_route_type", "")
+            rec = {"t": round(t0, 3), "pair": list(pair), "ok": bool(got), "ms": round(ms, 2),
+                   "bits": len(got) * KEY_BITS, "hops": hops, "route": route,
+                   "paths": ext.get("qusec_paths") or [], "error": err}
+            rec["links"] = sum(len(p) - 1 for p in rec["paths"]) if route == "indirect" else int(route == "direct")
             with self.lock:
-                if self.window is None or not self.window[0] <= t0 < self.window[1]:
-                    continue
-                if got:
-                    self.ok += 1
-                    self.bits += len(got) * KEY_BITS
-                    hops = (got[0].key_extension or {}).get("qusec_hops")
-                    self.by_hops[int(hops) if isinstance(hops, int) else -1].append(ms)
-                else:
-                    self.failed += 1
-                    self.errors[err] += 1
+                if self.window is not None and self.window[0] <= t0 < self.window[1]:
+                    self.records.append(rec)
             if nxt < time.monotonic():   # behind: do not burst to catch up
                 nxt = time.monotonic()
         cli.close()
@@ -140,18 +143,56 @@ class Load:
             t.join(30)
 
 
+def summarise(records: list[dict], window_s: float, pair_bps: float, pairs: int) -> dict:
+    """One window's figures from its request records."""
+    ok = [r for r in records if r["ok"]]
+    bits = sum(r["bits"] for r in ok)
+    errors: dict[str, int] = defaultdict(int)
+    for r in records:
+        if not r["ok"]:
+            errors[r["error"]] += 1
+    return {"delivered_bps": round(bits / window_s, 1), "ratio": round(bits / (pair_bps * pairs * window_s), 3),
+            "requests_ok": len(ok), "requests_failed": len(records) - len(ok), "errors": dict(errors),
+            "links_per_request": round(sum(r["links"] for r in ok) / max(1, len(ok)), 3)}
+
+
+def write_policy(policy: Path, metric: str) -> None:
+    policy.write_text(f'[default]\naction = "allow"\npaths = 1\nmetric = "{metric}"\nsecurity_level = "qkd"\n')
+
+
 def set_metric(policy: Path, metric: str, net, timeout: float = 15.0) -> None:
     """Write the policy file with ``metric`` and wait until QuSeC reloaded it."""
     def reloads() -> int:
         return int(((net.operator.status(timeout=5).get("policy_reload") or {}).get("reloads") or {}).get("ok", 0))
     before = reloads()
-    policy.write_text(f'[default]\naction = "allow"\npaths = 1\nmetric = "{metric}"\nsecurity_level = "qkd"\n')
+    write_policy(policy, metric)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if reloads() > before:
             return
         time.sleep(0.2)
     raise RuntimeError(f"QuSeC did not reload {policy} with metric {metric!r}")
+
+
+def window_events(operator, since: int, end: float) -> list[dict]:
+    """QuSeC's path decisions (granted, refused) after event ``since`` up to wall time ``end``."""
+    out: list[dict] = []
+    while True:
+        got = operator.events(since=since, timeout=10)
+        batch = got.get("events") or []
+        out += [e for e in batch if e["kind"] in ("path_granted", "path_refused") and e["time"] < end]
+        if not batch or got.get("last_seq", since) <= since:
+            return out
+        since = batch[-1]["seq"]
+
+
+def order(rounds: int) -> list[str]:
+    """The metric of each window: alternated, hops/key_aware then key_aware/hops (ABBA), so a
+    drift of the machine's load over the run weighs on both alike."""
+    out: list[str] = []
+    for r in range(rounds):
+        out += list(METRICS if r % 2 == 0 else reversed(METRICS))
+    return out
 
 
 def measure(spec: str, args: argparse.Namespace, say) -> list[dict]:
@@ -169,61 +210,106 @@ def measure(spec: str, args: argparse.Namespace, say) -> list[dict]:
             lk.capacity_bytes = max(64, int(lk.rate_bps / 2 / 8 * args.buffer_s))
 
     rows = []
+    log = open(args.log, "a") if args.log else None
     with tempfile.TemporaryDirectory(prefix="qusec-bench-live-") as tmp:
         policy = Path(tmp) / "policy.toml"
-        policy.write_text('[default]\naction = "allow"\npaths = 1\nmetric = "hops"\nsecurity_level = "qkd"\n')
+        write_policy(policy, "hops")
         with LocalNetwork(topo, Path(tmp) / "net", policy=policy, config_hook=small_buffers) as net:
             doc = json.loads(net.network_json.read_text())
             load = Load(doc, pairs, home, args.pair_bps, args.keys)
             load.start()
             try:
-                for metric in ("hops", "key_aware"):
-                    if metric != "hops":
+                current = "hops"
+                for i, metric in enumerate(order(args.rounds)):
+                    if metric != current:
                         set_metric(policy, metric, net)
+                        current = metric
+                    # a source reuses its granted path until shortly before it expires: after a
+                    # change of metric the warm-up outlasts every path granted under the other
                     start = time.time() + args.warmup
                     load.measure(start, start + args.window)
-                    say(f"  {metric}: warm-up {args.warmup:g} s, window {args.window:g} s")
-                    time.sleep(args.warmup + args.window + 1.0)
+                    say(f"  window {i + 1}: {metric}, warm-up {args.warmup:g} s, {args.window:g} s")
+                    time.sleep(args.warmup)
+                    seq = net.operator.events(limit=1, timeout=10)["last_seq"]
+                    time.sleep(args.window + 1.0)
                     with load.lock:
-                        offered = args.pair_bps * len(pairs) * args.window
-                        lat = {h: (round(percentile(sorted(v), 50), 1), round(percentile(sorted(v), 99), 1), len(v))
-                               for h, v in sorted(load.by_hops.items())}
-                        rows.append({"topology": spec, "nodes": len(topo.nodes), "pairs": len(pairs),
-                                     "metric": metric, "bound_bps_per_pair": args.pair_bps,
-                                     "delivered_bps": round(load.bits / args.window, 1),
-                                     "ratio": round(load.bits / offered, 3), "requests_ok": load.ok,
-                                     "requests_failed": load.failed,
-                                     "errors": dict(load.errors), "latency_by_hops": lat})
-                    say(f"  {rows[-1]}")
+                        records = list(load.records)
+                    decisions = window_events(net.operator, seq, start + args.window)
+                    row = {"topology": spec, "nodes": len(topo.nodes), "pairs": len(pairs), "metric": metric,
+                           "round": i // 2 + 1, "bound_bps_per_pair": args.pair_bps,
+                           **summarise(records, args.window, args.pair_bps, len(pairs)),
+                           "grants": sum(e["kind"] == "path_granted" for e in decisions),
+                           "refusals": sum(e["kind"] == "path_refused" for e in decisions),
+                           "records": records}
+                    rows.append(row)
+                    say(f"  {metric}: ratio {row['ratio']}, {row['requests_ok']} ok, "
+                        f"{row['requests_failed']} failed, {row['links_per_request']} links per request, "
+                        f"QuSeC granted {row['grants']} paths and refused {row['refusals']}")
+                    if log is not None:
+                        for r in records:
+                            log.write(json.dumps({"topology": spec, "window": i + 1, "metric": metric, **r}) + "\n")
+                        for e in decisions:
+                            log.write(json.dumps({"topology": spec, "window": i + 1, "metric": metric,
+                                                  "event": e}) + "\n")
+                        log.flush()
             finally:
                 load.join()
+                if log is not None:
+                    log.close()
     return rows
+
+
+def spread(values: list[float]) -> tuple[float, float, float]:
+    """(mean, min, max)."""
+    return sum(values) / len(values), min(values), max(values)
 
 
 def report(rows: list[dict], args: argparse.Namespace) -> str:
     from mininet_topos.bench import doc
-    table = [{k: r[k] for k in ("topology", "nodes", "pairs", "metric", "bound_bps_per_pair", "delivered_bps",
-                                "ratio", "requests_ok", "requests_failed")} for r in rows]
-    lat = [{"topology": r["topology"], "metric": r["metric"], "hops": h, "enc_keys_p50_ms": v[0],
-            "enc_keys_p99_ms": v[1], "requests": v[2]}
-           for r in rows for h, v in r["latency_by_hops"].items()]
-    checks = []
+    table = [{k: r[k] for k in ("topology", "round", "metric", "delivered_bps", "ratio", "requests_ok",
+                                "requests_failed", "links_per_request", "grants", "refusals")} for r in rows]
+    summary, checks, lat = [], [], []
     for spec in dict.fromkeys(r["topology"] for r in rows):
-        by = {r["metric"]: r["ratio"] for r in rows if r["topology"] == spec}
-        ka, hp = by.get("key_aware"), by.get("hops")
-        if ka is not None and hp is not None:
+        mine = [r for r in rows if r["topology"] == spec]
+        by: dict[str, tuple[float, float, float]] = {}
+        for metric in METRICS:
+            got = [r for r in mine if r["metric"] == metric]
+            if not got:
+                continue
+            by[metric] = mean, lo, hi = spread([r["ratio"] for r in got])
+            summary.append({"topology": spec, "nodes": got[0]["nodes"], "pairs": got[0]["pairs"], "metric": metric,
+                            "windows": len(got), "ratio_mean": round(mean, 3), "ratio_min": lo, "ratio_max": hi,
+                            "requests_ok": sum(r["requests_ok"] for r in got),
+                            "requests_failed": sum(r["requests_failed"] for r in got),
+                            "links_per_request": round(sum(r["links_per_request"] * r["requests_ok"] for r in got)
+                                                       / max(1, sum(r["requests_ok"] for r in got)), 3)})
+            times: dict[int, list[float]] = defaultdict(list)
+            for r in got:
+                for rec in r["records"]:
+                    if rec["ok"]:
+                        times[rec["hops"]].append(rec["ms"])
+            lat += [{"topology": spec, "metric": metric, "hops": h, "enc_keys_p50_ms": round(percentile(v, 50), 1),
+                     "enc_keys_p99_ms": round(percentile(v, 99), 1), "requests": len(v)}
+                    for h, v in sorted(times.items())]
+        if "key_aware" in by and "hops" in by:
+            (ka, ka_lo, ka_hi), (hp, hp_lo, hp_hi) = by["key_aware"], by["hops"]
             met = ka >= TARGET_RATIO and ka >= hp
-            checks.append(f"* {spec}: key_aware {ka:.3f} of the bound, hops {hp:.3f}: "
-                          f"{'met' if met else 'NOT met'} (target: key_aware >= {TARGET_RATIO} and above hops)")
-    return (doc.table(table) + "\n" + "\n".join(checks) + "\n\n"
+            apart = "the ranges overlap" if ka_lo <= hp_hi and hp_lo <= ka_hi else "the ranges do not overlap"
+            checks.append(f"* {spec}: key_aware {ka:.3f} of the bound (windows {ka_lo:.3f}..{ka_hi:.3f}), "
+                          f"hops {hp:.3f} ({hp_lo:.3f}..{hp_hi:.3f}), {apart}: {'met' if met else 'NOT met'} "
+                          f"(target: key_aware >= {TARGET_RATIO} and above hops, means over the windows)")
+    return (doc.table(summary) + "\n" + "\n".join(checks) + "\n\n"
+            "Each window:\n\n" + doc.table(table) + "\n"
             "ETSI 014 `enc_keys` latency under that load, by the hops the keys were relayed over "
-            "(`qusec_hops`; 0: a direct link or a local pair):\n\n" + doc.table(lat) + "\n"
+            "(`qusec_hops`; 0: a direct link or a local pair), all windows of a metric:\n\n" + doc.table(lat) + "\n"
             f"Method: every pair requests {args.keys} keys of 256 bits every {args.keys * KEY_BITS / args.pair_bps:g} s "
             f"(the bound, {args.pair_bps:g} b/s per pair, after scaling the link rates); link ends keep "
-            f"{args.buffer_s:g} s of key; {args.warmup:g} s warm-up then a {args.window:g} s window per metric, "
-            "hops first, then key_aware after QuSeC reloaded its policy. QuSeC sees key levels in the "
-            "agents' reports every 2 s, reserves key for the paths it grants, and a request either gets "
-            "all its keys or none, so the live ratio trails the key-flow simulation's.\n")
+            f"{args.buffer_s:g} s of key. {args.rounds} rounds on one network, each a window per metric, "
+            "the metrics alternated (hops, key_aware, then key_aware, hops, ...; QuSeC reloads its policy "
+            f"between them); each window is {args.window:g} s after a {args.warmup:g} s warm-up that outlasts "
+            "every path granted under the other metric (a source reuses its granted path until shortly before "
+            "it expires). `links_per_request`: QKD links a delivered request's key crossed (1 for a direct "
+            "link). Why the live ratio trails the key-flow simulation's: [routing.md](routing.md#on-live-agents).\n")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -233,7 +319,7 @@ def run(args: argparse.Namespace) -> int:
     for spec in args.topologies:
         rows += measure(spec, args, say)
     if args.json:
-        print(json.dumps({"rows": rows}))
+        print(json.dumps({"rows": [{k: v for k, v in r.items() if k != "records"} for r in rows]}))
     if not args.no_record:
         doc.record("live-routing", "Routing on live agents: delivered/bound, key_aware vs hops", report(rows, args),
                    "qkdnet bench live-routing " + " ".join(args.topologies))

@@ -143,6 +143,51 @@ def test_reservation_stops_concurrent_requests_over_committing_a_link():
     assert not core.state.reserved and len(core.paths) == 2
 
 
+def test_a_hop_reservation_ends_with_its_ends_first_report_after_the_relay():
+    # Line A-B-C, 2100 bits at every end; a request of 1024 bits reserves them on A-B (A's end)
+    # and B-C (B's end). The relay takes them; the ends' next reports show it. Counting the
+    # reservation as well until reservation_s (5 s) would leave 52 bits: the next request refused.
+    core, _ = core_with([("A", "B"), ("B", "C")], stored=2100)
+    req = PathRequest("A", "C", key_size_bits=256, key_count=4)
+    d1, _ = core.request_path(req, 1.0)
+    assert d1.paths == [["A", "B", "C"]]
+    assert core.state.reserved == {("A-B", "A"): 1024, ("B-C", "B"): 1024}
+
+    def spent(node: str, links: list[tuple[str, str, int]], now: float) -> None:
+        core.agent_report(node, [LinkState(lid, peer, 1e5, bits) for lid, peer, bits in links], now)
+
+    # A report sooner than spent_s (1 s) after the grant may predate the relay: the reservation stays.
+    spent("A", [("A-B", "B", 1076)], 1.4)
+    early, _ = core.request_path(req, 1.4)
+    assert not early.granted and early.refusal == "no_key"
+    assert core.state.reserved == {("A-B", "A"): 1024, ("B-C", "B"): 1024}
+    # A's report after the relay had time: A's hop holds what A says; B's hop waits for B.
+    t = 2.1
+    spent("A", [("A-B", "B", 1076)], t)
+    core.expire(t)
+    assert core.state.reserved == {("B-C", "B"): 1024}
+    spent("B", [("A-B", "A", 2100), ("B-C", "C", 1076)], t)
+    d2, _ = core.request_path(req, t)
+    assert d2.granted and d2.paths == [["A", "B", "C"]]
+    # d2's own reservations, and nothing of d1's
+    assert core.state.reserved == {("A-B", "A"): 1024, ("B-C", "B"): 1024}
+    assert not core.paths[d1.path_ids[0]].reserved
+
+
+def test_hop_cost_counts_the_directions_half_of_the_link_rate():
+    # A hop draws on its initiating end's half of the link's key stream: an idle end nets half
+    # the link's rate over the horizon, and an end that already takes its whole half nets nothing
+    # (taking more changes nothing: there is no generation left to count).
+    from quseccontroller.pathcost import ALPHA, HORIZON_S
+    skr, avail, need = 1e4, 6000.0, 1000.0
+    half = HORIZON_S * skr / 2
+    assert hop_cost(skr, 0.0, avail, need, "key_aware", 1.0) == pytest.approx(
+        1 + ALPHA * half / (avail - need + half))
+    saturated = hop_cost(skr, skr / 2, avail, need, "key_aware", 1.0)
+    assert saturated == pytest.approx(1 + ALPHA * half / (avail - need))
+    assert hop_cost(skr, skr, avail, need, "key_aware", 1.0) == pytest.approx(saturated)
+
+
 def _disjoint(paths):
     interiors = [set(p[1:-1]) for p in paths]
     return all(not (a & b) for a, b in itertools.combinations(interiors, 2))
