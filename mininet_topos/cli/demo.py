@@ -356,7 +356,8 @@ def qkd_alarm(backend: Any, topology: Topology, pair: dict, rerouted: dict, chec
     ids = sorted({e["link_id"] for e in ends})
     out.update(link=[a, b], link_ids=ids, alarm=ends[0].get("alarm", "") if ends else "")
     shown: dict = {}
-    while time.monotonic() - t0 < ALARM_DEADLINE_S:
+    t_set = time.monotonic()   # the wait starts once both ends are set (that can take seconds when loaded)
+    while time.monotonic() - t_set < ALARM_DEADLINE_S:
         try:
             links = backend.status().get("core", {}).get("links", {})
         except OSError:

@@ -124,12 +124,24 @@ def test_a_key_between_domains_crosses_both_sites_over_etsi020(md):
     assert urls["bj-site"]["T-BJ"]["etsi020_url"] == f"https://{md.plan.crossings[0].ip_of('T-BJ')}:8020"
 
 
-def test_the_mininet_cli_qkey_between_domains(md):
+def test_the_mininet_cli_between_domains(md):
+    """The CLI's commands on every domain at once: qkey across domains, qnodes and qpaths from
+    every domain's QuSeC."""
     from mininet_topos.cli.mncli import QkdCLI
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        QkdCLI.do_qkey(SimpleNamespace(qnet=md), "sae-bj3 sae-jn 1")
-    assert "sae-bj3 -> sae-jn: 1/1 keys match; path BJ3 -> BJ2 -> BJ-IW" in out.getvalue(), out.getvalue()
+    cli = SimpleNamespace(qnet=md, _status=md.status)
+
+    def run(cmd, line: str = "") -> str:
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            cmd(cli, line)
+        return out.getvalue()
+    got = run(QkdCLI.do_qkey, "sae-bj3 sae-jn 1")
+    assert "sae-bj3 -> sae-jn: 1/1 keys match; path BJ3 -> BJ2 -> BJ-IW" in got, got
+    nodes = run(QkdCLI.do_qnodes)
+    for node in md.topology.nodes:   # registered with its own domain's QuSeC
+        assert any(line.startswith(node + " ") and line.rstrip().endswith("yes") for line in nodes.splitlines()), nodes
+    paths = run(QkdCLI.do_qpaths)
+    assert "BJ3" in paths and "T-JN" in paths, paths
 
 
 def test_a_site_kme_down_refuses_at_once_or_reroutes_and_the_other_site_still_carries_keys(md):
