@@ -29,9 +29,11 @@ from __future__ import annotations
 
 import functools
 import itertools
+import json
 import logging
 import shlex
 import subprocess
+import tomllib
 from pathlib import Path
 from typing import Any, Callable
 
@@ -42,7 +44,8 @@ from mininet.util import quietRun
 
 from mininet_topos.launch import servers as srv
 from mininet_topos.launch.lock import EmulationError, wait_for
-from mininet_topos.launch.mininet import MininetNetwork, static_arp
+from mininet_topos.launch.fleet import AgentFleet
+from mininet_topos.launch.mininet import MininetNetwork
 from mininet_topos.launch.placement import cut, place
 from mininet_topos.launch.plan import MGMT_BRIDGE
 from mininet_topos.launch.topos import QkdTopo, QuSeCRemote, tx_checksum_off
@@ -146,6 +149,20 @@ class VxlanLink(upstream.RemoteLink):
             Link.stop(self)
 
 
+class _ClusterFleet(AgentFleet):
+    """The agents of a cluster network: those on a server without the state directory write
+    their agent.json there, so each poll first fetches the ones still awaited (one ssh per server)."""
+
+    def __init__(self, spawn: Any, net: "ClusterNetwork") -> None:
+        super().__init__(spawn)
+        self.net = net
+
+    def poll(self, nodes: Any = None) -> list[str]:
+        self.net.fetch_agent_json([n for n in (self.configs if nodes is None else nodes)
+                                   if n not in self.agents])
+        return super().poll(nodes)
+
+
 class ClusterNetwork(MininetNetwork):
     """``MininetNetwork`` over several servers (see the module docstring).
 
@@ -163,6 +180,10 @@ class ClusterNetwork(MininetNetwork):
         self.forwards: list[subprocess.Popen] = []
         self._control_dir: str | None = None
         self._tls_set: list[srv.Server] = []
+        self.shared: dict[str, bool] = {}        # server name -> sees the state directory
+        self._pushed: set[str] = set()           # servers that got their nodes' files
+        self.fleet = _ClusterFleet(self._spawn_in_host, self)
+        self.procs, self.agents = self.fleet.procs, self.fleet.agents
 
     # -- placement ---------------------------------------------------------------------------
     def server_of(self, node: str) -> srv.Server:
@@ -192,16 +213,74 @@ class ClusterNetwork(MininetNetwork):
         srv.on_remotes(self.state_dir, "clean", self.say)
         token = srv.write_record(self.state_dir, self.servers, self.ssh_config, self.hosts_by_server())
         try:
-            srv.check_servers(self.state_dir, self.servers, self.ssh_config, token)
+            self.shared = srv.check_servers(self.state_dir, self.servers, self.ssh_config, token)
         except srv.ClusterError as exc:
             raise EmulationError(str(exc)) from None
         links = [(l.node_a, l.node_b) for l in self.plan.links]
         for i, s in enumerate(self.servers):
             mine = [n for n, k in self.placement.items() if k == i]
-            self.say(f"  server {s.name} ({s.address}{', QuSeC' if i == 0 else ''}): "
-                     f"{len(mine)} nodes: {' '.join(mine)}")
+            how = ", QuSeC" if i == 0 else (", shares the state directory" if self.shared[s.name]
+                                            else ", gets its nodes' files")
+            self.say(f"  server {s.name} ({s.address}{how}): {len(mine)} nodes: {' '.join(mine)}")
         self.say(f"  {cut(self.placement, links)} of {len(links)} switch links cross servers "
                  f"(VXLAN tunnels)")
+
+    def _unshared(self) -> list[srv.Server]:
+        return [s for s in self.servers[1:] if not self.shared.get(s.name)]
+
+    def _push(self, s: srv.Server, files: list[Path]) -> None:
+        try:
+            srv.push(s, self.ssh_config, [f for f in files if f.exists()], self._ssh_options())
+        except srv.ClusterError as exc:
+            raise EmulationError(str(exc)) from None
+
+    def _files_of(self, index: int) -> list[Path]:
+        """What server ``index`` needs to run its nodes and SAEs (and nothing of the others'):
+        every file under the state dir its nodes' agent.toml names (their certificate and key,
+        the CA, simulated link secrets), the agent.toml, its SAEs' certificates and keys."""
+        files: list[Path] = []
+        root = str(self.state_dir) + "/"
+
+        def walk(v: Any) -> None:
+            if isinstance(v, dict):
+                for x in v.values():
+                    walk(x)
+            elif isinstance(v, list):
+                for x in v:
+                    walk(x)
+            elif isinstance(v, str) and v.startswith(root) and Path(v).is_file():
+                files.append(Path(v))
+
+        for node, k in self.placement.items():
+            if k == index:
+                toml = self.fleet.state(node) / "agent.toml"
+                files.append(toml)
+                walk(tomllib.loads(toml.read_text()))
+        for h in self.plan.sae_hosts:
+            if self.placement[h.node] == index:
+                files += [Path(self.pki.saes[h.sae].cert), Path(self.pki.saes[h.sae].key)]
+        return files
+
+    def fetch_agent_json(self, nodes: list[str]) -> None:
+        """Copy the agent.json of ``nodes`` on servers without the state directory here, where
+        the fleet reads it."""
+        for s in self._unshared():
+            i = self.servers.index(s)
+            mine = [n for n in nodes if self.placement[n] == i]
+            if not mine:
+                continue
+            script = "".join(f'printf "\\n==%s==\\n" {shlex.quote(n)}; '
+                             f'cat {shlex.quote(str(self.fleet.state(n) / "agent.json"))} 2>/dev/null; '
+                             for n in mine)
+            out = srv.run_on(s, self.ssh_config, ["sh", "-c", script], timeout=15,
+                             ssh_options=self._ssh_options()).stdout
+            for part in out.split("\n==")[1:]:
+                node, _, text = part.partition("==\n")
+                try:
+                    json.loads(text)
+                except ValueError:
+                    continue                 # not written yet
+                (self.fleet.state(node) / "agent.json").write_text(text)
 
     def _ssh_options(self) -> tuple[str, ...]:
         cfg = ("-F", self.ssh_config) if self.ssh_config else ()
@@ -263,6 +342,9 @@ class ClusterNetwork(MininetNetwork):
                            switch=functools.partial(ClusterSwitch, ssh_options=opts, datapath=self.datapath,
                                                     protocols="OpenFlow13"),
                            link=functools.partial(VxlanLink, addresses=addresses, vnis=vnis))
+        for s in self._unshared():          # the switches' TLS files and the run's record
+            self._push(s, [self.state_dir / srv.RECORD, Path(self.pki.ca_cert),
+                           Path(self.pki.switch.cert), Path(self.pki.switch.key)])
         self._set_switch_tls()
         self.net.addController("c0", controller=QuSeCRemote, protocol="ssl", ip="127.0.0.1",
                                port=self.controller.of_port)
@@ -274,18 +356,41 @@ class ClusterNetwork(MininetNetwork):
             except RuntimeError as exc:
                 raise EmulationError(str(exc)) from None
         if self.static_arp:
-            static_arp(self.net.hosts, self.state_dir / "arp")
+            self._static_arp()
         self._mark("mininet")
         self.say(f"  Mininet: {len(self.net.switches)} switches, {len(self.net.hosts)} hosts on "
                  f"{len(self.servers)} servers ({self.timings['mininet']:.1f} s)")
 
+    def _static_arp(self) -> None:
+        """Permanent neighbour entries for every data-plane host in every host, as
+        ``mininet.static_arp`` makes them, the batch given on stdin (no file on the server)."""
+        entries = [(h.IP(), h.MAC()) for h in self.net.hosts]
+        procs = []
+        for h in self.net.hosts:
+            dev = h.defaultIntf().name
+            batch = "".join(f"neigh replace {ip} lladdr {mac} dev {dev} nud permanent\n"
+                            for ip, mac in entries if ip != h.IP())
+            procs.append((h.popen(["ip", "-batch", "-"], stdin=subprocess.PIPE), batch))
+        for proc, batch in procs:
+            _, err = proc.communicate(batch.encode(), timeout=30)
+            if proc.returncode:
+                raise EmulationError(f"static ARP entries failed: {err.decode(errors='replace')}")
+
     def _spawn_in_host(self, node_id: str, argv: list[str], env: dict[str, str],
                        logf: Any) -> subprocess.Popen:
         """Locally as in Mininet; on another server the environment travels on the command line
-        (ssh does not carry the launcher's)."""
+        (ssh does not carry the launcher's), and a server without the state directory first
+        gets its nodes' files (once) and loses the agent's old agent.json (a restart)."""
         host = self.net.get(self.plan.node_host(node_id).name)
         if getattr(host, "isRemote", False):
+            s = self.server_of(node_id)
             argv = ["env", "PYTHONUNBUFFERED=1", *argv]
+            if not self.shared.get(s.name):
+                if s.name not in self._pushed:
+                    self._push(s, self._files_of(self.servers.index(s)))
+                    self._pushed.add(s.name)
+                ready = self.fleet.state(node_id) / "agent.json"
+                argv = ["sh", "-c", f'rm -f {shlex.quote(str(ready))}; exec "$@"', "sh", *argv]
         return host.popen(argv, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
 
     # -- operations ----------------------------------------------------------------------------

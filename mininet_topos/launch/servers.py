@@ -3,7 +3,10 @@ are, how to reach them over ssh, the run's record, and the clean-up on each of t
 
 The first server is the machine ``qkdnet up`` runs on (QuSeC runs there); the others are
 reached with ``ssh [-F SSH_CONFIG] -o BatchMode=yes SERVER sudo -n -E COMMAND``, the way Mininet's
-cluster edition reaches them. ``STATE/cluster.json`` records the servers, the ssh config and
+cluster edition reaches them. A server that does not share the state directory (the usual
+case: another machine) gets, at the same paths, only the files of what it runs (its nodes'
+agent configs, certificates and simulated link secrets, its SAEs' certificates, the switches'
+certificate); their ``agent.json`` comes back over ssh. ``STATE/cluster.json`` records the servers, the ssh config and
 which hosts each server holds, so ``qkdnet clean`` can stop a crashed run's agents and remove its
 bridges, tunnels and host shells on every server. ``python -m mininet_topos.launch.servers
 stop-agents|clean STATE INDEX`` is what runs on a remote server (the same checkout and
@@ -120,18 +123,19 @@ def resolve(names: list[str]) -> list[Server]:
     return [Server(first, address, True), *others]
 
 
-def ssh_argv(server: Server, ssh_config: str | None, command: list[str]) -> list[str]:
+def ssh_argv(server: Server, ssh_config: str | None, command: list[str],
+             ssh_options: tuple[str, ...] = ()) -> list[str]:
     """``ssh ... SERVER sudo -n -E COMMAND`` (quoted for the remote shell)."""
     import shlex
     cfg = ["-F", ssh_config] if ssh_config else []
-    return ["ssh", *cfg, "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", server.address,
+    return ["ssh", *cfg, "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", *ssh_options, server.address,
             shlex.join(["sudo", "-n", "-E", *command])]
 
 
 def run_on(server: Server, ssh_config: str | None, command: list[str],
-           timeout: float = SSH_TIMEOUT_S) -> subprocess.CompletedProcess:
+           timeout: float = SSH_TIMEOUT_S, ssh_options: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
     """Run ``command`` as root on ``server`` (locally when it is this machine)."""
-    argv = command if server.local else ssh_argv(server, ssh_config, command)
+    argv = command if server.local else ssh_argv(server, ssh_config, command, ssh_options)
     try:
         return subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
                               stdin=subprocess.DEVNULL)
@@ -161,12 +165,16 @@ def read_record(state_dir: Path) -> dict | None:
         return None
 
 
-def check_servers(state_dir: Path, servers: list[Server], ssh_config: str | None, token: str) -> None:
+def check_servers(state_dir: Path, servers: list[Server], ssh_config: str | None,
+                  token: str) -> dict[str, bool]:
     """Every remote server answers over ssh, runs sudo without a password, has this Python and
-    Open vSwitch, and sees this state directory (same path, same content): ClusterError naming
-    the server and what failed."""
+    Open vSwitch: ClusterError naming the server and what failed. Returns, per server name,
+    whether it sees this state directory (the same file system at the same path: nothing to
+    push) or not (each gets the files of what it runs, ``push``)."""
     record = state_dir / RECORD
-    probe = ["sh", "-c", f'cat "{record}" && test -x "{sys.executable}" && ovs-vsctl --timeout=5 show >/dev/null']
+    probe = ["sh", "-c", f'test -x "{sys.executable}" && ovs-vsctl --timeout=5 show >/dev/null && '
+                         f'{{ cat "{record}" 2>/dev/null || true; }}']
+    shared = {}
     for s in servers:
         if s.local:
             continue
@@ -175,17 +183,33 @@ def check_servers(state_dir: Path, servers: list[Server], ssh_config: str | None
             raise ClusterError(
                 f"server {s.name}: `{' '.join(ssh_argv(s, ssh_config, probe))}` failed (exit "
                 f"{proc.returncode}): {proc.stderr.strip()[-400:] or proc.stdout.strip()[-400:]}\n"
-                "every server needs passwordless ssh and sudo, Open vSwitch running, this "
-                f"virtualenv at {sys.executable} and the state directory {state_dir} "
-                "(docs/emulation.md, Cluster mode)")
+                "every server needs passwordless ssh and sudo, Open vSwitch running and this "
+                f"checkout's virtualenv at {sys.executable} (docs/emulation.md, Cluster mode)")
         try:
-            seen = json.loads(proc.stdout).get("token")
+            shared[s.name] = json.loads(proc.stdout).get("token") == token
         except ValueError:
-            seen = None
-        if seen != token:
-            raise ClusterError(f"server {s.name} does not see this run's {record} (another file at "
-                               "that path): the state directory must be shared by every server "
-                               "(docs/emulation.md, Cluster mode)")
+            shared[s.name] = False
+    return shared
+
+
+def push(server: Server, ssh_config: str | None, files: list[Path], ssh_options: tuple[str, ...] = ()) -> None:
+    """Copy ``files`` (absolute paths, modes kept) to the same paths on ``server`` (tar over ssh)."""
+    if not files:
+        return
+    rel = sorted({str(f.resolve().relative_to("/")) for f in files})
+    tar = subprocess.Popen(["tar", "-C", "/", "-cf", "-", "--", *rel], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE)
+    argv = ssh_argv(server, ssh_config, ["tar", "-C", "/", "-xpf", "-"], ssh_options)
+    try:
+        proc = subprocess.run(argv, stdin=tar.stdout, capture_output=True, text=True, timeout=SSH_TIMEOUT_S)
+    finally:
+        tar.stdout.close()
+        err = tar.stderr.read().decode(errors="replace")
+        tar.stderr.close()
+        tar.wait()
+    if tar.returncode or proc.returncode:
+        raise ClusterError(f"server {server.name}: copying {len(rel)} file(s) failed: "
+                           f"{(err + proc.stderr).strip()[-400:]}")
 
 
 def on_remotes(state_dir: Path, action: str, say: Callable[[str], None] = print) -> int:

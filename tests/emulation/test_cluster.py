@@ -5,7 +5,8 @@ The second server is a network namespace with its own sshd and its own Open vSwi
 live in its OVS, its hosts' namespaces are made by its shell, and links to it are tunnels over the
 veth between the two. linear6 goes half on each (A B C there, D E F here, QuSeC here); every host
 pings every other; a key relayed from sae-a (on the second server) to sae-f (here) crosses the
-tunnel; stopping leaves nothing on either server; a SIGKILLed cluster run is cleaned on both by
+tunnel; the second server does not share the state directory and gets only the files of what it
+runs; stopping leaves nothing on either server; a SIGKILLed cluster run is cleaned on both by
 ``qkdnet clean``.
 """
 from __future__ import annotations
@@ -47,7 +48,8 @@ def lock_fd(emulation_host, tmp_path_factory):
 
 @pytest.fixture
 def server2(lock_fd, tmp_path):
-    srv = NamespaceServer(tmp_path / "server2")
+    # The state directories the tests use are the second server's own disk there (not shared).
+    srv = NamespaceServer(tmp_path / "server2", private=[tmp_path / d for d in ("state", "crash", "bad")])
     with srv:
         yield srv
     assert not srv.leftovers(), srv.leftovers()
@@ -78,6 +80,13 @@ def test_linear6_over_two_servers(server2, tmp_path, emulation_host):
         doc = json.loads((state / "network.json").read_text())
         assert doc["mode"] == "mininet" and set(doc["nodes"]) == set("ABCDEF")
         assert (state / "cluster.json").exists()
+        # Server 2 does not share the state directory: it got only what its nodes and SAEs need.
+        assert server2.ssh(f"ls {state}/pki/nodes").stdout.split() == ["A.key", "A.pem", "B.key", "B.pem",
+                                                                     "C.key", "C.pem"]
+        assert server2.ssh(f"ls {state}/pki/saes").stdout.split() == ["sae-a.key", "sae-a.pem",
+                                                                     "sae-c.key", "sae-c.pem"]
+        assert server2.ssh(f"test -e {state}/qusec || test -e {state}/pki/ca.key", check=False).returncode
+        assert not (state / "nodes" / "A" / "keys.db").exists()      # A's key store is on server 2
         assert net.net.pingAll(timeout=2) == 0.0
         # A relayed key from sae-a (server 2) to sae-f (here): over the tunnel, twice.
         pair = net.key_pair("sae-a", "sae-f", number=2, fresh=True)

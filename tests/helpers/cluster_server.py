@@ -11,6 +11,9 @@ own Open vSwitch, reached over a veth pair, as separate from this machine as Min
 * an ``sshd`` inside the namespace on port 22 with a config, host key and authorized key in
   ``workdir/ssh`` (root login by that key only; ``SetEnv OVS_RUNDIR=...`` so every ``ovs-vsctl``
   a session runs talks to this server's OVS, not the machine's);
+* with ``private=[PATH, ...]``, those paths in sshd's own mount namespace as empty tmpfs: what
+  the first server writes there this one does not see, and the other way round (another
+  machine's disk, for a state directory that is not shared);
 * an ssh client config (``self.ssh_config``) naming the key and the host key, so nothing in
   ``~/.ssh`` is read or written.
 
@@ -56,8 +59,11 @@ def _wait(pred, timeout: float, what: str) -> None:
 class NamespaceServer:
     """The second server (see the module docstring); a context manager."""
 
-    def __init__(self, workdir: str | os.PathLike) -> None:
+    def __init__(self, workdir: str | os.PathLike, private: list[str | os.PathLike] = ()) -> None:
         self.dir = Path(workdir).resolve()
+        # Paths this server sees as its own empty disk (a tmpfs in sshd's mount namespace): a
+        # state directory there is not shared with the first server, as on another machine.
+        self.private = [str(Path(p).resolve()) for p in private]
         self.ovs_dir = self.dir / "ovs"
         self.ssh_dir = self.dir / "ssh"
         self.ssh_config = self.ssh_dir / "client_config"
@@ -136,8 +142,10 @@ class NamespaceServer:
         Path("/run/sshd").mkdir(exist_ok=True)      # sshd's privilege separation directory
         _run("/usr/sbin/sshd", "-t", "-f", str(d / "sshd_config"))
         log = open(d / "sshd.log", "ab")
+        mount = 'for d in "$@"; do mkdir -p "$d" && mount -t tmpfs -o mode=0755 qusec-srv2 "$d" || exit 1; done; '
         self.procs["sshd"] = subprocess.Popen(
-            ["ip", "netns", "exec", NETNS, "/usr/sbin/sshd", "-D", "-e", "-f", str(d / "sshd_config")],
+            ["ip", "netns", "exec", NETNS, "unshare", "--mount", "--propagation", "private",
+             "sh", "-c", mount + f'exec /usr/sbin/sshd -D -e -f "{d}/sshd_config"', "sh", *self.private],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         _wait(lambda: self.ssh("true", check=False).returncode == 0, 20, "sshd of the second server")
 
