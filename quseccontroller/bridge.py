@@ -13,14 +13,18 @@ of UTF-8 JSON (one object). Three kinds of objects:
   ``{"id": int, "ok": false, "error": {"code": str, "message": str, "details": {...}}}``
 * push (app -> gateway, unsolicited): ``{"push": "authorise"|"revoke", ...}``
 
-Ops: ``register``, ``report``, ``gone``, ``request_path``, ``release``, ``state``
+Ops: ``register``, ``report``, ``reports`` (many nodes' reports in one call: what waited
+while the last batch was with the app), ``gone``, ``request_path``, ``release``, ``state``
 (ETSI 015 export), ``status``, ``events`` (the app's event log after a sequence number),
 ``note`` (an event the gateway decided), ``export`` (the domain's export to its parent),
 ``reach`` (what the domain carries from a node to its borders), ``ping``. The app side (``AppBridgeServer``) runs on
-os-ken's hub; the gateway side (``GatewayBridgeClient``) runs on plain threads.
+os-ken's hub; the gateway side (``GatewayBridgeClient``) runs on plain threads: a reader and a
+writer per connection, so a call from the gateway's event loop (``acall``) holds no thread and
+never waits on the socket.
 """
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import itertools
 import json
@@ -37,7 +41,7 @@ LOG = logging.getLogger(__name__)
 MAX_FRAME = 16 * 2**20
 _HEADER = struct.Struct("!I")
 
-OPS = ("register", "report", "gone", "request_path", "release", "state", "status", "events",
+OPS = ("register", "report", "reports", "gone", "request_path", "release", "state", "status", "events",
        "note", "export", "reach", "ping")
 PUSH_KINDS = ("authorise", "revoke")
 
@@ -264,16 +268,80 @@ class AppBridgeServer:
 
 
 class _Pending:
-    __slots__ = ("event", "reply")
+    """A call waiting for its reply: a thread's (``event``) or a coroutine's (``future`` on ``loop``)."""
+    __slots__ = ("event", "reply", "future", "loop")
 
-    def __init__(self) -> None:
-        self.event = threading.Event()
+    def __init__(self, future: asyncio.Future | None = None,
+                 loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self.event = threading.Event() if future is None else None
         self.reply: dict | None = None
+        self.future, self.loop = future, loop
+
+
+def _settle(pendings: list[_Pending]) -> None:
+    """On the callers' loop: their replies (None: the connection was lost)."""
+    for p in pendings:
+        if not p.future.done():
+            p.future.set_result(p.reply)
+
+
+def _time_out(future: asyncio.Future, op: str, timeout: float) -> None:
+    if not future.done():
+        future.set_exception(BridgeError("timeout", f"controller app did not answer {op} within "
+                                                    f"{timeout:.1f}s"))
+
+
+class _Outbox:
+    """The frames on their way to the app over one connection, written by one thread: a caller
+    never waits on the socket, and what is queued while a write is under way goes out in the next
+    one. A failed write shuts the socket (the reader then fails the calls waiting)."""
+
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+        self._frames: list[bytes] = []
+        self._cond = threading.Condition()
+        self._closed = False
+        threading.Thread(target=self._write, name="bridge-writer", daemon=True).start()
+
+    def put(self, frame: bytes) -> None:
+        with self._cond:
+            if self._closed:
+                raise BridgeUnavailable("controller app connection lost")
+            self._frames.append(frame)
+            if len(self._frames) == 1:
+                self._cond.notify()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._frames.clear()
+            self._cond.notify()
+
+    def _write(self) -> None:
+        while True:
+            with self._cond:
+                while not self._frames and not self._closed:
+                    self._cond.wait()
+                if self._closed:
+                    return
+                frames, self._frames = self._frames, []
+            try:
+                self.sock.sendall(b"".join(frames))
+            except OSError as exc:
+                LOG.info("bridge: write to the controller app failed: %s", exc)
+                self.close()
+                try:
+                    self.sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                return
 
 
 class GatewayBridgeClient:
     """Connects to the app's socket (reconnecting), makes calls, receives pushes.
 
+    ``call`` blocks its thread until the reply; ``acall`` awaits it on the caller's event loop
+    (no thread held: the reader thread hands the replies of each read to the loop at once).
     ``on_push(msg)`` runs on the reader thread and must not block; ``on_connect()``
     runs after every (re)connection, before calls are released (used to re-register
     connected agents with an app that restarted).
@@ -287,7 +355,7 @@ class GatewayBridgeClient:
         self.on_connect = on_connect
         self.retry_s = retry_s
         self._sock: socket.socket | None = None
-        self._send_lock = threading.Lock()
+        self._outbox: _Outbox | None = None
         self._pending: dict[int, _Pending] = {}
         self._pending_lock = threading.Lock()
         self._ids = itertools.count(1)
@@ -315,29 +383,53 @@ class GatewayBridgeClient:
                 pass
 
     def call(self, op: str, args: dict | None = None, timeout: float = 10.0) -> dict:
-        """One request; raises BridgeError (from the app) or BridgeUnavailable."""
-        if op not in OPS:
-            raise ValueError(f"unknown op {op!r}")
-        sock = self._sock
-        if sock is None or not self._connected.is_set():
-            raise BridgeUnavailable(f"controller app not connected (bridge {self.path})")
-        rid = next(self._ids)
+        """One request, waited for on this thread; raises BridgeError (from the app) or
+        BridgeUnavailable."""
         pending = _Pending()
-        with self._pending_lock:
-            self._pending[rid] = pending
+        rid = self._send(op, args, pending)
         try:
-            frame = encode({"id": rid, "op": op, "args": args or {}})
-            with self._send_lock:
-                try:
-                    sock.sendall(frame)
-                except OSError as exc:
-                    raise BridgeUnavailable(f"controller app connection lost: {exc}") from None
             if not pending.event.wait(timeout):
                 raise BridgeError("timeout", f"controller app did not answer {op} within {timeout:.1f}s")
         finally:
-            with self._pending_lock:
-                self._pending.pop(rid, None)
-        reply = pending.reply
+            self._forget(rid)
+        return self._result(pending.reply)
+
+    async def acall(self, op: str, args: dict | None = None, timeout: float = 10.0) -> dict:
+        """One request from a coroutine (the same errors as ``call``), holding no thread."""
+        loop = asyncio.get_running_loop()
+        pending = _Pending(loop.create_future(), loop)
+        rid = self._send(op, args, pending)
+        timer = loop.call_later(timeout, _time_out, pending.future, op, timeout)
+        try:
+            reply = await pending.future
+        finally:
+            timer.cancel()
+            self._forget(rid)
+        return self._result(reply)
+
+    def _send(self, op: str, args: dict | None, pending: _Pending) -> int:
+        if op not in OPS:
+            raise ValueError(f"unknown op {op!r}")
+        outbox = self._outbox
+        if outbox is None or not self._connected.is_set():
+            raise BridgeUnavailable(f"controller app not connected (bridge {self.path})")
+        rid = next(self._ids)
+        frame = encode({"id": rid, "op": op, "args": args or {}})
+        with self._pending_lock:
+            self._pending[rid] = pending
+        try:
+            outbox.put(frame)
+        except BridgeUnavailable:
+            self._forget(rid)
+            raise
+        return rid
+
+    def _forget(self, rid: int) -> None:
+        with self._pending_lock:
+            self._pending.pop(rid, None)
+
+    @staticmethod
+    def _result(reply: dict | None) -> dict:
         if reply is None:
             raise BridgeUnavailable("controller app connection lost during the call")
         if reply.get("ok"):
@@ -361,6 +453,7 @@ class GatewayBridgeClient:
                 continue
             logged = False
             self._sock = sock
+            self._outbox = outbox = _Outbox(sock)
             LOG.info("bridge: connected to the controller app at %s", self.path)
             self._connected.set()
             if self.on_connect is not None:
@@ -369,7 +462,8 @@ class GatewayBridgeClient:
                 self._read(sock)
             finally:
                 self._connected.clear()
-                self._sock = None
+                self._sock = self._outbox = None
+                outbox.close()
                 sock.close()
                 self._fail_pending()
                 if not self._stopping.is_set():
@@ -395,6 +489,7 @@ class GatewayBridgeClient:
             except BridgeProtocolError as exc:
                 LOG.error("bridge: bad frame from the app, reconnecting: %s", exc)
                 return
+            replied = []
             for msg in msgs:
                 if "push" in msg:
                     try:
@@ -406,11 +501,26 @@ class GatewayBridgeClient:
                     pending = self._pending.get(msg.get("id"))
                 if pending is not None:
                     pending.reply = msg
-                    pending.event.set()
+                    replied.append(pending)
+            self._wake(replied)
+
+    @staticmethod
+    def _wake(pendings: list[_Pending]) -> None:
+        """Release the callers: threads at once, coroutines in one callback per loop."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[_Pending]] = {}
+        for p in pendings:
+            if p.event is not None:
+                p.event.set()
+            else:
+                by_loop.setdefault(p.loop, []).append(p)
+        for loop, batch in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_settle, batch)
+            except RuntimeError:   # that loop is closed: nobody waits any more
+                pass
 
     def _fail_pending(self) -> None:
         with self._pending_lock:
             pendings = list(self._pending.values())
-        for p in pendings:
-            p.event.set()  # reply stays None -> BridgeUnavailable
+        self._wake(pendings)  # reply stays None -> BridgeUnavailable
 

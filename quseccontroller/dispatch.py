@@ -53,13 +53,9 @@ class BridgeDispatch:
             self._execute(actions, now, usable, routes, node)
             return {"node_id": info.node_id, "report_interval_ms": self.core.report_interval_ms()}
         if op == "report":
-            node, links = records.report_from_wire(args)
-            usable, alarms, routes = self._usable_links(node), self._alarms(node), self._routes()
-            kept, refused = self.core.screen_report(node, links)
-            actions = self.core.agent_report(node, kept, now)
-            self._record_alarms(node, alarms, now)
-            self._execute(actions, now, usable, routes, node)
-            return {"refused": [records.link_refusal_to_wire(r) for r in refused]}
+            return self._report(args, now)
+        if op == "reports":   # the reports that waited in the gateway while the last batch was here
+            return {"results": [self._one_of_batch(r, now) for r in records.reports_from_wire(args)]}
         if op == "gone":
             node = records.node_id_from_wire(args)
             usable, routes = self._usable_links(node), self._routes()
@@ -180,6 +176,22 @@ class BridgeDispatch:
             if pid not in seen and ap is not None and tuple(ap.nodes) != route:
                 self.events.record("reroute", now, path_id=pid, result="moved", nodes=list(ap.nodes))
         self.sender.execute(actions)
+
+    def _report(self, args: dict, now: float) -> dict:
+        node, links = records.report_from_wire(args)
+        usable, alarms, routes = self._usable_links(node), self._alarms(node), self._routes()
+        kept, refused = self.core.screen_report(node, links)
+        actions = self.core.agent_report(node, kept, now)
+        self._record_alarms(node, alarms, now)
+        self._execute(actions, now, usable, routes, node)
+        return {"refused": [records.link_refusal_to_wire(r) for r in refused]}
+
+    def _one_of_batch(self, args: dict, now: float) -> dict:
+        """One report of a ``reports`` batch: its result, or the error that refused it alone."""
+        try:
+            return self._report(args, now)
+        except BridgeError as exc:
+            return {"error": exc.to_wire()}
 
     def request_path(self, args: dict, now: float) -> dict[str, Any]:
         """Decide; for a grant, install the flows and confirm them by barrier (the

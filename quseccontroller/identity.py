@@ -44,7 +44,7 @@ class NoIdentity(ValueError):
     """A certificate that names no QuSeC identity (the message says why)."""
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=16384)   # more than a QuSeC holds streams (max_streams): a Connect or path request parses none
 def _parse(der: bytes) -> Identity:
     cert = x509.load_der_x509_certificate(der)
     try:
@@ -74,7 +74,7 @@ def from_der(der: bytes) -> Identity:
         raise NoIdentity(f"unreadable certificate: {exc}") from None
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=16384)   # more than a QuSeC holds streams (max_streams): a Connect or path request parses none
 def _pem_to_der(pem: bytes) -> bytes:
     return x509.load_pem_x509_certificate(pem).public_bytes(Encoding.DER)
 

@@ -54,6 +54,11 @@ def report_to_wire(node_id: str, links: list[dict]) -> dict:
     return {"node_id": node_id, "links": links}
 
 
+def reports_to_wire(reports: list[dict]) -> dict:
+    """A batch of ``report_to_wire`` dicts (the ``reports`` op)."""
+    return {"reports": reports}
+
+
 def path_request_to_wire(req: control_pb2.PathRequest) -> dict:
     return {"src_node": req.src_node, "dst_node": req.dst_node, "src_sae": req.src_sae,
             "dst_sae": req.dst_sae, "key_size_bits": req.key_size_bits,
@@ -189,6 +194,14 @@ def cert_addresses_from_wire(d: dict) -> tuple[str, ...] | None:
 def report_from_wire(d: dict) -> tuple[str, list[LinkState]]:
     """(node_id, its links) of a ``report_to_wire`` dict."""
     return _str(d, "node_id", True), [link_state_from_wire(x) for x in d.get("links", [])]
+
+
+def reports_from_wire(d: dict) -> list[dict]:
+    """The ``report_to_wire`` dicts of a ``reports_to_wire`` batch (each read by ``report_from_wire``)."""
+    reports = d.get("reports")
+    if not isinstance(reports, list) or not all(isinstance(r, dict) for r in reports):
+        raise BridgeError("invalid", "reports: expected a list of report objects", {"field": "reports"})
+    return reports
 
 
 def node_id_from_wire(d: dict) -> str:

@@ -70,9 +70,10 @@ async def _agent(node: dict, stub_for, st: dict, go: asyncio.Event, end: list) -
         node_id=node["id"], relay_addr="127.0.0.1:7000", trust_level=3, links=links,
         saes=node["saes"], agent_version="bench-control")))
 
-    async def messages():
+    async def messages(queue: asyncio.Queue):
+        # its own stream's queue: a stream given up must not take the Register of the next one
         while True:
-            msg = await out.get()
+            msg = await queue.get()
             if msg is None:
                 return
             yield msg
@@ -80,7 +81,7 @@ async def _agent(node: dict, stub_for, st: dict, go: asyncio.Event, end: list) -
     interval = 2.0
     registered = False
     while time.time() < end[0]:
-        call = stub.Connect(messages())
+        call = stub.Connect(messages(out))
         try:
             async for msg in call:
                 kind = msg.WhichOneof("body")
@@ -99,7 +100,9 @@ async def _agent(node: dict, stub_for, st: dict, go: asyncio.Event, end: list) -
                 return
             # not registered yet (a refused or timed-out stream): again after a back-off, as the
             # agent does; the Register goes first on the new stream
+            call.cancel()
             st["retries"] += 1
+            st["retry_codes"][exc.code().name] = st["retry_codes"].get(exc.code().name, 0) + 1
             if st["retries"] <= 3:
                 st["errors"].append(f"stream {node['id']} (retried): {exc.code().name}: {exc.details()}")
             await asyncio.sleep(0.5 + random.random() * 1.5)
@@ -165,7 +168,7 @@ async def _worker(spec: dict) -> dict:
         stubs[node["id"]] = control_pb2_grpc.QuSeCControlStub(ch)
         return stubs[node["id"]]
 
-    st: dict = {"registered": [], "reports": [], "paths": [], "path_errors": [], "errors": [], "retries": 0}
+    st: dict = {"registered": [], "reports": [], "paths": [], "path_errors": [], "errors": [], "retries": 0, "retry_codes": {}}
     end = [float("inf")]
     go = asyncio.Event()
     t0 = time.time()
@@ -188,7 +191,7 @@ async def _worker(spec: dict) -> dict:
     in_window = [t for t in st["reports"] if window["start"] <= t <= window["end"]]
     return {"registered": len(st["registered"]), "t0": t0, "last_registered": max(st["registered"], default=t0),
             "reports_in_window": len(in_window), "paths_ms": st["paths"], "path_errors": st["path_errors"],
-            "errors": st["errors"][:20], "retries": st["retries"]}
+            "errors": st["errors"][:20], "retries": st["retries"], "retry_codes": st["retry_codes"]}
 
 
 # ------------------------------------------------------------------------------- measuring
@@ -204,6 +207,11 @@ def _proc_rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def _cpus(app_pid: int, gw_pid: int, workers: list[subprocess.Popen]) -> tuple[float, float, float]:
+    """CPU seconds so far of the app, the gateway and the agents' workers together."""
+    return _proc_cpu_s(app_pid), _proc_cpu_s(gw_pid), sum(_proc_cpu_s(p.pid) for p in workers)
 
 
 def _scrape(url: str) -> dict[str, float]:
@@ -273,9 +281,9 @@ def measure(n: int, seed: int, window: float, path_rate: float, workers: int, re
         w_end = w_start + window
         gofile.write_text(json.dumps({"start": w_start, "end": w_end}))
         time.sleep(max(0.0, w_start - time.time()))
-        m0, cpu0 = _scrape(ctl.http_url), (_proc_cpu_s(app_pid), _proc_cpu_s(gw_pid))
+        m0, cpu0 = _scrape(ctl.http_url), _cpus(app_pid, gw_pid, procs)
         time.sleep(max(0.0, w_end - time.time()))
-        m1, cpu1 = _scrape(ctl.http_url), (_proc_cpu_s(app_pid), _proc_cpu_s(gw_pid))
+        m1, cpu1 = _scrape(ctl.http_url), _cpus(app_pid, gw_pid, procs)
         rss = _proc_rss_mib(app_pid) + _proc_rss_mib(gw_pid)
         for p in procs:
             p.wait(120)
@@ -305,8 +313,12 @@ def measure(n: int, seed: int, window: float, path_rate: float, workers: int, re
         "auth_roundtrip_ms": round((gw_s - app_s) / setups * 1000, 2) if setups else None,
         "app_cpu_pct": round((cpu1[0] - cpu0[0]) / window * 100, 1),
         "gateway_cpu_pct": round((cpu1[1] - cpu0[1]) / window * 100, 1),
+        # the simulated agents' worker processes, on the same cores as QuSeC
+        "agents_cpu_pct": round((cpu1[2] - cpu0[2]) / window * 100, 1),
         "rss_mib": round(rss, 1),
         "stream_retries": sum(r["retries"] for r in results),
+        "retry_codes": {c: sum(r["retry_codes"].get(c, 0) for r in results)
+                        for c in sorted({c for r in results for c in r["retry_codes"]})},
         "first_error": ([e for r in results for e in r["errors"]] + errors + [""])[0],
     })
     return row
@@ -374,7 +386,7 @@ def run(args: argparse.Namespace) -> int:
     png = plot([r for r in rows if "registered_s" in r], doc.DOC.parent / "img" / "bench-control.png")
     cols = ["nodes", "links", "registered", "registered_s", "reports_sent_per_s", "reports_done_per_s",
             "reports_replaced_per_s", "report_backlog", "paths", "path_errors", "path_p50_ms", "path_p99_ms", "auth_roundtrip_ms",
-            "app_cpu_pct", "gateway_cpu_pct", "rss_mib", "stream_retries"]
+            "app_cpu_pct", "gateway_cpu_pct", "agents_cpu_pct", "rss_mib", "stream_retries"]
     misses = [f"* N={r['nodes']}: " + "; ".join(v) for r in rows if (v := verdicts(r))]
     errors = [f"* N={r['nodes']}: first error: `{r['first_error']}`" for r in rows if r.get("first_error")]
     body = (doc.table(rows, cols) + "\n"

@@ -12,7 +12,6 @@ authorisations) goes to the app's event log with a ``note``; the app logs its ow
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 from typing import Any, AsyncIterator
@@ -23,6 +22,7 @@ from quseccontroller import options, records
 from quseccontroller.bridge import BridgeError, GatewayBridgeClient
 from quseccontroller.gateway import rpc
 from quseccontroller.gateway.metrics import Metrics
+from quseccontroller.gateway.reports import ReportQueue, Taken
 from quseccontroller.gateway.rpc import Abort, PathRefused, bad_request, error_info, maps_errors
 from quseccontroller.gateway.sessions import AgentSession, Sessions, StreamLimits, StreamSlot, StreamsFull
 from quseccontroller.identity import NODE, Identity
@@ -123,6 +123,7 @@ class ControlServicer(control_pb2_grpc.QuSeCControlServicer):
         self.sessions = Sessions(gone_grace, self._gone, self.metrics.nodes)
         self.limits = StreamLimits(max_streams_per_identity, max_streams, self.metrics.streams)
         self.bridge = GatewayBridgeClient(bridge_path, self.on_push, self.on_connect)
+        self.reports = ReportQueue(self._send_reports, self.metrics.reports_replaced.inc)
         self.loop: asyncio.AbstractEventLoop | None = None
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -131,10 +132,9 @@ class ControlServicer(control_pb2_grpc.QuSeCControlServicer):
 
     # -- bridge side -------------------------------------------------------------------------
     async def call(self, op: str, args: dict | None = None) -> dict:
-        """One app call, waited for in the loop's executor; its BridgeError ends the gRPC
+        """One app call, awaited on the loop (no thread held); its BridgeError ends the gRPC
         call with the mapped status."""
-        return await asyncio.get_running_loop().run_in_executor(
-            None, functools.partial(self.bridge.call, op, args or {}, timeout=self.call_timeout))
+        return await self.bridge.acall(op, args or {}, timeout=self.call_timeout)
 
     def on_push(self, msg: dict) -> None:
         """An app push (on the bridge's reader thread): delivered on the loop."""
@@ -319,24 +319,24 @@ class ControlServicer(control_pb2_grpc.QuSeCControlServicer):
 
     def _take_report(self, session: AgentSession, links: list[dict]) -> None:
         """Hand a report to the app without holding up the stream (an authorisation ack read
-        behind it must not wait for the app): the newest waiting report replaces an older one."""
-        if session.next_report is not None:
-            self.metrics.reports_replaced.inc()
-        session.next_report = links
-        if session.reporting is None or session.reporting.done():
-            session.reporting = asyncio.ensure_future(self._reports(session))
+        behind it must not wait for the app): the newest waiting report replaces an older one,
+        and what waited goes to the app in one batch (``ReportQueue``)."""
+        self.reports.put(session, links)
 
-    async def _reports(self, session: AgentSession) -> None:
-        while session.next_report is not None:
-            links, session.next_report = session.next_report, None
-            await self._report(session, links)
-
-    async def _report(self, session: AgentSession, links: list[dict]) -> None:
+    async def _send_reports(self, taken: Taken) -> None:
+        batch = records.reports_to_wire([records.report_to_wire(s.node_id, links) for s, links in taken])
         try:
-            result = await self.call("report", records.report_to_wire(session.node_id, links))
+            result = await self.call("reports", batch)
         except BridgeError as exc:
-            LOG.warning("report from %s not delivered: %s", session.node_id, exc)
+            LOG.warning("%d reports (%s...) not delivered: %s", len(taken), taken[0][0].node_id, exc)
             return
+        for (session, links), one in zip(taken, result.get("results", [])):
+            if "error" in one:
+                LOG.warning("report from %s refused: %s", session.node_id, one["error"].get("message"))
+                continue
+            self._report_taken(session, links, one)
+
+    def _report_taken(self, session: AgentSession, links: list[dict], result: dict) -> None:
         self.metrics.reports.inc()
         dropped = {r["link_id"] for r in result.get("refused", [])}
         for r in result.get("refused", []):
@@ -349,8 +349,12 @@ class ControlServicer(control_pb2_grpc.QuSeCControlServicer):
 
     def _update_links(self, session: AgentSession, links: list[dict]) -> None:
         for link in links:
-            session.links[link["link_id"]] = link
-            self.metrics.key_bits.labels(session.node_id, link["link_id"]).set(link["stored_bits"])
+            link_id = link["link_id"]
+            session.links[link_id] = link
+            gauge = session.key_gauges.get(link_id)
+            if gauge is None:   # labels() is a locked lookup: once per link and stream
+                gauge = session.key_gauges[link_id] = self.metrics.key_bits.labels(session.node_id, link_id)
+            gauge.set(link["stored_bits"])
 
     def _close_session(self, session: AgentSession) -> None:
         if self.sessions.closed(session):
@@ -363,6 +367,7 @@ class ControlServicer(control_pb2_grpc.QuSeCControlServicer):
             except KeyError:
                 pass
         LOG.info("event=node_gone node=%s", session.node_id)
+        self.reports.drop(session.node_id)
         asyncio.ensure_future(self._tell_gone(session.node_id))
 
     async def _tell_gone(self, node_id: str) -> None:

@@ -20,12 +20,9 @@ class AgentSession:
         self.out: asyncio.Queue = asyncio.Queue()
         self.acks: dict[str, asyncio.Event] = {}
         self.links: dict[str, dict] = {}   # link id -> last reported state (wire dict)
+        self.key_gauges: dict[str, Any] = {}   # link id -> its qusec_link_key_bits child
         self.refused_links: set[tuple[str, str]] = set()   # (link, reason) already logged
-        # Link reports are state, not events: while one is with the app, a newer one replaces
-        # the one waiting (never a queue), and the stream goes on reading acks meanwhile.
         self.report_interval_ms = 0        # what its Registered asked for (the app decides)
-        self.next_report: list[dict] | None = None
-        self.reporting: asyncio.Task | None = None
 
     def send(self, msg: control_pb2.ControllerMessage | None) -> None:
         self.out.put_nowait(msg)

@@ -1,6 +1,7 @@
 """The app <-> gateway bridge: frame codec, request checks, and the gateway-side client."""
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 
@@ -124,6 +125,37 @@ def test_client_calls_pushes_errors_and_reconnects(tmp_path):
         assert len(connects) >= 2
         with pytest.raises(ValueError):
             client.call("nope")
+    finally:
+        client.close()
+        app.close()
+
+
+def test_async_calls_hold_no_thread_and_fail_as_the_threaded_ones(tmp_path):
+    """``acall`` from the gateway's loop: a thousand calls in flight at once (the old client held
+    a thread each), their replies, an error, a timeout, and the app dying mid-call."""
+    path = str(tmp_path / "b.sock")
+    client = GatewayBridgeClient(path, lambda msg: None, retry_s=0.05)
+    client.start()
+    app = ScriptedApp(path)
+
+    async def run():
+        before = threading.active_count()
+        replies = await asyncio.gather(*(client.acall("ping", timeout=10) for _ in range(1000)))
+        assert replies == [{"pong": True}] * 1000
+        assert threading.active_count() <= before + 1
+        with pytest.raises(BridgeError) as err:
+            await client.acall("release", {"path_id": "x"}, timeout=5)
+        assert err.value.code == "not_found"
+        with pytest.raises(BridgeError) as err:
+            await client.acall("status", timeout=0.2)
+        assert err.value.code == "timeout"
+        with pytest.raises(BridgeUnavailable):
+            await client.acall("state", timeout=5)
+    try:
+        assert client.wait_connected(5)
+        asyncio.run(run())
+        with client._pending_lock:
+            assert not client._pending     # nothing left behind
     finally:
         client.close()
         app.close()
