@@ -158,6 +158,15 @@ class QuSeCCore:
                     return refuse("unknown_sae", f"{label} SAE {sae!r} is not an SAE of node {n!r}")
         if d.action == "deny":
             return refuse("policy_deny", f"rule {m.rule!r} denies {src}->{dst}")
+        if req.handoff is not None and req.handoff.kind == "pqc":
+            # the key would be at the post-quantum level: the source domain's policy must allow
+            # it, and a key already in flight from another domain keeps the level it came at
+            if not d.allow_pqc_fallback:
+                return refuse("policy_deny", f"rule {m.rule!r} does not allow the post-quantum "
+                              f"level (allow_pqc_fallback): no key over PQC link {req.handoff.crossing}")
+            if req.src_sae and st.node_of_sae(req.src_sae) is None:
+                return refuse("invalid_handoff", f"a key of another domain's SAE {req.src_sae!r} "
+                              f"does not go on over PQC link {req.handoff.crossing}")
         if d.rate_limit_bps and not self.admission.within_rate(req, d, now):
             return refuse("rate_limit", f"rule {m.rule!r} limits {req.src_sae}->{req.dst_sae} to "
                           f"{d.rate_limit_bps:g} bit/s")
@@ -200,18 +209,19 @@ class QuSeCCore:
         return decision, flow_acts + acts
 
     def _is_site_kme(self, node: str) -> bool:
-        """Whether ``node`` is this domain's KME at an interworking site (keys of other domains'
-        SAEs come in there over ETSI GS QKD 020 and go on from there)."""
+        """Whether ``node`` is this domain's KME at an interworking site or a PQC link's end (keys
+        of other domains' SAEs come in there, over ETSI GS QKD 020 or ML-KEM, and go on)."""
         borders = self.inventory.borders if self.inventory else ()
-        return any(b.node == node and b.kind == "etsi020" for b in borders)
+        return any(b.node == node and b.kind in ("etsi020", "pqc") for b in borders)
 
     def _handoff_refusal(self, req: PathRequest, dst: str, dst_saes: tuple[str, ...]) -> str:
         """Why a handoff request does not hold ("" when it does): it must end at this domain's
         KME of the named crossing, toward the peer KME the inventory names there."""
         h = req.handoff
         borders = self.inventory.borders if self.inventory else ()
-        if h.kind != "etsi020":
-            return f"crossing {h.crossing!r} of kind {h.kind!r}: only interworking sites (etsi020) hand keys off"
+        if h.kind not in ("etsi020", "pqc"):
+            return (f"crossing {h.crossing!r} of kind {h.kind!r}: keys are handed off at interworking "
+                    f"sites (etsi020) and PQC links (pqc) only")
         if dst != h.exit_node:
             return f"a handoff at {h.exit_node!r} must end there, not at {dst!r}"
         if not any(b.node == dst and b.crossing == h.crossing and b.kind == h.kind and

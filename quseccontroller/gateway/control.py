@@ -70,20 +70,17 @@ def parent_refusal(reason: str) -> str:
     return "no_chain"
 
 
-def handoff_of(chain: Chain, src_node: str) -> dict:
-    """The handoff of this domain's segment: its exit KME at the chain's first crossing and the
-    peer KME there. PathRefused for what the relay cannot carry yet."""
+def handoff_of(chain: Chain) -> dict:
+    """The handoff of this domain's segment: its exit KME at the chain's first crossing (an
+    interworking site or a PQC link) and the peer KME there. The exit may be the source node
+    itself: the segment is then empty and the key goes straight across."""
     if not chain.crossings:
         raise PathRefused("no_chain", "the parent's chain crosses no domain")
     x = chain.crossings[0]
-    if x.kind != "etsi020":
+    if x.kind not in ("etsi020", "pqc"):
         raise PathRefused("unsupported_crossing", f"the chain to domain {chain.dst_domain} crosses "
-                          f"{x.kind} link {x.id}: post-quantum crossings not yet",
-                          message=f"post-quantum crossings not yet ({x.id})")
-    if x.from_node == src_node:
-        raise PathRefused("unsupported_crossing", f"node {src_node} is itself the KME of crossing "
-                          f"{x.id}: a key starting at an interworking KME not yet",
-                          message="a key starting at an interworking KME not yet")
+                          f"{x.id} of kind {x.kind!r}, which no KME here speaks",
+                          message=f"unsupported crossing {x.id} ({x.kind})")
     return {"crossing": x.id, "kind": x.kind, "peer_domain": x.to_domain, "peer_kme": x.to_node,
             "exit_node": x.from_node}
 
@@ -455,12 +452,14 @@ class ControlServicer(control_pb2_grpc.QuSeCControlServicer):
             raise PathRefused(parent_refusal(exc.reason), f"path {request.src_node} -> SAE "
                               f"{request.dst_sae} refused: the parent controller answered "
                               f"{exc.reason}: {exc}", message=f"parent controller: {exc.reason}: {exc}") from None
-        handoff = handoff_of(chain, request.src_node)
+        handoff = handoff_of(chain)
         LOG.info("event=chain src=%s dst_sae=%s domains=%s via=%s", request.src_node, request.dst_sae,
                  ",".join(sg.domain for sg in chain.segments), ",".join(x.id for x in chain.crossings))
         result = await self.call("request_path", dict(wire, dst_node=handoff["exit_node"], handoff=handoff))
         if result.get("granted"):
             result["handoff"] = handoff
+            if chain.security != "qkd":   # the key's level is the chain's weakest crossing's
+                result["security_level"] = chain.security
         return result
 
     async def _deliver(self, auths: list[dict]) -> None:

@@ -71,6 +71,8 @@ class Chain:
 
 
 def reach_cost(r: Reach, need_bits: int) -> float:
+    if r.hops == 0:   # the node is the border itself (a key starting at an exit KME): nothing to cross
+        return 0.0
     return max(r.hops, 1) * float(hop_cost(r.rate_bps, 0.0, r.stored_bits, need_bits, "key_aware", 0.0))
 
 
@@ -92,7 +94,8 @@ def choose(exports: dict[str, DomainExport], req: ChainRequest) -> Chain:
     """The least-cost chain for ``req`` over the fresh ``exports`` (domain -> its export).
 
     Security level first, then cost: a chain of QKD-only crossings when one exists; over a PQC
-    link only when none does and the request allows it.
+    link (one that joins the source and destination domains directly) only when none does and
+    the request allows it.
     """
     try:
         return _least_cost(exports, req, pqc=False)
@@ -136,7 +139,12 @@ def _least_cost(exports: dict[str, DomainExport], req: ChainRequest, *, pqc: boo
                 edge((dom, a), (dom, b), reach_cost(r, need))
                 edge((dom, b), (dom, a), reach_cost(r, need))
     for dx, x, dy, y in crossings(exports):
-        if x.crossing in req.exclude or {dx, dy} & set(req.exclude) or (x.kind == "pqc" and not pqc):
+        if x.crossing in req.exclude or {dx, dy} & set(req.exclude):
+            continue
+        # a PQC link only where it joins the source domain to the destination's directly: the
+        # source's QuSeC authorises the post-quantum level by its policy, and the slave's node is
+        # told the level by the link's far end (a key already in flight goes on at the qkd level)
+        if x.kind == "pqc" and (not pqc or {dx, dy} != {req.src_domain, dst}):
             continue
         edge((dx, x.node), (dy, y.node), CROSSING_COST, Crossing(x.crossing, x.kind, dx, x.node, dy, y.node))
         edge((dy, y.node), (dx, x.node), CROSSING_COST, Crossing(x.crossing, x.kind, dy, y.node, dx, x.node))

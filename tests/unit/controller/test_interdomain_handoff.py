@@ -52,17 +52,17 @@ def test_parent_refusals_map_to_what_the_master_gets():
     assert parent_refusal("domain_down") == "no_chain"
 
 
-def test_the_handoff_is_the_chains_first_crossing_and_pqc_is_refused_for_now():
+def test_the_handoff_is_the_chains_first_crossing_a_site_or_a_pqc_link():
     site = Crossing("s1", "etsi020", "west", "X", "east", "Y")
-    assert handoff_of(chain(site), "A") == {"crossing": "s1", "kind": "etsi020", "peer_domain": "east",
-                                            "peer_kme": "Y", "exit_node": "X"}
+    assert handoff_of(chain(site)) == {"crossing": "s1", "kind": "etsi020", "peer_domain": "east",
+                                       "peer_kme": "Y", "exit_node": "X"}
+    assert handoff_of(chain(Crossing("wan", "pqc", "west", "B", "east", "Z"))) == {
+        "crossing": "wan", "kind": "pqc", "peer_domain": "east", "peer_kme": "Z", "exit_node": "B"}
     with pytest.raises(PathRefused) as err:
-        handoff_of(chain(Crossing("wan", "pqc", "west", "B", "east", "Z")), "A")
-    assert err.value.reason == "unsupported_crossing" and "post-quantum crossings not yet" in str(err.value)
-    with pytest.raises(PathRefused):      # the source is the site's KME itself
-        handoff_of(chain(site), "X")
+        handoff_of(chain(Crossing("x", "carrier-pigeon", "west", "B", "east", "Z")))
+    assert err.value.reason == "unsupported_crossing"
     with pytest.raises(PathRefused):
-        handoff_of(chain(), "A")
+        handoff_of(chain())
 
 
 def test_a_handoff_crosses_the_bridge_and_the_reply_carries_it():
@@ -91,7 +91,8 @@ def test_a_handoff_path_ends_at_the_sites_kme_whose_authorisation_says_so():
     (dataclasses.replace(HANDOFF, exit_node="B"), "B", "sae-far", "not this domain's KME"),
     (HANDOFF, "B", "sae-far", "must end there"),
     (dataclasses.replace(HANDOFF, peer_kme="Z"), "X", "sae-far", "not this domain's KME"),
-    (dataclasses.replace(HANDOFF, kind="pqc"), "X", "sae-far", "only interworking sites"),
+    (dataclasses.replace(HANDOFF, kind="pqc"), "X", "sae-far", "not this domain's KME"),
+    (dataclasses.replace(HANDOFF, kind="bogus"), "X", "sae-far", "sites (etsi020) and PQC links"),
     (HANDOFF, "X", "sae-b", "is an SAE of this domain"),    # a key for our own SAE never leaves
 ])
 def test_a_handoff_the_inventory_does_not_back_is_refused(handoff, dst, dst_sae, why):
@@ -111,3 +112,39 @@ def test_only_a_sites_kme_may_relay_on_the_key_of_another_domains_sae():
     assert all(a.auth.foreign_src_sae for a in acts if hasattr(a, "auth"))   # the destination's word
     d, _ = core.request_path(PathRequest("B", "A", "sae-far", "sae-a"), 1.0)
     assert not d.granted and d.refusal == "unknown_sae"
+
+
+# -- post-quantum links and a segment that starts at its exit -------------------------------
+PQC = Border("B", "wan", "pqc", "east", "Z")
+PQC_HANDOFF = Handoff("wan", "pqc", "east", "Z", "B")
+
+
+def west_with_pqc(allow_pqc: bool):
+    from quseccontroller import policy
+    table = policy.parse({"default": {"action": "allow", "allow_pqc_fallback": allow_pqc}})
+    inv = dataclasses.replace(inventory_for(EDGES), domain="west", borders=(SITE, PQC))
+    core, _ = core_with(EDGES, policy=table, inventory=inv)
+    return core
+
+
+def test_a_key_over_a_pqc_link_needs_a_policy_that_allows_the_post_quantum_level():
+    d, _ = west_with_pqc(False).request_path(PathRequest("A", "B", "sae-a", "sae-far", handoff=PQC_HANDOFF), 1.0)
+    assert not d.granted and d.refusal == "policy_deny" and "allow_pqc_fallback" in d.reason, d.reason
+    d, acts = west_with_pqc(True).request_path(PathRequest("A", "B", "sae-a", "sae-far", handoff=PQC_HANDOFF), 1.0)
+    assert d.granted and d.paths == [["A", "B"]], d.reason
+    assert {a.node_id: a.auth for a in acts if hasattr(a, "auth")}["B"].handoff == PQC_HANDOFF
+
+
+def test_a_pqc_links_end_relays_on_keys_of_other_domains_but_never_sends_them_over_pqc_again():
+    core = west_with_pqc(True)
+    d, _ = core.request_path(PathRequest("B", "A", "sae-far", "sae-a"), 1.0)   # came in over "wan"
+    assert d.granted and d.paths == [["B", "A"]], d.reason
+    d, _ = core.request_path(PathRequest("X", "B", "sae-far", "sae-other", handoff=PQC_HANDOFF), 1.0)
+    assert not d.granted and d.refusal == "invalid_handoff" and "does not go on over PQC" in d.reason
+
+
+def test_a_key_starting_at_the_exit_kme_is_granted_an_empty_segment():
+    d, acts = west().request_path(PathRequest("X", "X", "sae-x", "sae-far", handoff=HANDOFF), 1.0)
+    assert d.granted and d.paths == [["X"]], d.reason
+    auths = [a.auth for a in acts if hasattr(a, "auth")]
+    assert [a.handoff for a in auths] == [HANDOFF] and not auths[0].next_hop

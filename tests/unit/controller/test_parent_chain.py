@@ -108,3 +108,23 @@ def test_refusals_have_reasons(req, exports, reason) -> None:
     with pytest.raises(NoChain) as info:
         choose(exports, req)
     assert info.value.reason == reason and str(info.value)
+
+
+def test_a_pqc_link_is_used_only_where_it_joins_the_source_and_destination_domains() -> None:
+    # from the trunk, with the Shanghai site down: beijing (transit) and its PQC link would reach
+    # shanghai, but a key already relayed into a domain does not go on at the post-quantum level
+    ex = world()
+    sh, bj = ex["shanghai"], ex["beijing"]
+    down = replace(sh, borders=(replace(sh.borders[0], up=False), sh.borders[1]))
+    req = ChainRequest("trunk", "sae-sh1", 256, {"T-BJ": r(1), "T-SH": r(1)})
+    with pytest.raises(NoChain) as info:
+        choose(world(shanghai=down, beijing=replace(bj, transit=True)), req)
+    assert info.value.reason == "no_route"
+
+
+def test_a_source_that_is_itself_a_border_starts_the_chain_there() -> None:
+    # the domain's reach from a border to itself: no hop, unbounded rate (abstract.reach)
+    here = Reach(rate_bps=float("inf"), stored_bits=1 << 62, hops=0)
+    c = choose(world(), ChainRequest("beijing", "sae-sh1", 256, {"BJ-IW": here, "BJ3": r(2)}))
+    assert c.security == "qkd" and [x.id for x in c.crossings] == ["bj-site", "sh-site"]
+    assert c.segments[0] == Segment("beijing", "", "BJ-IW")
