@@ -5,7 +5,7 @@ another server over ssh), with what it lacks here fixed in this module:
 
 * **Python 3**: upstream ``RemoteMixin.rcmd`` adds the bytes a pipe returns to a str and raises
   TypeError on its first call (every cross-server link and every switch shutdown calls it).
-  ``_ClusterNode.rcmd`` decodes; ``tests/unit/emulation/test_cluster.py`` fails once upstream
+  ``_ClusterNode.rcmd`` decodes; ``tests/unit/emulation/test_cluster_logic.py`` fails once upstream
   is fixed, so the override can go.
 * **Tunnels**: upstream's ssh Ethernet tunnels all start as ``tap9`` (two servers on one machine
   collide on the name; its Python 3 check of the ``@`` it waits for compares bytes to str) and
@@ -178,7 +178,6 @@ class ClusterNetwork(MininetNetwork):
         nodes = [s.node for s in self.plan.switches]
         self.placement = place(nodes, [(l.node_a, l.node_b) for l in self.plan.links], len(self.servers))
         self.forwards: list[subprocess.Popen] = []
-        self._control_dir: str | None = None
         self._tls_set: list[srv.Server] = []
         self.shared: dict[str, bool] = {}        # server name -> sees the state directory
         self._pushed: set[str] = set()           # servers that got their nodes' files
@@ -283,8 +282,9 @@ class ClusterNetwork(MininetNetwork):
                 (self.fleet.state(node) / "agent.json").write_text(text)
 
     def _ssh_options(self) -> tuple[str, ...]:
+        """Every ssh of the run's nodes and file copies: one connection per server (ControlMaster)."""
         cfg = ("-F", self.ssh_config) if self.ssh_config else ()
-        return (*cfg, "-o", "ControlMaster=auto", "-o", f"ControlPath={self._control_dir}/%C",
+        return (*cfg, "-o", "ControlMaster=auto", "-o", f"ControlPath={srv.control_dir(self.state_dir)}/%C",
                 "-o", "ControlPersist=5")
 
     def _start_forwards(self) -> None:
@@ -324,8 +324,7 @@ class ClusterNetwork(MininetNetwork):
 
     def _start_mininet(self) -> None:
         from mininet.net import Mininet
-        self._control_dir = srv.control_dir(self.state_dir)
-        Path(self._control_dir).mkdir(mode=0o700, exist_ok=True)
+        Path(srv.control_dir(self.state_dir)).mkdir(mode=0o700, exist_ok=True)
         self._start_forwards()
         opts = self._ssh_options()
         addresses = {("localhost" if s.local else s.name): s.address for s in self.servers}
@@ -435,7 +434,6 @@ class ClusterNetwork(MininetNetwork):
             step(f"clearing OpenFlow TLS on {s.name}",
                  lambda s=s: srv.run_on(s, self.ssh_config, ["ovs-vsctl", "--timeout=10", "del-ssl"]))
         self._tls_set.clear()
-        self._control_dir = None
         if self._owned and not errors:
             srv.forget(self.state_dir)
         try:
