@@ -9,9 +9,11 @@ links produce, not what they stored before it. The bound counts what a relay hop
 a request of ``k`` keys of 256 bits costs ``256 k`` bits of pad plus 256 bits of one-time MAC
 key per hop, so link capacities enter the LP scaled by ``k / (k + 1)``.
 
-Both metrics run on the same network in one run (QuSeC reloads its policy file between them):
-delivered/bound over a steady-state window for ``hops`` and for ``key_aware``, and the
-``enc_keys`` latency by hop count (p50/p99) while that load runs.
+Both metrics run on the same network in one run, in alternated windows (QuSeC reloads its policy
+file between them; ``--rounds`` of hops/key_aware, key_aware/hops, ...): delivered/bound over each
+steady-state window, their mean and spread per metric, and the ``enc_keys`` latency by hop count
+(p50/p99) while that load runs. ``--log`` keeps every measured request (pair, paths, error) and
+QuSeC's grants and refusals, to see why requests failed.
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ SPECS = ("metro8", "mesh:40:1")   # mesh:40:1: static shortest paths reach 0.60 
 KEY_BITS = 256
 TARGET_RATIO = 0.90
 METRICS = ("hops", "key_aware")
+BACKLOG_S = 5.0   # a pair's demand queued at most (keyflow.SimConfig.backlog_s)
 
 
 def add_parser(benches: argparse._SubParsersAction) -> None:
@@ -50,6 +53,8 @@ def add_parser(benches: argparse._SubParsersAction) -> None:
                         "the other metric are still reused until then)")
     p.add_argument("--window", type=float, default=40.0, help="measured seconds per window")
     p.add_argument("--buffer-s", type=float, default=2.0, help="seconds of key a link end keeps")
+    p.add_argument("--model-seeds", type=int, default=10,
+                   help="seeds of the model of this network in simulated time (livemodel; 0: none)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--log", help="append every measured request to this file (JSON lines: window, metric, "
                                  "time, pair, ok, ms, hops, paths, error)")
@@ -129,8 +134,9 @@ class Load:
             with self.lock:
                 if self.window is not None and self.window[0] <= t0 < self.window[1]:
                     self.records.append(rec)
-            if nxt < time.monotonic():   # behind: do not burst to catch up
-                nxt = time.monotonic()
+            # behind (the machine busy): the late requests are still made, as the key-flow
+            # simulation keeps a pair's demand queued, up to BACKLOG_S of it
+            nxt = max(nxt, time.monotonic() - BACKLOG_S)
         cli.close()
 
     def start(self) -> None:
@@ -152,7 +158,8 @@ def summarise(records: list[dict], window_s: float, pair_bps: float, pairs: int)
         if not r["ok"]:
             errors[r["error"]] += 1
     return {"delivered_bps": round(bits / window_s, 1), "ratio": round(bits / (pair_bps * pairs * window_s), 3),
-            "requests_ok": len(ok), "requests_failed": len(records) - len(ok), "errors": dict(errors),
+            "requests_ok": len(ok), "requests_failed": len(records) - len(ok),
+            "ok_share": round(len(ok) / max(1, len(records)), 3), "errors": dict(errors),
             "links_per_request": round(sum(r["links"] for r in ok) / max(1, len(ok)), 3)}
 
 
@@ -193,6 +200,25 @@ def order(rounds: int) -> list[str]:
     for r in range(rounds):
         out += list(METRICS if r % 2 == 0 else reversed(METRICS))
     return out
+
+
+def modelled(spec: str, args: argparse.Namespace, say) -> list[dict]:
+    """The model of this network in simulated time (``livemodel``), each difference from the
+    key-flow simulation undone in turn."""
+    from mininet_topos import topology
+    from mininet_topos.bench import livemodel
+    from mininet_topos.bench.keyflow import random_pairs
+    if args.model_seeds <= 0:
+        return []
+    topo0 = topology.load(spec)
+    pairs = random_pairs(topo0, args.pairs, args.seed)
+    topo, _, _ = scaled(topo0, pairs, args.pair_bps, args.keys)
+    base = livemodel.Model(keys=args.keys, pair_bps=args.pair_bps, buffer_s=args.buffer_s,
+                           warmup_s=args.warmup, window_s=args.window)
+    rows = [{"topology": spec, **r} for r in livemodel.decomposition(topo, pairs, args.model_seeds, base)]
+    for r in rows:
+        say(f"  model, {r['model']}: hops {r['hops_mean']}, key_aware {r['key_aware_mean']}")
+    return rows
 
 
 def measure(spec: str, args: argparse.Namespace, say) -> list[dict]:
@@ -264,10 +290,11 @@ def spread(values: list[float]) -> tuple[float, float, float]:
     return sum(values) / len(values), min(values), max(values)
 
 
-def report(rows: list[dict], args: argparse.Namespace) -> str:
+def report(rows: list[dict], args: argparse.Namespace, model: list[dict] = ()) -> str:
     from mininet_topos.bench import doc
     table = [{k: r[k] for k in ("topology", "round", "metric", "delivered_bps", "ratio", "requests_ok",
-                                "requests_failed", "links_per_request", "grants", "refusals")} for r in rows]
+                                "requests_failed", "ok_share", "links_per_request", "grants", "refusals")}
+             for r in rows]
     summary, checks, lat = [], [], []
     for spec in dict.fromkeys(r["topology"] for r in rows):
         mine = [r for r in rows if r["topology"] == spec]
@@ -277,12 +304,13 @@ def report(rows: list[dict], args: argparse.Namespace) -> str:
             if not got:
                 continue
             by[metric] = mean, lo, hi = spread([r["ratio"] for r in got])
+            n_ok, n_failed = sum(r["requests_ok"] for r in got), sum(r["requests_failed"] for r in got)
             summary.append({"topology": spec, "nodes": got[0]["nodes"], "pairs": got[0]["pairs"], "metric": metric,
                             "windows": len(got), "ratio_mean": round(mean, 3), "ratio_min": lo, "ratio_max": hi,
-                            "requests_ok": sum(r["requests_ok"] for r in got),
-                            "requests_failed": sum(r["requests_failed"] for r in got),
+                            "requests_ok": n_ok, "requests_failed": n_failed,
+                            "ok_share": round(n_ok / max(1, n_ok + n_failed), 3),
                             "links_per_request": round(sum(r["links_per_request"] * r["requests_ok"] for r in got)
-                                                       / max(1, sum(r["requests_ok"] for r in got)), 3)})
+                                                       / max(1, n_ok), 3)})
             times: dict[int, list[float]] = defaultdict(list)
             for r in got:
                 for rec in r["records"]:
@@ -298,29 +326,43 @@ def report(rows: list[dict], args: argparse.Namespace) -> str:
             checks.append(f"* {spec}: key_aware {ka:.3f} of the bound (windows {ka_lo:.3f}..{ka_hi:.3f}), "
                           f"hops {hp:.3f} ({hp_lo:.3f}..{hp_hi:.3f}), {apart}: {'met' if met else 'NOT met'} "
                           f"(target: key_aware >= {TARGET_RATIO} and above hops, means over the windows)")
+    method = (
+        f"Method: every pair requests {args.keys} keys of 256 bits every {args.keys * KEY_BITS / args.pair_bps:g} s "
+        f"(the bound, {args.pair_bps:g} b/s per pair, after scaling the link rates); link ends keep "
+        f"{args.buffer_s:g} s of key. A pair whose requests fall behind (the machine busy) makes the late ones "
+        f"at once, up to {BACKLOG_S:g} s of them (the key-flow simulation's backlog); requests not made by the "
+        f"window's end count against the ratio, not `ok_share` (of the requests made, those that got their "
+        f"keys). {args.rounds} rounds on one network, each a window per metric, the metrics alternated "
+        "(hops, key_aware, then key_aware, hops, ...; QuSeC reloads its policy between them); each window is "
+        f"{args.window:g} s after a {args.warmup:g} s warm-up that outlasts every path granted under the other "
+        "metric (a source reuses its granted path until shortly before it expires). `links_per_request`: QKD "
+        "links a delivered request's key crossed (1 for a direct link); `grants`, `refusals`: QuSeC's path "
+        "decisions in the window (its event log). Why the live ratio trails the key-flow simulation's: "
+        "[routing.md](routing.md#on-live-agents).\n")
+    modelled_text = ""
+    if model:
+        modelled_text = (
+            "\nThe same networks in a model in simulated time (`mininet_topos/bench/livemodel.py`: QuSeC's core, "
+            f"{args.model_seeds} seeds, the same warm-up and window), with the live network's differences from the "
+            "key-flow simulation undone one at a time (mean and range of delivered/bound):\n\n"
+            + doc.table(list(model)))
     return (doc.table(summary) + "\n" + "\n".join(checks) + "\n\n"
             "Each window:\n\n" + doc.table(table) + "\n"
             "ETSI 014 `enc_keys` latency under that load, by the hops the keys were relayed over "
-            "(`qusec_hops`; 0: a direct link or a local pair), all windows of a metric:\n\n" + doc.table(lat) + "\n"
-            f"Method: every pair requests {args.keys} keys of 256 bits every {args.keys * KEY_BITS / args.pair_bps:g} s "
-            f"(the bound, {args.pair_bps:g} b/s per pair, after scaling the link rates); link ends keep "
-            f"{args.buffer_s:g} s of key. {args.rounds} rounds on one network, each a window per metric, "
-            "the metrics alternated (hops, key_aware, then key_aware, hops, ...; QuSeC reloads its policy "
-            f"between them); each window is {args.window:g} s after a {args.warmup:g} s warm-up that outlasts "
-            "every path granted under the other metric (a source reuses its granted path until shortly before "
-            "it expires). `links_per_request`: QKD links a delivered request's key crossed (1 for a direct "
-            "link). Why the live ratio trails the key-flow simulation's: [routing.md](routing.md#on-live-agents).\n")
+            "(`qusec_hops`: trusted nodes between the ends; 0: a direct link or a local pair), all windows "
+            "of a metric:\n\n" + doc.table(lat) + "\n" + method + modelled_text)
 
 
 def run(args: argparse.Namespace) -> int:
     from mininet_topos.bench import doc
     say = (lambda m: None) if args.json else (lambda m: print(m, file=sys.stderr, flush=True))
-    rows = []
+    rows, model = [], []
     for spec in args.topologies:
+        model += modelled(spec, args, say)
         rows += measure(spec, args, say)
     if args.json:
-        print(json.dumps({"rows": [{k: v for k, v in r.items() if k != "records"} for r in rows]}))
+        print(json.dumps({"rows": [{k: v for k, v in r.items() if k != "records"} for r in rows], "model": model}))
     if not args.no_record:
-        doc.record("live-routing", "Routing on live agents: delivered/bound, key_aware vs hops", report(rows, args),
+        doc.record("live-routing", "Routing on live agents: delivered/bound, key_aware vs hops", report(rows, args, model),
                    "qkdnet bench live-routing " + " ".join(args.topologies))
     return 0
