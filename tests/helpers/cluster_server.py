@@ -73,9 +73,7 @@ class NamespaceServer:
 
     # -- bring-up ----------------------------------------------------------------------------
     def start(self) -> "NamespaceServer":
-        if _run("ip", "netns", "list").stdout.split().count(NETNS):
-            raise RuntimeError(f"network namespace {NETNS} exists already (a crashed test?): "
-                               f"ip netns del {NETNS}")
+        self._remove()          # what a crashed earlier test left of this server (ours by name)
         self.dir.mkdir(parents=True, exist_ok=True)
         _run("ip", "netns", "add", NETNS)
         _run("ip", "link", "add", ROOT_VETH, "type", "veth", "peer", "name", "eth0", "netns", NETNS)
@@ -191,6 +189,10 @@ class NamespaceServer:
                 except subprocess.TimeoutExpired:
                     os.killpg(proc.pid, signal.SIGKILL)
                     proc.wait(5)
+        self._remove()
+
+    def _remove(self) -> None:
+        """Kill whatever runs in the namespace, delete it and the veth."""
         if NETNS in _run("ip", "netns", "list").stdout.split():
             for pid in _run("ip", "netns", "pids", NETNS, check=False).stdout.split():
                 try:
