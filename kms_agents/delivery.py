@@ -156,6 +156,9 @@ class KeyDelivery:
                     key=lambda lv: SECURITY_LEVELS.index(lv) if lv in SECURITY_LEVELS else len(SECURITY_LEVELS))
         ext = {"qusec_route_type": "indirect", "qusec_hops": max((r.hops for r in results), default=0),
                "qusec_security_level": level, "qusec_paths": [p for r in results for p in r.paths]}
+        domains = [d for r in results for d in (r.domains or ())]
+        if domains:   # the slave SAE is another domain's: the domains beyond the first (docs/interworking.md)
+            ext["qusec_domains"] = domains
         return [Delivered(kid, m, dict(ext)) for kid, m in keys]
 
     def _deliver_direct(self, master: str, slaves: list[str], dst: str, key_ids: list[str], n_bytes: int,

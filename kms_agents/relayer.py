@@ -30,6 +30,7 @@ class RelayResult:
     paths: list[list[str]]
     security_level: str = "qkd"
     keys: list[tuple[str, bytes]] | None = None
+    domains: list[dict] | None = None   # handed to other domains: the ones the keys went on through
 
     @property
     def hops(self) -> int:

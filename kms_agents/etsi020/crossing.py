@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
+from kms_agents.etsi020 import rules
 from kms_agents.etsi020.kme import Onward, SendRefused
-from kms_agents.etsi020.model import ExtKey
-from kms_agents.etsi020.rules import TX_RELAYED
+from kms_agents.etsi020.model import EXT_DOMAINS, ExtKey, Outcome, domains_of
 from kms_agents.relay.messages import Reason, RelayFailure
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,24 @@ class _Wait:
             self.done.set()
 
 
+def domains_after(handoff: Any, outcomes: Sequence[Outcome] | None) -> list[dict]:
+    """The domains keys handed over ``handoff`` went on through, from the peer's ack
+    (:data:`EXT_DOMAINS`): the first is the peer's own, named here from the handoff QuSeC
+    granted (its domain id and the crossing), not from what the peer says; those beyond are as
+    each domain's exit KME named them. Empty (and logged) when the ack said nothing usable."""
+    ext = next((o.extension for o in outcomes or () if o.extension), None)
+    try:
+        got = domains_of(ext)
+    except ValueError as exc:
+        log.warning("etsi020: KME %s acknowledged keys with an unusable %s: %s", handoff.peer_kme,
+                    EXT_DOMAINS, exc)
+        got = None
+    if not got:
+        return []
+    first = dict(got[0], domain=handoff.peer_domain, crossing=handoff.crossing, entry=handoff.peer_kme)
+    return [first] + got[1:]
+
+
 class Crossing:
     """Hand keys to peer KMEs and relay the peers' keys onward (``node``: the Etsi020Node,
     ``engine``: the relay engine, ``saes``: SAE -> node of this network)."""
@@ -60,15 +79,17 @@ class Crossing:
 
     # -- leaving: the relay's handoff step -----------------------------------------------------
     def hand_off(self, handoff: Any, initiator: str, targets: Sequence[str],
-                 keys: Sequence[tuple[str, bytes]], timeout_s: float) -> None:
+                 keys: Sequence[tuple[str, bytes]], timeout_s: float) -> list[dict]:
         """Pass ``keys`` to ``handoff.peer_kme``; returns once all are acknowledged relayed,
-        else raises RelayFailure (keys not acknowledged in ``timeout_s`` are voided there)."""
+        else raises RelayFailure (keys not acknowledged in ``timeout_s`` are voided there).
+        Returns the domains the keys went on through (:func:`domains_after`; empty when the
+        peer's ack did not say)."""
         peer = handoff.peer_kme
         if handoff.kind != KIND or self.node is None:
             raise RelayFailure(Reason.UNMET, f"node {self.node_id} cannot hand keys over "
                                f"{handoff.kind} crossing {handoff.crossing}", "no_handoff")
         ids = [kid for kid, _ in keys]
-        wait = _Wait(ids)
+        wait, outcomes, t0 = _Wait(ids), None, time.perf_counter()
         with self._lock:
             for kid in ids:
                 self._waiting[kid] = wait
@@ -76,8 +97,10 @@ class Crossing:
             try:
                 # synchronous mode (both KMEs are ours and serve it): the peer answers with the
                 # acks once its onward relay is done, a round trip less than an ack callback
-                self.node.send_keys(peer, [ExtKey(kid, m) for kid, m in keys], initiator, list(targets),
-                                    sync=True)
+                outcomes = self.node.send_keys(peer, [ExtKey(kid, m) for kid, m in keys], initiator,
+                                               list(targets), sync=True)
+                for o in outcomes or ():   # the answer's acks (else they come later, at the callback)
+                    wait.settle(o.key_id, rules.tx_after_ack(rules.TX_SENT, o.status))
             except SendRefused as exc:   # 400/401: the peer kept nothing
                 raise RelayFailure(Reason.DENIED, f"KME {peer} of {handoff.peer_domain} refused the "
                                    f"keys ({exc.status}): {exc.body}") from None
@@ -91,10 +114,14 @@ class Crossing:
             with self._lock:
                 for kid in ids:
                     self._waiting.pop(kid, None)
-        failed = {kid: st for kid, st in wait.states.items() if st != TX_RELAYED}
+        failed = {kid: st for kid, st in wait.states.items() if st != rules.TX_RELAYED}
         if failed:
             raise RelayFailure(Reason.FAILED, f"KME {peer} of {handoff.peer_domain} acknowledged "
                                f"{len(failed)} key(s) {sorted(set(failed.values()))}, not relayed")
+        # what bench interdomain reads: this and the peer's event=etsi020_onward of the same key
+        log.info("event=etsi020_handoff key=%s keys=%d peer=%s crossing=%s ms=%.2f", ids[0], len(ids), peer,
+                 handoff.crossing, (time.perf_counter() - t0) * 1000)
+        return domains_after(handoff, outcomes)
 
     def settled(self, before: Any, state: str) -> None:
         """The node's ``on_settled`` hook (on its event loop: quick)."""
@@ -115,9 +142,10 @@ class Crossing:
                         len(key_ids), peer, exc)
 
     # -- coming in: the node's relay_onward hook ----------------------------------------------------
-    def onward(self, req: Onward) -> None:
+    def onward(self, req: Onward) -> dict:
         """Relay keys the peer passed (for SAEs not on this node) on into this network under
-        their own IDs; returns once they are relayed, raises to fail them."""
+        their own IDs; returns once they are relayed (the extension for their acks: this
+        domain's segment and those beyond it), raises to fail them."""
         if self.engine is None:
             raise RelayFailure(Reason.UNMET, f"node {self.node_id} has no relay toward QuSeC")
         nodes = {self.saes.get(t, "") for t in req.targets}
@@ -130,9 +158,10 @@ class Crossing:
                 raise RelayFailure(Reason.UNMET, f"keys from another domain go on at the qkd level "
                                                  f"only, not {policy}")
             return "qkd"
+        t0 = time.perf_counter()
         relayed, plan, _level = self.engine.relay_keys(
             master_sae=req.initiator, slave_saes=list(req.targets), dst_node=nodes.pop(), keys=keys,
-            level_for=qkd_only, retry=False)
+            level_for=qkd_only, retry=False, keep_handoff=True)
         if [(k.key_id, k.key) for k in relayed] != keys:   # cannot happen at the qkd level
             raise RelayFailure(Reason.INTERNAL, "the onward relay changed the keys")
         ids = tuple(kid for kid, _ in keys)
@@ -141,8 +170,20 @@ class Crossing:
                 self._onward[kid] = (plan.paths, ids)
             while len(self._onward) > MAX_REMEMBERED:
                 self._onward.popitem(last=False)
-        log.info("relayed %d key(s) from KME %s on for %s: %s", len(keys), req.peer,
-                 ",".join(req.targets), " | ".join(",".join(p) for p in plan.hops()))
+        log.info("event=etsi020_onward key=%s keys=%d peer=%s targets=%s ms=%.2f path=%s", ids[0], len(keys),
+                 req.peer, ",".join(req.targets), (time.perf_counter() - t0) * 1000,
+                 "|".join(",".join(p) for p in plan.hops()))
+        return {EXT_DOMAINS: [self.segment(plan)] + list(relayed[0].meta.get("qusec_domains") or ())}
+
+    def segment(self, plan: Any) -> dict:
+        """This domain's part of an onward relay, as the acks report it: where the keys entered
+        (this KME) and left it (the exit KME of a handoff), its relay hops and level. No node
+        inside the domain: what a domain exports (docs/interworking.md)."""
+        seg = {"entry": self.node_id, "hops": max(len(p) - 1 for p in plan.hops()),
+               "level": plan.security_level or "qkd"}
+        if plan.handoff is not None:
+            seg["exit"] = plan.handoff.exit_node
+        return seg
 
     def voided(self, peer: str, key_ids: list[str]) -> None:
         """The node's ``on_voided`` hook: the peer voided keys it passed us; those relayed on are

@@ -10,6 +10,7 @@ agent passes in; without one they have no known route).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -28,7 +29,7 @@ from kms_agents.etsi020.problems import Problem, bad, unavailable
 from kms_agents.etsi020.store import ACK as OUT_ACK
 from kms_agents.etsi020.store import VOID as OUT_VOID
 from kms_agents.etsi020.store import VOID_ACK as OUT_VOID_ACK
-from kms_agents.etsi020.store import ExtKeyStore, KeyIdInUse, SentKey
+from kms_agents.etsi020.store import ExtKeyStore, KeyIdInUse, SentKey, TooMuchWaiting
 from kms_agents.keystore import StoredKey
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,8 @@ class Onward:
     extension_optional: dict[str, Any] | None = None   # passed on unchanged (we implement none)
 
 
-RelayOnward = Callable[[Onward], None]           # returns when relayed; raises to fail the keys
+# returns when relayed (the extension for their acks, or None); raises to fail the keys
+RelayOnward = Callable[[Onward], "dict[str, Any] | None"]
 # a key we sent reached a final state (the key before, with its material; the state); called on the
 # event loop: it must return quickly (hand the work to a thread of its own)
 Settled = Callable[[SentKey, str], None]
@@ -115,14 +117,16 @@ class Kme:
         if req.callback_url is None and not self.cfg.sync_mode:
             raise bad("missing-parameters", missing_parameters="ack_callback_url: this KME serves the "
                                                                "asynchronous mode only")
-        if await self._db(self.store.pending_callbacks, peer.kme_id) + len(req.keys) > self.cfg.max_pending_per_peer:
-            raise unavailable(server_side_general_error=f"KME {peer.kme_id} has too much work waiting here")
-        try:
-            new, known = await self._db(self.store.receive, peer.kme_id, req, self.clock())
+        try:   # one transaction: this peer's share of our work, then the keys held
+            # keys only passed on (no target here) never have their material stored here
+            new, known = await self._db(functools.partial(self.store.receive, hold_material=bool(local)),
+                                        peer.kme_id, req, self.clock(), self.cfg.max_pending_per_peer)
         except KeyIdInUse as exc:
             raise bad("invalid-parameter", malformed_property=str(exc)) from None
+        except TooMuchWaiting:
+            raise unavailable(server_side_general_error=f"KME {peer.kme_id} has too much work waiting here") from None
         if req.callback_url is None:   # synchronous: answer once every key is resolved
-            relay = asyncio.ensure_future(self._relay(peer, req, new, local, remote))
+            relay = asyncio.ensure_future(self._relay(peer, req, new, local, remote, sync=True))
             self._tasks.add(relay)
             relay.add_done_callback(self._tasks.discard)
             try:   # shielded: on a timeout the relay goes on, and the peer treats the keys as "may be assigned"
@@ -142,17 +146,23 @@ class Kme:
         return 202, None
 
     async def _relay(self, peer: Etsi020Peer, req, keys: Sequence[ExtKey], local: list[str],
-                     remote: list[str]) -> list[Outcome]:
+                     remote: list[str], *, sync: bool = False) -> list[Outcome]:
         if not keys:
             return []
         ids = [k.key_id for k in keys]
         try:
-            if remote:
-                await asyncio.to_thread(self.relay_onward, Onward(peer.kme_id, req.initiator, tuple(remote),
-                                                                  tuple(keys), req.extension_optional))
+            extension = None
+            if remote:   # what the onward relay reports (the domains the keys went on through)
+                extension = await asyncio.to_thread(self.relay_onward, Onward(
+                    peer.kme_id, req.initiator, tuple(remote), tuple(keys), req.extension_optional)) or None
+            if sync and not local:
+                # passed on, never stored here: the answer does not wait for this table's commit (the
+                # keys are held beyond, relayed; their material leaves this table just after)
+                self._spawn(self._db(self.store.relayed, ids, [], self.clock(), extension))
+                return [Outcome(kid, "relayed", req.initiator, tuple(req.targets), None, extension) for kid in ids]
             deliverable = [StoredKey(k.key_id, req.initiator, list(local), k.material, meta={"etsi020_peer": peer.kme_id})
                            for k in keys] if local else []
-            out = await self._db(self.store.relayed, ids, deliverable, self.clock())
+            out = await self._db(self.store.relayed, ids, deliverable, self.clock(), extension)
         except Exception as exc:  # noqa: BLE001 - any failure of the relay fails these keys
             log.warning("etsi020: relay of %d keys from KME %s failed: %s", len(ids), peer.kme_id, exc)
             out = await self._db(self.store.failed, ids, f"relay failed: {type(exc).__name__}", self.clock())
@@ -227,13 +237,15 @@ class Kme:
                         sync: bool = False) -> list[Outcome] | None:
         """Pass keys to a peer KME: None once it accepted them (202; its acks settle them later),
         or, with ``sync``, their outcomes. Raises :class:`SendRefused` for a 400/401 (nothing
-        is held on either side then); any other failure leaves the keys to be retried, then voided."""
+        is held on either side then); any other failure leaves the keys to be retried, then voided
+        (with ``sync``, voided: their material is not kept here for a retry)."""
         session = self.sessions.get(kme_id)
         if session is None:
             raise ValueError(f"KME {kme_id!r} is not a configured [[etsi020.peers]] entry")
         now = self.clock()
-        await self._db(self.store.record_sent, kme_id, list(keys), initiator, list(targets),
-                       now + self.cfg.ack_timeout_s, now)
+        # the synchronous mode keeps no material: without an answer the keys are voided, not retried
+        await self._db(functools.partial(self.store.record_sent, keep_material=not sync), kme_id, list(keys),
+                       initiator, list(targets), now + self.cfg.ack_timeout_s, now)
         return await self._post_keys(session, list(keys), initiator, list(targets), sync=sync, attempts=1)
 
     async def _post_keys(self, session: PeerSession, keys: list[ExtKey], initiator: str, targets: list[str], *,
@@ -252,12 +264,19 @@ class Kme:
         if answer is not None and status == 200 and sync:
             try:
                 outcomes = outcomes_of(parse_acks(answer.body))
-                self._settle(await self._db(self.store.apply_acks, session.peer.kme_id, outcomes))
-                return outcomes
+                if sorted(o.key_id for o in outcomes) != sorted(ids):
+                    raise KeyError("the answer acknowledges other keys than those sent")
+                for o in outcomes:
+                    rules.tx_after_ack(rules.TX_SENT, o.status)
             except (Problem, KeyError, rules.AckRefused) as exc:   # an answer we cannot use: as no answer
                 log.warning("etsi020: KME %s answered ext_keys with acks we cannot apply: %s",
                             session.peer.kme_id, exc)
                 status = None
+            else:
+                # the answer settles the keys for the caller now; this table follows in the background
+                # (a crash before that leaves them sent: retried, and the peer answers the same)
+                self._spawn(self._apply_acks(session.peer.kme_id, outcomes))
+                return outcomes
         action = rules.after_failure(status, attempts, self.cfg.max_attempts)
         if action == rules.FORGET:
             await self._db(self.store.forget_sent, ids)
@@ -267,6 +286,12 @@ class Kme:
         await self._db(lambda: self.store.set_sent(ids, rules.TX_SENT, due=due))
         self._wake.set()
         return None
+
+    async def _apply_acks(self, kme_id: str, outcomes: list[Outcome]) -> None:
+        try:
+            self._settle(await self._db(self.store.apply_acks, kme_id, outcomes))
+        except (KeyError, rules.AckRefused) as exc:   # e.g. voided meanwhile: the void's ack settles them
+            log.info("etsi020: acks of KME %s not applied: %s", kme_id, exc)
 
     async def void_sent(self, kme_id: str, key_ids: Sequence[str]) -> None:
         """Ask the peer to void keys we passed it (async; its acks settle them)."""
@@ -362,7 +387,7 @@ class Kme:
                                                        due=self.clock() + self.cfg.ack_timeout_s))
             await self.void_sent(key.peer, [key.key_id])
             return
-        if rules.after_failure(None, key.attempts, self.cfg.max_attempts) == rules.RETRY:
+        if key.material is not None and rules.after_failure(None, key.attempts, self.cfg.max_attempts) == rules.RETRY:
             await self._db(lambda: self.store.set_sent([key.key_id], rules.TX_SENT, attempts=key.attempts + 1,
                                                        due=self.clock() + self.cfg.ack_timeout_s))
             await self._post_keys(session, [ExtKey(key.key_id, key.material or b"")], key.initiator,

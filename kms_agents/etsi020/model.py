@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
 import urllib.parse
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from kms_agents.etsi020.problems import Problem, bad
@@ -28,6 +29,12 @@ MAX_CALLBACK_URL = 1024
 MAX_MESSAGE = 4096
 MAX_EXTENSION_PROPERTIES = 1024
 RESERVED_PEN = 13019             # ETSI's own enterprise number: never for extensions
+# The extensions QuSeC sends are named under IANA's documentation PEN (RFC 5612: assigned to no
+# organisation, the one the spec's own examples use) until the project registers a PEN of its own
+QUSEC_PEN = 32473
+EXT_DOMAINS = f"E{QUSEC_PEN}_qusec_domains"   # ack container: the domains the keys went on through
+MAX_DOMAINS = 16                 # entries of EXT_DOMAINS taken from a peer
+_DOMAIN_FIELDS = {"domain": str, "crossing": str, "entry": str, "exit": str, "hops": int, "level": str}
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _SAE_ID = re.compile(r"^(?:[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=]|%[0-9A-Fa-f]{2})+$")
@@ -292,12 +299,14 @@ def void_body(key_ids: list[str], initiator: str, targets: list[str], callback: 
 
 @dataclass(frozen=True)
 class Outcome:
-    """What became of one key: its ack status, and the SAEs it was for."""
+    """What became of one key: its ack status, the SAEs it was for, and the ack container's
+    ``extension`` (e.g. :data:`EXT_DOMAINS`)."""
     key_id: str
     status: str
     initiator: str
     targets: tuple[str, ...]
     message: str | None = None
+    extension: dict[str, Any] | None = field(default=None, compare=False)
 
 
 def ack_calls(outcomes: Iterable[Outcome]) -> list[list[dict[str, Any]]]:
@@ -305,19 +314,46 @@ def ack_calls(outcomes: Iterable[Outcome]) -> list[list[dict[str, Any]]]:
     of at most 1024 key IDs, at most 1024 containers per call."""
     groups: dict[tuple, list[str]] = {}
     for o in outcomes:
-        groups.setdefault((o.status, o.initiator, tuple(o.targets), o.message), []).append(o.key_id)
+        ext = json.dumps(o.extension, sort_keys=True) if o.extension else ""
+        groups.setdefault((o.status, o.initiator, tuple(o.targets), o.message, ext), []).append(o.key_id)
     containers = []
-    for (status, initiator, targets, message), ids in groups.items():
+    for (status, initiator, targets, message, ext), ids in groups.items():
         for i in range(0, len(ids), MAX_KEY_IDS_PER_CONTAINER):
             c: dict[str, Any] = {"key_id_container": [{"key_id": k} for k in ids[i:i + MAX_KEY_IDS_PER_CONTAINER]],
                                  "ack_status": status, "initiator_sae_id": initiator,
                                  "target_sae_ids": list(targets)}
             if message:
                 c["message"] = message[:MAX_MESSAGE]
+            if ext:
+                c["extension"] = json.loads(ext)
             containers.append(c)
     return [containers[i:i + MAX_ACK_CONTAINERS] for i in range(0, len(containers), MAX_ACK_CONTAINERS)]
 
 
 def outcomes_of(containers: list[AckContainer]) -> list[Outcome]:
-    return [Outcome(k, c.status, c.initiator, tuple(c.targets), c.message) for c in containers for k in c.key_ids]
+    return [Outcome(k, c.status, c.initiator, tuple(c.targets), c.message, c.extension)
+            for c in containers for k in c.key_ids]
+
+
+def domains_of(extension: dict[str, Any] | None) -> list[dict[str, Any]] | None:
+    """The :data:`EXT_DOMAINS` entries of an ack container's extension, checked: at most
+    :data:`MAX_DOMAINS` objects of the known fields only (strings of 1 to 64 characters, ``hops``
+    0 to 1024). None when absent; ValueError naming what is wrong."""
+    if not extension or EXT_DOMAINS not in extension:
+        return None
+    value = extension[EXT_DOMAINS]
+    if not isinstance(value, list) or len(value) > MAX_DOMAINS:
+        raise ValueError(f"{EXT_DOMAINS} must be an array of at most {MAX_DOMAINS} objects")
+    out = []
+    for i, d in enumerate(value):
+        if not isinstance(d, dict) or not set(d) <= set(_DOMAIN_FIELDS):
+            raise ValueError(f"{EXT_DOMAINS}[{i}] must be an object of {', '.join(_DOMAIN_FIELDS)}")
+        for name, v in d.items():
+            kind = _DOMAIN_FIELDS[name]
+            if kind is int and (not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= 1024):
+                raise ValueError(f"{EXT_DOMAINS}[{i}].{name} must be an integer of 0 to 1024")
+            if kind is str and (not isinstance(v, str) or not 1 <= len(v) <= MAX_SAE_ID):
+                raise ValueError(f"{EXT_DOMAINS}[{i}].{name} must be a string of 1 to {MAX_SAE_ID} characters")
+        out.append(dict(d))
+    return out
 

@@ -39,6 +39,10 @@ class KeyIdInUse(ValueError):
     """A key ID already held here for another peer, or held with another value."""
 
 
+class TooMuchWaiting(Exception):
+    """A peer's keys and callbacks waiting here would exceed its bound."""
+
+
 @dataclass(frozen=True)
 class SentKey:
     key_id: str
@@ -77,12 +81,18 @@ class ExtKeyStore:
         return self.store.execute(sql, params, deletes_key=deletes_key)
 
     # -- received keys ------------------------------------------------------------------------
-    def receive(self, peer: str, req: ExtKeyRequest, now: float) -> tuple[list[ExtKey], list[Outcome]]:
+    def receive(self, peer: str, req: ExtKeyRequest, now: float, max_pending: int | None = None, *,
+                hold_material: bool = True) -> tuple[list[ExtKey], list[Outcome]]:
         """Hold new keys (state received); a key ID this peer passed before is not stored again:
         its current outcome is returned instead (a retry). Raises :class:`KeyIdInUse` (and keeps
-        nothing of the request) for a key ID of another peer or one held with another value."""
+        nothing of the request) for a key ID of another peer or one held with another value, and
+        :class:`TooMuchWaiting` (nothing kept) when the peer's :meth:`pending_callbacks` and these
+        keys come to more than ``max_pending``. ``hold_material`` False (keys only passed on, for
+        SAEs elsewhere): the rows keep the keys' state, never their material."""
         new, known = [], []
         with self.store.transaction():
+            if max_pending is not None and self.pending_callbacks(peer) + len(req.keys) > max_pending:
+                raise TooMuchWaiting(f"KME {peer} has too much work waiting here")
             for k in req.keys:
                 row = self._x("SELECT peer, material, state, initiator, targets FROM etsi020_rx WHERE key_id=?",
                               (k.key_id,)).fetchone()
@@ -100,7 +110,8 @@ class ExtKeyStore:
             for k in new:
                 self._x("INSERT INTO etsi020_rx (key_id, peer, initiator, targets, material, state, callback, "
                         "extension, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (k.key_id, peer, req.initiator, json.dumps(req.targets), k.material, rules.RX_RECEIVED,
+                        (k.key_id, peer, req.initiator, json.dumps(req.targets),
+                         k.material if hold_material else None, rules.RX_RECEIVED,
                          req.callback_url, json.dumps(k.extension) if k.extension else None, now))
         return new, known
 
@@ -115,27 +126,30 @@ class ExtKeyStore:
             return rules.RX_DELIVERED
         return state
 
-    def relayed(self, key_ids: Sequence[str], deliverable: Sequence[StoredKey], now: float) -> list[Outcome]:
+    def relayed(self, key_ids: Sequence[str], deliverable: Sequence[StoredKey], now: float,
+                extension: dict | None = None) -> list[Outcome]:
         """Mark keys relayed: their copies for this node's SAEs (``deliverable``) enter the key store
-        in the same transaction, the material leaves this table; acks are queued for async requests."""
-        return self._settle(key_ids, rules.RX_RELAYED, "relayed", None, deliverable, now)
+        in the same transaction, the material leaves this table; acks (with ``extension``) are
+        queued for async requests."""
+        return self._settle(key_ids, rules.RX_RELAYED, "relayed", None, deliverable, now, extension)
 
     def failed(self, key_ids: Sequence[str], message: str, now: float) -> list[Outcome]:
         return self._settle(key_ids, rules.RX_FAILED, "failed", message, (), now)
 
-    def _settle(self, key_ids, state, status, message, deliverable, now) -> list[Outcome]:
+    def _settle(self, key_ids, state, status, message, deliverable, now, extension=None) -> list[Outcome]:
         out = []
         with self.store.transaction():
             if deliverable:
                 self.store.put(list(deliverable))
             by_callback: dict[tuple[str, str], list[Outcome]] = {}
             for kid in key_ids:
-                row = self._x("SELECT peer, initiator, targets, callback, state FROM etsi020_rx WHERE key_id=?",
-                              (kid,)).fetchone()
+                row = self._x("SELECT peer, initiator, targets, callback, state, material IS NOT NULL FROM etsi020_rx "
+                              "WHERE key_id=?", (kid,)).fetchone()
                 if row is None or row[4] != rules.RX_RECEIVED:
                     continue
-                self._x("UPDATE etsi020_rx SET material=NULL, state=? WHERE key_id=?", (state, kid), deletes_key=True)
-                o = Outcome(kid, status, row[1], tuple(json.loads(row[2])), message)
+                self._x("UPDATE etsi020_rx SET material=NULL, state=? WHERE key_id=?", (state, kid),
+                        deletes_key=bool(row[5]))
+                o = Outcome(kid, status, row[1], tuple(json.loads(row[2])), message, extension)
                 out.append(o)
                 if row[3]:
                     by_callback.setdefault((row[0], row[3]), []).append(o)
@@ -197,14 +211,17 @@ class ExtKeyStore:
 
     # -- sent keys ------------------------------------------------------------------------------
     def record_sent(self, peer: str, keys: Sequence[ExtKey], initiator: str, targets: Sequence[str],
-                    due: float, now: float) -> None:
+                    due: float, now: float, *, keep_material: bool = True) -> None:
+        """Record keys sent (state sent) with their material for retries, or without it
+        (``keep_material`` False: no retry under the same values, a failure is voided)."""
         with self.store.transaction():
             for k in keys:
                 if self._x("SELECT 1 FROM etsi020_rx WHERE key_id=?", (k.key_id,)).fetchone():
                     raise KeyIdInUse(f"key ID {k.key_id} is in use here")
                 self._x("INSERT INTO etsi020_tx (key_id, peer, initiator, targets, material, state, attempts, due, "
                         "created) VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?)",
-                        (k.key_id, peer, initiator, json.dumps(list(targets)), k.material, rules.TX_SENT, due, now))
+                        (k.key_id, peer, initiator, json.dumps(list(targets)),
+                         k.material if keep_material else None, rules.TX_SENT, due, now))
 
     def _sent(self, row) -> SentKey:
         return SentKey(row[0], row[1], row[2], tuple(json.loads(row[3])),
@@ -258,7 +275,7 @@ class ExtKeyStore:
             for before, state in changes:
                 final = state in rules.TX_FINAL
                 self._x("UPDATE etsi020_tx SET state=?" + (", material=NULL" if final else "") + " WHERE key_id=?",
-                        (state, before.key_id), deletes_key=final)
+                        (state, before.key_id), deletes_key=final and before.material is not None)
         return changes
 
     # -- outbox ---------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ message, timeout) -> ack), so nothing here touches sockets.
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import logging
 import secrets
 import threading
@@ -34,7 +35,7 @@ from kms_agents.qkd_module import KeySourceError
 from kms_agents.relay import attempts, crypto, hybrid, shares
 from kms_agents.relay.authz import AuthTable
 from kms_agents.relay.hop import HopReceiver, HopSender, Send, VoidSend
-from kms_agents.relay.messages import EXT_PATH, Ack, Reason, RelayedKey, RelayFailure, VoidMessage
+from kms_agents.relay.messages import EXT_DOMAINS, EXT_PATH, Ack, Reason, RelayedKey, RelayFailure, VoidMessage
 from kms_agents.relay.plan import PathPlan, PathQuery, PathRefused, PlannedPath
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,15 @@ RequestPath = Callable[[PathQuery], PathPlan]
 def _cache_key(dst_node: str, src_sae: str, dst_saes: Sequence[str]) -> tuple:
     """Granted paths are cached per destination and SAEs: hops check the SAEs they were granted for."""
     return dst_node, src_sae, tuple(sorted(set(dst_saes)))
+
+
+def _domains(text: str | None) -> list | None:
+    """A handoff's ack extension (EXT_DOMAINS) back as a list; None when absent or unreadable."""
+    try:
+        got = json.loads(text) if text else None
+    except ValueError:
+        return None
+    return got if isinstance(got, list) else None
 
 
 def gather(futures: Iterable[Future]) -> tuple[list, RelayFailure | None]:
@@ -116,7 +126,7 @@ class RelayEngine:
 
     # -- granted paths ---------------------------------------------------------------------
     def path_for(self, dst_node: str, src_sae: str, dst_saes: Sequence[str], size_bits: int, number: int,
-                 fresh: bool = False) -> PathPlan:
+                 fresh: bool = False, keep_handoff: bool = False) -> PathPlan:
         """A granted path to ``dst_node`` for ``src_sae`` -> ``dst_saes`` (reused while its
         authorisation is live: every hop checks the SAEs it was granted for)."""
         if self._request_path is None:
@@ -132,7 +142,8 @@ class RelayEngine:
         if not fresh and plan is not None:
             if self._still_good(plan, now, granted):
                 return plan
-            self._release(plan)  # rerouted, revoked or about to expire: ask afresh
+            if plan.handoff is None:   # a handoff's hops are left to expire (voids still find them)
+                self._release(plan)  # rerouted, revoked or about to expire: ask afresh
         try:
             plan = self._request_path(PathQuery(
                 src_node=self.node_id, dst_node=dst_node, src_sae=src_sae, dst_sae=dst_saes[0],
@@ -142,7 +153,9 @@ class RelayEngine:
                                            f"{exc.refusal or exc.reason.value}: {exc.message}") from None
         if not plan.paths:
             raise RelayFailure(Reason.UNREACHABLE, f"QuSeC granted no path {self.node_id}->{dst_node}")
-        if plan.handoff is None:   # a chain across domains is chosen afresh for every request
+        # a chain across domains is chosen afresh for every request at its source; an entry KME's
+        # onward segment (keep_handoff) is reused like a path inside the domain
+        if plan.handoff is None or keep_handoff:
             with self._lock:
                 self._paths[cache_key] = plan
                 self._granted[cache_key] = {p.path_id: self._authz.grants(p.path_id) for p in plan.paths}
@@ -201,7 +214,7 @@ class RelayEngine:
                    keys: Sequence[tuple[str, bytes]],
                    level_for: Callable[[str], str] = lambda policy: policy or "qkd",
                    check_path: Callable[[PathPlan], None] | None = None, retry: bool = True,
-                   ) -> tuple[list[RelayedKey], PathPlan, str]:
+                   keep_handoff: bool = False) -> tuple[list[RelayedKey], PathPlan, str]:
         """Relay ``keys`` (key id, material) to ``dst_node`` for ``slave_saes``; all or none.
 
         ``level_for`` maps the policy's security level to the one used (or raises
@@ -214,11 +227,12 @@ class RelayEngine:
         slave SAE is not one this node knows (QuSeC finds it, perhaps in another domain: the plan
         then ends at the exit KME with a handoff, and the keys go in one attempt). ``retry``
         False: one attempt only (keys that must keep their IDs, e.g. ones that came in over ETSI
-        GS QKD 020).
+        GS QKD 020). ``keep_handoff``: a plan ending in a handoff is kept for reuse while it lives
+        (an interworking KME relaying another domain's keys on: the chain was chosen at their source).
         """
         try:
             out = self._relay_keys(master_sae, slave_saes, dst_node, keys, level_for, check_path,
-                                   retry)
+                                   retry, keep_handoff)
         except RelayFailure as exc:
             metrics.relayed("source", exc.reason)
             raise
@@ -230,14 +244,14 @@ class RelayEngine:
 
     def _relay_keys(self, master_sae: str, slave_saes: list[str], dst_node: str,
                     keys: Sequence[tuple[str, bytes]], level_for: Callable[[str], str],
-                    check_path: Callable[[PathPlan], None] | None, retry: bool = True
-                    ) -> tuple[list[RelayedKey], PathPlan, str]:
+                    check_path: Callable[[PathPlan], None] | None, retry: bool = True,
+                    keep_handoff: bool = False) -> tuple[list[RelayedKey], PathPlan, str]:
         if not keys:
             raise RelayFailure(Reason.INVALID, "no keys to relay")
         size_bits = 8 * len(keys[0][1])
         if any(len(m) * 8 != size_bits for _, m in keys) or size_bits == 0:
             raise RelayFailure(Reason.INVALID, "keys of one request differ in size")
-        plan = self.path_for(dst_node, master_sae, slave_saes, size_bits, len(keys))
+        plan = self.path_for(dst_node, master_sae, slave_saes, size_bits, len(keys), keep_handoff=keep_handoff)
         if check_path is not None:
             check_path(plan)
         if plan.handoff is not None:
@@ -248,9 +262,13 @@ class RelayEngine:
                     raise RelayFailure(Reason.UNMET, f"a key for another domain's SAE crosses "
                                        f"{plan.handoff.crossing} at the qkd level only")
                 return "qkd"
-            # used once (never cached) and left to expire: a later void still finds its hops
-            return self._relay_batch(plan, master_sae, slave_saes, plan.end_node, keys, qkd_only,
-                                     self.sender.hop_timeout)
+            # left to expire, never released: a later void still finds its hops
+            try:
+                return self._relay_batch(plan, master_sae, slave_saes, plan.end_node, keys, qkd_only,
+                                         self.sender.hop_timeout)
+            except RelayFailure:
+                self.forget_path(dst_node, master_sae, slave_saes)   # the next request asks afresh
+                raise
         # each attempt well under the path deadline (the hop timeout): both fit in it
         deadline = attempts.attempt_s(self.sender.hop_timeout, size_bits // 8 * len(keys),
                                       max(len(p.hops) - 1 for p in plan.paths))
@@ -407,6 +425,9 @@ class RelayEngine:
         meta = {"qusec_route_type": "indirect", "qusec_security_level": level,
                 "qusec_path": hops[0], "qusec_paths": hops, "qusec_hops": len(hops[0]) - 2,
                 "qusec_path_ids": [p.path_id for p in paths]}
+        domains = _domains(acks[0].extensions.get(EXT_DOMAINS)) if len(acks) == 1 else None
+        if domains:   # handed off at the path's end: the domains the key went on through
+            meta["qusec_domains"] = domains
         return [RelayedKey(key_id=kid, key=m, meta=dict(meta)) for kid, m in zip(ids, finals)]
 
     def void(self, paths: Sequence[PlannedPath], key_id: str, reason: str,

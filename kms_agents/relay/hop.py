@@ -15,6 +15,7 @@ timeout) -> ack), so nothing here touches sockets.
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import logging
 import threading
 import time
@@ -26,7 +27,7 @@ from kms_agents.keystore import DuplicateKey, KeyStore, StoredKey
 from kms_agents.qkd_module import KeySourceError, UnknownKeyIds
 from kms_agents.relay import attempts, crypto, hybrid, shares
 from kms_agents.relay.authz import Authorisation, AuthTable, NotAuthorised, check_granted_for
-from kms_agents.relay.messages import (EXT_PATH, Ack, AckStatus, Reason, RelayFailure, RelayMessage,
+from kms_agents.relay.messages import (EXT_DOMAINS, EXT_PATH, Ack, AckStatus, Reason, RelayFailure, RelayMessage,
                                        VoidMessage)
 
 log = logging.getLogger(__name__)
@@ -175,10 +176,10 @@ class HopReceiver:
         self._replay = crypto.ReplayWindow()
         self.pending: dict[str, _Pending] = {}   # key id -> shares arrived so far (destination)
         # At an interworking KME (set by the agent; None: keys are never handed off here):
-        # (handoff, initiator SAE, target SAEs, [(key id, key)], timeout s) -> None once the next
-        # domain acknowledged them relayed (RelayFailure otherwise); and (handoff, key ids) ->
-        # None to void keys handed off.
-        self.handoff: Callable[..., None] | None = None
+        # (handoff, initiator SAE, target SAEs, [(key id, key)], timeout s) -> the domains they
+        # went on through (a list, for the ack's EXT_DOMAINS) once the next domain acknowledged
+        # them relayed (RelayFailure otherwise); and (handoff, key ids) -> None to void keys handed off.
+        self.handoff: Callable[..., list | None] | None = None
         self.handoff_void: Callable[..., None] | None = None
         self._lock = threading.Lock()
 
@@ -421,8 +422,8 @@ class HopReceiver:
             raise RelayFailure(Reason.UNMET, f"node {self.node_id} hands no keys to other domains "
                                              f"(no ETSI GS QKD 020 configured)", "no_handoff")
         try:
-            self.handoff(h, header.initiator_sae_id, tuple(header.target_sae_ids), keys,
-                         left if left is not None else self.sender.hop_timeout)
+            domains = self.handoff(h, header.initiator_sae_id, tuple(header.target_sae_ids), keys,
+                                   left if left is not None else self.sender.hop_timeout)
         except RelayFailure:
             raise
         except Exception as exc:  # noqa: BLE001 - any failure of the crossing fails the relay
@@ -431,6 +432,8 @@ class HopReceiver:
         log.info("handed %d key(s) %s from %s for %s to %s/%s over %s", len(keys), header.key_id,
                  header.src_node, ",".join(header.target_sae_ids), h.peer_domain, h.peer_kme,
                  h.crossing)
+        if domains:   # back to the source with the ack: the key_extension names them
+            ack.extensions[EXT_DOMAINS] = json.dumps(domains)
         return ack
 
     def _drop_pending(self, key_id: str) -> None:

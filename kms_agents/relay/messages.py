@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from kms_agents.relay.crypto import VERSION, RelayHeader
 
 EXT_PATH = "qusec_path"      # relay message extension: the path's node ids, comma-separated
+EXT_DOMAINS = "qusec_domains"   # relay ack extension (JSON): the domains a handed-off key went on through
 
 
 class Reason(enum.Enum):

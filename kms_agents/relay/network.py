@@ -96,7 +96,8 @@ class NetworkRelayer:
             self._derived.append(tuple(k.key_id for k in relayed))
         # the master gets what the slave gets: the derived key for hybrid/pqc
         return RelayResult(paths=plan.hops(), security_level=level,
-                           keys=[(k.key_id, k.key) for k in relayed])
+                           keys=[(k.key_id, k.key) for k in relayed],
+                           domains=relayed[0].meta.get("qusec_domains") if relayed else None)
 
     def stored_key_count(self, dst_node: str, key_size: int) -> int:
         """Keys of ``key_size`` bits that could be relayed now (bounded by this node's links)."""

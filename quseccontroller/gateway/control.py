@@ -26,7 +26,7 @@ from quseccontroller.gateway.reports import ReportQueue, Taken
 from quseccontroller.gateway.rpc import Abort, PathRefused, bad_request, error_info, maps_errors
 from quseccontroller.gateway.sessions import AgentSession, Sessions, StreamLimits, StreamSlot, StreamsFull
 from quseccontroller.identity import NODE, Identity
-from quseccontroller.parent.chain import Chain, ChainRequest
+from quseccontroller.parent.chain import Chain
 from quseccontroller.parent.client import ParentRefused
 from quseccontroller.proto import control_pb2, control_pb2_grpc
 
@@ -418,9 +418,7 @@ class ControlServicer(control_pb2_grpc.QuSeCControlServicer):
                              f"{request.src_node!r}", "NODE_ID_MISMATCH", cn=ident.name,
                              node_id=request.src_node)
         wire = records.path_request_to_wire(request)
-        result = await self.call("request_path", wire)
-        if handoff_wanted(request, result, self.parent_link is not None):
-            result = await self._handoff_path(request, wire)
+        result = await self._path_result(request, wire)
         if not result.get("granted"):
             reason, rule, message = records.refusal_from_wire(result)
             raise AppRefused(reason, f"path {request.src_node} -> {request.dst_node} refused "
@@ -439,28 +437,79 @@ class ControlServicer(control_pb2_grpc.QuSeCControlServicer):
         return records.path_reply_proto(result), {"app_ms": float(result.get("app_ms", 0.0)),
                                                   "auth_ms": auth_ms}
 
+    async def _path_result(self, request: control_pb2.PathRequest, wire: dict) -> dict:
+        """The app's answer to a path request. A slave SAE the agent does not know and this
+        domain's last export did not offer goes to the parent first (one app call less); the
+        app's own answer is asked only when that fails (an SAE of this domain kept from others)."""
+        link = self.parent_link
+        if link is None or request.dst_node or not request.dst_sae or not link.foreign(request.dst_sae):
+            result = await self.call("request_path", wire)
+            if handoff_wanted(request, result, link is not None):
+                result = await self._handoff_path(request, wire)
+            return result
+        refused = None
+        try:
+            result = await self._handoff_path(request, wire)
+            if result.get("granted"):
+                return result
+        except PathRefused as exc:
+            result, refused = {}, exc
+        own = await self.call("request_path", wire)
+        if own.get("granted") or own.get("refusal") != "unknown_sae":
+            return own
+        if refused is not None:
+            raise refused
+        return result
+
     async def _handoff_path(self, request: control_pb2.PathRequest, wire: dict) -> dict:
         """The slave SAE is another domain's: the parent chooses the chain of domains, and the
         app grants the path from the source to this domain's exit KME of the chain's first
-        crossing, where the key is handed off (the result carries the handoff)."""
-        reaches = await self.call("reach", {"node": request.src_node})
+        crossing, where the key is handed off (the result carries the handoff). While the parent
+        chooses, the app already grants the segment toward the last chain's exit: used when the
+        new chain leaves there too, else released unseen (no authorisation left the gateway)."""
+        link = self.parent_link
         bits = max(1, request.key_size_bits or 256) * max(1, request.key_count or 1)
+        guess = link.last_handoff(request.src_node, request.dst_sae)
+        early = asyncio.ensure_future(self.call("request_path", dict(wire, dst_node=guess["exit_node"],
+                                                                     handoff=guess))) if guess else None
         try:
-            chain = await self.parent_link.client.choose(ChainRequest(
-                "", request.dst_sae, bits, records.reaches_from_wire(reaches)))
-        except ParentRefused as exc:
-            raise PathRefused(parent_refusal(exc.reason), f"path {request.src_node} -> SAE "
-                              f"{request.dst_sae} refused: the parent controller answered "
-                              f"{exc.reason}: {exc}", message=f"parent controller: {exc.reason}: {exc}") from None
-        handoff = handoff_of(chain)
+            try:
+                chain = await link.choose(request.src_node, request.dst_sae, bits)
+            except ParentRefused as exc:
+                raise PathRefused(parent_refusal(exc.reason), f"path {request.src_node} -> SAE "
+                                  f"{request.dst_sae} refused: the parent controller answered "
+                                  f"{exc.reason}: {exc}", message=f"parent controller: {exc.reason}: {exc}") from None
+            handoff = handoff_of(chain)
+        except BaseException:
+            await self._unused(early, request.src_node)
+            raise
+        link.remember_handoff(request.src_node, request.dst_sae, handoff)
         LOG.info("event=chain src=%s dst_sae=%s domains=%s via=%s", request.src_node, request.dst_sae,
                  ",".join(sg.domain for sg in chain.segments), ",".join(x.id for x in chain.crossings))
-        result = await self.call("request_path", dict(wire, dst_node=handoff["exit_node"], handoff=handoff))
+        if early is not None and handoff == guess:
+            result = await early
+        else:
+            await self._unused(early, request.src_node)
+            result = await self.call("request_path", dict(wire, dst_node=handoff["exit_node"], handoff=handoff))
         if result.get("granted"):
             result["handoff"] = handoff
             if chain.security != "qkd":   # the key's level is the chain's weakest crossing's
                 result["security_level"] = chain.security
         return result
+
+    async def _unused(self, early: asyncio.Future | None, src_node: str) -> None:
+        """Release the paths of an early grant the chain did not take."""
+        if early is None:
+            return
+        try:
+            result = await early
+        except BridgeError:
+            return
+        for p in result.get("paths", []) if result.get("granted") else ():
+            try:
+                await self.call("release", records.release_to_wire(p["path_id"], src_node))
+            except BridgeError as exc:
+                LOG.warning("release of unused path %s failed: %s", p["path_id"], exc)
 
     async def _deliver(self, auths: list[dict]) -> None:
         """Push every authorisation down its node's stream and wait for all the acks."""

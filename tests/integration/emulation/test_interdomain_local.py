@@ -2,7 +2,8 @@
 sae-bj1 at BJ1 (Beijing) asks its vKMS for a key shared with sae-sh1 at SH1 (Shanghai) over
 ETSI 014; the key is relayed to the Beijing site's KME, passed over ETSI GS QKD 020 to the
 trunk, relayed along it, passed over 020 again at the Shanghai site and relayed to SH1; the
-master's enc_keys answers once it is stored there, and sae-sh1 fetches the same key by ID. No
+master's enc_keys answers once it is stored there (its key_extension naming every domain's
+segment, no node inside one), and sae-sh1 fetches the same key by ID. No
 copy is left anywhere after delivery; a void at the first site reaches the key two domains on; with
 the Shanghai site's trunk KME down the chain goes over the PQC link, refused for now; with the
 parent gone, the same request is a 503 at once."""
@@ -81,6 +82,13 @@ def test_a_key_crosses_both_sites_and_is_gone_everywhere_once_fetched(md) -> Non
         ext = keys[0].key_extension
         assert ext["qusec_route_type"] == "indirect" and ext["qusec_security_level"] == "qkd"
         assert ext["qusec_paths"][0][0] == "BJ1" and ext["qusec_paths"][0][-1] == "BJ-IW"
+        # every domain beyond the first, as each reports its segment: where the key entered and
+        # left it, its hops and level; no node inside another domain
+        assert ext["qusec_domains"] == [
+            {"domain": "trunk", "crossing": "bj-site", "entry": "T-BJ", "exit": "T-SH", "hops": 5, "level": "qkd"},
+            {"domain": "shanghai", "crossing": "sh-site", "entry": "SH-IW", "hops": 2, "level": "qkd"}]
+        inside = {n for d in ("trunk", "shanghai") for n in md.domains[d].agents} - {"T-BJ", "T-SH", "SH-IW"}
+        assert not inside & set(json.dumps(ext).replace('"', " ").replace(",", " ").split())
         got = slave.dec_keys("sae-bj1", [kid])
         assert [(k.key_id, k.key) for k in got] == [(kid, keys[0].key)]
         with pytest.raises(Etsi014Error) as again:   # delivered once: gone

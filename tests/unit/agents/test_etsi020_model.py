@@ -8,7 +8,8 @@ import uuid
 import pytest
 
 from kms_agents.etsi020 import rules
-from kms_agents.etsi020.model import (MAX_ACK_CONTAINERS, Bounds, Outcome, ack_calls, extension_names,
+from kms_agents.etsi020.model import (EXT_DOMAINS, MAX_ACK_CONTAINERS, MAX_DOMAINS, QUSEC_PEN, RESERVED_PEN,
+                                      Bounds, Outcome, ack_calls, domains_of, extension_names, outcomes_of,
                                       parse_acks, parse_ext_keys, parse_void, version_container)
 from kms_agents.etsi020.problems import BASE, Problem, bad, timeout, unauthorized, unavailable
 
@@ -154,6 +155,39 @@ def test_ack_calls_group_by_status_and_split_at_1024():
     parse_acks(calls[0])   # what we send passes our own checks
     many = [Outcome(_kid(), "relayed", "i", (f"t{i}",)) for i in range(MAX_ACK_CONTAINERS + 3)]
     assert [len(c) for c in ack_calls(many)] == [MAX_ACK_CONTAINERS, 3]
+
+
+def test_an_ack_containers_extension_goes_out_and_comes_back_and_groups_the_containers():
+    seg = {EXT_DOMAINS: [{"entry": "T-BJ", "exit": "T-SH", "hops": 5, "level": "qkd"}]}
+    one, two, three = _kid(), _kid(), _kid()
+    calls = ack_calls([Outcome(one, "relayed", "i", ("t",), None, seg), Outcome(two, "relayed", "i", ("t",), None, seg),
+                       Outcome(three, "relayed", "i", ("t",))])
+    (call,) = calls
+    assert [(len(c["key_id_container"]), c.get("extension")) for c in call] == [(2, seg), (1, None)]
+    back = outcomes_of(parse_acks(call))   # our own name passes the naming rule
+    assert [(o.key_id, o.extension) for o in back] == [(one, seg), (two, seg), (three, None)]
+    assert EXT_DOMAINS.startswith(f"E{QUSEC_PEN}_") and QUSEC_PEN != RESERVED_PEN
+
+
+@pytest.mark.parametrize("value, why", [
+    ("T-BJ", "array"),
+    ([{"entry": "T-BJ"}] * (MAX_DOMAINS + 1), "array"),
+    (["T-BJ"], "object"),
+    ([{"entry": "T-BJ", "inside": ["T-R1"]}], "object"),     # a field the extension does not have
+    ([{"entry": "T-BJ", "hops": -1}], "integer"),
+    ([{"entry": "T-BJ", "hops": True}], "integer"),
+    ([{"entry": "x" * 65}], "string"),
+    ([{"domain": 7}], "string"),
+])
+def test_a_peers_domains_extension_is_checked(value, why):
+    with pytest.raises(ValueError, match=why):
+        domains_of({EXT_DOMAINS: value})
+
+
+def test_no_domains_extension_is_none():
+    assert domains_of(None) is None and domains_of({"E32473_other": 1}) is None
+    assert domains_of({EXT_DOMAINS: [{"entry": "SH-IW", "hops": 2, "level": "qkd"}]}) == \
+        [{"entry": "SH-IW", "hops": 2, "level": "qkd"}]
 
 
 # -- void -------------------------------------------------------------------------------------------

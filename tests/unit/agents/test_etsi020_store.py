@@ -10,7 +10,7 @@ import pytest
 from kms_agents.config import ConfigError, parse_config
 from kms_agents.etsi020 import rules
 from kms_agents.etsi020.model import ExtKey, ExtKeyRequest
-from kms_agents.etsi020.store import ExtKeyStore, KeyIdInUse
+from kms_agents.etsi020.store import ExtKeyStore, KeyIdInUse, TooMuchWaiting
 from kms_agents.keystore import KeyStore, StoredKey
 
 MATERIAL = bytes.fromhex("5a17c0de" * 8)
@@ -60,6 +60,29 @@ def test_a_retry_is_not_stored_twice_and_a_reused_key_id_is_refused(stores):
     _, known = ext.receive("Y1", req, 3.0)
     assert [o.status for o in known] == ["failed"]
     assert not _on_disk(ks)
+
+
+def test_a_peer_over_its_bound_of_waiting_work_is_refused_and_nothing_is_kept(stores):
+    _, ext = stores
+    first = _req(3)
+    ext.receive("Y1", first, 1.0, max_pending=4)            # 3 held, not settled: the peer's share
+    over = _req(2)
+    with pytest.raises(TooMuchWaiting):
+        ext.receive("Y1", over, 2.0, max_pending=4)
+    assert ext.rx_request(over.keys[0].key_id) is None and ext.pending_callbacks("Y1") == 3
+    ext.receive("Z1", _req(2), 3.0, max_pending=4)         # another peer's bound is its own
+    ext.relayed([k.key_id for k in first.keys], [], 4.0)    # settled: acks queued (async) count instead
+    assert ext.pending_callbacks("Y1") == 1
+
+
+def test_keys_only_passed_on_or_sent_synchronously_never_have_their_material_stored(stores):
+    ks, ext = stores
+    passed = _req(1, callback=None)
+    ext.receive("Y1", passed, 1.0, hold_material=False)
+    ext.record_sent("Z1", [ExtKey(str(uuid.uuid4()), MATERIAL)], "sae-y1", ["sae-z1"], 9.0, 1.0, keep_material=False)
+    assert not _on_disk(ks) and ext.rx_request(passed.keys[0].key_id) == ("Y1", "sae-y1", ["sae-b1"])
+    (out,) = ext.relayed([passed.keys[0].key_id], [], 2.0)
+    assert out.status == "relayed"
 
 
 def test_void_voids_received_keys_and_leaves_no_bytes(stores):

@@ -14,7 +14,7 @@ import pytest
 
 from kms_agents.etsi020.crossing import Crossing
 from kms_agents.etsi020.kme import Onward, SendRefused
-from kms_agents.etsi020.model import ExtKey
+from kms_agents.etsi020.model import EXT_DOMAINS, ExtKey, Outcome
 from kms_agents.keystore import KeyStore
 from kms_agents.qkd_module import SimulatedQkdModule
 from kms_agents.relay.authz import Authorisation, AuthTable
@@ -106,6 +106,39 @@ def test_the_exit_hands_the_key_over_and_stores_nothing(chain):
     assert len(chain.grants) == 2
 
 
+def test_the_domains_the_exit_reports_reach_the_source_with_the_ack(chain):
+    beyond = [{"domain": "east", "crossing": "s1", "entry": "Y", "hops": 2, "level": "qkd"}]
+    chain.engines["X"].receiver.handoff = lambda *_a: beyond
+    _keys, (out, _plan, _level) = relay(chain)
+    assert out[0].meta["qusec_domains"] == beyond and out[0].meta["qusec_paths"] == [["A", "B", "X"]]
+    chain.engines["X"].receiver.handoff = lambda *_a: []      # the peer said nothing: none named
+    _keys, (out, _plan, _level) = relay(chain)
+    assert "qusec_domains" not in out[0].meta
+
+
+def test_an_entry_kmes_onward_segment_is_reused_while_it_lives_and_dropped_when_it_fails(chain):
+    ok = {"yes": True}
+
+    def hand(*_a):
+        if not ok["yes"]:
+            raise RelayFailure(Reason.FAILED, "KME Y acknowledged 1 key(s) ['failed'], not relayed")
+        return []
+    chain.engines["X"].receiver.handoff = hand
+    engine = chain.engines["A"]
+    for _ in range(2):   # keys that came in over ETSI 020: the chain was chosen at their source
+        engine.relay_keys(master_sae="sae-far", slave_saes=["sae-farther"], dst_node="",
+                          keys=[(str(uuid.uuid4()), os.urandom(32))], retry=False, keep_handoff=True)
+    assert len(chain.grants) == 1
+    ok["yes"] = False
+    with pytest.raises(RelayFailure):
+        engine.relay_keys(master_sae="sae-far", slave_saes=["sae-farther"], dst_node="",
+                          keys=[(str(uuid.uuid4()), os.urandom(32))], retry=False, keep_handoff=True)
+    ok["yes"] = True
+    engine.relay_keys(master_sae="sae-far", slave_saes=["sae-farther"], dst_node="",
+                      keys=[(str(uuid.uuid4()), os.urandom(32))], retry=False, keep_handoff=True)
+    assert len(chain.grants) == 2   # after the failure QuSeC was asked afresh
+
+
 def test_a_failed_handoff_fails_the_relay_and_nothing_is_kept(chain):
     voided = []
 
@@ -154,6 +187,37 @@ class PeerStandIn:
         self.voided.append((kme_id, list(ids)))
 
 
+class SyncPeer:
+    """The Etsi020Node answering in the synchronous mode: the outcomes come back with the call,
+    their ack container's extension as the peer wrote it."""
+
+    def __init__(self, extension):
+        self.extension, self.voided = extension, []
+
+    def send_keys(self, kme_id, keys, initiator, targets, *, sync=False):
+        return [Outcome(k.key_id, "relayed", initiator, tuple(targets), None, self.extension) for k in keys]
+
+    def void_sent(self, kme_id, ids):
+        self.voided.append((kme_id, list(ids)))
+
+
+def test_the_peers_domain_is_named_from_the_handoff_not_from_what_the_peer_says():
+    crossing = Crossing("X", {"sae-x": "X"})
+    crossing.node = SyncPeer({EXT_DOMAINS: [
+        {"domain": "west", "entry": "A", "exit": "Z", "hops": 4, "level": "qkd"},     # lies about itself
+        {"domain": "north", "crossing": "s2", "entry": "N1", "hops": 1, "level": "qkd"}]})
+    got = crossing.hand_off(HANDOFF, "sae-a", ("sae-far",), [(str(uuid.uuid4()), os.urandom(32))], 2.0)
+    assert got == [{"domain": "east", "crossing": "s1", "entry": "Y", "exit": "Z", "hops": 4, "level": "qkd"},
+                   {"domain": "north", "crossing": "s2", "entry": "N1", "hops": 1, "level": "qkd"}]
+
+
+def test_an_unusable_domains_extension_is_left_out_and_the_keys_still_go(caplog):
+    crossing = Crossing("X", {"sae-x": "X"})
+    crossing.node = SyncPeer({EXT_DOMAINS: [{"entry": "Y", "inside": ["Y2", "Y3"]}]})
+    assert crossing.hand_off(HANDOFF, "sae-a", ("sae-far",), [(str(uuid.uuid4()), os.urandom(32))], 2.0) == []
+    assert "unusable" in caplog.text
+
+
 @pytest.mark.parametrize("state, refuse, ack, error", [
     ("relayed", False, True, None),
     ("failed", False, True, "not relayed"),
@@ -179,7 +243,8 @@ def test_keys_from_the_peer_go_on_under_their_own_ids(chain):
     crossing = Crossing("A", {"sae-a": "A", "sae-x": "X"})
     crossing.engine = chain.engines["A"]
     kid = str(uuid.uuid4())
-    crossing.onward(Onward("Z", "sae-far", ("sae-x",), (ExtKey(kid, b"k" * 32),)))
+    ext = crossing.onward(Onward("Z", "sae-far", ("sae-x",), (ExtKey(kid, b"k" * 32),)))
+    assert ext == {EXT_DOMAINS: [{"entry": "A", "hops": 2, "level": "qkd"}]}   # no node inside: B is not named
     stored = chain.stores["X"].peek(kid)
     assert stored is not None and stored.material == b"k" * 32 and stored.master_sae == "sae-far"
     with pytest.raises(RelayFailure):   # targets on several nodes are not relayed on
