@@ -11,7 +11,9 @@ another server over ssh), with what it lacks here fixed in this module:
   collide on the name; its Python 3 check of the ``@`` it waits for compares bytes to str) and
   its GRE links need the ``ip_gre`` module, which kernels such as this CI's lack. ``VxlanLink``
   makes each link between servers a kernel VXLAN tunnel (UDP 4789) with its own VNI, created in
-  the server's root namespace (where its UDP socket stays) and moved into the node.
+  the server's root namespace (where its UDP socket stays) and moved into the node. Each other
+  server's hosts have their management links on a bridge of that server (``ServerMgmtBridge``),
+  joined to ``qmgmt0`` by one tunnel.
 * **Placement**: ``mininet_topos.launch.placement`` keeps a node's switch, vKMS host and SAE
   hosts on one server, balanced, cutting few links; every node of the topology gets its server
   explicitly (no upstream ``Placer``, whose ``MininetCluster`` also writes ``~/.ssh/mn``).
@@ -21,7 +23,7 @@ another server over ssh), with what it lacks here fixed in this module:
 
 Everything else is ``MininetNetwork``'s: QuSeC and the launcher on the first server, agents inside
 their hosts wherever those are (their control streams reach QuSeC over the management network,
-whose links from remote hosts are tunnels to the management bridge; relay and ETSI traffic over
+one tunnel per server away from the first; relay and ETSI traffic over
 the data-plane links, tunnels where they cross servers). ``STATE/cluster.json`` records the
 servers (``mininet_topos.launch.servers``), so stopping and ``qkdnet clean`` reach every server.
 """
@@ -48,7 +50,7 @@ from mininet_topos.launch.fleet import AgentFleet
 from mininet_topos.launch.mininet import MininetNetwork
 from mininet_topos.launch.placement import cut, place
 from mininet_topos.launch.plan import MGMT_BRIDGE
-from mininet_topos.launch.topos import QkdTopo, QuSeCRemote, tx_checksum_off
+from mininet_topos.launch.topos import MgmtBridge, QkdTopo, QuSeCRemote, tx_checksum_off
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +91,26 @@ class ClusterHost(_ClusterNode, upstream.RemoteHost):
 
 class ClusterSwitch(_ClusterNode, upstream.RemoteOVSSwitch):
     """An OVS bridge on any server (its ovs-vsctl calls run there, batched per server)."""
+
+
+class ServerMgmtBridge(_ClusterNode, upstream.RemoteMixin, MgmtBridge):
+    """The management network's bridge on a server other than the first (``qmgmtI`` on server
+    I): a Linux bridge in that server's root namespace, without an address, holding its hosts'
+    management links and the one tunnel to ``qmgmt0`` on the first server."""
+
+    def start(self, _controllers: Any) -> None:
+        self.cmd("ip link del", self.name, "2>/dev/null")
+        self.cmd("ip link add", self.name, "type bridge")
+        for intf in self.intfList():
+            if intf.name.startswith(f"{self.name}-"):
+                self.cmd("ip link set", intf.name, "master", self.name)
+                self.cmd("ip link set", intf.name, "up")
+        self.cmd("ip link set", self.name, "up")
+
+
+def mgmt_bridge(index: int) -> str:
+    """The management bridge on server ``index`` (qmgmt0 on the first, as on one machine)."""
+    return f"{MGMT_BRIDGE[:-1]}{index}"
 
 
 def _root_cmd(node: Any, cmd: str) -> str:
@@ -197,7 +219,8 @@ class ClusterNetwork(MininetNetwork):
             out[self.placement[h.node]].append(h.name)
         for h in self.plan.sae_hosts:
             out[self.placement[h.node]].append(h.name)
-        out[0].append(MGMT_BRIDGE)
+        for i in out:
+            out[i].append(mgmt_bridge(i))
         return out
 
     def _node_of_mininet_name(self) -> dict[str, str]:
@@ -328,13 +351,14 @@ class ClusterNetwork(MininetNetwork):
         self._start_forwards()
         opts = self._ssh_options()
         addresses = {("localhost" if s.local else s.name): s.address for s in self.servers}
-        topo = QkdTopo(self.plan)
+        topo = QkdTopo(self.plan, mgmt=False)
         node_of = self._node_of_mininet_name()
         for name in topo.nodes():
             if name in node_of:
                 s = self.server_of(node_of[name])
                 topo.nodeInfo(name).update(server="localhost" if s.local else s.name,
                                            serverIP=s.address)
+        self._add_management(topo, opts)
         vnis = itertools.count(VNI_BASE + 1)
         self.net = Mininet(topo=topo, build=False, controller=None, autoSetMacs=False, waitConnected=False,
                            host=functools.partial(ClusterHost, ssh_options=opts),
@@ -374,6 +398,20 @@ class ClusterNetwork(MininetNetwork):
             _, err = proc.communicate(batch.encode(), timeout=30)
             if proc.returncode:
                 raise EmulationError(f"static ARP entries failed: {err.decode(errors='replace')}")
+
+    def _add_management(self, topo: Any, ssh_options: tuple[str, ...]) -> None:
+        """The management network as on one machine (``qmgmt0`` with QuSeC's address, every node
+        host's eth1 on it), but each other server's hosts on a bridge of that server, joined to
+        ``qmgmt0`` by one tunnel: one tunnel per server, not one per host."""
+        p = self.plan
+        topo.addSwitch(MGMT_BRIDGE, cls=MgmtBridge)
+        for i, s in enumerate(self.servers[1:], start=1):
+            topo.addSwitch(mgmt_bridge(i), cls=functools.partial(ServerMgmtBridge, ssh_options=ssh_options),
+                           server=s.name, serverIP=s.address)
+            topo.addLink(mgmt_bridge(i), MGMT_BRIDGE)
+        for h in p.node_hosts:
+            topo.addLink(h.name, mgmt_bridge(self.placement[h.node]),
+                         params1={"ip": f"{h.mgmt_ip}/{p.mgmt_prefixlen}"})
 
     def _spawn_in_host(self, node_id: str, argv: list[str], env: dict[str, str],
                        logf: Any) -> subprocess.Popen:

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Callable
 
 from mininet_topos.launch.clean import cleanup_ours, kill_all, leftover_pids
+from mininet_topos.launch.plan import MGMT_BRIDGE
 
 RECORD = "cluster.json"
 SSH_TIMEOUT_S = 60.0
@@ -265,7 +266,20 @@ def main(argv: list[str]) -> int:
         record = read_record(state_dir) or {}
         names = set(record.get("hosts", {}).get(index, []))
         cleanup_ours(names or None, say=print)
+        _del_bridges(sorted(n for n in names if n.startswith(MGMT_BRIDGE[:-1])))
     return 0
+
+
+def _del_bridges(bridges: list[str]) -> None:
+    """This server's management bridge (``qmgmtI``) and its tunnel, which cleanup_ours (one
+    machine's names) does not know."""
+    out = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
+    devs = [line.split(":")[1].strip().split("@")[0] for line in out.splitlines() if ":" in line]
+    gone = [d for d in devs if d in bridges or any(d.startswith(f"{b}-eth") for b in bridges)]
+    for d in gone:
+        subprocess.run(["ip", "link", "del", d], capture_output=True)
+    if gone:
+        print(f"removed {' '.join(gone)}")
 
 
 if __name__ == "__main__":

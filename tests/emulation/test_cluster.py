@@ -71,9 +71,11 @@ def test_linear6_over_two_servers(server2, tmp_path, emulation_host):
         assert set(server2.ssh("ovs-vsctl list-br").stdout.split()) == {"qs1", "qs2", "qs3"}
         assert local_ovs_bridges() == {"qs4", "qs5", "qs6"}
         vxlan = server2.ssh("ip -d -o link show type vxlan").stdout
-        assert vxlan.count("vxlan id") == 1 and "remote 10.213.0.1" in vxlan, vxlan   # C-D
-        for h in ("A", "B", "C"):        # each management link a tunnel, moved into its host
-            assert "vxlan id" in net.net.get(h).cmd(f"ip -d link show {h}-eth1")
+        # Two tunnels: the switch link C-D, and server 2's management bridge to qmgmt0.
+        assert vxlan.count("vxlan id") == 2 and vxlan.count("remote 10.213.0.1") == 2, vxlan
+        assert {"qs3-eth4", "qmgmt1-eth1"} <= {l.split(":")[1].strip() for l in vxlan.splitlines()}
+        ports = server2.ssh("ip -o link show master qmgmt1").stdout
+        assert ports.count("qmgmt1-eth") == 4, ports      # A, B, C's management links and the tunnel
         # The remote hosts' shells run on server 2 (their ssh sessions), in namespaces its sshd made.
         assert all(net.net.get(h).isRemote for h in ("A", "B", "C", "sae-a", "qs1"))
         assert not net.net.get("F").isRemote
