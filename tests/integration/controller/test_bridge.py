@@ -159,3 +159,23 @@ def test_async_calls_hold_no_thread_and_fail_as_the_threaded_ones(tmp_path):
     finally:
         client.close()
         app.close()
+
+
+def test_a_frame_the_socket_cannot_take_at_once_goes_out_whole_and_in_order(tmp_path):
+    """A call's frame goes out from the caller when the socket takes it whole; one larger than
+    the socket's buffer is finished by the writer thread, and the calls after it queue behind."""
+    path = str(tmp_path / "b.sock")
+    client = GatewayBridgeClient(path, lambda msg: None, retry_s=0.05)
+    client.start()
+    app = ScriptedApp(path)
+
+    async def run():
+        big = client.acall("ping", {"blob": "x" * 4_000_000}, timeout=20)
+        small = [client.acall("ping", {"n": i}, timeout=20) for i in range(50)]
+        assert await asyncio.gather(big, *small) == [{"pong": True}] * 51
+    try:
+        assert client.wait_connected(5)
+        asyncio.run(run())
+    finally:
+        client.close()
+        app.close()
