@@ -192,6 +192,11 @@ def _crossings(topology: Topology, host_of: dict[str, str]) -> list[CrossingPlan
     if len(ends) > MAX_CROSSINGS:
         raise TopoPlanError(f"{topology.name}: {len(ends)} interworking sites and PQC links exceed the "
                             f"address plan ({MAX_CROSSINGS})")
+    wan = [n for pq in topology.pqc_links for n in (pq.a, pq.b)]
+    twice = sorted({n for n in wan if wan.count(n) > 1})
+    if twice:
+        raise TopoPlanError(f"{topology.name}: node {twice[0]!r} ends more than one PQC link: Mininet gives "
+                            "each end one WAN address; run it with --local")
     out = []
     for i, (cid, kind, nodes) in enumerate(ends, start=1):
         if len(nodes) != 2:

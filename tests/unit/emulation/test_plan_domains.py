@@ -77,6 +77,15 @@ def test_a_site_of_three_kmes_is_refused_before_anything_starts(bs3) -> None:
     assert net is None and "bj-site" in probs[0]
 
 
+def test_a_node_ending_two_pqc_links_is_refused_it_has_one_wan_address(bs3) -> None:
+    from dataclasses import replace
+
+    from mininet_topos.model import PqcLink
+    two = replace(bs3, pqc_links=[*bs3.pqc_links, PqcLink("pqc-2", "BJ3", "T-JN")])
+    with pytest.raises(TopoPlanError, match="'BJ3' ends more than one PQC link.*--local"):
+        plan(two)
+
+
 def test_up_brings_every_domain_up_in_mininet_or_local(bs3) -> None:
     assert up.one_network(bs3, None, "beijing_shanghai3") == (bs3, [])
     assert up.one_network(bs3, None, "beijing_shanghai3", local=True) == (bs3, [])
