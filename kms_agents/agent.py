@@ -28,6 +28,7 @@ from kms_agents.etsi004 import Etsi004Servicer, KeyStreams
 from kms_agents.etsi014 import Etsi014Server
 from kms_agents.etsi020.crossing import Crossing
 from kms_agents.etsi020.node import Etsi020Node
+from kms_agents.relay.pqclink import PqcLink, handoffs
 from kms_agents.keysource import KeySource, KeySourceError, make_key_source
 from kms_agents.keystore import KeyStore
 from kms_agents.manage import ManageServicer
@@ -107,16 +108,19 @@ class Agent:
         # another domain's SAE are handed to the peer KME, and the peer's keys go on through
         # the relay
         self.crossing = Crossing(self.node_id, config.saes) \
-            if config.etsi020 is not None and self.relay.control is not None else None
+            if (config.etsi020 or config.pqc) is not None and self.relay.control is not None else None
         self.etsi020 = None if config.etsi020 is None else Etsi020Node(
             config.etsi020, tls, self.node_id, config.saes, self.store, advertise_host=config.advertise_host,
             relay_onward=self.crossing.onward if self.crossing else None,
             on_settled=self.crossing.settled if self.crossing else None,
             on_voided=self.crossing.voided if self.crossing else None)
+        # a post-quantum link's end ([pqc], docs/interworking.md): keys cross it under ML-KEM
+        self.pqc = PqcLink(config.pqc, tls, self.node_id, self.relay.identity, self.crossing) \
+            if config.pqc is not None and self.crossing is not None else None
         if self.crossing is not None:
             self.crossing.node, self.crossing.engine = self.etsi020, self.relay.engine
-            self.relay.engine.receiver.handoff = self.crossing.hand_off
-            self.relay.engine.receiver.handoff_void = self.crossing.void
+            self.relay.engine.receiver.handoff, self.relay.engine.receiver.handoff_void = \
+                handoffs(self.crossing, self.pqc)
         self.metrics_http, self.metrics_port = metrics.serve(config.listen_metrics)
         metrics.watch_levels(self.levels)
         self._stopped = threading.Event()
@@ -156,7 +160,9 @@ class Agent:
                 "links": [{"id": lk.link_id, "peer": lk.peer_node, "kind": lk.kind, "rate_bps": lk.rate_bps}
                           for lk in self.links],
                 "saes": self.config.local_saes(),
-                **({"etsi020_url": self.etsi020.url} if self.etsi020 else {})}
+                **({"etsi020_url": self.etsi020.url} if self.etsi020 else {}),
+                **({"pqc_addr": self._advertised(self.config.pqc.listen, self.pqc.server.port)}
+                   if self.pqc else {})}
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
@@ -165,6 +171,8 @@ class Agent:
         self.etsi014.start()
         if self.etsi020:
             self.etsi020.start()
+        if self.pqc:
+            self.pqc.start()
         self.relay.start()   # registers with QuSeC: the endpoints are final once every server serves
         tmp = self.agent_json.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.endpoints, indent=2) + "\n")
@@ -184,6 +192,8 @@ class Agent:
         self.etsi014.stop()
         if self.etsi020:
             self.etsi020.stop()
+        if self.pqc:
+            self.pqc.stop()
         for server in (self.etsi004_server, self.relay_server):
             server.stop(grace=1.0)
         self.streams.close_executor()

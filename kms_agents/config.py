@@ -19,7 +19,7 @@ from kms_agents.qkd_module import DEFAULT_CAPACITY_BYTES
 
 DEFAULT_LISTEN = "127.0.0.1:0"
 TOP_LEVEL = ("node_id", "state_dir", "trust", "tls", "listen", "qusec", "limits", "caps", "relay", "links",
-             "peers", "saes", "graph", "etsi020")
+             "peers", "saes", "graph", "etsi020", "pqc")
 
 
 class ConfigError(Exception):
@@ -138,6 +138,25 @@ class Etsi020Config:
 
 
 @dataclass
+class PqcLinkPeer:
+    """The other end of a post-quantum link into another domain (docs/interworking.md)."""
+    id: str                  # the link's id (the topology's [[pqc_links]] id)
+    peer: str                # its node id: its certificate must name urn:qusec:node:PEER
+    addr: str                # host:port of its PQC link server
+    ca_cert: str             # the CA of its domain, trusted for this link only
+
+
+@dataclass
+class PqcConfig:
+    """This node's end of post-quantum links to other domains' KMEs: ML-KEM-768, no QKD key."""
+    listen: str = DEFAULT_LISTEN
+    max_pending_per_peer: int = 64   # agreed ML-KEM secrets one peer may have waiting here
+    pending_s: float = 30.0          # an agreed secret not used within this is dropped
+    call_timeout_s: float = 10.0     # each call we make to a peer
+    links: list[PqcLinkPeer] = field(default_factory=list)
+
+
+@dataclass
 class AgentConfig:
     node_id: str
     state_dir: str
@@ -157,6 +176,7 @@ class AgentConfig:
     caps: Caps = field(default_factory=Caps)
     relay: RelayConfig = field(default_factory=RelayConfig)
     etsi020: Etsi020Config | None = None      # None: no GS QKD 020 server
+    pqc: PqcConfig | None = None              # None: no post-quantum link to another domain
     source: str = ""
 
     def local_saes(self) -> list[str]:
@@ -269,6 +289,40 @@ def _parse_etsi020(data: Any, source: str, p: list[str]) -> Etsi020Config | None
     return cfg
 
 
+def _parse_pqc(data: Any, source: str, p: list[str]) -> PqcConfig | None:
+    where = f"{source}: [pqc]"
+    if not isinstance(data, dict):
+        p.append(f"{where}: expected a table")
+        return None
+    cfg = _dataclass_from(PqcConfig, {k: v for k, v in data.items() if k != "links"}, where, p) \
+        or PqcConfig()
+    for f in fields(PqcConfig):
+        value = getattr(cfg, f.name)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value <= 0:
+            p.append(f"{where}: {f.name}: must be positive, got {value}")
+    cfg.listen = _check_addr(cfg.listen, f"{where}: listen", p)
+    links_in = data.get("links", [])
+    if not isinstance(links_in, list) or not links_in:
+        p.append(f"{where}: links: expected [[pqc.links]] tables")
+        links_in = []
+    for i, ld in enumerate(links_in):
+        lw = f"{where}: links[{i}] ({ld.get('id', '?') if isinstance(ld, dict) else '?'})"
+        if not isinstance(ld, dict):
+            p.append(f"{lw}: expected a table")
+            continue
+        link = _dataclass_from(PqcLinkPeer, ld, lw, p, ("id", "peer", "addr", "ca_cert"))
+        if link is None:
+            continue
+        link.addr = _check_addr(link.addr, f"{lw}: addr", p)
+        if not Path(link.ca_cert).is_file():
+            p.append(f"{lw}: ca_cert: file not found: {link.ca_cert}")
+        cfg.links.append(link)
+    ids = [link.id for link in cfg.links]
+    for dup in sorted({k for k in ids if ids.count(k) > 1}):
+        p.append(f"{where}: links: id {dup!r} appears twice")
+    return cfg
+
+
 def _unknown_top_level(key: str, value: Any, source: str) -> str:
     # a typo such as [limts] must not silently leave the defaults in force
     tables = isinstance(value, dict) or (isinstance(value, list) and bool(value)
@@ -357,6 +411,7 @@ def parse_config(data: dict, source: str = "<config>") -> AgentConfig:
         p.append(f"{source}: [graph]: expected NODE = [\"neighbour\", ...] entries")
         graph = {}
     etsi020 = _parse_etsi020(data["etsi020"], source, p) if "etsi020" in data else None
+    pqc = _parse_pqc(data["pqc"], source, p) if "pqc" in data else None
     for k, v in data.items():
         if k not in TOP_LEVEL:
             p.append(_unknown_top_level(k, v, source))
@@ -368,7 +423,8 @@ def parse_config(data: dict, source: str = "<config>") -> AgentConfig:
                        advertise_host=listen.get("advertise_host", ""), qusec_addr=qusec_addr,
                        trust=int(data.get("trust", 3)), links=links, peers=peers, saes=dict(saes),
                        graph={k: list(v) for k, v in graph.items()},
-                       limits=limits, caps=caps, relay=relay, etsi020=etsi020, source=source)
+                       limits=limits, caps=caps, relay=relay, etsi020=etsi020, pqc=pqc,
+                       source=source)
 
 
 def load_config(path: str | Path) -> AgentConfig:
@@ -432,6 +488,10 @@ def to_toml(cfg: AgentConfig) -> str:
         lines += _toml_table("etsi020", {k: v for k, v in asdict(cfg.etsi020).items() if k != "peers"})
         for peer in cfg.etsi020.peers:
             lines += ["\n[[etsi020.peers]]"] + _toml_table("x", asdict(peer))[1:]
+    if cfg.pqc is not None:
+        lines += _toml_table("pqc", {k: v for k, v in asdict(cfg.pqc).items() if k != "links"})
+        for link in cfg.pqc.links:
+            lines += ["\n[[pqc.links]]"] + _toml_table("x", asdict(link))[1:]
     return "\n".join(lines) + "\n"
 
 

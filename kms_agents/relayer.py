@@ -35,7 +35,7 @@ class RelayResult:
     @property
     def hops(self) -> int:
         """Trusted nodes traversed (0 = direct link), the longest path's."""
-        return max((len(p) - 2 for p in self.paths), default=0)
+        return max((max(0, len(p) - 2) for p in self.paths), default=0)   # [X]: from an exit KME
 
 
 class Relayer(Protocol):

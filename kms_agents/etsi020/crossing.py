@@ -142,10 +142,11 @@ class Crossing:
                         len(key_ids), peer, exc)
 
     # -- coming in: the node's relay_onward hook ----------------------------------------------------
-    def onward(self, req: Onward) -> dict:
+    def onward(self, req: Onward, *, level: str = "qkd") -> dict:
         """Relay keys the peer passed (for SAEs not on this node) on into this network under
         their own IDs; returns once they are relayed (the extension for their acks: this
-        domain's segment and those beyond it), raises to fail them."""
+        domain's segment and those beyond it), raises to fail them. ``level``: the keys' level
+        so far (``pqc`` when they came over a post-quantum link), told to the slave SAE's node."""
         if self.engine is None:
             raise RelayFailure(Reason.UNMET, f"node {self.node_id} has no relay toward QuSeC")
         nodes = {self.saes.get(t, "") for t in req.targets}
@@ -161,7 +162,8 @@ class Crossing:
         t0 = time.perf_counter()
         relayed, plan, _level = self.engine.relay_keys(
             master_sae=req.initiator, slave_saes=list(req.targets), dst_node=nodes.pop(), keys=keys,
-            level_for=qkd_only, retry=False, keep_handoff=True)
+            level_for=qkd_only, retry=False, keep_handoff=True,
+            told_level="" if level == "qkd" else level)
         if [(k.key_id, k.key) for k in relayed] != keys:   # cannot happen at the qkd level
             raise RelayFailure(Reason.INTERNAL, "the onward relay changed the keys")
         ids = tuple(kid for kid, _ in keys)

@@ -35,7 +35,7 @@ from kms_agents.qkd_module import KeySourceError
 from kms_agents.relay import attempts, crypto, hybrid, shares
 from kms_agents.relay.authz import AuthTable
 from kms_agents.relay.hop import HopReceiver, HopSender, Send, VoidSend
-from kms_agents.relay.messages import EXT_DOMAINS, EXT_PATH, Ack, Reason, RelayedKey, RelayFailure, VoidMessage
+from kms_agents.relay.messages import EXT_DOMAINS, EXT_LEVEL, EXT_PATH, Ack, Reason, RelayedKey, RelayFailure, VoidMessage
 from kms_agents.relay.plan import PathPlan, PathQuery, PathRefused, PlannedPath
 
 log = logging.getLogger(__name__)
@@ -214,7 +214,8 @@ class RelayEngine:
                    keys: Sequence[tuple[str, bytes]],
                    level_for: Callable[[str], str] = lambda policy: policy or "qkd",
                    check_path: Callable[[PathPlan], None] | None = None, retry: bool = True,
-                   keep_handoff: bool = False) -> tuple[list[RelayedKey], PathPlan, str]:
+                   keep_handoff: bool = False, told_level: str = "",
+                   ) -> tuple[list[RelayedKey], PathPlan, str]:
         """Relay ``keys`` (key id, material) to ``dst_node`` for ``slave_saes``; all or none.
 
         ``level_for`` maps the policy's security level to the one used (or raises
@@ -229,10 +230,12 @@ class RelayEngine:
         False: one attempt only (keys that must keep their IDs, e.g. ones that came in over ETSI
         GS QKD 020). ``keep_handoff``: a plan ending in a handoff is kept for reuse while it lives
         (an interworking KME relaying another domain's keys on: the chain was chosen at their source).
+        ``told_level``: the key's level when weaker than its hops here (``pqc``: it came in over a
+        post-quantum link), told to the destination, which reports it to the slave SAE.
         """
         try:
             out = self._relay_keys(master_sae, slave_saes, dst_node, keys, level_for, check_path,
-                                   retry, keep_handoff)
+                                   retry, keep_handoff, told_level)
         except RelayFailure as exc:
             metrics.relayed("source", exc.reason)
             raise
@@ -245,7 +248,8 @@ class RelayEngine:
     def _relay_keys(self, master_sae: str, slave_saes: list[str], dst_node: str,
                     keys: Sequence[tuple[str, bytes]], level_for: Callable[[str], str],
                     check_path: Callable[[PathPlan], None] | None, retry: bool = True,
-                    keep_handoff: bool = False) -> tuple[list[RelayedKey], PathPlan, str]:
+                    keep_handoff: bool = False, told_level: str = "",
+                    ) -> tuple[list[RelayedKey], PathPlan, str]:
         if not keys:
             raise RelayFailure(Reason.INVALID, "no keys to relay")
         size_bits = 8 * len(keys[0][1])
@@ -256,16 +260,25 @@ class RelayEngine:
             check_path(plan)
         if plan.handoff is not None:
             # the key goes on into other domains behind the exit KME: one attempt with the whole
-            # path deadline, at the QKD level only (the next domain gets the key itself)
+            # path deadline, at the QKD level only (the next domain gets the key itself); the key's
+            # level is the chain's (QuSeC's answer: pqc when it crosses a post-quantum link)
+            chain = plan.security_level or "qkd"
+
             def qkd_only(policy: str) -> str:
-                if level_for(policy) != "qkd":
+                if level_for(chain) != chain or chain not in ("qkd", "pqc"):
                     raise RelayFailure(Reason.UNMET, f"a key for another domain's SAE crosses "
-                                       f"{plan.handoff.crossing} at the qkd level only")
+                                       f"{plan.handoff.crossing} at the {chain} level only")
                 return "qkd"
             # left to expire, never released: a later void still finds its hops
             try:
-                return self._relay_batch(plan, master_sae, slave_saes, plan.end_node, keys, qkd_only,
-                                         self.sender.hop_timeout)
+                if plan.end_node == self.node_id:   # this node is the exit KME: straight across
+                    out = self._hand_off_here(plan, master_sae, slave_saes, keys, qkd_only)
+                else:
+                    out = self._relay_batch(plan, master_sae, slave_saes, plan.end_node, keys,
+                                            qkd_only, self.sender.hop_timeout, told_level)
+                for k in out[0]:
+                    k.meta["qusec_security_level"] = chain if chain != "qkd" else told_level or "qkd"
+                return out[0], out[1], chain if chain != "qkd" else told_level or "qkd"
             except RelayFailure:
                 self.forget_path(dst_node, master_sae, slave_saes)   # the next request asks afresh
                 raise
@@ -275,7 +288,7 @@ class RelayEngine:
         if not retry:
             try:
                 return self._relay_batch(plan, master_sae, slave_saes, dst_node, keys, level_for,
-                                         deadline)
+                                         deadline, told_level)
             except RelayFailure:
                 self.forget_path(dst_node, master_sae, slave_saes)
                 raise
@@ -315,10 +328,28 @@ class RelayEngine:
                 continue
         return best // crypto.hop_key_bytes(key_size_bits // 8)
 
+    def _hand_off_here(self, plan: PathPlan, master_sae: str, slave_saes: list[str],
+                       keys: Sequence[tuple[str, bytes]], level_for: Callable[[str], str],
+                       ) -> tuple[list[RelayedKey], PathPlan, str]:
+        """The source is the exit KME of the chain's first crossing (this domain's segment is
+        empty): the keys go straight over it, as a relay destination hands them off."""
+        level_for(plan.security_level or "qkd")
+        if self.receiver.handoff is None:
+            raise RelayFailure(Reason.UNMET, f"node {self.node_id} hands no keys to other domains",
+                               "no_handoff")
+        domains = self.receiver.handoff(plan.handoff, master_sae, tuple(slave_saes), list(keys),
+                                        self.sender.hop_timeout)
+        meta = {"qusec_route_type": "indirect", "qusec_security_level": "qkd",
+                "qusec_path": [self.node_id], "qusec_paths": [[self.node_id]], "qusec_hops": 0,
+                "qusec_path_ids": [p.path_id for p in plan.paths]}
+        if domains:
+            meta["qusec_domains"] = domains
+        return [RelayedKey(key_id=kid, key=m, meta=dict(meta)) for kid, m in keys], plan, "qkd"
+
     def _relay_batch(self, plan: PathPlan, master_sae: str, slave_saes: list[str],
                      dst_node: str, keys: Sequence[tuple[str, bytes]],
                      level_for: Callable[[str], str], timeout: float | None = None,
-                     ) -> tuple[list[RelayedKey], PathPlan, str]:
+                     told_level: str = "") -> tuple[list[RelayedKey], PathPlan, str]:
         """One attempt within ``timeout``; on failure its keys are voided along every path: in
         the background when a hop stalled or broke (the SAE does not wait for voids over such a
         path), else before raising; a plan that failed in a way worth a retry is released."""
@@ -344,7 +375,7 @@ class RelayEngine:
         groups = bulk_groups(list(keys), level)
         jobs = [(str(uuid.uuid4()) if len(g) > 1 else g[0][0], g) for g in groups]
         futures = [self._pool.submit(self._relay_group, paths, level, group_id, group,
-                                     master_sae, slave_saes, dst_node, timeout)
+                                     master_sae, slave_saes, dst_node, timeout, told_level)
                    for group_id, group in jobs]
         results, failure = gather(futures)
         out = [k for group in results for k in group]
@@ -373,7 +404,8 @@ class RelayEngine:
 
     def _relay_group(self, paths: list[PlannedPath], level: str, group_id: str,
                      group: list[tuple[str, bytes]], master_sae: str, slave_saes: list[str],
-                     dst_node: str, timeout: float | None = None) -> list[RelayedKey]:
+                     dst_node: str, timeout: float | None = None,
+                     told_level: str = "") -> list[RelayedKey]:
         """Relay one key, or several keys of one size as one bulk message per hop."""
         key = b"".join(m for _, m in group)
         size_bits = 8 * len(group[0][1])
@@ -388,6 +420,8 @@ class RelayEngine:
         def send_share(path: PlannedPath, share: bytes) -> Ack:
             index = path.share_index + 1  # the hop messages count shares from 1
             ext = {EXT_PATH: ",".join(path.nodes)}
+            if told_level:
+                ext[EXT_LEVEL] = told_level
             if initiator is not None and index == 1:
                 ext[hybrid.EXT_OFFER] = hybrid.b64(initiator.offer)
             # the path plan is the source's authorisation; the hops check theirs

@@ -27,7 +27,7 @@ from kms_agents.keystore import DuplicateKey, KeyStore, StoredKey
 from kms_agents.qkd_module import KeySourceError, UnknownKeyIds
 from kms_agents.relay import attempts, crypto, hybrid, shares
 from kms_agents.relay.authz import Authorisation, AuthTable, NotAuthorised, check_granted_for
-from kms_agents.relay.messages import (EXT_DOMAINS, EXT_PATH, Ack, AckStatus, Reason, RelayFailure, RelayMessage,
+from kms_agents.relay.messages import (EXT_DOMAINS, EXT_LEVEL, EXT_PATH, Ack, AckStatus, Reason, RelayFailure, RelayMessage,
                                        VoidMessage)
 
 log = logging.getLogger(__name__)
@@ -386,7 +386,10 @@ class HopReceiver:
         else:
             key = shares.combine([pending.shares[i] for i in sorted(pending.shares)])
         path = ext.get(EXT_PATH, "").split(",") if ext.get(EXT_PATH) else []
-        meta = {"qusec_route_type": "indirect", "qusec_security_level": level,
+        # a key that came in over a post-quantum link is told so by its source here: it is at
+        # that level, whatever its hops inside this domain were (never a stronger one)
+        told = ext.get(EXT_LEVEL) if ext.get(EXT_LEVEL) == "pqc" else level
+        meta = {"qusec_route_type": "indirect", "qusec_security_level": told,
                 "qusec_src_node": header.src_node, "qusec_path": path,
                 "qusec_hops": max(0, len(path) - 2), "qusec_path_id": header.path_id,
                 "qusec_path_ids": sorted(pending.paths), "qusec_shares": header.share_count}

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from kms_agents.relay.crypto import VERSION, RelayHeader
 
 EXT_PATH = "qusec_path"      # relay message extension: the path's node ids, comma-separated
+EXT_LEVEL = "qusec_security_level"   # relay message extension: the key's level when weaker than its
+                                     # hops' (pqc: it came in over a post-quantum link)
 EXT_DOMAINS = "qusec_domains"   # relay ack extension (JSON): the domains a handed-off key went on through
 
 

@@ -111,6 +111,7 @@ class Federated(StartStop):
         self.network_json = self.state_dir / "network.json"
         self.claim: rundir.Claim | None = None
         self.etsi020: dict[str, Any] = {}   # interworking KME -> its [etsi020] table
+        self.pqc: dict[str, Any] = {}       # a PQC link's end -> its [pqc] table
 
     def _say(self, msg: str) -> None:
         if self.progress is not None:
@@ -133,6 +134,8 @@ class Federated(StartStop):
         """The ``[etsi020]`` table of an interworking site's KME (the domains' config_hook)."""
         if node_id in self.etsi020:
             cfg.etsi020 = self.etsi020[node_id]
+        if node_id in self.pqc:
+            cfg.pqc = self.pqc[node_id]
 
     def _write_network_json(self, **extra: Any) -> None:
         sites = {site.id: {kme: {"domain": self.topology.nodes[kme].domain,
@@ -217,6 +220,9 @@ class MultiDomainNetwork(Federated):
         ports = {node: free_port() for node in interworking.site_kmes(self.topology)}
         self.etsi020 = interworking.etsi020_tables(self.topology, lambda node: f"127.0.0.1:{ports[node]}",
                                                    lambda dom: pkis[dom].ca_cert)
+        pqc_ports = {node: free_port() for node in interworking.pqc_ends(self.topology)}
+        self.pqc = interworking.pqc_tables(self.topology, lambda node: f"127.0.0.1:{pqc_ports[node]}",
+                                           lambda dom: pkis[dom].ca_cert)
         for i, dom in enumerate(self.topology.domains, 1):
             self._say(f"[{i}/{n}] domain {dom}")
             net = LocalNetwork(self.topology.domain_view(dom), self.state_dir / "domains" / dom,

@@ -56,7 +56,7 @@ def problems(data: dict) -> list[str]:
     return e.value.problems
 
 
-KNOWN = "known: caps, etsi020, graph, limits, links, listen, node_id, peers, qusec, relay, saes, state_dir, tls, trust"
+KNOWN = "known: caps, etsi020, graph, limits, links, listen, node_id, peers, pqc, qusec, relay, saes, state_dir, tls, trust"
 
 
 def test_unknown_top_level_names_are_refused(tmp_path: Path) -> None:
@@ -95,3 +95,28 @@ def test_caps_are_typed_positive_and_round_trip(tmp_path: Path) -> None:
         "etsi004_join_s, etsi004_streams_per_sae, etsi014_connections, etsi014_connections_per_sae, "
         "etsi014_handshake_s, etsi014_idle_s, etsi014_request_s)",
         "agent.toml: [caps]: etsi014_connections: must be positive, got 0"]
+
+
+def test_pqc_links_are_checked_by_entry_and_round_trip(tmp_path: Path) -> None:
+    data = config_data(tmp_path)
+    ca = tmp_path / "peer-ca.pem"
+    ca.write_text("-")
+    data["pqc"] = {"listen": "127.0.0.1:0",
+                   "links": [{"id": "wan", "peer": "SH3", "addr": "10.0.0.2:9000", "ca_cert": str(ca)}]}
+    cfg = parse_config(data, "agent.toml")
+    assert [(lk.id, lk.peer, lk.addr) for lk in cfg.pqc.links] == [("wan", "SH3", "10.0.0.2:9000")]
+    assert parse_config(tomllib.loads(to_toml(cfg)), "agent.toml").pqc == cfg.pqc
+    bad = config_data(tmp_path)
+    bad["pqc"] = {"pending_s": 0, "links": [
+        {"id": "wan", "peer": "SH3", "addr": "nowhere", "ca_cert": str(tmp_path / "missing.pem")},
+        {"id": "wan", "peer": "SH4", "addr": "10.0.0.3:1", "ca_cert": str(ca), "colour": "red"},
+        {"id": "lan", "addr": "10.0.0.3:1", "ca_cert": str(ca)}]}
+    got = problems(bad)
+    assert "agent.toml: [pqc]: pending_s: must be positive, got 0.0" in got
+    assert any(p.startswith("agent.toml: [pqc]: links[0] (wan): addr: expected \"host:port\"") for p in got)
+    assert "agent.toml: [pqc]: links[0] (wan): ca_cert: file not found: " + str(tmp_path / "missing.pem") in got
+    assert any(p.startswith("agent.toml: [pqc]: links[1] (wan): unknown field 'colour'") for p in got)
+    assert "agent.toml: [pqc]: links[2] (lan): missing required field 'peer'" in got
+    no_links = config_data(tmp_path)
+    no_links["pqc"] = {}
+    assert problems(no_links) == ["agent.toml: [pqc]: links: expected [[pqc.links]] tables"]
