@@ -100,10 +100,11 @@ OPTIONS: tuple[Option, ...] = (
            "reconnecting agent replaces its old stream)", BOTH),
     Option("max_streams", int, 10000,
            "open control streams in all; more are refused (RESOURCE_EXHAUSTED)", BOTH),
-    # The gRPC server runs on asyncio (an open stream holds no thread); these threads wait on
-    # the controller app for the calls in flight (started lazily; idle ones cost little).
-    Option("grpc_workers", int, 512, "threads waiting on the controller app for gRPC calls in "
-           "flight (open streams hold none)", GATEWAY),
+    # The gRPC server runs on asyncio and its calls into the app are awaited on the loop (an
+    # open stream or a call in flight holds no thread); these threads do the gateway's blocking
+    # work: notes to the app's event log, the dashboard's polls (started lazily).
+    Option("grpc_workers", int, 64, "threads for the gateway's blocking work (event-log notes, "
+           "dashboard polls); gRPC calls and open streams hold none", GATEWAY),
     Option("parent_pid", int, 0,
            "exit when this process is gone (a launcher; for a spawned gateway, the app); "
            "0: run until stopped", BOTH),

@@ -21,6 +21,7 @@ import asyncio
 import json
 import os
 import random
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -49,6 +50,11 @@ def add_parser(benches: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=WORKERS, help="agent worker processes")
     p.add_argument("--register-timeout", type=float, default=180.0,
                    help="give up on an N whose agents are not all registered by then (s)")
+    p.add_argument("--baseline", type=Path, metavar="FILE",
+                   help="the --json output of a run of other code (e.g. a git worktree of an older "
+                        "commit) in the same session: recorded and plotted beside this run's")
+    p.add_argument("--baseline-label", default="before", metavar="TEXT",
+                   help="what the baseline ran (e.g. the commit)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--no-record", action="store_true", help="do not write docs/benchmarks.md")
     p.set_defaults(func=run)
@@ -139,6 +145,7 @@ async def _paths(spec: dict, stubs: dict, st: dict, t_from: float, t_to: float) 
             reply = await stubs[src].RequestPath(pb.PathRequest(src_node=src, dst_node=dst, key_size_bits=256,
                                                                 key_count=1), timeout=30)
             st["paths"].append((time.perf_counter() - t0) * 1000)
+            st["hops"].extend(len(p.hops) for p in reply.paths)
             for p in reply.paths:
                 await stubs[src].ReleasePath(pb.ReleaseRequest(path_id=p.path_id), timeout=30)
         except grpc.aio.AioRpcError as exc:
@@ -168,7 +175,8 @@ async def _worker(spec: dict) -> dict:
         stubs[node["id"]] = control_pb2_grpc.QuSeCControlStub(ch)
         return stubs[node["id"]]
 
-    st: dict = {"registered": [], "reports": [], "paths": [], "path_errors": [], "errors": [], "retries": 0, "retry_codes": {}}
+    st: dict = {"registered": [], "reports": [], "paths": [], "path_errors": [], "errors": [], "retries": 0, "retry_codes": {},
+                "hops": []}
     end = [float("inf")]
     go = asyncio.Event()
     t0 = time.time()
@@ -191,7 +199,8 @@ async def _worker(spec: dict) -> dict:
     in_window = [t for t in st["reports"] if window["start"] <= t <= window["end"]]
     return {"registered": len(st["registered"]), "t0": t0, "last_registered": max(st["registered"], default=t0),
             "reports_in_window": len(in_window), "paths_ms": st["paths"], "path_errors": st["path_errors"],
-            "errors": st["errors"][:20], "retries": st["retries"], "retry_codes": st["retry_codes"]}
+            "errors": st["errors"][:20], "retries": st["retries"], "retry_codes": st["retry_codes"],
+            "hops": st["hops"]}
 
 
 # ------------------------------------------------------------------------------- measuring
@@ -297,6 +306,7 @@ def measure(n: int, seed: int, window: float, path_rate: float, workers: int, re
     done = m1.get("qusec_reports_total", 0) - m0.get("qusec_reports_total", 0)
     replaced = m1.get("qusec_reports_replaced_total", 0) - m0.get("qusec_reports_replaced_total", 0)
     paths = sorted(x for r in results for x in r["paths_ms"])
+    hops = sorted(x for r in results for x in r["hops"])
     errors = [e for r in results for e in r["path_errors"]]
     setups = m1.get("qusec_path_setup_seconds_count", 0) - m0.get("qusec_path_setup_seconds_count", 0)
     gw_s = (m1.get("qusec_path_setup_seconds_sum", 0) - m0.get("qusec_path_setup_seconds_sum", 0))
@@ -310,6 +320,7 @@ def measure(n: int, seed: int, window: float, path_rate: float, workers: int, re
         "paths": len(paths), "path_errors": len(errors),
         "path_p50_ms": round(percentile(paths, 50), 2) if paths else None,
         "path_p99_ms": round(percentile(paths, 99), 2) if paths else None,
+        "path_hops_p50": percentile(hops, 50) if hops else None,
         "auth_roundtrip_ms": round((gw_s - app_s) / setups * 1000, 2) if setups else None,
         "app_cpu_pct": round((cpu1[0] - cpu0[0]) / window * 100, 1),
         "gateway_cpu_pct": round((cpu1[1] - cpu0[1]) / window * 100, 1),
@@ -341,7 +352,7 @@ def verdicts(row: dict) -> list[str]:
     return out
 
 
-def plot(rows: list[dict], out: Path) -> Path:
+def plot(rows: list[dict], out: Path, baseline: list[dict] = (), baseline_label: str = "before") -> Path:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -350,10 +361,16 @@ def plot(rows: list[dict], out: Path) -> Path:
             ("path_p50_ms", "path p50 (ms)"), ("path_p99_ms", "path p99 (ms)"),
             ("app_cpu_pct", "app CPU (%)"), ("rss_mib", "app + gateway RSS (MiB)")]
     fig, axes = plt.subplots(2, 3, figsize=(12, 6.5))
+    def values(rs: list[dict], key: str) -> list[float]:
+        return [r.get(key) if r.get(key) is not None else float("nan") for r in rs]
     for ax, (key, title) in zip(axes.flat, figs):
-        ax.plot(ns, [r.get(key) if r.get(key) is not None else float("nan") for r in rows], "o-")
+        ax.plot(ns, values(rows, key), "o-", label="this run" if baseline else None)
+        if baseline:
+            ax.plot([r["nodes"] for r in baseline], values(baseline, key), "s:", color="grey",
+                    label=baseline_label)
         if key == "reports_done_per_s":
             ax.plot(ns, [r.get("reports_sent_per_s") for r in rows], "x--", label="sent")
+        if key == "reports_done_per_s" or (baseline and ax is axes.flat[0]):
             ax.legend()
         ax.set_xscale("log")
         ax.set_title(title)
@@ -383,14 +400,18 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"rows": rows}))
     if args.no_record:
         return 0
-    png = plot([r for r in rows if "registered_s" in r], doc.DOC.parent / "img" / "bench-control.png")
+    before = json.loads(args.baseline.read_text())["rows"] if args.baseline else []
+    png = plot([r for r in rows if "registered_s" in r], doc.DOC.parent / "img" / "bench-control.png",
+               [r for r in before if "registered_s" in r], args.baseline_label)
     cols = ["nodes", "links", "registered", "registered_s", "reports_sent_per_s", "reports_done_per_s",
-            "reports_replaced_per_s", "report_backlog", "paths", "path_errors", "path_p50_ms", "path_p99_ms", "auth_roundtrip_ms",
+            "reports_replaced_per_s", "report_backlog", "paths", "path_errors", "path_p50_ms", "path_p99_ms", "path_hops_p50", "auth_roundtrip_ms",
             "app_cpu_pct", "gateway_cpu_pct", "agents_cpu_pct", "rss_mib", "stream_retries"]
     misses = [f"* N={r['nodes']}: " + "; ".join(v) for r in rows if (v := verdicts(r))]
     errors = [f"* N={r['nodes']}: first error: `{r['first_error']}`" for r in rows if r.get("first_error")]
     body = (doc.table(rows, cols) + "\n"
-            f"![QuSeC under N simulated agents](img/{png.name})\n\n"
+            + (f"Before, {args.baseline_label} (run from its own checkout in the same session, just "
+               f"before this one; `--baseline`):\n\n" + doc.table(before, cols) + "\n" if before else "")
+            + f"![QuSeC under N simulated agents](img/{png.name})\n\n"
             f"Each N: a seeded synthetic mesh, one simulated agent per node (its own certificate and "
             f"mutual-TLS control stream, {args.workers} worker processes), reports at QuSeC's interval, "
             f"{args.path_rate:g} path requests/s between random pairs during a {args.window:g} s window. "
@@ -399,13 +420,17 @@ def run(args: argparse.Namespace) -> int:
             "up). `report_backlog`: the share of reports sent in the window neither taken nor "
             "replaced in it (waiting). "
             "`auth_roundtrip_ms`: mean setup time beyond the app's own (the gateway pushing the "
-            "authorisations to every node on the path and collecting the acks). CPU: share of one "
-            "core over the window. Targets at 10,000 nodes: all registered within 60 s, no backlog, "
+            "authorisations to every node on the path and collecting the acks; `path_hops_p50`: the "
+            "nodes on a granted path, each one authorisation to push and one ack to wait for). CPU: "
+            "share of one core over the window (`agents_cpu_pct`: the simulated agents' worker "
+            "processes, on the same two cores as QuSeC). Targets at 10,000 nodes: all registered within 60 s, no backlog, "
             "path p50 < 25 ms, p99 < 100 ms, memory < 2 GiB.\n\n"
             + ("Missed:\n" + "\n".join(misses) + "\n\n" if misses else "Every target met.\n\n")
             + ("\n".join(errors) + "\n" if errors else ""))
     doc.record("control", "Control plane: QuSeC under N simulated agents", body,
-               f"qkdnet bench control --nodes {' '.join(map(str, args.nodes))} --window {args.window:g}")
+               f"qkdnet bench control --nodes {' '.join(map(str, args.nodes))} --window {args.window:g}"
+               + (f" --baseline {args.baseline.name} --baseline-label {shlex.quote(args.baseline_label)}"
+                  if before else ""))
     return 0
 
 
