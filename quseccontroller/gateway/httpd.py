@@ -63,7 +63,7 @@ class Pages:
         if self.operator:
             return self._operator(path, query, who, peer)
         if path == "/metrics":
-            self.gateway.refresh_gauges()
+            self.gateway.refresh_gauges(fresh=False)
             return Answer(200, generate_latest(self.gateway.metrics.registry), CONTENT_TYPE_LATEST)
         if path == "/healthz":
             return self._healthz()
