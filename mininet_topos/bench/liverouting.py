@@ -202,6 +202,23 @@ def order(rounds: int) -> list[str]:
     return out
 
 
+def started(make, say, attempts: int = 3):
+    """A started network from ``make(attempt)``; a busy machine can keep agents from being ready
+    in time, so a start that fails that way is tried again (``attempts`` in all)."""
+    from mininet_topos.launch.fleet import AgentStartError
+    for n in range(1, attempts + 1):
+        net = make(n)
+        try:
+            net.start()
+            return net
+        except AgentStartError as exc:
+            net.stop()
+            if n == attempts:
+                raise
+            say(f"  the network did not come up ({str(exc)[:120]}); starting it again")
+    raise AssertionError("unreachable")
+
+
 def modelled(spec: str, args: argparse.Namespace, say) -> list[dict]:
     """The model of this network in simulated time (``livemodel``), each difference from the
     key-flow simulation undone in turn."""
@@ -240,7 +257,9 @@ def measure(spec: str, args: argparse.Namespace, say) -> list[dict]:
     with tempfile.TemporaryDirectory(prefix="qusec-bench-live-") as tmp:
         policy = Path(tmp) / "policy.toml"
         write_policy(policy, "hops")
-        with LocalNetwork(topo, Path(tmp) / "net", policy=policy, config_hook=small_buffers) as net:
+        net = started(lambda n: LocalNetwork(topo, Path(tmp) / f"net{n}", policy=policy,
+                                             config_hook=small_buffers), say)
+        try:
             doc = json.loads(net.network_json.read_text())
             load = Load(doc, pairs, home, args.pair_bps, args.keys)
             load.start()
@@ -282,6 +301,8 @@ def measure(spec: str, args: argparse.Namespace, say) -> list[dict]:
                 load.join()
                 if log is not None:
                     log.close()
+        finally:
+            net.stop()
     return rows
 
 
