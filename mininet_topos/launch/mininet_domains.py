@@ -10,8 +10,8 @@ domains. The parent controller runs as for ``--local`` (``DIR/parent``).
 Crossings (``plan.CrossingPlan``): each interworking site is a direct link between its two KME
 hosts on a subnet of its own (``10.1.I.0/24``), which no switch forwards; the KMEs' ETSI GS QKD
 020 servers listen there (port 8020 in their hosts) and their node certificates carry that
-address. Each PQC link is such a link between its two end hosts (the WAN); nothing listens on it
-yet beyond what the agents serve.
+address. Each PQC link is such a link between its two end hosts (the WAN): their PQC link servers
+(``[pqc]``, port 7100) listen there.
 
 OpenFlow TLS: one Open vSwitch holds every domain's bridges and has one SSL configuration, so the
 switches share one certificate, of role switch, from a CA of the emulation host's switches
@@ -45,6 +45,7 @@ from mininet_topos.provision.pki import SWITCH_NAME, issue_pair, new_ca
 log = logging.getLogger(__name__)
 
 ETSI020_PORT = 8020        # every KME host has its own namespace: a fixed port on its site address
+PQC_PORT = 7100            # a PQC link's end: its link server on its WAN address
 
 
 class MininetDomains(Federated):
@@ -105,6 +106,9 @@ class MininetDomains(Federated):
                    for node in (c.node_a, c.node_b)}
         self.etsi020 = interworking.etsi020_tables(topo, lambda node: f"{site_ip[node]}:{ETSI020_PORT}",
                                                    lambda dom: self.domains[dom].pki.ca_cert)
+        wan_ip = {node: c.ip_of(node) for c in p.crossings if c.kind == "pqc" for node in (c.node_a, c.node_b)}
+        self.pqc = interworking.pqc_tables(topo, lambda node: f"{wan_ip[node]}:{PQC_PORT}",
+                                           lambda dom: self.domains[dom].pki.ca_cert)
         for i, (dom, part) in enumerate(self.domains.items(), 1):
             self._say(f"[{i}/{len(self.domains)}] domain {dom}: QuSeC")
             part._start_qusec()

@@ -3,7 +3,8 @@ each domain's switches under its own controller only, its hosts reachable inside
 another domain's data plane, the interworking sites' direct links; a key between SAEs of different
 domains through both sites over ETSI GS QKD 020 (and the Mininet CLI's qkey); a site KME down:
 the next key reroutes, or (this topology has only the PQC link left) is refused at once with the
-reason, while a key over the other site still flows. First, ``qkdnet demo beijing_shanghai3 --json``
+reason, while a key over the other site still flows; with the post-quantum level allowed, the key
+crosses the PQC link's WAN link. First, ``qkdnet demo beijing_shanghai3 --json``
 as a user runs it (its own network, before this module's)."""
 from __future__ import annotations
 
@@ -166,3 +167,15 @@ def test_a_site_kme_down_refuses_at_once_or_reroutes_and_the_other_site_still_ca
         assert took < 5.0        # refused at once, before any key is made
     other = md.key_pair("sae-bj3", "sae-jn", 1)   # over bj-site only: unaffected
     assert other["ok"], other
+    # where every domain's policy allows the post-quantum level, the key crosses the PQC link's
+    # WAN link (BJ3 ~ SH3, each end's PQC link server on its own address there)
+    policy = md.state_dir / "pqc-policy.toml"
+    policy.write_text('[default]\naction = "allow"\nsecurity_level = "qkd"\nallow_pqc_fallback = true\n')
+    md.reload_policy(policy)
+    r = md.key_pair("sae-bj1", "sae-sh1", 1)
+    assert r["ok"], r
+    ext = r["extension"]
+    assert ext["qusec_security_level"] == "pqc" and r["path"] == ["BJ1", "BJ3"], ext
+    assert [(d["domain"], d["crossing"]) for d in ext["qusec_domains"]] == [("shanghai", "pqc-wan")]
+    wan = next(c for c in md.plan.crossings if c.id == "pqc-wan")
+    assert md.domains["beijing"].agents["BJ3"]["pqc_addr"] == f"{wan.ip_of('BJ3')}:7100"
