@@ -239,13 +239,25 @@ class Kme:
         or, with ``sync``, their outcomes. Raises :class:`SendRefused` for a 400/401 (nothing
         is held on either side then); any other failure leaves the keys to be retried, then voided
         (with ``sync``, voided: their material is not kept here for a retry)."""
+        session = await self._db(functools.partial(self.record_sent, sync=sync), kme_id, keys, initiator, targets)
+        return await self.post_sent(session, keys, initiator, targets, sync=sync)
+
+    def record_sent(self, kme_id: str, keys: Sequence[ExtKey], initiator: str, targets: Sequence[str], *,
+                    sync: bool = False) -> PeerSession:
+        """The first half of :meth:`send_keys`, blocking (one store transaction, in the caller's
+        thread): the keys recorded sent before any byte of them leaves; the peer's session."""
         session = self.sessions.get(kme_id)
         if session is None:
             raise ValueError(f"KME {kme_id!r} is not a configured [[etsi020.peers]] entry")
         now = self.clock()
         # the synchronous mode keeps no material: without an answer the keys are voided, not retried
-        await self._db(functools.partial(self.store.record_sent, keep_material=not sync), kme_id, list(keys),
-                       initiator, list(targets), now + self.cfg.ack_timeout_s, now)
+        self.store.record_sent(kme_id, list(keys), initiator, list(targets), now + self.cfg.ack_timeout_s, now,
+                               keep_material=not sync)
+        return session
+
+    async def post_sent(self, session: PeerSession, keys: Sequence[ExtKey], initiator: str,
+                        targets: Sequence[str], *, sync: bool = False) -> list[Outcome] | None:
+        """The second half of :meth:`send_keys`: the keys recorded by :meth:`record_sent`, posted."""
         return await self._post_keys(session, list(keys), initiator, list(targets), sync=sync, attempts=1)
 
     async def _post_keys(self, session: PeerSession, keys: list[ExtKey], initiator: str, targets: list[str], *,

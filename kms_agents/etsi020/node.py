@@ -114,8 +114,10 @@ class Etsi020Node:
 
     def send_keys(self, kme_id: str, keys: Sequence[ExtKey], initiator: str, targets: Sequence[str], *,
                   sync: bool = False) -> list[Outcome] | None:
-        """See :meth:`Kme.send_keys`; ``kme_id`` must be a configured peer."""
-        return self._call(self.kme.send_keys(kme_id, keys, initiator, targets, sync=sync))
+        """See :meth:`Kme.send_keys`; ``kme_id`` must be a configured peer. The keys are recorded
+        in the calling thread, then posted from the event loop (one hop between threads less)."""
+        session = self.kme.record_sent(kme_id, keys, initiator, targets, sync=sync)
+        return self._call(self.kme.post_sent(session, keys, initiator, targets, sync=sync))
 
     def void_sent(self, kme_id: str, key_ids: Sequence[str]) -> None:
         self._call(self.kme.void_sent(kme_id, key_ids))
