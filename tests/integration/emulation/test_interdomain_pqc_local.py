@@ -106,6 +106,8 @@ def test_with_the_shanghai_site_down_a_key_crosses_the_pqc_link_and_both_saes_se
     ext = keys[0].key_extension
     assert ext["qusec_security_level"] == "pqc", ext
     assert ext["qusec_paths"][0][0] == "BJ1" and ext["qusec_paths"][0][-1] == "BJ3"
+    assert ext["qusec_domains"] == [{"domain": "shanghai", "crossing": "pqc-wan", "entry": "SH3",
+                                     "hops": 1, "level": "pqc"}], ext   # SH3 - SH1
     slave_ext = fetched(site_down, "sae-bj1", keys[0])
     assert slave_ext["qusec_security_level"] == "pqc" and slave_ext["qusec_src_node"] == "SH3", slave_ext
 
