@@ -217,4 +217,10 @@ def throughput_markdown(res: dict) -> str:
             f"in the simulation, as a real link would) is not the limit: this measures the software.\n"
             f"* Link KMS (simulated module) take+claim of one hop's bulk (keys + MAC key), "
             f"in-process, same run: {res['link_kms_take_claim_mbps']:.2f} Mb/s; every relay hop needs "
-            f"one take and one claim.\n")
+            f"one take and one claim. The relay is {ceiling_ratio(res):.1f} times below it (goal: within "
+            f"a factor of 5: {'met' if ceiling_ratio(res) <= 5 else 'NOT met'}).\n")
+
+
+def ceiling_ratio(res: dict) -> float:
+    """How many times the link KMS's take+claim rate is above the relay's throughput."""
+    return res["link_kms_take_claim_mbps"] / res["relay_mbps"] if res["relay_mbps"] else float("inf")
