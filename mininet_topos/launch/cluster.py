@@ -36,12 +36,14 @@ import logging
 import shlex
 import subprocess
 import tomllib
+from itertools import groupby
+from operator import attrgetter
 from pathlib import Path
 from typing import Any, Callable
 
 from mininet.examples import cluster as upstream
 from mininet.link import Link
-from mininet.node import Node
+from mininet.node import Node, OVSSwitch
 from mininet.util import quietRun
 
 from mininet_topos.launch import servers as srv
@@ -91,6 +93,25 @@ class ClusterHost(_ClusterNode, upstream.RemoteHost):
 
 class ClusterSwitch(_ClusterNode, upstream.RemoteOVSSwitch):
     """An OVS bridge on any server (its ovs-vsctl calls run there, batched per server)."""
+
+    @classmethod
+    def batchStartup(cls, switches: Any, **_kwargs: Any) -> Any:  # noqa: N802 - Mininet's name
+        """One ``ovs-vsctl`` batch per server, run as a process there. Upstream types it into a
+        switch's shell, whose terminal cuts a line at 4095 bytes: beyond about six bridges the
+        batch was cut short and the other bridges never got a controller."""
+        key = attrgetter("server")
+        for server, group in groupby(sorted(switches, key=key), key):
+            first = tuple(group)[0]
+
+            def run(cmds: str, first: Any = first, server: str = server, **_kw: Any) -> None:
+                proc = first.rpopen(["sh", "-c", cmds])     # prints the new controllers' UUIDs
+                out, _ = proc.communicate()
+                if proc.returncode:
+                    raise EmulationError(f"ovs-vsctl on server {server} (exit {proc.returncode}): "
+                                         f"{out.decode(errors='replace').strip()[-400:]}")
+
+            OVSSwitch.batchStartup(tuple(s for s in switches if s.server == server), run=run)
+        return switches
 
 
 class ServerMgmtBridge(_ClusterNode, upstream.RemoteMixin, MgmtBridge):

@@ -141,3 +141,30 @@ def test_our_rcmd_returns_the_output_as_text():
     assert _ClusterNode.rcmd(node, "ip link add x type dummy") == "RTNETLINK answers: File exists\n"
     node = SimpleNamespace(rpopen=lambda *a, **k: _Popen(b""))
     assert _ClusterNode.rcmd(node, "true") == ""
+
+
+def test_each_servers_ovs_batch_runs_whole_as_one_process():
+    """Upstream typed each server's ovs-vsctl batch into a switch's shell, whose terminal cuts a
+    line at 4095 bytes: with more than about six bridges on a server the rest got no controller."""
+    from mininet_topos.launch.cluster import ClusterSwitch
+    ran = []
+
+    class Proc:
+        returncode = 0
+
+        def communicate(self):
+            return b"uuid-of-a-controller\n", None
+
+    def switch(name: str, server: str):
+        cmd = f"-- --if-exists del-br {name} -- add-br {name} -- " + "x" * 600
+        return SimpleNamespace(name=name, server=server, commands=[cmd], intfs={},
+                               isOldOVS=lambda: False,
+                               rpopen=lambda argv, s=server: ran.append((s, argv)) or Proc())
+
+    switches = [switch(f"qs{i}", "localhost" if i <= 10 else "b") for i in range(1, 21)]
+    assert ClusterSwitch.batchStartup(switches) == switches
+    assert [s for s, _ in ran] == ["b", "localhost"]
+    for server, (sh, c, cmds) in ran:
+        assert (sh, c) == ("sh", "-c") and len(cmds) > 4096
+        want = range(11, 21) if server == "b" else range(1, 11)
+        assert all(f"add-br qs{i} " in cmds for i in want) and cmds.startswith("ovs-vsctl")
