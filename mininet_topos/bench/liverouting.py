@@ -160,6 +160,7 @@ def summarise(records: list[dict], window_s: float, pair_bps: float, pairs: int)
     return {"delivered_bps": round(bits / window_s, 1), "ratio": round(bits / (pair_bps * pairs * window_s), 3),
             "requests_ok": len(ok), "requests_failed": len(records) - len(ok),
             "ok_share": round(len(ok) / max(1, len(records)), 3), "errors": dict(errors),
+            "p50_ms": round(percentile([r["ms"] for r in records], 50), 1),
             "links_per_request": round(sum(r["links"] for r in ok) / max(1, len(ok)), 3)}
 
 
@@ -314,7 +315,8 @@ def spread(values: list[float]) -> tuple[float, float, float]:
 def report(rows: list[dict], args: argparse.Namespace, model: list[dict] = ()) -> str:
     from mininet_topos.bench import doc
     table = [{k: r[k] for k in ("topology", "round", "metric", "delivered_bps", "ratio", "requests_ok",
-                                "requests_failed", "ok_share", "links_per_request", "grants", "refusals")}
+                                "requests_failed", "ok_share", "links_per_request", "grants", "refusals",
+                                "p50_ms")}
              for r in rows]
     summary, checks, lat = [], [], []
     for spec in dict.fromkeys(r["topology"] for r in rows):
@@ -358,7 +360,8 @@ def report(rows: list[dict], args: argparse.Namespace, model: list[dict] = ()) -
         f"{args.window:g} s after a {args.warmup:g} s warm-up that outlasts every path granted under the other "
         "metric (a source reuses its granted path until shortly before it expires). `links_per_request`: QKD "
         "links a delivered request's key crossed (1 for a direct link); `grants`, `refusals`: QuSeC's path "
-        "decisions in the window (its event log). Why the live ratio trails the key-flow simulation's: "
+        "decisions in the window (its event log); `p50_ms`: the window's median enc_keys time, which "
+        "shows how busy the machine was. Why the live ratio trails the key-flow simulation's: "
         "[routing.md](routing.md#on-live-agents).\n")
     modelled_text = ""
     if model:

@@ -50,7 +50,7 @@ def test_the_report_compares_the_means_and_says_whether_the_windows_overlap() ->
     def row(metric: str, rnd: int, ratio: float) -> dict:
         return {"topology": "t", "nodes": 8, "pairs": 8, "metric": metric, "round": rnd, "delivered_bps": 1.0,
                 "ratio": ratio, "requests_ok": 10, "requests_failed": 1, "ok_share": 0.909, "links_per_request": 2.0,
-                "grants": 3, "refusals": 0, "records": [_rec(True, 2, 1)]}
+                "grants": 3, "refusals": 0, "p50_ms": 10.0, "records": [_rec(True, 2, 1)]}
     text = report([row("hops", 1, 0.95), row("key_aware", 1, 0.96), row("key_aware", 2, 0.94),
                    row("hops", 2, 0.93)], args)
     assert "key_aware 0.950 of the bound (windows 0.940..0.960), hops 0.940 (0.930..0.950), " \
