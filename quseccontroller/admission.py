@@ -10,7 +10,7 @@ from quseccontroller.state import NetworkState
 
 
 # A grant's first relay takes its key within this long (a relay attempt's budget is 0.6 s plus
-# 50 ms a hop; a failed one releases the path): a report received later shows the key spent.
+# 50 ms a hop; a failed one has taken what it took): a report received later shows the key spent.
 # Reports come every report interval (2 s), so a reservation lasts about one interval instead of
 # reservation_s: on links that store a few seconds of key, counting the same key twice for 5 s
 # makes them look empty, and requests are refused (no_key) or sent round longer paths.
