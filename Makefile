@@ -6,7 +6,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 # Debian packages the emulation, the cluster and the browser tests need: command -> package.
 APT_DEPS := ovs-vsctl:openvswitch-switch mnexec:mininet ping:iputils-ping ip:iproute2 curl:curl jq:jq \
-            chromium:chromium chromedriver:chromium-driver sshd:openssh-server ssh:openssh-client
+            chromium:chromium chromedriver:chromium-driver sshd:openssh-server ssh:openssh-client sudo:sudo
 
 .PHONY: help setup system venv ovs test unit demo bench protos clean
 
