@@ -15,6 +15,7 @@ of different domains, waiting for the domains' exports.
 """
 from __future__ import annotations
 
+import os
 import json
 import socket
 import subprocess
@@ -61,7 +62,8 @@ class ParentProcess:
         ready.unlink(missing_ok=True)
         self._log = open(self.log_file, "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "quseccontroller.parent", "--config", self.config,
-                                      "--state-dir", str(self.state_dir)], stdout=self._log,
+                                      "--state-dir", str(self.state_dir), "--parent-pid", str(os.getpid())],
+                                     stdout=self._log,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         while not ready.exists():

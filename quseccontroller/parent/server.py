@@ -4,7 +4,8 @@ A gRPC server (asyncio, mutual TLS, health checking and reflection) with one ser
 ``qusec.parent.v1.Parent``: domain QuSeCs (certificates of role controller, each configured for
 one domain) send their exports and ask for domain chains. The domain of a call is the one the
 caller's certificate is configured for; any other certificate is refused. Once bound it writes
-``STATE_DIR/parent.json`` (``grpc`` address, ``pid``) and serves until SIGTERM/SIGINT.
+``STATE_DIR/parent.json`` (``grpc`` address, ``pid``) and serves until SIGTERM/SIGINT, or until
+the launcher that started it (``--parent-pid``) is gone.
 """
 from __future__ import annotations
 
@@ -107,7 +108,7 @@ class ParentServer:
         await self.rpc.stop()
 
 
-async def serve(cfg: ParentConfig, state_dir: Path) -> int:
+async def serve(cfg: ParentConfig, state_dir: Path, parent_pid: int = 0) -> int:
     server = ParentServer(cfg)
     await server.start()
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -120,7 +121,14 @@ async def serve(cfg: ParentConfig, state_dir: Path) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, done.set)
-    await done.wait()
+    while not done.is_set():
+        try:
+            await asyncio.wait_for(done.wait(), 0.5)
+        except asyncio.TimeoutError:
+            pass
+        if parent_pid and os.getppid() != parent_pid:
+            LOG.warning("event=launcher_gone pid=%d", parent_pid)
+            break
     await server.stop()
     ready.unlink(missing_ok=True)
     return 0
@@ -133,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", required=True, type=Path, help="parent TOML config")
     p.add_argument("--state-dir", type=Path, default=Path("."),
                    help=f"where {READY_FILE} (the bound address) goes (default: .)")
+    p.add_argument("--parent-pid", type=int, default=0,
+                   help="exit once this process (the launcher) is no longer our parent (default: never)")
     p.add_argument("--version", action="version", version=f"quseccontroller.parent {version()}")
     args = p.parse_args(argv)
     logformat.configure(logging.INFO)
@@ -141,4 +151,4 @@ def main(argv: list[str] | None = None) -> int:
     except ParentConfigError as exc:
         print("\n".join(exc.problems), file=sys.stderr)
         return 2
-    return asyncio.run(serve(cfg, args.state_dir))
+    return asyncio.run(serve(cfg, args.state_dir, args.parent_pid))

@@ -159,3 +159,39 @@ def test_bad_config_names_the_entry(tmp_path: Path) -> None:
     assert f"{cfg}: [tls]: ca_cert: {tmp_path / 'nope.pem'}: no such file" in out.stderr
     assert f"{cfg}: [tls]: cert: missing" in out.stderr
     assert f"{cfg}: domains[2] (b): controller: 'c' already runs domain 'a'" in out.stderr
+
+
+def test_the_parent_exits_when_its_launcher_is_killed(parent, tmp_path: Path) -> None:
+    """A launcher SIGKILLed leaves no parent controller behind (``--parent-pid``, as the gateway)."""
+    d, _ = parent
+    cfg = tmp_path / "parent.toml"
+    cfg.write_text((d / "parent.toml").read_text().replace('"ca.pem"', f'"{d}/ca.pem"')
+                   .replace('"parent.pem"', f'"{d}/parent.pem"').replace('"parent.key"', f'"{d}/parent.key"'))
+    # the launcher: starts the parent with its own pid, prints the parent's pid, then waits
+    launcher = subprocess.Popen(
+        [sys.executable, "-c",
+         "import os, subprocess, sys, time\n"
+         f"p = subprocess.Popen([sys.executable, '-m', 'quseccontroller.parent', '--config', {str(cfg)!r},"
+         f" '--state-dir', {str(tmp_path)!r}, '--parent-pid', str(os.getpid())])\n"
+         "print(p.pid, flush=True)\n"
+         "time.sleep(600)\n"],
+        cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    child = int(launcher.stdout.readline())
+    ready = tmp_path / "parent.json"
+    deadline = time.monotonic() + 20
+    while not ready.exists():
+        assert time.monotonic() < deadline, "parent did not start"
+        time.sleep(0.05)
+    launcher.kill()
+    launcher.wait(5)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(child, 9)
+        pytest.fail("the parent controller outlived its launcher by 10 s")
+    assert not ready.exists()
