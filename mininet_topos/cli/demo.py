@@ -448,13 +448,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.local and os.geteuid() != 0:
         print("qkdnet demo: Mininet needs root; run as root or use --local", file=sys.stderr)
         return 2
-    quiet = args.json
-    progress = None if quiet else sys.stdout
-
-    def say(msg: str) -> None:
-        if not quiet:
-            print(msg, flush=True)
-
+    say, progress = _output(args)
     state = Path(args.state_dir or f"/tmp/qkdnet-demo-{topo.name}")
     say(f"QuSeC demo on {topo.name} ({'local processes' if args.local else 'Mininet + Open vSwitch'}): "
         f"{len(topo.nodes)} trusted nodes, {len(topo.links)} QKD links, SAE pairs "
@@ -468,13 +462,7 @@ def run(args: argparse.Namespace) -> int:
             result = _run_backend(backend, topo, pairs, args.keys, say)
             if not result.get("started", True):
                 backend.net.cleanup()
-    result.pop("started", None)
-    result["total_s"] = round(time.monotonic() - t_start, 1)
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        print("\n" + summary(result))
-    return 0 if result["ok"] else 1
+    return _finish(args, result, t_start, summary)
 
 
 def run_domains(args: argparse.Namespace, topo: Topology, t_start: float) -> int:
@@ -488,13 +476,7 @@ def run_domains(args: argparse.Namespace, topo: Topology, t_start: float) -> int
     if not args.local and os.geteuid() != 0:
         print("qkdnet demo: Mininet needs root; run as root or use --local", file=sys.stderr)
         return 2
-    quiet = args.json
-    progress = None if quiet else sys.stdout
-
-    def say(msg: str) -> None:
-        if not quiet:
-            print(msg, flush=True)
-
+    say, progress = _output(args)
     state = Path(args.state_dir or f"/tmp/qkdnet-demo-{topo.name}")
     say(f"QuSeC demo on {topo.name} ({'local processes' if args.local else 'Mininet + Open vSwitch'}): "
         f"{len(topo.domains)} domains ({', '.join(topo.domains)}) under a parent controller, "
@@ -509,12 +491,25 @@ def run_domains(args: argparse.Namespace, topo: Topology, t_start: float) -> int
             result = demo_domains.run_demo(net, topo, pairs, args.keys, say)
             if not result.get("started", True):
                 net.cleanup()
+    return _finish(args, result, t_start, demo_domains.summary)
+
+
+def _output(args: argparse.Namespace) -> tuple[Callable[[str], None], Any]:
+    """The demo's ``say`` (silent with ``--json``) and the launchers' progress stream."""
+    quiet = args.json
+
+    def say(msg: str) -> None:
+        if not quiet:
+            print(msg, flush=True)
+
+    return say, None if quiet else sys.stdout
+
+
+def _finish(args: argparse.Namespace, result: dict, t_start: float, summarise: Callable[[dict], str]) -> int:
+    """Print the result (JSON, or the summary lines) and give the exit code."""
     result.pop("started", None)
     result["total_s"] = round(time.monotonic() - t_start, 1)
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        print("\n" + demo_domains.summary(result))
+    print(json.dumps(result, indent=2) if args.json else "\n" + summarise(result))
     return 0 if result["ok"] else 1
 
 

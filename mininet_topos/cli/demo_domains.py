@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from mininet_topos.cli.demo import Check
 from mininet_topos.model import Topology
 
 STEPS = ("[1/4] bringing every domain up under the parent controller",
@@ -82,23 +83,6 @@ def site_to_fail(topology: Topology, chain: list[dict], src_dom: str, dst_dom: s
     node = next(k for k in next(s for s in topology.interworking if s.id == best).kmes
                 if topology.nodes[k].domain == seg["domain"])
     return best, node, alternative(topology, src_dom, dst_dom, best)
-
-
-class Check:
-    """The checks the demo makes; ``ok`` only when all held."""
-
-    def __init__(self, say: Callable[[str], None]) -> None:
-        self.items: list[dict] = []
-        self.say = say
-
-    def __call__(self, name: str, ok: bool, detail: str = "") -> bool:
-        self.items.append({"check": name, "ok": bool(ok), "detail": detail})
-        self.say(f"  [{'ok' if ok else 'FAILED'}] {name}{': ' + detail if detail else ''}")
-        return bool(ok)
-
-    @property
-    def ok(self) -> bool:
-        return bool(self.items) and all(i["ok"] for i in self.items)
 
 
 # -- what the domains' QuSeCs say -----------------------------------------------------------------
