@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from mininet_topos.cli.democheck import Check
 from mininet_topos.model import Topology
 
 log = logging.getLogger(__name__)
@@ -79,23 +80,6 @@ def far_pairs(topology: Topology, min_hops: int = MIN_HOPS, limit: int = 2) -> l
         if len(out) == limit:
             break
     return out
-
-
-class Check:
-    """The list of checks the demo makes; ``ok`` only when all held."""
-
-    def __init__(self, say: Callable[[str], None]) -> None:
-        self.items: list[dict] = []
-        self.say = say
-
-    def __call__(self, name: str, ok: bool, detail: str = "") -> bool:
-        self.items.append({"check": name, "ok": bool(ok), "detail": detail})
-        self.say(f"  [{'ok' if ok else 'FAILED'}] {name}{': ' + detail if detail else ''}")
-        return bool(ok)
-
-    @property
-    def ok(self) -> bool:
-        return bool(self.items) and all(i["ok"] for i in self.items)
 
 
 # -- the two back-ends -------------------------------------------------------------------------

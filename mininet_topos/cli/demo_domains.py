@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from mininet_topos.cli.demo import Check
+from mininet_topos.cli.democheck import Check
 from mininet_topos.model import Topology
 
 STEPS = ("[1/4] bringing every domain up under the parent controller",

@@ -39,7 +39,7 @@ import tomllib
 from itertools import groupby
 from operator import attrgetter
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from mininet.examples import cluster as upstream
 from mininet.link import Link
@@ -48,7 +48,7 @@ from mininet.util import quietRun
 
 from mininet_topos.launch import servers as srv
 from mininet_topos.launch.lock import EmulationError, wait_for
-from mininet_topos.launch.fleet import AgentFleet
+from mininet_topos.launch.fleet import AgentFleet, Steps
 from mininet_topos.launch.mininet import MininetNetwork
 from mininet_topos.launch.placement import cut, place
 from mininet_topos.launch.plan import MGMT_BRIDGE
@@ -462,14 +462,7 @@ class ClusterNetwork(MininetNetwork):
     def stop(self) -> None:
         """Agents on every server, the Mininet (tunnels, bridges and host shells on every
         server), the OpenFlow forwards and TLS settings, then QuSeC (MininetNetwork.stop)."""
-        errors: list[BaseException] = []
-
-        def step(what: str, fn: Callable[[], Any]) -> None:
-            try:
-                fn()
-            except Exception as exc:  # noqa: BLE001 - the remaining steps must still run
-                log.exception("stop: %s failed", what)
-                errors.append(exc)
+        step = Steps()
 
         # Stopping a remote agent's ssh leaves the agent running on its server: each server
         # stops its own (SIGTERM, then SIGKILL after a grace).
@@ -493,14 +486,13 @@ class ClusterNetwork(MininetNetwork):
             step(f"clearing OpenFlow TLS on {s.name}",
                  lambda s=s: srv.run_on(s, self.ssh_config, ["ovs-vsctl", "--timeout=10", "del-ssl"]))
         self._tls_set.clear()
-        if self._owned and not errors:
+        if self._owned and not step.errors:
             srv.forget(self.state_dir)
         try:
             super().stop()
         except Exception as exc:  # noqa: BLE001
-            errors.append(exc)
-        if errors:
-            raise errors[0]
+            step.errors.append(exc)
+        step.raise_first()
 
     def cleanup(self) -> None:
         """After a failure: ours on this machine (MininetNetwork.cleanup) and on every other server."""

@@ -136,6 +136,25 @@ class AgentFleet:
                 proc.wait(5)
 
 
+class Steps:
+    """A stop's steps: each runs even when an earlier one failed (a failure is logged);
+    ``raise_first()`` raises the first failure once all have run."""
+
+    def __init__(self) -> None:
+        self.errors: list[BaseException] = []
+
+    def __call__(self, what: str, fn: Callable[[], Any]) -> None:
+        try:
+            fn()
+        except Exception as exc:  # noqa: BLE001 - the remaining steps must still run
+            log.exception("stop: %s failed", what)
+            self.errors.append(exc)
+
+    def raise_first(self) -> None:
+        if self.errors:
+            raise self.errors[0]
+
+
 class StartStop:
     """A network as a context manager: start() on entry (stop() when it fails), stop() on exit."""
 

@@ -24,7 +24,7 @@ from typing import Any, Callable, TextIO
 
 from mininet_topos.launch import rundir
 from mininet_topos.launch.clean import cleanup_ours
-from mininet_topos.launch.fleet import AgentFleet, AgentStartError, LaunchedNetwork
+from mininet_topos.launch.fleet import AgentFleet, AgentStartError, LaunchedNetwork, Steps
 from mininet_topos.launch.keypair import check_pair, seen
 from mininet_topos.launch.operator import OperatorClient
 from mininet_topos.launch.lock import EmulationError, wait_for
@@ -423,14 +423,7 @@ class MininetNetwork(LaunchedNetwork):
     def stop(self) -> None:
         """Stop agents, Mininet and QuSeC. Each step runs even when an earlier one failed
         (a failing step is logged; the first such error is raised once all have run)."""
-        errors: list[BaseException] = []
-
-        def step(what: str, fn: Callable[[], Any]) -> None:
-            try:
-                fn()
-            except Exception as exc:  # noqa: BLE001 - the remaining steps must still run
-                log.exception("stop: %s failed", what)
-                errors.append(exc)
+        step = Steps()
 
         step("stopping the agents", self.fleet.stop)
         self.procs.clear()
@@ -446,8 +439,7 @@ class MininetNetwork(LaunchedNetwork):
         if self.claim is not None:
             self.claim.release()
             self.claim = None
-        if errors:
-            raise errors[0]
+        step.raise_first()
 
     def host_names(self) -> set[str]:
         p = self.plan

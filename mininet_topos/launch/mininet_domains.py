@@ -27,11 +27,12 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any, Callable, TextIO
+from typing import Any, TextIO
 
 from mininet_topos.launch import rundir
 from mininet_topos.launch.clean import cleanup_ours
 from mininet_topos.launch.domains import Federated
+from mininet_topos.launch.fleet import Steps
 from mininet_topos.launch.keypair import check_pair, seen
 from mininet_topos.launch.lock import EmulationError
 from mininet_topos.launch.mininet import (READY_TIMEOUT_S, MininetNetwork, build_mininet, stop_mininet,
@@ -217,14 +218,7 @@ class MininetDomains(Federated):
     def stop(self) -> None:
         """Agents, Mininet, the switches' TLS, every QuSeC, the parent; each step runs even when
         an earlier one failed (the first error is raised once all have run)."""
-        errors: list[BaseException] = []
-
-        def step(what: str, fn: Callable[[], Any]) -> None:
-            try:
-                fn()
-            except Exception as exc:  # noqa: BLE001 - the remaining steps must still run
-                log.exception("stop: %s failed", what)
-                errors.append(exc)
+        step = Steps()
 
         for part in self.domains.values():
             step("stopping the agents", part.fleet.stop)
@@ -241,8 +235,7 @@ class MininetDomains(Federated):
         if self.claim is not None:
             self.claim.release()
             self.claim = None
-        if errors:
-            raise errors[0]
+        step.raise_first()
 
     def host_names(self) -> set[str]:
         p = self.plan
