@@ -123,6 +123,8 @@ class Etsi020Config:
     kme_id: str = ""                 # our KME ID as peers know it (default: node_id)
     callback_url: str = ""           # where peers POST acks (default: https://ADVERTISED/kmapi/v1/ext_keys/ack)
     sync_mode: bool = True           # serve the optional synchronous mode (advertised as a capability)
+    handoff_sync: bool = True        # a site hands relayed keys on in the synchronous mode (both KMEs
+                                     # ours); false: the asynchronous mode, acks at our callback
     max_body_bytes: int = 1 << 20
     max_keys_per_request: int = 1024
     max_key_bytes: int = 1024

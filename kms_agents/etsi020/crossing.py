@@ -1,9 +1,11 @@
 """An interworking KME's two roles at its site: keys leaving this network, and keys coming in.
 
 * **Leaving** (:meth:`Crossing.hand_off`, the relay destination's handoff step): a key relayed
-  to this node for another domain's SAE goes to the peer KME over ETSI GS QKD 020, asynchronous
-  mode, and the call returns only once the peer acknowledged it ``relayed`` (its ack reaches
-  :meth:`Crossing.settled`, the node's ``on_settled`` hook); any other outcome, a refusal or no
+  to this node for another domain's SAE goes to the peer KME over ETSI GS QKD 020 (the
+  synchronous mode, whose answer carries the acks, unless ``[etsi020] handoff_sync = false``:
+  then the asynchronous mode), and the call returns only once the peer acknowledged it
+  ``relayed`` (in the answer, or at :meth:`Crossing.settled`, the node's ``on_settled`` hook
+  that the ack callback reaches); any other outcome, a refusal or no
   ack in time fails it (and a key without an ack is voided toward the peer). It is never stored
   here.
 * **Coming in** (:meth:`Crossing.onward`, the node's ``relay_onward`` hook): keys the peer passed
@@ -98,7 +100,7 @@ class Crossing:
                 # synchronous mode (both KMEs are ours and serve it): the peer answers with the
                 # acks once its onward relay is done, a round trip less than an ack callback
                 outcomes = self.node.send_keys(peer, [ExtKey(kid, m) for kid, m in keys], initiator,
-                                               list(targets), sync=True)
+                                               list(targets), sync=self.node.cfg.handoff_sync)
                 for o in outcomes or ():   # the answer's acks (else they come later, at the callback)
                     wait.settle(o.key_id, rules.tx_after_ack(rules.TX_SENT, o.status))
             except SendRefused as exc:   # 400/401: the peer kept nothing

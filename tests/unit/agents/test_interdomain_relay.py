@@ -12,6 +12,7 @@ import uuid
 
 import pytest
 
+from kms_agents.config import Etsi020Config
 from kms_agents.etsi020.crossing import Crossing
 from kms_agents.etsi020.kme import Onward, SendRefused
 from kms_agents.etsi020.model import EXT_DOMAINS, ExtKey, Outcome
@@ -169,12 +170,13 @@ class PeerStandIn:
     """The Etsi020Node as the crossing uses it: ``send_keys`` records, the peer's ack comes later
     (from another thread, as the node's event loop calls ``on_settled``)."""
 
-    def __init__(self, crossing, state="relayed", refuse=False, ack=True):
+    def __init__(self, crossing, state="relayed", refuse=False, ack=True, sync=True):
         self.crossing, self.state, self.refuse, self.ack = crossing, state, refuse, ack
-        self.sent, self.voided = [], []
+        self.cfg = Etsi020Config(handoff_sync=sync)
+        self.sent, self.voided, self.modes = [], [], []
 
     def send_keys(self, kme_id, keys, initiator, targets, *, sync=False):
-        assert sync, "a handoff between two of our KMEs uses the synchronous mode"
+        self.modes.append(sync)
         if self.refuse:
             raise SendRefused(400, {"details": {"target_sae_id_not_recognized": "x"}})
         self.sent.append((kme_id, [k.key_id for k in keys], initiator, targets))
@@ -193,6 +195,7 @@ class SyncPeer:
 
     def __init__(self, extension):
         self.extension, self.voided = extension, []
+        self.cfg = Etsi020Config()
 
     def send_keys(self, kme_id, keys, initiator, targets, *, sync=False):
         return [Outcome(k.key_id, "relayed", initiator, tuple(targets), None, self.extension) for k in keys]
@@ -218,15 +221,17 @@ def test_an_unusable_domains_extension_is_left_out_and_the_keys_still_go(caplog)
     assert "unusable" in caplog.text
 
 
+@pytest.mark.parametrize("sync", [True, False], ids=["sync", "async"])
 @pytest.mark.parametrize("state, refuse, ack, error", [
     ("relayed", False, True, None),
     ("failed", False, True, "not relayed"),
     ("relayed", True, True, "refused the keys (400)"),
     ("relayed", False, False, "did not acknowledge"),
 ])
-def test_a_handoff_returns_only_once_the_peer_acknowledged_relayed(state, refuse, ack, error):
+def test_a_handoff_returns_only_once_the_peer_acknowledged_relayed(state, refuse, ack, error, sync):
+    """In either mode (``handoff_sync``): the acks in the answer or at the callback."""
     crossing = Crossing("X", {"sae-x": "X"})
-    peer = crossing.node = PeerStandIn(crossing, state, refuse, ack)
+    peer = crossing.node = PeerStandIn(crossing, state, refuse, ack, sync)
     keys = [(str(uuid.uuid4()), os.urandom(32)), (str(uuid.uuid4()), os.urandom(32))]
     if error is None:
         crossing.hand_off(HANDOFF, "sae-a", ("sae-far",), keys, 2.0)
@@ -236,6 +241,7 @@ def test_a_handoff_returns_only_once_the_peer_acknowledged_relayed(state, refuse
             crossing.hand_off(HANDOFF, "sae-a", ("sae-far",), keys, 0.3)
         assert error in str(err.value)
         assert bool(peer.voided) == (not ack)    # no ack in time: voided toward the peer
+    assert peer.modes == [sync]
     assert crossing._waiting == {}
 
 
