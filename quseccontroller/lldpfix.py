@@ -6,6 +6,12 @@ that removes the same link (or its reverse) first; the loop's next ``link_down``
 raises ``KeyError`` and the green thread dies, so no link ever expires again for the
 life of the process (seen on loaded machines with 75+ userspace switches). This loop
 skips links that are already gone and survives a failed round.
+
+os-ken also sends one LLDP per port with ``LLDP_SEND_GUARD`` (50 ms) between them, so a round
+over P ports takes P x 50 ms: past 200 ports (a 75-node mesh has ~400) a round outlasts its fixed
+``LINK_TIMEOUT`` of 10 s and every link expired between two of its LLDPs, flapping the whole
+switch graph (and QuSeC replanned every flow on each flap). A link here lives three rounds
+(:func:`link_timeout`); a link that really goes down is still seen at once by its port status.
 """
 from __future__ import annotations
 
@@ -29,10 +35,18 @@ def drop_link(links: LinkState, link: Link) -> bool:
     return True
 
 
+def link_timeout(switches: Switches) -> float:
+    """How long a link may go without LLDP: os-ken's LINK_TIMEOUT, or three LLDP rounds over
+    every port when the ports make a round longer than that."""
+    round_s = max(switches.LLDP_SEND_PERIOD_PER_PORT, len(switches.ports) * switches.LLDP_SEND_GUARD)
+    return max(switches.LINK_TIMEOUT, 3 * round_s)
+
+
 def expire_links(switches: Switches, now: float) -> list[Link]:
-    """One round of the expiry loop: drop links silent for LINK_TIMEOUT, tell observers."""
+    """One round of the expiry loop: drop links silent for :func:`link_timeout`, tell observers."""
+    timeout = link_timeout(switches)
     stale = [link for link, seen in list(switches.links.items())
-             if seen + switches.LINK_TIMEOUT < now]
+             if seen + timeout < now]
     expired = []
     for link in stale:
         if not drop_link(switches.links, link):
@@ -42,7 +56,7 @@ def expire_links(switches: Switches, now: float) -> list[Link]:
         rev_link = Link(link.dst, link.src)
         if rev_link not in stale:
             # The reverse link is very likely down too: probe it early.
-            switches.links.rev_link_set_timestamp(rev_link, now - switches.LINK_TIMEOUT)
+            switches.links.rev_link_set_timestamp(rev_link, now - timeout)
             if link.dst in switches.ports:
                 switches.ports.move_front(link.dst)
                 switches.lldp_event.set()

@@ -21,6 +21,8 @@ class FakeSwitches:
     """What expire_links touches on os-ken's Switches app."""
     LINK_TIMEOUT = 10.0
     TIMEOUT_CHECK_PERIOD = 0.0
+    LLDP_SEND_GUARD = Switches.LLDP_SEND_GUARD
+    LLDP_SEND_PERIOD_PER_PORT = Switches.LLDP_SEND_PERIOD_PER_PORT
 
     def __init__(self) -> None:
         self.links = LinkState()
@@ -108,3 +110,22 @@ def test_loop_survives_a_failed_round() -> None:
 def test_installed_on_os_ken_switches() -> None:
     import quseccontroller.app  # noqa: F401  (installs on import)
     assert Switches.link_loop is lldpfix.link_loop
+
+
+def test_with_many_ports_a_link_lives_three_lldp_rounds() -> None:
+    """os-ken sends one LLDP per port with a 50 ms guard between them: with 400 ports a round
+    takes 20 s, longer than its 10 s LINK_TIMEOUT, so every link expired between two LLDPs
+    (75-node meshes flapped links, and QuSeC rebuilt every flow, at 100 % CPU)."""
+    sw = FakeSwitches()
+    assert (sw.LLDP_SEND_GUARD, sw.LLDP_SEND_PERIOD_PER_PORT) == (0.05, 0.9)   # os-ken 3.1's
+    sw.ports = {port(1 + i // 8, 1 + i % 8) for i in range(400)}
+    assert lldpfix.link_timeout(sw) == pytest.approx(60.0)    # three rounds of 400 x 50 ms
+    fwd, rev = link_pair(sw, seen=100.0)
+    assert lldpfix.expire_links(sw, now=100.0 + 25.0) == []     # one round and more: still up
+    assert lldpfix.expire_links(sw, now=100.0 + 61.0) == [fwd, rev]
+
+
+def test_a_small_network_keeps_os_kens_timeout() -> None:
+    sw = FakeSwitches()
+    sw.ports = {port(1, i) for i in range(1, 9)}
+    assert lldpfix.link_timeout(sw) == 10.0
