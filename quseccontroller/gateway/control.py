@@ -33,7 +33,9 @@ from quseccontroller.proto import control_pb2, control_pb2_grpc
 LOG = logging.getLogger(__name__)
 
 SERVICE = control_pb2.DESCRIPTOR.services_by_name["QuSeCControl"].full_name
-STATUS_SHARE = 0.05   # the app's status read for /metrics: at most this share of the time
+STATUS_SHARE = 0.05   # the app's status read for /metrics: at most this share of the time ...
+REUSE_NODES = 1000    # ... for a network of more nodes (a smaller one's is read fresh: it is cheap,
+                      # and a gauge must not lag a change because the machine was slow once)
 
 
 def check_register(reg: control_pb2.Register) -> None:
@@ -186,8 +188,8 @@ class ControlServicer(control_pb2_grpc.QuSeCControlServicer):
     def refresh_gauges(self, fresh: bool = True) -> dict:
         """Pull the app's status into the gauges; returns it ({} when the app is away). Not
         ``fresh`` (/metrics): the last one while it is younger than its own cost over
-        ``STATUS_SHARE`` (at 10,000 nodes a status is ~6 MB: ~0.5 s of the app's hub and of the
-        gateway's GIL; a small network's is a few ms old at most)."""
+        ``STATUS_SHARE``, on networks of more than ``REUSE_NODES`` nodes (at 10,000 nodes a status
+        is ~6 MB: ~0.5 s of the app's hub and of the gateway's GIL)."""
         cached, until = self._status
         if not fresh and cached and time.monotonic() < until:
             return cached
@@ -201,7 +203,8 @@ class ControlServicer(control_pb2_grpc.QuSeCControlServicer):
             status["parent"] = self.parent_link.status()
             self.metrics.parent_ok.set(1 if status["parent"]["ok"] else 0)
         took = time.monotonic() - t0
-        self._status = (status, t0 + took / STATUS_SHARE)
+        big = len((status.get("core") or {}).get("nodes") or ()) > REUSE_NODES
+        self._status = (status, t0 + took / STATUS_SHARE if big else 0.0)
         return status
 
     # -- Connect -----------------------------------------------------------------------------

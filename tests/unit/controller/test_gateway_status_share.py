@@ -11,14 +11,14 @@ from quseccontroller.gateway.control import ControlServicer
 
 
 class SlowApp:
-    def __init__(self, took: float):
-        self.took, self.calls = took, 0
+    def __init__(self, took: float, nodes: int = 5000):
+        self.took, self.calls, self.nodes = took, 0, {f"N{i}": {} for i in range(nodes)}
 
     def call(self, op, args=None, timeout=10.0):
         assert op == "status"
         self.calls += 1
         time.sleep(self.took)
-        return {"switches": ["s1"] * self.calls, "core": {"links": {}, "paths": {}}}
+        return {"switches": ["s1"] * self.calls, "core": {"links": {}, "paths": {}, "nodes": self.nodes}}
 
 
 def test_metrics_reuse_a_costly_status_for_its_cost_over_the_share(tmp_path, monkeypatch) -> None:
@@ -29,14 +29,18 @@ def test_metrics_reuse_a_costly_status_for_its_cost_over_the_share(tmp_path, mon
     assert gw.refresh_gauges(fresh=False) is first and app.calls == 1
     assert gw.metrics.registry.get_sample_value("qusec_switches_up") == 1
     assert len(gw.refresh_gauges()["switches"]) == 2       # fresh: asked again
-    time.sleep(0.6)
+    until = gw._status[1]
+    assert until - time.monotonic() > 0.3                   # ~0.5 s: its cost over the share
+    time.sleep(until - time.monotonic() + 0.01)
     assert len(gw.refresh_gauges(fresh=False)["switches"]) == 3   # past its time: asked again
 
 
-def test_a_cheap_status_is_asked_again_at_once(tmp_path) -> None:
+def test_a_small_networks_status_is_read_fresh_even_when_slow(tmp_path, monkeypatch) -> None:
+    """A loaded machine made a 20-node status take 0.5 s once; its gauges then lagged a refused
+    switch by 10 s (a scrape right after the event saw 0)."""
     gw = ControlServicer(str(tmp_path / "bridge.sock"))
-    gw.bridge = app = SlowApp(0.0)
+    gw.bridge = app = SlowApp(0.05, nodes=20)
+    monkeypatch.setattr(control, "STATUS_SHARE", 0.1)
     gw.refresh_gauges(fresh=False)
-    time.sleep(0.01)
     gw.refresh_gauges(fresh=False)
     assert app.calls == 2
