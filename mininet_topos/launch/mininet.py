@@ -484,6 +484,7 @@ def build_mininet(p: EmulationPlan, datapath: str, switch_tls: tuple[str, str, s
         net.addController(name, controller=QuSeCRemote, protocol="ssl", ip="127.0.0.1", port=port)
     net.build()
     net.start()
+    ovs.set_inactivity_probe([f"ssl:127.0.0.1:{port}" for port in controllers.values()])
     if datapath == "user":
         try:
             tx_checksum_off(net.hosts)

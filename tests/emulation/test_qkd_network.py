@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 
 import pytest
 
 
 from mininet_topos import topology
+from mininet_topos.launch import ovs
 from mininet_topos.launch.mininet import MininetNetwork
 from mininet_topos.launch.lock import mininet_lock, wait_for
 
@@ -77,6 +79,13 @@ def test_bring_up_matches_the_topology_file(qnet):
     assert doc["nodes"]["A"]["etsi014_url"].startswith(f"https://{p.node_host('A').ip}:")
     assert doc["saes"]["sae-a"]["node"] == "A"
     assert doc["qusec"]["grpc"].startswith(p.mgmt_root_ip + ":")
+    # Every bridge's controller record waits 30 s, not OVS's 5 s, for an answer to its
+    # inactivity probe (a 100-node bring-up kept QuSeC busy longer and every switch reconnected).
+    out = json.loads(subprocess.run(["ovs-vsctl", "--format=json", "--columns=target,inactivity_probe", "list",
+                                     "controller"], capture_output=True, text=True, check=True).stdout)
+    port = doc["qusec"]["openflow_port"] if "openflow_port" in doc["qusec"] else None
+    probes = [probe for target, probe in out["data"] if port is None or target.endswith(f":{port}")]
+    assert len(probes) >= len(p.switches) and set(probes) == {ovs.INACTIVITY_PROBE_MS}, out["data"][:3]
 
 
 def test_management_network_is_out_of_band(qnet):
