@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from mininet_topos.cli.democheck import Check
+from mininet_topos.cli.democheck import Check, closing_lines
 from mininet_topos.model import Topology
 
 log = logging.getLogger(__name__)
@@ -517,17 +517,7 @@ def summary(result: dict) -> str:
         lines.append(f"  QKD link alarm on {'-'.join(qa['link'])}: shown by QuSeC in "
                      f"{qa.get('alarm_s', 0):.2f} s, next key over "
                      f"{' -> '.join(qa.get('path_after') or []) or 'none'}")
-    for c in checks:
-        if not c["ok"]:
-            lines.append(f"  failed: {c['check']}: {c['detail']}")
-    if result.get("error"):
-        lines.append(f"  error: {result['error']}")
-    times = [f"total {result['total_s']:.1f} s"] if "total_s" in result else []
-    if result.get("bringup_s"):
-        times.append(f"bring-up {result['bringup_s']:.1f} s")
-    if times:
-        lines.append("  time: " + ", ".join(times))
-    return "\n".join(lines)
+    return "\n".join(lines + closing_lines(result))
 
 
 def _run_backend(backend: Any, topo: Topology, pairs: list, keys: int, say: Callable[[str], None]) -> dict:

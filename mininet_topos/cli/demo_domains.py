@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from mininet_topos.cli.democheck import Check
+from mininet_topos.cli.democheck import Check, closing_lines
 from mininet_topos.model import Topology
 
 STEPS = ("[1/4] bringing every domain up under the parent controller",
@@ -289,17 +289,7 @@ def summary(result: dict) -> str:
                      + (f" via {', '.join(rr.get('chain_after') or [])}" if rr.get("chain_after") else "")
                      + (f" ({rr['error']})" if rr.get("error") else "")
                      + f", {rr['reroute_s']:.1f} s after the failure")
-    for c in checks:
-        if not c["ok"]:
-            lines.append(f"  failed: {c['check']}: {c['detail']}")
-    if result.get("error"):
-        lines.append(f"  error: {result['error']}")
-    times = [f"total {result['total_s']:.1f} s"] if "total_s" in result else []
-    if result.get("bringup_s"):
-        times.append(f"bring-up {result['bringup_s']:.1f} s")
-    if times:
-        lines.append("  time: " + ", ".join(times))
-    return "\n".join(lines)
+    return "\n".join(lines + closing_lines(result))
 
 
 def network(topology: Topology, state_dir: Path, local: bool, progress: Any) -> Any:

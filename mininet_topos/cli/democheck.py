@@ -19,3 +19,16 @@ class Check:
     @property
     def ok(self) -> bool:
         return bool(self.items) and all(i["ok"] for i in self.items)
+
+
+def closing_lines(result: dict) -> list[str]:
+    """A demo summary's last lines: the checks that failed, the error, the times."""
+    lines = [f"  failed: {c['check']}: {c['detail']}" for c in result.get("checks", []) if not c["ok"]]
+    if result.get("error"):
+        lines.append(f"  error: {result['error']}")
+    times = [f"total {result['total_s']:.1f} s"] if "total_s" in result else []
+    if result.get("bringup_s"):
+        times.append(f"bring-up {result['bringup_s']:.1f} s")
+    if times:
+        lines.append("  time: " + ", ".join(times))
+    return lines

@@ -30,7 +30,7 @@ from mininet_topos.launch.operator import OperatorClient
 from mininet_topos.launch.lock import EmulationError, wait_for
 from mininet_topos.launch.sae import CALL_TIMEOUT_S as SAE_CALL_TIMEOUT_S
 from mininet_topos.launch.sae import call as sae_call
-from mininet_topos.launch.plan import MGMT_BRIDGE, EmulationPlan, plan
+from mininet_topos.launch.plan import EmulationPlan, plan
 from mininet_topos.launch.topos import QkdTopo, QuSeCRemote, tx_checksum_off
 from mininet_topos.model import Topology
 
@@ -143,7 +143,7 @@ class MininetNetwork(LaunchedNetwork):
             raise EmulationError(str(exc)) from None
         self._owned = True
         if self.claim.stop_crashed(self.say):
-            cleanup_ours(self.host_names(), say=self.say)
+            cleanup_ours(self.plan.names(), say=self.say)
 
     def _build_pki(self) -> None:
         from mininet_topos.provision.pki import QUSEC_NAME, build_pki
@@ -441,17 +441,12 @@ class MininetNetwork(LaunchedNetwork):
             self.claim = None
         step.raise_first()
 
-    def host_names(self) -> set[str]:
-        p = self.plan
-        return {h.name for h in p.node_hosts} | {h.name for h in p.sae_hosts} | \
-            {s.name for s in p.switches} | {MGMT_BRIDGE}
-
     def cleanup(self) -> None:
         """After a failure: remove what this network may have left (ours only, see launch/clean.py);
         nothing when it never held its state dir (another live run's network is not ours)."""
         if not self._owned:
             return
-        cleanup_ours(self.host_names(), say=log.warning)
+        cleanup_ours(self.plan.names(), say=log.warning)
 
 
 def build_mininet(p: EmulationPlan, datapath: str, switch_tls: tuple[str, str, str],

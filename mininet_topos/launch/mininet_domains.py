@@ -37,7 +37,7 @@ from mininet_topos.launch.keypair import check_pair, seen
 from mininet_topos.launch.lock import EmulationError
 from mininet_topos.launch.mininet import (READY_TIMEOUT_S, MininetNetwork, build_mininet, stop_mininet,
                                           write_network_json)
-from mininet_topos.launch.plan import MGMT_BRIDGE, plan
+from mininet_topos.launch.plan import plan
 from mininet_topos.model import Topology
 from mininet_topos.provision import interworking
 from mininet_topos.provision.inventory import build_domain
@@ -84,7 +84,7 @@ class MininetDomains(Federated):
             raise EmulationError(str(exc)) from None
         self._owned = True
         if self.claim.stop_crashed(self._say):
-            cleanup_ours(self.host_names(), say=self._say)
+            cleanup_ours(self.plan.names(), say=self._say)
         topo, p = self.topology, self.plan
         self._say(f"{topo.name}: {len(topo.domains)} domains in one Mininet: {len(p.switches)} switches, "
                   f"{len(p.node_hosts)} vKMS hosts, {len(p.sae_hosts)} SAE hosts, {len(p.crossings)} "
@@ -237,13 +237,8 @@ class MininetDomains(Federated):
             self.claim = None
         step.raise_first()
 
-    def host_names(self) -> set[str]:
-        p = self.plan
-        return {h.name for h in p.node_hosts} | {h.name for h in p.sae_hosts} | \
-            {s.name for s in p.switches} | {MGMT_BRIDGE}
-
     def cleanup(self) -> None:
         """After a failure: remove what this network may have left (ours only)."""
         if self._owned:
-            cleanup_ours(self.host_names(), say=log.warning)
+            cleanup_ours(self.plan.names(), say=log.warning)
 

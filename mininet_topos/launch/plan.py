@@ -134,6 +134,12 @@ class EmulationPlan:
             [c for c in self.crossings if c.node_a in nodes or c.node_b in nodes],
             self.prefixlen, self.mgmt_prefixlen, self.mgmt_root_ip)
 
+    def names(self) -> set[str]:
+        """Every name this plan gives Mininet: node and SAE hosts, switches, the management bridge
+        (what a clean-up after a failure may remove)."""
+        return {h.name for h in self.node_hosts} | {h.name for h in self.sae_hosts} | \
+            {s.name for s in self.switches} | {MGMT_BRIDGE}
+
     def expected_switch_links(self) -> set[frozenset[int]]:
         """Switch adjacencies (pairs of DPIDs) LLDP discovery should find."""
         dpid = {s.name: s.dpid for s in self.switches}
