@@ -63,14 +63,22 @@ def _port_toward(g: nx.Graph, dpid, nxt) -> int:
     return g.edges[dpid, nxt]["ports"][dpid]
 
 
-def switch_flows(state: NetworkState, dpid: int, relay_drops: set[tuple[str, int]],
-                 tree_ports: set[int], bindings: frozenset[tuple[int, str, str]]) -> list[FlowSpec]:
-    """One switch's own base flows: the ARP filter of its host ports, table-miss to controller,
-    the drop of relay-port traffic no authorised path allows, and ARP flooding.
-
-    ``relay_drops``: (data IP, relay port) of every node with a live control stream; only
+def relay_drop(ip: str, port: int) -> FlowSpec:
+    """The drop of connections to one node's relay port (``ip``: its data IP) that no authorised
+    path's flow lets through, on every switch while the node has a live control stream: only
     connections to that node's relay port are dropped (a node's relay port says nothing about
-    anyone else's traffic, and the drop goes when the node does). ``bindings``: (port, MAC, IP)
+    anyone else's traffic, and the drop goes when the node does). No drop on tcp_src: a relay
+    service never answers a SYN it did not get, and a relay port bound to an ephemeral number
+    must not cut other hosts' connections that happen to use it as source."""
+    return spec(PRIORITY_RELAY_DROP, (), eth_type=ETH_IPV4, ip_proto=IPPROTO_TCP, ipv4_dst=ip, tcp_dst=port)
+
+
+def switch_flows(state: NetworkState, dpid: int, tree_ports: set[int],
+                 bindings: frozenset[tuple[int, str, str]]) -> list[FlowSpec]:
+    """One switch's own base flows: the ARP filter of its host ports, table-miss to controller
+    and ARP flooding (the relay drops are ``relay_drop``'s, one per node).
+
+    ``bindings``: (port, MAC, IP)
     of the hosts QuSeC learned on this switch: ARP from such a port passes the ingress table
     only with that MAC and IP (one port may hold several), so a host cannot answer for, or
     announce, another's address.
@@ -91,12 +99,6 @@ def switch_flows(state: NetworkState, dpid: int, relay_drops: set[tuple[str, int
             out.append(spec(PRIORITY_ARP_BOUND, table=TABLE_INGRESS, goto=TABLE_FORWARD, in_port=port,
                             eth_type=ETH_ARP, eth_src=mac, arp_spa=ip))
     out.append(spec(PRIORITY_MISS, (CONTROLLER,)))
-    # Connections to a relay port are dropped unless a path's flow lets them through. (No drop on
-    # tcp_src: a relay service never answers a SYN it did not get, and a relay port bound to an
-    # ephemeral number must not cut other hosts' connections that happen to use it as source.)
-    for ip, port in sorted(relay_drops):
-        out.append(spec(PRIORITY_RELAY_DROP, (), eth_type=ETH_IPV4, ip_proto=IPPROTO_TCP,
-                        ipv4_dst=ip, tcp_dst=port))
     host_ports = {p for p, _, _ in bindings}
     flood = tree_ports | edge
     for port in sorted(tree_ports | (host_ports & edge)):

@@ -14,16 +14,37 @@ from quseccontroller.state import NetworkState
 Table = dict[tuple, FlowSpec]   # flow key -> flow
 
 
+class _Everywhere:
+    """A base piece that puts the same flows on every switch (a node's relay drop)."""
+    __slots__ = ("flows",)
+
+    def __init__(self, flows: tuple[FlowSpec, ...]) -> None:
+        self.flows = flows
+
+    def get(self, dpid: int, default: tuple = ()) -> tuple[FlowSpec, ...]:
+        return self.flows
+
+
+Pieces = dict[tuple, "Mapping[int, tuple[FlowSpec, ...]] | _Everywhere"]   # piece key -> flows by switch
+
+
 class FlowReconciler:
-    """The flows installed on every connected switch, and the caches that keep a path setup
-    from replanning (or comparing) flows whose inputs did not change."""
+    """The flows installed on every connected switch, and the caches that keep an event from
+    replanning (or comparing) flows whose inputs did not change.
+
+    The base flows are made of *pieces*, each named by everything its flows depend on: one per
+    switch (its ARP filter, table-miss and flooding: the switch, its links and learned hosts),
+    one per host (its routes on every switch: the host's address and attachment, the links) and
+    one per online node's relay drop (the same flow on every switch). When the network changes,
+    only the pieces whose names changed are compared on each switch: a host learned or a node
+    registering costs its own flows, not a walk over every switch's table (at 150 switches and
+    300 hosts that table is 114,000 flows, and bring-up sees several hundred such events)."""
 
     def __init__(self) -> None:
         self.installed: dict[int, Table] = {}    # dpid -> what the switch was sent
-        self._base: tuple = (None, {})   # (classical version + relay drops, base flows by switch)
+        self._pieces: tuple = (None, {})          # (base stamp, Pieces) the synced switches hold
         self._route_cache: tuple = (None, None, None)   # (links version, routes, spanning tree)
-        self._flow_cache: dict[tuple, object] = {}  # per-switch and per-host base flows
-        self._synced: dict[int, tuple] = {}      # dpid -> (base stamp, relay flows) last reconciled
+        self._synced: dict[int, Table] = {}      # dpid -> relay flows last sent; base = _pieces
         self._by_cookie: dict[int, ActivePath] = {}
 
     # -- switches ----------------------------------------------------------------------------
@@ -43,28 +64,39 @@ class FlowReconciler:
     def reconcile(self, st: NetworkState, paths: Mapping[str, ActivePath], now: float) -> list[FlowMods]:
         """FlowMods turning what each switch has into what it should have.
 
-        Filter first: when the base flows are unchanged since a switch was last reconciled,
-        only its relay flows are compared (a path setup looks at the few flows it changes,
-        not at every host route of every switch); switches whose relay flows did not change
-        are skipped."""
+        A switch reconciled before is sent only the changes: the base pieces that changed since
+        and its relay flows if they did; switches where neither changed are skipped. A switch
+        seen for the first time gets its whole table."""
         if not self.installed:   # no switches (local loopback network): nothing to plan
             return []
         self._by_cookie = {ap.cookie: ap for ap in paths.values()}
-        stamp, base = self._base_flows(st)
+        old = self._pieces[1]
+        pieces = self._base_pieces(st)
+        before_by = self._changes(old, pieces) if pieces is not old else {}
+        after_by = self._changes(pieces, old) if pieces is not old else {}
         over = self._relay_overlay(st, paths, now)
         acts: list[FlowMods] = []
         for dpid in sorted(self.installed):
             mine = over.get(dpid, {})
-            synced = self._synced.get(dpid)
-            if synced is not None and synced[0] == stamp:
-                old = synced[1]
-                if old == mine:
-                    continue
-                msgs = self._diff(dpid, old, mine, now)
+            sent = self._synced.get(dpid)
+            if sent is None:
+                whole: Table = {}
+                for piece in pieces.values():
+                    for f in piece.get(dpid, ()):
+                        whole[f.key] = f
+                whole.update(mine)
+                msgs = self._diff(dpid, self.installed[dpid], whole, now, replace_all=True)
             else:
-                msgs = self._diff(dpid, self.installed[dpid], {**base.get(dpid, {}), **mine}, now,
-                                  replace_all=True)
-            self._synced[dpid] = (stamp, mine)
+                before = before_by.get(dpid, {})
+                after = after_by.get(dpid, {})
+                if sent != mine:
+                    before, after = dict(before), dict(after)
+                    before.update(sent)
+                    after.update(mine)
+                if not before and not after:
+                    continue
+                msgs = self._diff(dpid, before, after, now)
+            self._synced[dpid] = mine
             if msgs:
                 acts.append(FlowMods(dpid, msgs))
         return acts
@@ -82,45 +114,68 @@ class FlowReconciler:
                         and have[f.key].cookie == ap.cookie]
                 for k in gone:
                     del have[k]
-                synced = self._synced.get(dpid)
-                if synced is not None:
-                    self._synced[dpid] = (synced[0], {k: f for k, f in synced[1].items()
-                                                      if k not in gone})
+                sent = self._synced.get(dpid)
+                if sent is not None:
+                    self._synced[dpid] = {k: f for k, f in sent.items() if k not in gone}
         return acts
 
     # -- internals ---------------------------------------------------------------------------
+    def _changes(self, these: Pieces, others: Pieces) -> dict[int, Table]:
+        """Per switch, the flows of the pieces in ``these`` that are not in ``others``."""
+        out: dict[int, Table] = {}
+        everywhere: list[FlowSpec] = []
+        for key, piece in these.items():
+            if key in others:
+                continue
+            if isinstance(piece, _Everywhere):
+                everywhere.extend(piece.flows)
+                continue
+            for dpid, fs in piece.items():
+                t = out.setdefault(dpid, {})
+                for f in fs:
+                    t[f.key] = f
+        if everywhere:
+            for dpid in self.installed:
+                t = out.setdefault(dpid, {})
+                for f in everywhere:
+                    t[f.key] = f
+        return out
+
     def _routes(self, st: NetworkState) -> flows.Routes:
         v = st.links_version
         if self._route_cache[0] != v:
             self._route_cache = (v, flows.Routes(st.classical), flows.spanning_tree_ports(st.classical))
         return self._route_cache[1]
 
-    def _base_flows(self, st: NetworkState) -> tuple[tuple, dict[int, Table]]:
-        """Base forwarding, rebuilt only when the classical network or relay drops change; each
-        switch's own flows and each host's routes are cached until their inputs change."""
+    def _base_pieces(self, st: NetworkState) -> Pieces:
+        """The base flows as pieces, rebuilt only when the classical network or the online nodes
+        change; a piece whose name did not change is the same object as before (not replanned)."""
         drops = frozenset((a.data_ip, a.relay_port) for a in st.agents.values()
                           if a.data_ip and a.relay_port and a.node_id in st.online)
         stamp = (st.classical_version, drops)
-        if self._base[0] == stamp:
-            return self._base
+        if self._pieces[0] == stamp:
+            return self._pieces[1]
+        old = self._pieces[1]
         routes = self._routes(st)
         tree = self._route_cache[2]
         hb = flows.host_bindings(st)
-        cache, fresh = self._flow_cache, {}
-        base: dict[int, Table] = {}
+        pieces: Pieces = {}
         for dpid in st.classical:
-            key = ("switch", dpid, st.links_version, drops, hb[dpid])
-            fs = fresh[key] = cache.get(key) or flows.switch_flows(st, dpid, drops, tree[dpid], hb[dpid])
-            base[dpid] = {f.key: f for f in fs}
+            key = ("switch", dpid, st.links_version, hb[dpid])
+            piece = old.get(key)
+            pieces[key] = piece if piece is not None else \
+                {dpid: tuple(flows.switch_flows(st, dpid, tree[dpid], hb[dpid]))}
+        for ip, port in sorted(drops):
+            key = ("drop", ip, port)
+            piece = old.get(key)
+            pieces[key] = piece if piece is not None else _Everywhere((flows.relay_drop(ip, port),))
         for h in sorted(st.hosts.values(), key=lambda h: h.ip):
             key = ("host", h.ip, h.dpid, h.port, st.links_version)
-            per = fresh[key] = cache.get(key) or flows.host_flows(st, h, routes)
-            for dpid, fs in per.items():
-                for f in fs:
-                    base[dpid][f.key] = f
-        self._flow_cache = fresh
-        self._base = (stamp, base)
-        return self._base
+            piece = old.get(key)
+            pieces[key] = piece if piece is not None else \
+                {d: tuple(fs) for d, fs in flows.host_flows(st, h, routes).items()}
+        self._pieces = (stamp, pieces)
+        return pieces
 
     def _relay_overlay(self, st: NetworkState, paths: Mapping[str, ActivePath],
                        now: float) -> dict[int, Table]:
