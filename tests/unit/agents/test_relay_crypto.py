@@ -155,3 +155,21 @@ def test_replay_window_large_jump_resets_bitmap() -> None:
 def test_header_is_frozen() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         header().seq = 9  # type: ignore[misc]
+
+
+def test_xor_is_bytewise_on_both_sides_of_the_numpy_threshold():
+    for n in (0, 1, 32, rc._XOR_NUMPY_FROM - 1, rc._XOR_NUMPY_FROM, 128 * 1024 + 3):
+        a, b = os.urandom(n), os.urandom(n)
+        assert rc.xor(a, b) == bytes(x ^ y for x, y in zip(a, b)), n
+    with pytest.raises(ValueError, match="unequal lengths 3 and 4"):
+        rc.xor(b"abc", b"abcd")
+
+
+def test_an_agent_starts_without_importing_numpy():
+    """numpy is imported at the first bulk XOR, not when the agent loads (its start-up CPU
+    is what a 150-node Mininet bring-up waits for)."""
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-c", "import sys, kms_agents.agent; print('numpy' in sys.modules)"],
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
