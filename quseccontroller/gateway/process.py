@@ -25,7 +25,7 @@ from quseccontroller.dashboard.access import DashboardAccessError, check_bind
 from quseccontroller.dashboard.web import DashboardServer
 from quseccontroller.gateway.control import SERVICE, ControlServicer
 from quseccontroller.gateway.httpd import serve_http
-from quseccontroller.gateway.rpc import RpcServer, https_context, server_credentials
+from quseccontroller.gateway.rpc import RpcServer, https_context, pending_options, server_credentials
 from quseccontroller.proto import control_pb2_grpc
 
 LOG = logging.getLogger(__name__)
@@ -46,7 +46,8 @@ class GatewayServer:
         self.gateway = gateway
         gateway.bind(asyncio.get_running_loop())
         self.rpc = RpcServer(grpc_listen, credentials, services=[
-            (control_pb2_grpc.add_QuSeCControlServicer_to_server, gateway, SERVICE)])
+            (control_pb2_grpc.add_QuSeCControlServicer_to_server, gateway, SERVICE)],
+            options=pending_options(gateway.limits.total))
         self.grpc_addr = self.rpc.addr
         # The operator port needs the PKI (mutual TLS); without one (--insecure) there is none.
         self.https = None

@@ -230,6 +230,22 @@ def https_context(ca_cert: str, cert: str, key: str) -> ssl.SSLContext:
 
 _HEALTH = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 
+# gRPC core keeps the calls that arrived but that the server has not taken yet (grpc.aio takes
+# one per turn of the event loop) in a pending queue, and past 1,000 of them it cancels new ones
+# at random, every one past 3,000 (its backlog protector): the client sees a bare CANCELLED, and
+# nothing reaches the servicer, so no log says why. Thousands of agents opening their control
+# streams at once (a start, a gateway restart) overflow it while the loop registers them.
+PENDING_BASE = 1000   # gRPC's own soft bound, kept on top of the streams
+
+
+def pending_options(max_streams: int) -> list[tuple[str, int]]:
+    """Server options whose pending queue holds every capped control stream opening at once,
+    with gRPC's own room on top for the other calls (the servicer's caps still apply once
+    taken: this only stops gRPC core dropping calls before them)."""
+    soft = max(0, int(max_streams)) + PENDING_BASE
+    return [("grpc.server.max_pending_requests", soft),
+            ("grpc.server.max_pending_requests_hard_limit", 2 * soft)]
+
 
 class RpcServer:
     """An asyncio gRPC server with health checking and reflection, bound to ``listen`` (port 0:
