@@ -110,6 +110,13 @@ def switch_flows(state: NetworkState, dpid: int, tree_ports: set[int],
     return out
 
 
+def route_ports(g: nx.Graph, routes: Routes, root: int) -> tuple[tuple[int, int | None], ...]:
+    """The tree toward switch ``root`` as (switch, out-port) pairs (None at the root itself):
+    what the routes toward a host attached to ``root`` depend on besides its port."""
+    return tuple(sorted((dpid, None if up is None else _port_toward(g, dpid, up))
+                        for dpid, up in routes.toward(root).items()))
+
+
 def host_flows(state: NetworkState, h: HostInfo, routes: Routes) -> dict[int, list[FlowSpec]]:
     """Unicast IPv4 and ARP toward one host, on every switch, along its shortest-path tree."""
     g = state.classical

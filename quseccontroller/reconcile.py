@@ -25,6 +25,21 @@ class _Everywhere:
         return self.flows
 
 
+class _Hashed:
+    """A large tuple in a piece's name, hashed once (a name is looked up at every event)."""
+    __slots__ = ("value", "_hash")
+
+    def __init__(self, value: tuple) -> None:
+        self.value = value
+        self._hash = hash(value)
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Hashed) and self._hash == other._hash and self.value == other.value
+
+
 Pieces = dict[tuple, "Mapping[int, tuple[FlowSpec, ...]] | _Everywhere"]   # piece key -> flows by switch
 
 
@@ -44,6 +59,8 @@ class FlowReconciler:
         self.installed: dict[int, Table] = {}    # dpid -> what the switch was sent
         self._pieces: tuple = (None, {})          # (base stamp, Pieces) the synced switches hold
         self._route_cache: tuple = (None, None, None)   # (links version, routes, spanning tree)
+        self._inputs: tuple = (None, {})          # (links version, per-switch inputs)
+        self._trees: tuple = (None, {})           # (links version, route_ports by root switch)
         self._synced: dict[int, Table] = {}      # dpid -> relay flows last sent; base = _pieces
         self._by_cookie: dict[int, ActivePath] = {}
 
@@ -147,6 +164,25 @@ class FlowReconciler:
             self._route_cache = (v, flows.Routes(st.classical), flows.spanning_tree_ports(st.classical))
         return self._route_cache[1]
 
+    def _switch_inputs(self, st: NetworkState) -> dict[int, tuple]:
+        """Per switch, what its own base flows depend on besides its hosts: (ports, link ports,
+        edge ports, spanning-tree ports), computed once per links version."""
+        if self._inputs[0] == st.links_version:
+            return self._inputs[1]
+        self._routes(st)
+        tree = self._route_cache[2]
+        links: dict[int, set[int]] = {d: set() for d in st.classical}
+        for u, v, data in st.classical.edges(data=True):
+            links[u].add(data["ports"][u])
+            links[v].add(data["ports"][v])
+        out: dict[int, tuple] = {}
+        for dpid in st.classical:
+            ports = frozenset(st.switch_ports.get(dpid, ()))
+            edge = frozenset(p for p in ports - links[dpid] if (dpid, p) not in st.former_link_ports)
+            out[dpid] = (ports, frozenset(links[dpid]), edge, frozenset(tree[dpid]))
+        self._inputs = (st.links_version, out)
+        return out
+
     def _base_pieces(self, st: NetworkState) -> Pieces:
         """The base flows as pieces, rebuilt only when the classical network or the online nodes
         change; a piece whose name did not change is the same object as before (not replanned)."""
@@ -157,20 +193,30 @@ class FlowReconciler:
             return self._pieces[1]
         old = self._pieces[1]
         routes = self._routes(st)
-        tree = self._route_cache[2]
+        local = self._switch_inputs(st)
         hb = flows.host_bindings(st)
         pieces: Pieces = {}
         for dpid in st.classical:
-            key = ("switch", dpid, st.links_version, hb[dpid])
+            # a switch's own flows depend on its ports, links, spanning-tree ports and hosts only:
+            # a link elsewhere does not replan them
+            key = ("switch", dpid, local[dpid], hb[dpid])
             piece = old.get(key)
             pieces[key] = piece if piece is not None else \
-                {dpid: tuple(flows.switch_flows(st, dpid, tree[dpid], hb[dpid]))}
+                {dpid: tuple(flows.switch_flows(st, dpid, local[dpid][-1], hb[dpid]))}
         for ip, port in sorted(drops):
             key = ("drop", ip, port)
             piece = old.get(key)
             pieces[key] = piece if piece is not None else _Everywhere((flows.relay_drop(ip, port),))
+        if self._trees[0] != st.links_version:
+            self._trees = (st.links_version, {})
+        trees: dict[int, tuple] = self._trees[1]
         for h in sorted(st.hosts.values(), key=lambda h: h.ip):
-            key = ("host", h.ip, h.dpid, h.port, st.links_version)
+            # a host's routes depend on its attachment and the out-ports of the tree toward its
+            # switch: a link that no route toward it crosses leaves them as they are
+            tree = trees.get(h.dpid)
+            if tree is None:
+                tree = trees[h.dpid] = _Hashed(flows.route_ports(st.classical, routes, h.dpid))
+            key = ("host", h.ip, h.dpid, h.port, tree)
             piece = old.get(key)
             pieces[key] = piece if piece is not None else \
                 {d: tuple(fs) for d, fs in flows.host_flows(st, h, routes).items()}
