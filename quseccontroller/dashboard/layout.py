@@ -3,7 +3,8 @@
 Coordinates come back in a 1000 x 1000 box (y down, as SVG draws), with a margin. A location is
 ``[x, y]`` (km, y north) and is drawn as given, unless two nodes would then lie on top of each
 other (closer than ``MIN_SEPARATION`` in the box: metro networks on a country's map); such a
-graph, and one without locations for all its nodes, is laid out by Kamada-Kawai (a seeded spring layout when large or disconnected), so the
+graph, and one without locations for all its nodes, is laid out by Kamada-Kawai (a seeded spring layout when large or disconnected; past FORCE_UP_TO
+nodes the locations as given, overlaps and all, or a circle), so the
 same nodes and links always give the same picture.
 """
 from __future__ import annotations
@@ -17,6 +18,11 @@ MARGIN = 60.0
 SEED = 13
 KAMADA_KAWAI_UP_TO = 250  # nodes; beyond, a spring layout (Kamada-Kawai's cost grows as n^2)
 MIN_SEPARATION = 30.0     # in the box: closer nodes cannot be told apart
+# Beyond, no force layout: a spring layout costs O(n^2) a round (measured in the gateway, where
+# the dashboard's view lives: 38 s for 1,000 nodes on the loaded 2-core machine, minutes for
+# 5,000, holding the gateway's GIL while agents register). Such a network is drawn at its
+# locations even where dots overlap, else on a circle.
+FORCE_UP_TO = 1000
 
 
 def _fit(points: Mapping[str, tuple[float, float]], flip_y: bool) -> dict[str, tuple[float, float]]:
@@ -60,14 +66,14 @@ def layout(nodes: Iterable[str], edges: Iterable[tuple[str, str]],
     locations = locations or {}
     if nodes and all(locations.get(n) is not None for n in nodes):
         placed = _fit({n: (float(locations[n][0]), float(locations[n][1])) for n in nodes}, flip_y=True)
-        if _separated(list(placed.values())):
+        if _separated(list(placed.values())) or len(nodes) > FORCE_UP_TO:
             return "location", placed
     g = nx.Graph()
     g.add_nodes_from(nodes)
     g.add_edges_from((a, b) for a, b in sorted(edges) if a in g and b in g and a != b)
     if len(nodes) == 1:
         return "stable", {nodes[0]: (BOX / 2, BOX / 2)}
-    if len(nodes) <= 2 or g.number_of_edges() == 0:
+    if len(nodes) <= 2 or g.number_of_edges() == 0 or len(nodes) > FORCE_UP_TO:
         pos = nx.circular_layout(g)
     else:
         init = nx.circular_layout(g)   # a fixed start: the layout depends on the graph only
