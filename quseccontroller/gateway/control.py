@@ -406,6 +406,7 @@ class ControlServicer(control_pb2_grpc.QuSeCControlServicer):
         self.metrics.granted.inc()
         self.metrics.setup.observe(total)
         self.metrics.setup_app.observe(timing["app_ms"] / 1000)
+        self.metrics.setup_auth.observe(timing["auth_ms"] / 1000)
         self.metrics.flows.inc(reply.flows_installed)
         LOG.info("event=path_granted src=%s dst=%s app=%s paths=%s rule=%s flows=%d ms=%.1f "
                  "app_ms=%.1f auth_ms=%.1f", request.src_node, request.dst_node, request.application,

@@ -22,6 +22,12 @@ class Metrics:
                                "authorisations acked", buckets=buckets, registry=r)
         self.setup_app = Histogram("qusec_path_setup_app_seconds", "Time in the controller app "
                                    "(core + flow barriers)", buckets=buckets, registry=r)
+        self.setup_auth = Histogram("qusec_path_setup_auth_seconds", "Authorisations pushed to "
+                                    "every node on the path until the last ack", buckets=buckets,
+                                    registry=r)
+        self.loop_lag = Histogram("qusec_gateway_loop_lag_seconds", "How late the gateway's event "
+                                  "loop ran a 0.1 s timer (every push, ack and call waits as long)",
+                                  buckets=buckets, registry=r)
         self.flows = Counter("qusec_flows_installed", "Relay flow entries installed", registry=r)
         self.flow_entries = Gauge("qusec_flow_entries", "QuSeC flow entries on all switches now",
                                   registry=r)

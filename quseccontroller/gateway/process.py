@@ -29,6 +29,7 @@ from quseccontroller.gateway.rpc import RpcServer, https_context, pending_option
 from quseccontroller.proto import control_pb2_grpc
 
 LOG = logging.getLogger(__name__)
+LAG_PROBE_S = 0.1   # the loop-lag probe's timer
 
 
 def _url(scheme: str, server) -> str:
@@ -58,11 +59,22 @@ class GatewayServer:
         self.http = serve_http(gateway, http_listen, operator_url=self.https_url)
         self.http_url = _url("http", self.http)
         self._watch: asyncio.Task | None = None
+        self._lag: asyncio.Task | None = None
 
     async def start(self) -> None:
         await self.rpc.start()
         self.gateway.bridge.start()
         self._watch = asyncio.ensure_future(self._watch_bridge())
+        self._lag = asyncio.ensure_future(self._loop_lag())
+
+    async def _loop_lag(self, period: float = LAG_PROBE_S) -> None:
+        """How late the loop runs a timer (``qusec_gateway_loop_lag_seconds``): what every push,
+        ack and call waits on a busy gateway."""
+        loop = asyncio.get_running_loop()
+        while True:
+            t = loop.time()
+            await asyncio.sleep(period)
+            self.gateway.metrics.loop_lag.observe(max(0.0, loop.time() - t - period))
 
     async def _watch_bridge(self) -> None:
         """SERVING exactly while the controller app is connected."""
@@ -76,8 +88,9 @@ class GatewayServer:
             await asyncio.sleep(0.1)
 
     async def stop(self, grace: float = 1.0) -> None:
-        if self._watch is not None:
-            self._watch.cancel()
+        for task in (self._watch, self._lag):
+            if task is not None:
+                task.cancel()
         for s in self.gateway.sessions.snapshot().values():
             s.close()
         await self.rpc.stop(grace)

@@ -101,6 +101,13 @@ def test_gateway_takes_a_burst_of_calls_while_its_loop_is_busy(tmp_path):
     srv = LoopThread(make)
     try:
         out = burst(srv.server.grpc_addr, srv)
+        lag = srv.server.gateway.metrics.registry.get_sample_value
+        held = asyncio.run_coroutine_threadsafe(asyncio.sleep(0), srv.loop)
+        held.result(10)
+        time.sleep(0.3)   # the probe's next turn has seen the hold
     finally:
         srv.stop()
     assert out == {"OK": BURST}, out
+    # the held loop shows in qusec_gateway_loop_lag_seconds (the probe's timer ran that late)
+    assert lag("qusec_gateway_loop_lag_seconds_sum") >= 0.8 * HOLD_S
+    assert lag("qusec_gateway_loop_lag_seconds_bucket", {"le": "0.5"}) < lag("qusec_gateway_loop_lag_seconds_count")
