@@ -19,6 +19,7 @@ import json
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -33,6 +34,11 @@ from kms_agents.relay.messages import (EXT_DOMAINS, EXT_LEVEL, EXT_PATH, Ack, Ac
 log = logging.getLogger(__name__)
 
 PENDING_SHARES_TTL_S = 30.0
+# A void can overtake its relay message (the message still queued at a node behind, the void
+# passed on at once): the destination remembers voided key ids this long, and at most this
+# many (oldest forgotten first), and refuses them if they arrive after all.
+VOIDED_TTL_S = 60.0
+VOIDED_MAX = 65536
 
 Send = Callable[[str, str, RelayMessage, float], Ack]
 VoidSend = Callable[[str, str, VoidMessage, float], Ack]
@@ -175,6 +181,7 @@ class HopReceiver:
         self._clock = clock
         self._replay = crypto.ReplayWindow()
         self.pending: dict[str, _Pending] = {}   # key id -> shares arrived so far (destination)
+        self._voided: OrderedDict[str, float] = OrderedDict()   # key id -> when voided (destination)
         # At an interworking KME (set by the agent; None: keys are never handed off here):
         # (handoff, initiator SAE, target SAEs, [(key id, key)], timeout s) -> the domains they
         # went on through (a list, for the ack's EXT_DOMAINS) once the next domain acknowledged
@@ -403,9 +410,11 @@ class HopReceiver:
             return lambda: self._hand_off(header, auth, keys, ack, left)
         try:
             slaves = list(header.target_sae_ids)   # one list and one meta for the keys of a message
-            self._store.put([StoredKey(key_id=kid, master_sae=header.initiator_sae_id,
-                                       slaves=slaves, material=m, meta=meta)
-                             for kid, m in zip(ids, materials)])
+            with self._lock:   # a void holds it while it looks for the keys: stored or refused
+                self._refuse_voided(ids)
+                self._store.put([StoredKey(key_id=kid, master_sae=header.initiator_sae_id,
+                                           slaves=slaves, material=m, meta=meta)
+                                 for kid, m in zip(ids, materials)])
         except DuplicateKey:
             raise RelayFailure(Reason.DUPLICATE,
                                f"key {header.key_id} is already stored at {self.node_id}", "replay") from None
@@ -438,6 +447,25 @@ class HopReceiver:
         if domains:   # back to the source with the ack: the key_extension names them
             ack.extensions[EXT_DOMAINS] = json.dumps(domains)
         return ack
+
+    def _refuse_voided(self, ids: Sequence[str]) -> None:
+        """Refuse keys their source voided before they arrived (caller holds the lock)."""
+        cutoff = time.monotonic() - VOIDED_TTL_S
+        while self._voided and next(iter(self._voided.values())) < cutoff:
+            self._voided.popitem(last=False)
+        late = [kid for kid in ids if kid in self._voided]
+        if late:
+            raise RelayFailure(Reason.DENIED, f"node {self.node_id}: key {late[0]} was voided by its "
+                                              "source before it arrived: not stored", "voided")
+
+    def _remember_voided(self, ids: Sequence[str]) -> None:
+        """Remember voided key ids (caller holds the lock)."""
+        now = time.monotonic()
+        for kid in ids:
+            self._voided.pop(kid, None)
+            self._voided[kid] = now
+        while len(self._voided) > VOIDED_MAX:
+            self._voided.popitem(last=False)
 
     def _drop_pending(self, key_id: str) -> None:
         with self._lock:
@@ -485,10 +513,11 @@ class HopReceiver:
             log.info("voided key %s (%s) handed off to %s/%s", msg.key_id, msg.reason,
                      auth.handoff.peer_domain, auth.handoff.peer_kme)
             return Ack(AckStatus.VOIDED, key_id=msg.key_id, message=msg.reason)
-        with self._store.transaction():
+        with self._lock, self._store.transaction():
             stored = {kid: self._store.peek(kid) for kid in ids}
             ours = [kid for kid, k in stored.items() if k is not None and msg.path_id in relayed_over(k.meta)]
             self._store.discard(ours)
+            self._remember_voided([kid for kid, k in stored.items() if k is None])
         others = [kid for kid, k in stored.items() if k is not None and kid not in ours]
         if others:
             metrics.refused("relay", "void_not_on_path",

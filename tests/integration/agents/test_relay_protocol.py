@@ -403,3 +403,27 @@ def test_part_of_a_request_fails_the_delivered_part_is_voided(line: Net, monkeyp
         assert e.pending_count("sae-a", "sae-e") == 0
     finally:
         proxy.server.stop(0)
+
+
+def test_a_key_voided_before_it_arrives_is_not_stored(line: Net) -> None:
+    """A void can overtake its relay message (the message still queued at a node behind it, the
+    void passed on at once; seen on a loaded 150-node Mininet: the source's attempt timed out,
+    the void reached the destination first and the late message stored a key the master was
+    told had failed, kept forever). The destination refuses keys voided before they arrived."""
+    from kms_agents.relay.messages import VoidMessage
+    reply = line.grant([LINE])
+    path_id = reply.paths[0].path_id
+    keys = [(f"late-{i}-{os.urandom(4).hex()}", os.urandom(32)) for i in range(2)]
+    e = line.nodes["E"]
+    ack = e.engine.receiver.handle_void(VoidMessage(path_id=path_id, key_id=keys[0][0], reason="timeout",
+                                                    from_node="D", key_ids=tuple(k for k, _ in keys)), "D")
+    assert ack.status.name == "KEY_NOT_PRESENT"
+    with pytest.raises(RelayFailure, match="voided by its source before it arrived") as info:
+        line.nodes["A"].engine._relay_batch(reply, "sae-a", ["sae-e"], "E", keys, lambda p: p)
+    assert info.value.reason == Reason.DENIED
+    assert all(e.store.peek(kid) is None for kid, _ in keys)
+    assert e.store.pending_count("sae-a", "sae-e") == 0
+    # other keys on the same path still go through
+    fresh = [(f"fresh-{os.urandom(4).hex()}", os.urandom(32))]
+    line.nodes["A"].engine._relay_batch(line.grant([LINE]), "sae-a", ["sae-e"], "E", fresh, lambda p: p)
+    assert e.store.peek(fresh[0][0]) is not None
