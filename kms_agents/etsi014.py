@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from kms_agents import metrics
@@ -219,7 +220,9 @@ class _Connection(web.RequestHandler):
 
 
 def _response(reply: Reply) -> web.Response:
-    data = b"" if reply.body is None else json.dumps(reply.body).encode()
+    # orjson: a bulk answer (128 base64 keys, ~200 kB) took the stdlib encoder about 0.5 ms of the
+    # source node's CPU per request (the largest Python item there), orjson some 0.04 ms
+    data = b"" if reply.body is None else orjson.dumps(reply.body, option=orjson.OPT_NON_STR_KEYS)
     headers = {"Server": SERVER, "Cache-Control": "no-store", **reply.headers}
     if reply.body is not None:
         headers["Content-Type"] = "application/json; charset=utf-8"

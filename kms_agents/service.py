@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import logging
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -20,7 +19,7 @@ from kms_agents.delivery import KeyDelivery, PeerNotifier
 from kms_agents.keyrequest import (MSG_EXT_OPTIONAL, MSG_KEYS_NOT_FOUND, KeyServiceError, bad, check_extensions,
                                    parse_dec_request, parse_enc_request)
 from kms_agents.keysource import KeySource, KeySourceError
-from kms_agents.keystore import KeyNotFound, KeyStore, NotAuthorised
+from kms_agents.keystore import KeyNotFound, KeyStore, NotAuthorised, new_key_ids
 from kms_agents.relayer import Relayer, RequestOptions
 
 log = logging.getLogger(__name__)
@@ -114,7 +113,7 @@ class KeyService:
                       parameter="additional_slave_SAE_IDs")
         dst_nodes = {self._slave_node(s, "additional slave SAE ID", foreign_ok) for s in slaves}
         container_ext = check_extensions(req, self.delivery.route_of(dst_nodes), len(dst_nodes))
-        ids = [str(uuid.uuid4()) for _ in range(req.number)]
+        ids = new_key_ids(req.number)
         delivered = self.delivery.deliver(caller, slaves, ids, req.size, req.security_level,
                                           options=RequestOptions(dict(req.mandatory), dict(req.optional)))
         max_hops = req.optional.get("qusec_max_hops")

@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from kms_agents import metrics
-from kms_agents.keystore import KeyStore
+from kms_agents.keystore import KeyStore, new_key_ids
 from kms_agents.qkd_module import KeySourceError
 from kms_agents.relay import attempts, crypto, hybrid, shares
 from kms_agents.relay.authz import AuthTable
@@ -306,7 +306,7 @@ class RelayEngine:
                 check_path(fresh)
             # Fresh keys under fresh IDs: the first attempt's keys are voided over their own
             # path, and a late copy of them can neither be delivered twice nor void the retry.
-            again = [(str(uuid.uuid4()), secrets.token_bytes(len(m))) for _, m in keys]
+            again = [(kid, secrets.token_bytes(len(m))) for kid, (_, m) in zip(new_key_ids(len(keys)), keys)]
             log.info("relay on %s failed (%s); retrying on %s with fresh keys", plan.hops(),
                      exc.message, fresh.hops())
             try:

@@ -17,10 +17,10 @@ import math
 import os
 import threading
 import time
-import uuid
 from collections import deque
 from dataclasses import dataclass, field
 
+from kms_agents.keystore import new_key_ids
 from kms_agents.relay.engine import RelayEngine
 from kms_agents.relay.messages import RelayFailure
 from kms_agents.relayer import RelayResult
@@ -153,7 +153,7 @@ class PreRelay:
             self._void(keys, "pair idle")
         relayed = 0
         for (master, slave, dst, size), n in todo:
-            batch = [(str(uuid.uuid4()), os.urandom(size)) for _ in range(n)]
+            batch = [(kid, os.urandom(size)) for kid in new_key_ids(n)]
             try:
                 out, plan, level = self.engine.relay_keys(
                     master_sae=master, slave_saes=[slave], dst_node=dst, keys=batch,

@@ -93,3 +93,14 @@ def test_a_bug_in_the_service_is_a_500_for_that_request(caplog) -> None:
     reply = call(Service(), "sae-b1", "POST", Route("sae-a1", "dec_keys", ""), b'{"key_IDs": []}')
     assert reply == Reply(500, {"message": "internal error in the KME"})
     assert "failed" in caplog.text and etsi014.log.name == "kms_agents.etsi014"
+
+
+def test_an_answer_body_is_the_replys_json() -> None:
+    import json
+    body = {"keys": [{"key_ID": "01a2335c-a4c7-703a-a72f-97e2196b7723", "key": "AAEC",
+                      "key_extension": {"qusec_hops": 2, "qusec_path": ["a", "b"]}}],
+            "message": "café", "details": [{"n": 1}]}
+    resp = etsi014._response(Reply(200, body))
+    assert json.loads(resp.body.decode("utf-8")) == body
+    assert resp.headers["Content-Type"] == "application/json; charset=utf-8"
+    assert etsi014._response(Reply(401, None)).body == b""
