@@ -528,28 +528,35 @@ class ControlServicer(control_pb2_grpc.QuSeCControlServicer):
 
     async def _deliver(self, auths: list[dict]) -> None:
         """Push every authorisation down its node's stream and wait for all the acks."""
-        sessions = self.sessions.snapshot()
-        missing = sorted({a["node_id"] for a in auths} - set(sessions))
+        sessions = {n: self.sessions.get(n) for n in {a["node_id"] for a in auths}}
+        missing = sorted(n for n, s in sessions.items() if s is None)
         if missing:
             raise PathRefused("disconnected",
                               f"no control stream from node(s) {', '.join(missing)} on the path",
                               message=f"not connected: {', '.join(missing)}")
-        waits = []
+        # One future for the whole path, set by the last ack (a path of 60 hops waited on 60
+        # events, each with a wait_for task of its own, on the loop every push and ack shares).
+        all_acked = asyncio.get_running_loop().create_future()
+        waiting: dict[tuple[str, str], AgentSession] = {}
+
+        def on_ack(key: tuple[str, str]) -> None:
+            waiting.pop(key, None)
+            if not waiting and not all_acked.done():
+                all_acked.set_result(None)
         for a in auths:
-            session = sessions[a["node_id"]]
-            ev = session.expect_ack(a["auth"]["path_id"])
-            session.send(records.authorise_proto(a["auth"]))
-            waits.append((a["node_id"], ev))
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.ack_timeout
-        late = set()
-        for node, ev in waits:
-            if ev.is_set():
-                continue
-            try:
-                await asyncio.wait_for(ev.wait(), max(0.001, deadline - loop.time()))
-            except asyncio.TimeoutError:
-                late.add(node)
+            key = (a["node_id"], a["auth"]["path_id"])
+            waiting[key] = sessions[a["node_id"]]
+        for a in auths:
+            key = (a["node_id"], a["auth"]["path_id"])
+            waiting[key].expect_ack(key[1], lambda key=key: on_ack(key))
+            waiting[key].send(records.authorise_proto(a["auth"]))
+        try:
+            if waiting:
+                await asyncio.wait((all_acked,), timeout=self.ack_timeout)
+        finally:   # acks not come by now (or the caller gone) are waited for no longer
+            late = {node for node, _ in waiting}
+            for (_, path_id), session in waiting.items():
+                session.forget_ack(path_id)
         if late:
             raise error_info(grpc.StatusCode.DEADLINE_EXCEEDED,
                              f"authorisation not acknowledged within {self.ack_timeout:.1f}s by "

@@ -18,7 +18,7 @@ class AgentSession:
         self.register = register           # its Register as a wire dict (re-sent to a new app)
         self.identity = identity           # the certificate's urn role:name
         self.out: asyncio.Queue = asyncio.Queue()
-        self.acks: dict[str, asyncio.Event] = {}
+        self.acks: dict[str, Callable[[], None]] = {}   # path id -> called on its ack
         self.links: dict[str, dict] = {}   # link id -> last reported state (wire dict)
         self.key_gauges: dict[str, Any] = {}   # link id -> its qusec_link_key_bits child
         self.refused_links: set[tuple[str, str]] = set()   # (link, reason) already logged
@@ -27,13 +27,17 @@ class AgentSession:
     def send(self, msg: control_pb2.ControllerMessage | None) -> None:
         self.out.put_nowait(msg)
 
-    def expect_ack(self, path_id: str) -> asyncio.Event:
-        return self.acks.setdefault(path_id, asyncio.Event())
+    def expect_ack(self, path_id: str, on_ack: Callable[[], None]) -> None:
+        self.acks[path_id] = on_ack
+
+    def forget_ack(self, path_id: str) -> None:
+        """No longer waiting for ``path_id``'s ack (delivery gave up)."""
+        self.acks.pop(path_id, None)
 
     def acked(self, path_id: str) -> None:
-        ev = self.acks.pop(path_id, None)
-        if ev is not None:
-            ev.set()
+        on_ack = self.acks.pop(path_id, None)
+        if on_ack is not None:
+            on_ack()
 
     def close(self) -> None:
         self.out.put_nowait(None)
