@@ -42,11 +42,30 @@ def link_timeout(switches: Switches) -> float:
     return max(switches.LINK_TIMEOUT, 3 * round_s)
 
 
+LLDP_MISSED = 3   # LLDPs sent on a link's source port since one came back, before it expires
+
+
+def missed(switches: Switches, src) -> int:
+    """LLDPs sent from port ``src`` since one of them was last received (os-ken's PortData.sent;
+    a port that is gone counts as missed)."""
+    data = switches.ports.get(src) if hasattr(switches.ports, "get") else None
+    return LLDP_MISSED if data is None else data.sent
+
+
 def expire_links(switches: Switches, now: float) -> list[Link]:
-    """One round of the expiry loop: drop links silent for :func:`link_timeout`, tell observers."""
+    """One round of the expiry loop: drop links silent for :func:`link_timeout` whose source port
+    has also sent :data:`LLDP_MISSED` LLDPs that never came back, tell observers.
+
+    Time alone is not evidence: when the hub is busy (a 200-node bring-up keeps osken-manager at
+    100 %), os-ken sends its LLDPs late, links went stale by the clock while their ports had not
+    even been probed again, and each expiry replanned the flows of every host whose routes
+    crossed the link, keeping the hub busier still (measured: a link expiring every 2 s, every
+    path request past its deadline). A link silent three times longer than its timeout goes
+    whatever the count says (a cable moved to another port keeps its source port answered)."""
     timeout = link_timeout(switches)
     stale = [link for link, seen in list(switches.links.items())
-             if seen + timeout < now]
+             if seen + timeout < now and (missed(switches, link.src) >= LLDP_MISSED
+                                          or seen + 3 * timeout < now)]
     expired = []
     for link in stale:
         if not drop_link(switches.links, link):
@@ -75,5 +94,14 @@ def link_loop(self: Switches) -> None:
 
 
 def install() -> None:
-    """Use the race-safe loop for every Switches app started after this call."""
+    """Use the race-safe loop for every Switches app started after this call, and no os-ken host
+    discovery: QuSeC learns hosts itself (``state.host_seen``), while os-ken's handler parsed
+    every packet-in and, at each new link, walked every host it had seen (a seventh of a busy
+    200-node bring-up's samples went there). Without the ``set_ev_cls`` mark the handler is not
+    registered at all."""
     Switches.link_loop = link_loop
+    Switches.host_discovery_packet_in_handler = _no_host_discovery
+
+
+def _no_host_discovery(self: Switches, ev) -> None:
+    """Not registered as a handler (no ``set_ev_cls``): os-ken's host list stays empty."""

@@ -129,3 +129,45 @@ def test_a_small_network_keeps_os_kens_timeout() -> None:
     sw = FakeSwitches()
     sw.ports = {port(1, i) for i in range(1, 9)}
     assert lldpfix.link_timeout(sw) == 10.0
+
+
+def ports_with_sent(*counts: tuple[Port, int]):
+    from os_ken.topology.switches import PortData, PortDataState
+    state = PortDataState()
+    for p, sent in counts:
+        state.add_port(p, b"")
+        data = state[p]
+        data.sent = sent
+    return state
+
+
+def test_a_link_goes_stale_by_the_clock_only_once_its_port_missed_three_lldps() -> None:
+    """A busy hub sends LLDPs late: a link whose source port was not probed again since its last
+    LLDP came back is not expired however old it looks; after three unanswered LLDPs it is."""
+    sw = FakeSwitches()
+    fwd, rev = link_pair(sw, seen=0.0)
+    sw.ports = ports_with_sent((fwd.src, 1), (rev.src, lldpfix.LLDP_MISSED))
+    timeout = lldpfix.link_timeout(sw)
+    expired = lldpfix.expire_links(sw, now=timeout + 1.0)
+    assert expired == [rev]                  # its port sent three LLDPs that never came back
+    assert fwd in sw.links                   # probed once since: not evidence yet
+    sw.ports[fwd.src].sent = lldpfix.LLDP_MISSED
+    assert lldpfix.expire_links(sw, now=timeout + 2.0) == [fwd]
+
+
+def test_a_link_silent_three_timeouts_goes_whatever_its_port_says() -> None:
+    sw = FakeSwitches()
+    fwd, rev = link_pair(sw, seen=0.0)
+    sw.ports = ports_with_sent((fwd.src, 0), (rev.src, 0))
+    timeout = lldpfix.link_timeout(sw)
+    assert lldpfix.expire_links(sw, now=2 * timeout) == []
+    assert sorted(map(str, lldpfix.expire_links(sw, now=3 * timeout + 1.0))) == sorted(map(str, [fwd, rev]))
+
+
+def test_os_ken_host_discovery_is_not_registered() -> None:
+    """QuSeC learns hosts itself: os-ken's per-packet-in host discovery handler is gone."""
+    import inspect
+    lldpfix.install()
+    handlers = [n for n, m in inspect.getmembers(Switches) if hasattr(m, "callers")]
+    assert "lldp_packet_in_handler" in handlers and "port_status_handler" in handlers
+    assert "host_discovery_packet_in_handler" not in handlers
