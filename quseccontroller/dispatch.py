@@ -175,7 +175,11 @@ class BridgeDispatch:
             ap = self.core.paths.get(pid)
             if pid not in seen and ap is not None and tuple(ap.nodes) != route:
                 self.events.record("reroute", now, path_id=pid, result="moved", nodes=list(ap.nodes))
-        self.sender.execute(actions)
+        # Sent with their barriers, not waited for: an agent's event gates nothing on them (a path
+        # grant's own barrier confirms everything sent to its switches before it), and waiting
+        # held each registration up to the barrier timeout while ovs-vswitchd worked through a
+        # 200-node bring-up's flows, so agents gave up and registered again (twice as many flows).
+        self.sender.execute(actions, confirm=False)
 
     def _report(self, args: dict, now: float) -> dict:
         node, links = records.report_from_wire(args)

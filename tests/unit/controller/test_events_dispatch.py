@@ -150,3 +150,24 @@ def test_a_move_that_keeps_every_old_node_is_a_reroute_event():
     d.handle("report", records.report_to_wire("B", off))
     moved = [e for e in log.since(seq)["events"] if e["kind"] == "reroute"]
     assert [(e["path_id"], e["result"], e["nodes"]) for e in moved] == [(pid, "moved", ["A", "B", "E", "F", "C"])]
+
+
+def test_agent_events_do_not_wait_for_barriers():
+    """A registration, report or departure sends its flows with their barriers and answers at
+    once: waiting held each registration up to the barrier timeout while ovs-vswitchd worked
+    through a 200-node bring-up, and agents gave up and registered again."""
+    class KwSender(RecordingSender):
+        def __init__(self) -> None:
+            super().__init__()
+            self.kwargs: list[dict] = []
+
+        def execute(self, actions, **kw):
+            self.kwargs.append(kw)
+            return super().execute(actions)
+
+    sender = KwSender()
+    d = BridgeDispatch(QuSeCCore(inventory=inventory_for(SQUARE)), sender, lambda: {}, EventLog())
+    for i, n in enumerate("ABCD", start=1):
+        register(d, n, i)
+    d.handle("gone", {"node_id": "D"})
+    assert len(sender.kwargs) == 5 and all(kw.get("confirm") is False for kw in sender.kwargs)
