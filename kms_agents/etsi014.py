@@ -277,6 +277,9 @@ class _Accept:
             return
         finally:
             deadline.cancel()
+        if tls is None:   # aborted at the deadline: start_tls gives None instead of raising
+            edge.limits.open -= 1
+            return
         sae, refusal = edge.identify(tls.get_extra_info("ssl_object"))
         conn = _Connection(edge, peer, sae, refusal)
         tls.set_protocol(conn)

@@ -18,7 +18,8 @@ from tests.helpers.kmsnet import refusals, small_topology
 
 pytestmark = pytest.mark.integration
 
-CAPS = {"etsi014_handshake_s": 1.5, "etsi014_idle_s": 2.0, "etsi014_request_s": 2.0}
+CAPS = {"etsi014_handshake_s": 1.5, "etsi014_idle_s": 2.0, "etsi014_request_s": 2.0,
+        "etsi014_connections": 8}
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +88,21 @@ def test_idle_keep_alive_connection_is_closed_after_idle_s(net) -> None:
     with tls(net) as s:                      # a connection that never sends a request at all
         took = closed_after(s, 10.0)
     assert CAPS["etsi014_idle_s"] - 0.3 < took < CAPS["etsi014_idle_s"] + 2.0, took
+
+
+def test_connections_cut_at_the_handshake_deadline_give_their_slots_back(net) -> None:
+    """A connection aborted at the handshake deadline used to keep its slot (start_tls answers
+    None then, and the count was never given back): as many silent connections as the cap
+    would have shut the endpoint to everyone for good."""
+    socks = [socket.create_connection(address(net), timeout=10) for _ in range(CAPS["etsi014_connections"])]
+    try:
+        took = [closed_after(s, 10.0) for s in socks]
+        assert max(took) < CAPS["etsi014_handshake_s"] + 3.0, took
+    finally:
+        for s in socks:
+            s.close()
+    served(net)
+    served(net)
 
 
 def test_trickled_body_is_cut_at_the_request_deadline(net) -> None:
