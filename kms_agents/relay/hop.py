@@ -382,10 +382,13 @@ class HopReceiver:
                 pending.responder = responder
             ack.extensions[hybrid.EXT_ANSWER] = hybrid.b64(responder.answer)
         with self._lock:
+            # the last share's handler completes the key, once: two shares arriving together
+            # both saw every share here and both stored it (DUPLICATE for the second path)
             complete = (len(pending.shares) == header.share_count
-                        and (level == "qkd" or pending.responder is not None))
+                        and (level == "qkd" or pending.responder is not None)
+                        and self.pending.get(header.key_id) is pending)
             if complete:
-                self.pending.pop(header.key_id, None)
+                del self.pending[header.key_id]
         if not complete:
             return lambda: ack
         if level == "pqc":  # no QKD key: derive() only uses its length
